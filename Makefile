@@ -1,0 +1,57 @@
+# gs-ds-env: `make help` lists the targets. Settings come from .env (see .env.example);
+# THEME=, PY=, TARGET= on the command line override them for one run.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/uv/bin/uv)
+VENV := .venv
+INV := $(VENV)/bin/inv
+OPTS = $(if $(THEME),--theme $(THEME)) $(if $(PY),--py $(PY))
+
+.PHONY: help venv kernel kernels kernels-restore build data deploy deploy-dry-run test lint bench clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(CURDIR)/.tools/uv/bin/uv:
+	@echo "uv not found: installing it into .tools/uv (pip --target; nothing else is touched)"
+	python3 -m pip install --quiet --disable-pip-version-check --target .tools/uv uv
+
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --locked
+	@touch $@
+
+venv: $(VENV)/.synced ## Create/refresh the project's tool venv (.venv) from uv.lock
+
+kernel: venv ## Build the theme kernel: make kernel THEME=tabular PY=3.12 [FORCE=1]
+	$(INV) kernel $(OPTS) $(if $(FORCE),--force)
+
+kernels: venv ## List theme kernels with Python, venv size and status
+	$(INV) kernels
+
+kernels-restore: venv ## Re-register every kernel from its manifest (after a notebook restart)
+	$(INV) kernels-restore
+
+build: venv ## Build the theme's training image
+	$(INV) build $(OPTS)
+
+data: venv ## Fetch, verify, split and stage the Titanic data
+	$(INV) data $(if $(TARGET),--target $(TARGET))
+
+deploy: venv ## Kernel -> image -> data -> training job -> report (TARGET=local by default)
+	$(INV) deploy $(OPTS) $(if $(TARGET),--target $(TARGET))
+
+deploy-dry-run: venv ## Print the deploy plan (every command and AWS call) and run nothing
+	$(INV) deploy $(OPTS) $(if $(TARGET),--target $(TARGET)) --dry-run
+
+test: venv ## Run the test suite (real uv, real kernels, real Docker when available)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: venv ## shellcheck the bin/ scripts
+	$(VENV)/bin/shellcheck -S style bin/*.sh .ci/*.sh
+
+bench: venv ## Benchmarks: kernel creation vs venv+pip, disk per venv, image build and deploy timings
+	$(VENV)/bin/python -m gs_ds_env.bench
+
+clean: ## Remove runs/ and staged data (keeps kernels, venvs and images)
+	rm -rf runs data/staged

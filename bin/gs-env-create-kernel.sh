@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# Create (or safely rebuild) one theme's uv virtualenv and register it as the Jupyter kernel
+# <theme>_<pyver>. Standalone: usable from a notebook lifecycle script with nothing but bash and python3.
+set -Eeuo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: gs-env-create-kernel.sh [--force] [--register-only] <theme> <python_version> [requirements_file] [torch_backend]
+
+Create themes/<theme>/kernel/.venv with uv for Python <python_version> (3.N or 3.NN), install the
+requirements (default themes/<theme>/kernel/requirements.txt) plus ipykernel, and register the Jupyter
+kernel <theme>_<pyver> (e.g. tabular_312) whose env puts the venv first on PATH.
+
+  torch_backend     auto (default), cpu, cu121, cu126, ..., rocm6.3, xpu, or none (passed to uv --torch-backend)
+  --force           rebuild even when the venv matches the manifest and is healthy
+  --register-only   only (re-)register the kernelspec of an existing healthy venv (what restore does)
+  -h, --help        this help
+
+Environment (or .env next to the repo): WORKING_DIR holds uv, caches and uv-managed Pythons
+(default /home/ec2-user/SageMaker/.myenv on a SageMaker notebook, else ~/.local/share/gs-ds-env).
+JUPYTER_DATA_DIR is respected. A rebuild is built aside and swapped in only when it works.
+EOF
+}
+
+die() { printf 'gs-env-create-kernel: %s\n' "$*" >&2; exit 2; }
+log() { printf '[kernel] %s\n' "$*" >&2; }
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# ---- arguments, all validated before anything is created -------------------------------------------
+force=0
+register_only=0
+positional=()
+while (($#)); do
+  case "$1" in
+    -h | --help) usage; exit 0 ;;
+    --force) force=1 ;;
+    --register-only) register_only=1 ;;
+    --) shift; positional+=("$@"); break ;;
+    -?*) die "unknown option '$1' (see --help)" ;;
+    *) positional+=("$1") ;;
+  esac
+  shift
+done
+((${#positional[@]} >= 2 && ${#positional[@]} <= 4)) || { usage >&2; exit 2; }
+
+theme="${positional[0]}"
+py_version="${positional[1]}"
+requirements="${positional[2]:-}"
+torch_backend="${positional[3]:-auto}"
+
+[[ "$theme" =~ ^[a-z][a-z0-9_-]*$ ]] ||
+  die "theme '$theme' is not a valid name: use lowercase letters, digits, '_' or '-', starting with a letter"
+theme_dir="$REPO_ROOT/themes/$theme"
+if [[ ! -d "$theme_dir" ]]; then
+  available="$(find "$REPO_ROOT/themes" -mindepth 1 -maxdepth 1 -type d -printf '%f ' 2>/dev/null | xargs -n1 2>/dev/null | sort | xargs)"
+  die "theme '$theme' does not exist under themes/; available: ${available:-none}"
+fi
+[[ "$py_version" =~ ^3\.[0-9]{1,2}$ ]] ||
+  die "python version '$py_version' is not of the form 3.N or 3.NN (e.g. 3.12)"
+requirements="${requirements:-$theme_dir/kernel/requirements.txt}"
+[[ -f "$requirements" ]] || die "requirements file '$requirements' does not exist"
+requirements="$(cd "$(dirname "$requirements")" && pwd)/$(basename "$requirements")"
+[[ "$torch_backend" =~ ^(auto|none|cpu|cu[0-9]{2,3}|rocm[0-9]+(\.[0-9]+)*|xpu)$ ]] ||
+  die "torch backend '$torch_backend' is not one of auto, none, cpu, cuNNN (e.g. cu126), rocmX.Y, xpu"
+
+kernel_name="${theme}_${py_version//./}"
+kernel_dir="$theme_dir/kernel"
+venv="$kernel_dir/.venv"
+manifest="$kernel_dir/manifest.env"
+frozen="$kernel_dir/requirements.lock.txt"
+
+# ---- WORKING_DIR: everything that must survive a notebook restart and must not fill / ---------------
+env_file_value() { # KEY -> value from the repo's .env, if any (read, never sourced)
+  [[ -f "$REPO_ROOT/.env" ]] || return 0
+  sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" "$REPO_ROOT/.env" | tail -n 1 | sed -e 's/^["'\'']//' -e 's/["'\'']$//'
+}
+if [[ -z "${WORKING_DIR:-}" ]]; then
+  WORKING_DIR="$(env_file_value WORKING_DIR)"
+fi
+if [[ -z "${WORKING_DIR:-}" ]]; then
+  if [[ -d /home/ec2-user/SageMaker ]]; then
+    WORKING_DIR=/home/ec2-user/SageMaker/.myenv
+  else
+    WORKING_DIR="${XDG_DATA_HOME:-$HOME/.local/share}/gs-ds-env"
+  fi
+fi
+WORKING_DIR="${WORKING_DIR/#\~/$HOME}"
+mkdir -p "$WORKING_DIR/cache/uv" "$WORKING_DIR/cache/pip" "$WORKING_DIR/python" "$WORKING_DIR/cache/huggingface" "$WORKING_DIR/cache/torch"
+export UV_CACHE_DIR="$WORKING_DIR/cache/uv"
+export PIP_CACHE_DIR="$WORKING_DIR/cache/pip"
+export UV_PYTHON_INSTALL_DIR="$WORKING_DIR/python"
+# uv hardlinks from its cache only within one filesystem; across two it must copy (and would warn).
+if [[ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d "$kernel_dir")" ]]; then
+  log "note: the uv cache ($UV_CACHE_DIR) and $kernel_dir are on different filesystems; packages are copied, not linked"
+  export UV_LINK_MODE=copy
+fi
+
+# ---- uv: use the one on PATH, else the one in WORKING_DIR, else bootstrap it there ---------------
+find_uv() {
+  if command -v uv >/dev/null 2>&1; then command -v uv; return; fi
+  if [[ -x "$WORKING_DIR/tools/uv/bin/uv" ]]; then echo "$WORKING_DIR/tools/uv/bin/uv"; return; fi
+  log "uv not found: installing it into $WORKING_DIR/tools/uv (pip --target, nothing touches the base env)"
+  python3 -m pip install --quiet --disable-pip-version-check --target "$WORKING_DIR/tools/uv" uv >&2
+  echo "$WORKING_DIR/tools/uv/bin/uv"
+}
+UV="$(find_uv)"
+
+kernelspec_root() { # where `jupyter kernelspec` looks for user kernels; honours JUPYTER_DATA_DIR
+  "$1" -c 'from jupyter_core.paths import jupyter_data_dir; print(jupyter_data_dir())'
+}
+
+manifest_value() { # KEY [FILE] -> value from a manifest.env, empty when there is none
+  local file="${2:-$manifest}"
+  [[ -f "$file" ]] || return 0
+  sed -n "s/^$1=\"\{0,1\}\([^\"]*\)\"\{0,1\}$/\1/p" "$file" | tail -n 1
+}
+
+venv_healthy() { # DIR -> 0 when its python starts and imports ipykernel
+  [[ -x "$1/bin/python" ]] && "$1/bin/python" -c 'import ipykernel' >/dev/null 2>&1
+}
+
+register_kernel() { # VENV -> writes the kernelspec <kernel_name> with ipykernel from the venv's own python
+  local python="$1/bin/python" full_version
+  full_version="$("$python" -c 'import platform; print(platform.python_version())')"
+  "$python" -m ipykernel install --user --name "$kernel_name" \
+    --display-name "Python $full_version ($theme)" \
+    --env VIRTUAL_ENV "$1" \
+    --env PATH "$1/bin:\${PATH}" \
+    --env HF_HOME "$WORKING_DIR/cache/huggingface" \
+    --env TORCH_HOME "$WORKING_DIR/cache/torch" >/dev/null
+  log "registered kernel $kernel_name -> $(kernelspec_root "$python")/kernels/$kernel_name"
+}
+
+if ((register_only)); then
+  venv_healthy "$venv" || die "$venv is missing or broken; rebuild it with: $0 $theme $py_version"
+  register_kernel "$venv"
+  exit 0
+fi
+
+requirements_sha="$(sha256sum "$requirements" | cut -d' ' -f1)"
+
+# ---- idempotence: same inputs and a healthy venv -> nothing to do ---------------------------------
+if ((!force)) && [[ -f "$manifest" ]] && venv_healthy "$venv" &&
+  [[ "$(manifest_value KERNEL_NAME)" == "$kernel_name" &&
+    "$(manifest_value REQUIREMENTS_SHA256)" == "$requirements_sha" &&
+    "$(manifest_value TORCH_BACKEND)" == "$torch_backend" ]]; then
+  if [[ -f "$(kernelspec_root "$venv/bin/python")/kernels/$kernel_name/kernel.json" ]]; then
+    log "kernel $kernel_name is up to date and healthy ($venv); nothing to do (--force rebuilds)"
+  else
+    log "venv is up to date; kernelspec $kernel_name was missing, registering it again"
+    register_kernel "$venv"
+  fi
+  exit 0
+fi
+
+# ---- build aside, swap in only when everything worked ---------------------------------------------
+staging="$kernel_dir/.venv.new"
+previous="$kernel_dir/.venv.previous"
+frozen_tmp="$kernel_dir/.requirements.lock.txt.new"
+swapped=0
+spec_backup=""
+
+rollback() {
+  local rc=$?
+  if ((swapped)); then
+    log "failed after the swap: restoring the previous venv and kernelspec"
+    rm -rf "$venv"
+    [[ -d "$previous" ]] && mv "$previous" "$venv"
+    if [[ -n "$spec_backup" && -d "$spec_backup" ]]; then
+      rm -rf "$spec_target"
+      mv "$spec_backup" "$spec_target"
+    fi
+  fi
+  rm -rf "$staging" "$frozen_tmp" "$previous"
+  if [[ -n "$spec_backup" ]]; then rm -rf "$(dirname "$spec_backup")"; fi
+  if ((rc != 0)); then
+    log "kernel $kernel_name was NOT changed; the previous kernel (if any) still works"
+  fi
+  exit "$rc"
+}
+trap rollback EXIT
+
+rm -rf "$staging" "$previous"
+log "creating venv for Python $py_version in $staging (uv $("$UV" --version | cut -d' ' -f2), cache $UV_CACHE_DIR)"
+# --relocatable: the venv is built beside its final place and renamed into it.
+"$UV" venv --quiet --seed --relocatable --python "$py_version" "$staging" ||
+  { log "no Python $py_version: uv could neither find nor download it (UV_PYTHON_DOWNLOADS=${UV_PYTHON_DOWNLOADS:-automatic})"; exit 3; }
+
+install_cmd=("$UV" pip install --python "$staging/bin/python" -r "$requirements" ipykernel)
+[[ "$torch_backend" != none ]] && install_cmd+=(--torch-backend "$torch_backend")
+log "+ ${install_cmd[*]}"
+"${install_cmd[@]}" || { log "installing $requirements failed"; exit 4; }
+venv_healthy "$staging" || { log "the new venv cannot import ipykernel"; exit 4; }
+"$UV" pip freeze --python "$staging/bin/python" >"$frozen_tmp"
+
+old_kernel_name="$(manifest_value KERNEL_NAME)"
+spec_target="$(kernelspec_root "$staging/bin/python")/kernels/$kernel_name"
+if [[ -d "$spec_target" ]]; then
+  spec_backup="$(mktemp -d)/spec"
+  cp -a "$spec_target" "$spec_backup"
+fi
+
+[[ -d "$venv" ]] && mv "$venv" "$previous"
+mv "$staging" "$venv"
+swapped=1
+register_kernel "$venv"
+"$venv/bin/python" -c 'import sys, ipykernel; print(sys.prefix)' >/dev/null
+
+full_version="$("$venv/bin/python" -c 'import platform; print(platform.python_version())')"
+base_python="$("$venv/bin/python" -c 'import sys; print(sys._base_executable)')"
+{
+  echo "# written by bin/gs-env-create-kernel.sh; read by the restore script and 'inv kernels'"
+  printf 'KERNEL_NAME="%s"\n' "$kernel_name"
+  printf 'THEME="%s"\n' "$theme"
+  printf 'PYTHON_VERSION="%s"\n' "$full_version"
+  printf 'PYTHON_PATH="%s"\n' "$base_python"
+  printf 'VENV="%s"\n' "$venv"
+  printf 'REQUIREMENTS_FILE="%s"\n' "$requirements"
+  printf 'REQUIREMENTS_SHA256="%s"\n' "$requirements_sha"
+  printf 'TORCH_BACKEND="%s"\n' "$torch_backend"
+  printf 'UV_VERSION="%s"\n' "$("$UV" --version | cut -d' ' -f2)"
+  printf 'WORKING_DIR="%s"\n' "$WORKING_DIR"
+  printf 'CREATED_AT="%s"\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+} >"$manifest.new"
+mv "$manifest.new" "$manifest"
+mv "$frozen_tmp" "$frozen"
+swapped=0
+
+if [[ -n "$old_kernel_name" && "$old_kernel_name" != "$kernel_name" ]]; then
+  old_spec="$(kernelspec_root "$venv/bin/python")/kernels/$old_kernel_name"
+  if [[ -d "$old_spec" ]]; then
+    log "removing kernelspec $old_kernel_name: its venv was replaced by $kernel_name"
+    rm -rf "$old_spec"
+  fi
+fi
+log "kernel $kernel_name ready: Python $full_version, venv $venv ($(du -sh "$venv" | cut -f1))"

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Build a theme's training image and push it to ECR. Linear on purpose, like AWS's build_and_push.sh.
+set -Eeuo pipefail
+
+usage() {
+  cat <<'EOF'
+Usage: gs-env-docker-build-push.sh [options] <theme> <aws_account_id> <region> <ecr_repo_name> <tag>
+
+Build docker/Dockerfile for themes/<theme>/docker/requirements.txt and push it to
+<account>.dkr.ecr.<region>.amazonaws.com/<ecr_repo_name> as <tag> (e.g. tabular_312) and as
+<tag>-<content digest>: the digest of every build input, so a rebuild with nothing changed builds and
+pushes nothing.
+
+Options:
+  --py X.Y            Python of the image (default: $PY, else the theme's DEFAULT_PYTHON)
+  --base-image IMAGE  base image (default: python:<py>-slim); also $BASE_IMAGE
+  --no-push           build and tag locally only; account and region may then be '-'
+  --registry HOST     registry host override (private endpoints, tests); also $ECR_REGISTRY
+  --immutable         create the repository with tag immutability (then only the content tag is pushed)
+  --dry-run           print what would be built and pushed, do nothing
+  -h, --help          this help
+
+Prints IMAGE_URI=, CONTENT_TAG= and, after a push, IMAGE_DIGEST= lines on stdout; progress on stderr.
+Needs docker; pushing also needs the AWS CLI (AWS_PROFILE / AWS_ENDPOINT_URL are honoured).
+EOF
+}
+
+die() { printf 'gs-env-docker-build-push: %s\n' "$*" >&2; exit 2; }
+log() { printf '[image] %s\n' "$*" >&2; }
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+push=1
+dry_run=0
+immutable=0
+py="${PY:-}"
+base_image="${BASE_IMAGE:-}"
+registry="${ECR_REGISTRY:-}"
+positional=()
+while (($#)); do
+  case "$1" in
+    -h | --help) usage; exit 0 ;;
+    --no-push) push=0 ;;
+    --dry-run) dry_run=1 ;;
+    --immutable) immutable=1 ;;
+    --py) [[ $# -ge 2 ]] || die "--py needs a value"; py="$2"; shift ;;
+    --base-image) [[ $# -ge 2 ]] || die "--base-image needs a value"; base_image="$2"; shift ;;
+    --registry) [[ $# -ge 2 ]] || die "--registry needs a value"; registry="$2"; shift ;;
+    -?*) die "unknown option '$1' (see --help)" ;;
+    *) positional+=("$1") ;;
+  esac
+  shift
+done
+((${#positional[@]} == 5)) || { usage >&2; exit 2; }
+theme="${positional[0]}" account="${positional[1]}" region="${positional[2]}" repo="${positional[3]}" tag="${positional[4]}"
+
+# ---- validate everything before touching docker or AWS ----------------------------------------------
+[[ "$theme" =~ ^[a-z][a-z0-9_-]*$ && -f "$REPO_ROOT/themes/$theme/docker/requirements.txt" ]] ||
+  die "theme '$theme' has no themes/$theme/docker/requirements.txt; available: $(cd "$REPO_ROOT/themes" && find . -path '*/docker/requirements.txt' | cut -d/ -f2 | sort | xargs)"
+if ((push)) || [[ "$account" != - ]]; then
+  [[ "$account" =~ ^[0-9]{12}$ ]] || die "aws_account_id '$account' must be 12 digits (aws sts get-caller-identity --query Account)"
+fi
+if ((push)) || [[ "$region" != - ]]; then
+  [[ "$region" =~ ^[a-z]{2}(-gov)?-[a-z]+-[0-9]$ ]] || die "region '$region' is not an AWS region such as eu-west-1"
+fi
+[[ ${#repo} -ge 2 && ${#repo} -le 256 && "$repo" =~ ^([a-z0-9]+([._-][a-z0-9]+)*/)*[a-z0-9]+([._-][a-z0-9]+)*$ ]] ||
+  die "ecr_repo_name '$repo' is invalid: lowercase letters, digits, '.', '_', '-' and '/' separators, 2-256 characters"
+[[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}$ ]] ||
+  die "tag '$tag' is invalid: letters, digits, '_', '.', '-', not starting with '.' or '-', at most 101 characters"
+if [[ -z "$py" ]]; then
+  py="$(sed -n 's/^DEFAULT_PYTHON=\(.*\)$/\1/p' "$REPO_ROOT/themes/$theme/theme.env" 2>/dev/null | tr -d '"')"
+fi
+[[ "$py" =~ ^3\.[0-9]{1,2}$ ]] || die "python version '$py' is not of the form 3.N (use --py 3.12)"
+base_image="${base_image:-python:${py}-slim}"
+command -v docker >/dev/null 2>&1 || die "docker is not installed (or not on PATH)"
+if ((push)); then
+  command -v aws >/dev/null 2>&1 || die "the AWS CLI is needed to push (pip install awscli, or use --no-push)"
+fi
+
+# ---- content tag: a digest of every build input ------------------------------------------------------
+content_digest() {
+  local base_id
+  base_id="$(docker image inspect --format '{{.Id}}' "$base_image" 2>/dev/null || echo "$base_image")"
+  {
+    printf 'py=%s\nbase=%s\ntheme=%s\n' "$py" "$base_id" "$theme"
+    cd "$REPO_ROOT"
+    find docker training "themes/$theme/docker" .dockerignore -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 |
+      LC_ALL=C sort -z | xargs -0 sha256sum
+  } | sha256sum | cut -c1-12
+}
+content_tag="${tag}-$(content_digest)"
+local_image="$repo:$tag"
+if ((push)); then
+  registry="${registry:-$account.dkr.ecr.$region.amazonaws.com}"
+  remote="$registry/$repo"
+fi
+
+if ((dry_run)); then
+  log "[dry-run] would build $repo:$content_tag (also tagged $local_image) from docker/Dockerfile, theme $theme, Python $py, base $base_image"
+  if ((push)); then
+    log "[dry-run] would ensure ECR repository $repo in $region (scan on push$( ((immutable)) && echo ', immutable tags'))"
+    log "[dry-run] would run: aws ecr get-login-password --region $region | docker login --username AWS --password-stdin $registry"
+    log "[dry-run] would push $remote:$content_tag$( ((immutable)) || echo " and $remote:$tag")"
+  fi
+  echo "CONTENT_TAG=$content_tag"
+  echo "IMAGE_URI=${remote:-$repo}:$content_tag"
+  exit 0
+fi
+
+# ---- build (tags move only when the build succeeds, so a failed build keeps the last good image) -----
+if docker image inspect "$repo:$content_tag" >/dev/null 2>&1; then
+  log "image $repo:$content_tag is up to date (same build inputs); not rebuilding"
+  docker tag "$repo:$content_tag" "$local_image"
+else
+  log "building $repo:$content_tag (theme $theme, Python $py, base $base_image)"
+  docker build \
+    --file "$REPO_ROOT/docker/Dockerfile" \
+    --build-arg "PY=$py" --build-arg "THEME=$theme" --build-arg "BASE_IMAGE=$base_image" \
+    --label "gs-ds-env.theme=$theme" --label "gs-ds-env.python=$py" --label "gs-ds-env.content-tag=$content_tag" \
+    --tag "$repo:$content_tag" --tag "$local_image" \
+    "$REPO_ROOT" >&2
+fi
+echo "CONTENT_TAG=$content_tag"
+
+if ((!push)); then
+  echo "IMAGE_URI=$repo:$content_tag"
+  exit 0
+fi
+
+# ---- push to ECR --------------------------------------------------------------------------------------
+if ! aws ecr describe-repositories --region "$region" --repository-names "$repo" >/dev/null 2>&1; then
+  log "creating ECR repository $repo in $region (scan on push$( ((immutable)) && echo ', immutable tags'))"
+  aws ecr create-repository --region "$region" --repository-name "$repo" \
+    --image-scanning-configuration scanOnPush=true \
+    --image-tag-mutability "$( ((immutable)) && echo IMMUTABLE || echo MUTABLE)" >/dev/null
+fi
+
+log "logging in to $registry"
+aws ecr get-login-password --region "$region" | docker login --username AWS --password-stdin "$registry" >/dev/null
+
+manifest_args=()
+[[ "$registry" =~ ^(localhost|127\.[0-9.]+)(:[0-9]+)?$ ]] && manifest_args+=(--insecure) # plain-HTTP local registry
+if docker manifest inspect "${manifest_args[@]}" "$remote:$content_tag" >/dev/null 2>&1; then
+  log "$remote:$content_tag is already in the registry; nothing to push"
+else
+  tags_to_push=("$content_tag")
+  ((immutable)) || tags_to_push+=("$tag")
+  for push_tag in "${tags_to_push[@]}"; do
+    docker tag "$repo:$content_tag" "$remote:$push_tag"
+    log "pushing $remote:$push_tag"
+    docker push "$remote:$push_tag" >&2
+  done
+fi
+
+docker pull --quiet "$remote:$content_tag" >/dev/null 2>&1 || true # records the registry digest locally
+digest="$(docker image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$repo:$content_tag" | grep -F "$remote@" | head -n 1 | cut -d@ -f2)"
+echo "IMAGE_URI=$remote:$content_tag"
+echo "IMAGE_DIGEST=${digest:-unknown}"

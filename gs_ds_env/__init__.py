@@ -1,0 +1,1 @@
+"""gs-ds-env: theme kernels, images and SageMaker training from one .env."""

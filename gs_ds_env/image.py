@@ -1,0 +1,59 @@
+"""Theme images: built (and pushed) by bin/gs-env-docker-build-push.sh, inspected with the docker SDK."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+
+import docker
+
+from .settings import Settings
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    uri: str  # what the training job runs: local name, or registry/repo:content-tag after a push
+    content_tag: str
+    digest: str = ""
+    size_bytes: int = 0
+
+
+def build_push_command(settings: Settings, push: bool, account: str = "-", dry_run: bool = False) -> list[str]:
+    cmd = [str(settings.repo_root / "bin/gs-env-docker-build-push.sh"), "--py", settings.py]
+    if settings.base_image:
+        cmd += ["--base-image", settings.base_image]
+    if not push:
+        cmd.append("--no-push")
+    else:
+        if settings.ecr_registry:
+            cmd += ["--registry", settings.ecr_registry]
+        if settings.ecr_tag_immutable:
+            cmd.append("--immutable")
+    if dry_run:
+        cmd.append("--dry-run")
+    repository = settings.ecr_repository if push else settings.image_name
+    region = settings.aws_region if push else "-"
+    return cmd + [settings.theme, account, region, repository, settings.kernel_name]
+
+
+def _run(cmd: list[str]) -> dict[str, str]:
+    # stderr (build progress) streams to the terminal; stdout carries KEY=value results.
+    completed = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
+    return dict(line.split("=", 1) for line in completed.stdout.splitlines() if "=" in line)
+
+
+def build(settings: Settings, dry_run: bool = False) -> BuiltImage:
+    result = _run(build_push_command(settings, push=False, dry_run=dry_run))
+    return BuiltImage(uri=result["IMAGE_URI"], content_tag=result["CONTENT_TAG"],
+                      size_bytes=0 if dry_run else image_size(result["IMAGE_URI"]))
+
+
+def push(settings: Settings, account: str, dry_run: bool = False) -> BuiltImage:
+    result = _run(build_push_command(settings, push=True, account=account, dry_run=dry_run))
+    local = f"{settings.ecr_repository}:{result['CONTENT_TAG']}"
+    return BuiltImage(uri=result["IMAGE_URI"], content_tag=result["CONTENT_TAG"], digest=result.get("IMAGE_DIGEST", ""),
+                      size_bytes=0 if dry_run else image_size(local))
+
+
+def image_size(reference: str) -> int:
+    return int(docker.from_env().images.get(reference).attrs["Size"])

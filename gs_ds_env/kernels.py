@@ -1,0 +1,119 @@
+"""Theme kernels: create/restore through the bin/ scripts, list and remove through jupyter_client."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import dotenv_values
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+from .settings import REPO_ROOT, Settings
+
+
+@dataclass
+class KernelInfo:
+    name: str
+    theme: str
+    python: str
+    venv: Path
+    venv_bytes: int
+    status: str
+    registered: bool
+
+
+def script_env(settings: Settings) -> dict[str, str]:
+    return {**os.environ, "WORKING_DIR": str(settings.working_dir)}
+
+
+def create_kernel(settings: Settings, requirements: str | None = None, force: bool = False) -> None:
+    cmd = [str(settings.repo_root / "bin/gs-env-create-kernel.sh")]
+    if force:
+        cmd.append("--force")
+    cmd += [settings.theme, settings.py, requirements or "", settings.torch_backend]
+    subprocess.run(cmd, check=True, env=script_env(settings))
+
+
+def restore_kernels(settings: Settings) -> None:
+    subprocess.run([str(settings.repo_root / "bin/gs-env-restore-kernels.sh")], check=True, env=script_env(settings))
+
+
+def _dir_bytes(path: Path) -> int:
+    """Bytes a venv really adds: files hardlinked from uv's cache are counted once, as `du` does."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total
+
+
+def _status(venv: Path) -> str:
+    python = venv / "bin/python"
+    if not venv.is_dir():
+        return "venv missing"
+    probe = subprocess.run([str(python), "-c", "import ipykernel"], capture_output=True)
+    return "ok" if probe.returncode == 0 else "python broken"
+
+
+def list_kernels(repo_root: Path = REPO_ROOT) -> list[KernelInfo]:
+    registered = set(KernelSpecManager().find_kernel_specs())
+    rows = []
+    for manifest in sorted(repo_root.glob("themes/*/kernel/manifest.env")):
+        values = dotenv_values(manifest)
+        venv = manifest.parent / ".venv"
+        rows.append(
+            KernelInfo(
+                name=values.get("KERNEL_NAME", "?"),
+                theme=values.get("THEME", manifest.parent.parent.name),
+                python=values.get("PYTHON_VERSION", "?"),
+                venv=venv,
+                venv_bytes=_dir_bytes(venv) if venv.is_dir() else 0,
+                status=_status(venv),
+                registered=values.get("KERNEL_NAME") in registered,
+            )
+        )
+    return rows
+
+
+def format_table(rows: list[KernelInfo]) -> str:
+    header = ("kernel", "theme", "python", "venv size", "status", "registered")
+    lines = [header] + [
+        (r.name, r.theme, r.python, f"{r.venv_bytes / 2**20:.0f} MiB", r.status, "yes" if r.registered else "no")
+        for r in rows
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def remove_kernel(repo_root: Path, name: str, with_venv: bool, dry_run: bool) -> list[str]:
+    """Remove the kernelspec `name` (and its theme venv with `with_venv`). Returns what was (or would be) done."""
+    manager = KernelSpecManager()
+    actions = []
+    try:
+        actions.append(f"remove kernelspec {name} ({manager.get_kernel_spec(name).resource_dir})")
+    except NoSuchKernel:
+        actions.append(f"kernelspec {name} is not registered (nothing to remove)")
+    theme_venv = next(
+        (m.parent / ".venv" for m in repo_root.glob("themes/*/kernel/manifest.env") if dotenv_values(m).get("KERNEL_NAME") == name),
+        None,
+    )
+    if with_venv:
+        actions.append(f"delete venv {theme_venv}" if theme_venv and theme_venv.exists() else f"no venv found for {name}")
+    if dry_run:
+        return [f"[dry-run] would {a}" if a.startswith(("remove", "delete")) else a for a in actions]
+    if name in manager.find_kernel_specs():
+        manager.remove_kernel_spec(name)
+    if with_venv and theme_venv and theme_venv.exists():
+        shutil.rmtree(theme_venv)
+        (theme_venv.parent / "manifest.env").unlink(missing_ok=True)
+    return actions

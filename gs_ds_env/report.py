@@ -1,0 +1,73 @@
+"""The run report: runs/<job>/run.json (machine-readable) and report.md (for people), one record for both targets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def write(run_dir: Path, record: dict) -> tuple[Path, Path]:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_json = run_dir / "run.json"
+    run_json.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    report_md = run_dir / "report.md"
+    report_md.write_text(render(record))
+    return run_json, report_md
+
+
+def _table(rows: dict) -> str:
+    lines = ["| | |", "|---|---|"]
+    lines += [f"| {key} | `{value}` |" for key, value in rows.items() if value not in (None, "")]
+    return "\n".join(lines)
+
+
+def render(record: dict) -> str:
+    metrics = record.get("metrics", {})
+    auc = metrics.get("validation:auc")
+    target = record["target"]
+    where = "SageMaker local mode (Docker on this machine)" if target == "local" else f"SageMaker in {record['region']}"
+    summary = [
+        f"- Trained the Titanic survival model ({record['hyperparameters'].get('model')}) as job `{record['job_name']}` on {where}.",
+        f"- Image `{record['image']['uri']}` built from theme `{record['theme']}` (kernel `{record['kernel']}`).",
+        f"- Data: `{record['data']['source']}` (sha256 {record['data']['sha256'][:12]}…), "
+        f"{record['data']['rows'].get('train')} train / {record['data']['rows'].get('validation')} validation rows.",
+        f"- Validation AUC {auc:.4f}, accuracy {metrics.get('validation:accuracy', float('nan')):.4f}." if auc is not None
+        else "- No validation metrics were recorded.",
+        f"- Model: `{record['model_artifact']}`.",
+    ]
+    resources = {
+        "Target": target,
+        "Region": record.get("region"),
+        "S3 bucket / prefix": record.get("s3_prefix_uri"),
+        "ECR repository": record.get("ecr_repository"),
+        "Image URI": record["image"]["uri"],
+        "Image digest": record["image"].get("digest"),
+        "Image size (MB)": round(record["image"].get("size_bytes", 0) / 1e6, 1) or None,
+        "Training job name": record["job_name"],
+        "model.tar.gz": record["model_artifact"],
+        "Instance type": record.get("instance_type"),
+        "Billable seconds": record.get("billable_seconds"),
+        "Estimated cost (USD)": record.get("cost_usd"),
+        "CloudWatch log group / stream": record.get("log_stream"),
+        "Console": record.get("console_url"),
+    }
+    parts = [
+        f"# Run report: {record['job_name']}",
+        "## Summary",
+        "\n".join(summary),
+        "## Flow",
+        f"`{record['data']['source']}` → channels train/validation ({', '.join(record['channels'].values())}) → "
+        f"training job `{record['job_name']}` (image `{record['image']['uri']}`) → `{record['model_artifact']}`",
+        "## Resources",
+        _table(resources),
+        "## Hyperparameters",
+        _table(record["hyperparameters"]),
+        "## Metrics",
+        _table({name: f"{value:.4f}" for name, value in metrics.items()}),
+        "## Step timings (seconds)",
+        _table({step: f"{seconds:.1f}" for step, seconds in record.get("timings", {}).items()}),
+    ]
+    if record.get("instance_evidence"):
+        parts += ["## Instance choice", record["instance_evidence"]]
+    parts += ["## Reproduce", "```bash\n" + "\n".join(record.get("reproduce", [])) + "\n```"]
+    return "\n\n".join(parts) + "\n"

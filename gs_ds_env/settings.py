@@ -1,0 +1,193 @@
+"""One typed settings object from `.env.example` < `.env` < environment, validated once."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the key and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    theme: str
+    py: str
+    torch_backend: str
+    working_dir: Path
+    base_image: str
+    image_name: str
+    target: str
+    titanic_csv: str
+    titanic_url: str
+    titanic_sha256: str
+    validation_fraction: float
+    seed: int
+    model: str
+    n_estimators: int
+    max_depth: int
+    learning_rate: float
+    aws_region: str
+    aws_profile: str
+    s3_bucket: str
+    s3_prefix: str
+    ecr_repository: str
+    ecr_registry: str
+    ecr_tag_immutable: bool
+    sagemaker_role_arn: str
+    instance_type: str
+    instance_count: int
+    use_spot: bool
+    max_run: int
+    max_wait: int
+    volume_size: int
+    base_job_name: str
+    tags: dict[str, str] = field(default_factory=dict)
+    repo_root: Path = REPO_ROOT
+
+    @property
+    def kernel_name(self) -> str:
+        return f"{self.theme}_{self.py.replace('.', '')}"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.repo_root / "runs"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.repo_root / "data"
+
+    @property
+    def hyperparameters(self) -> dict[str, str]:
+        return {
+            "model": self.model,
+            "n_estimators": str(self.n_estimators),
+            "max_depth": str(self.max_depth),
+            "learning_rate": str(self.learning_rate),
+            "seed": str(self.seed),
+        }
+
+    def replace(self, **changes) -> "Settings":
+        updated = dataclasses.replace(self, **changes)
+        _validate(updated)
+        return updated
+
+
+def _layers(repo_root: Path, env_file: Path | None) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for path in (repo_root / ".env.example", env_file or repo_root / ".env"):
+        if path.is_file():
+            values.update({k: v or "" for k, v in dotenv_values(path).items()})
+    values.update({k: v for k, v in os.environ.items() if k in values})
+    return values
+
+
+def _default_working_dir() -> Path:
+    sagemaker_home = Path("/home/ec2-user/SageMaker")
+    if sagemaker_home.is_dir():
+        return sagemaker_home / ".myenv"
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local/share")) / "gs-ds-env"
+
+
+def _typed(raw: dict[str, str], key: str, kind: type):
+    value = raw.get(key, "").strip()
+    if kind is str:
+        return value
+    if value == "":
+        raise ConfigError(f"{key} is missing: set it in .env (see .env.example for its meaning)")
+    try:
+        if kind is bool:
+            lowered = value.lower()
+            if lowered not in {"true", "false", "1", "0", "yes", "no"}:
+                raise ValueError(value)
+            return lowered in {"true", "1", "yes"}
+        return kind(value)
+    except ValueError:
+        raise ConfigError(f"{key}={value!r} is not a valid {kind.__name__}: fix it in .env") from None
+
+
+def _parse_tags(raw: str) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"TAGS item {item!r} is not key=value: use TAGS=team=ds,project=titanic")
+        tags[key.strip()] = value.strip()
+    return tags
+
+
+def load_settings(repo_root: Path = REPO_ROOT, env_file: Path | None = None, **overrides) -> Settings:
+    """Read the layers, type every value, validate once. `overrides` use field names (theme=..., py=...)."""
+    raw = _layers(repo_root, env_file)
+    kinds = {f.name: f.type for f in dataclasses.fields(Settings)}
+    values = {}
+    for name, kind in kinds.items():
+        if name in {"tags", "repo_root", "working_dir"}:
+            continue
+        kind = {"str": str, "int": int, "float": float, "bool": bool}[kind]
+        values[name] = _typed(raw, name.upper(), kind)
+    working_dir = raw.get("WORKING_DIR", "").strip()
+    values["working_dir"] = Path(working_dir).expanduser() if working_dir else _default_working_dir()
+    values["tags"] = _parse_tags(raw.get("TAGS", ""))
+    values["repo_root"] = repo_root
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+_RULES = {
+    "theme": (r"[a-z][a-z0-9_-]*", "a lowercase theme name under themes/"),
+    "py": (r"3\.\d{1,2}", "of the form 3.N or 3.NN, e.g. 3.12"),
+    "target": (r"local|sagemaker", "local or sagemaker"),
+    "model": (r"blend|xgboost|logistic", "blend, xgboost or logistic"),
+    "titanic_sha256": (r"[0-9a-f]{64}", "a 64-character hex sha256"),
+}
+
+_AWS_RULES = {
+    "aws_region": (r"[a-z]{2}(-gov)?-[a-z]+-\d", "a region such as eu-west-1"),
+    "s3_bucket": (r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "a bucket name (3-63 lowercase letters, digits, '.', '-')"),
+    "ecr_repository": (r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*", "an ECR repository name"),
+    "sagemaker_role_arn": (r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", "arn:aws:iam::<12-digit account>:role/<name>"),
+    "instance_type": (r"auto|ml\.[a-z0-9]+\.[a-z0-9]+", "auto or an instance type such as ml.m5.large"),
+    "base_job_name": (r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,37}", "letters, digits and '-', at most 38 characters"),
+}
+
+
+def _check(settings: Settings, rules: dict) -> None:
+    for name, (pattern, meaning) in rules.items():
+        value = getattr(settings, name)
+        if value == "":
+            raise ConfigError(f"{name.upper()} is missing: set it in .env ({meaning})")
+        if not re.fullmatch(pattern, value):
+            raise ConfigError(f"{name.upper()}={value!r} is malformed: expected {meaning}")
+
+
+def _validate(settings: Settings) -> None:
+    _check(settings, _RULES)
+    if not (settings.repo_root / "themes" / settings.theme).is_dir():
+        themes = sorted(p.name for p in (settings.repo_root / "themes").iterdir() if p.is_dir())
+        raise ConfigError(f"THEME={settings.theme!r} does not exist under themes/: choose one of {', '.join(themes)}")
+    if not 0.05 <= settings.validation_fraction <= 0.5:
+        raise ConfigError("VALIDATION_FRACTION must be between 0.05 and 0.5")
+    if settings.target == "sagemaker":
+        validate_for_aws(settings)
+
+
+def validate_for_aws(settings: Settings) -> None:
+    """The AWS keys, checked before any AWS call (also used by `inv push` / `inv data` on the sagemaker path)."""
+    _check(settings, _AWS_RULES)
+    if settings.instance_count < 1:
+        raise ConfigError("INSTANCE_COUNT must be at least 1")
+    if settings.volume_size < 1:
+        raise ConfigError("VOLUME_SIZE must be at least 1 (GB)")
+    if settings.use_spot and settings.max_wait < settings.max_run:
+        raise ConfigError(f"MAX_WAIT={settings.max_wait} must be >= MAX_RUN={settings.max_run} when USE_SPOT=true")

@@ -1,0 +1,17 @@
+"""The SageMaker SDK (v2), imported quietly: its v2 deprecation banner silenced and telemetry opted out."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+# Passed to every Session as its SDK-defaults config, so the opt-out holds whatever config files exist.
+SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
+
+
+def sagemaker():
+    os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+    logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
+    import sagemaker as sdk
+
+    return sdk

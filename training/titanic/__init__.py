@@ -1,0 +1,1 @@
+"""Titanic survival: features, model and the SageMaker training-container entry point."""
