@@ -32,6 +32,12 @@ def settings_for(**overrides):
     return load_settings(**overrides)
 
 
+def require_local(settings) -> None:
+    if settings.target != "local":
+        raise Exit("error: TARGET=sagemaker (ECR push, S3 upload, SageMaker training job) is not available in this "
+                   "version yet; run with TARGET=local", code=2)
+
+
 # ---- kernels ---------------------------------------------------------------------------------------------
 @task(help={"theme": "theme under themes/", "py": "Python 3.N", "requirements": "requirements file",
             "torch": "uv --torch-backend (auto, cpu, cu126, none)", "force": "rebuild even if up to date"})
@@ -82,13 +88,10 @@ def build(c, theme=None, py=None, dry_run=False):
 def data(c, source=None, target=None, dry_run=False):
     """Fetch and verify the Titanic CSV, split it train/validation, stage it (and upload it for sagemaker)."""
     settings = settings_for(target=target)
+    require_local(settings)
     staged = data_mod.split_and_stage(settings, source)
     for channel, folder in staged.channels.items():
         print(f"{channel}: {folder} ({staged.rows[channel]} rows)")
-    if settings.target == "sagemaker":
-        from gs_ds_env import cloud
-
-        cloud.upload_data(settings, staged, dry_run=dry_run)
 
 
 @task(help={"target": "local or sagemaker", "dry_run": "print the training job request, start nothing"})
@@ -98,12 +101,11 @@ def train(c, target=None, dry_run=False):
     from gs_ds_env import deploy as deploy_mod
 
     settings = settings_for(target=target)
-    if settings.target == "local":
-        deploy_mod.deploy_local(settings, skip_kernel=True)
-    else:
-        from gs_ds_env import cloud
-
-        cloud.deploy(settings, dry_run=dry_run, only_train=True)
+    require_local(settings)
+    if dry_run:
+        print(deploy_mod.local_plan(settings))
+        return
+    deploy_mod.deploy_local(settings, skip_kernel=True)
 
 
 @task(help={"target": "local or sagemaker", "theme": "theme", "py": "Python 3.N",
@@ -114,15 +116,11 @@ def deploy(c, target=None, theme=None, py=None, source=None, dry_run=False):
     from gs_ds_env import deploy as deploy_mod
 
     settings = settings_for(target=target, theme=theme, py=py)
-    if settings.target == "local":
-        if dry_run:
-            print(deploy_mod.local_plan(settings))
-            return
-        deploy_mod.deploy_local(settings, source=source)
-    else:
-        from gs_ds_env import cloud
-
-        cloud.deploy(settings, dry_run=dry_run, source=source)
+    require_local(settings)
+    if dry_run:
+        print(deploy_mod.local_plan(settings))
+        return
+    deploy_mod.deploy_local(settings, source=source)
 
 
 ns = Collection(kernel, kernels, kernel_remove, kernels_restore, build, data, train, deploy)

@@ -12,6 +12,7 @@ SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"T
 def sagemaker():
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
     logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
+    logging.getLogger("sagemaker.local.image").setLevel(logging.WARNING)  # it dumps the whole compose file
     import sagemaker as sdk
 
     return sdk

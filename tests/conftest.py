@@ -1,0 +1,89 @@
+"""Shared fixtures. Real tools everywhere: uv, Pythons from the machine, Docker, the shared Titanic CSV."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def shared_titanic() -> Path:
+    candidates = [os.environ.get("TITANIC_CSV_SHARED", ""), REPO.parent / "shared/data/titanic.csv",
+                  REPO.parent.parent / "shared/data/titanic.csv"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    pytest.fail("the shared Titanic CSV was not found: set TITANIC_CSV_SHARED=/path/to/titanic.csv")
+
+
+@pytest.fixture(scope="session")
+def titanic_csv() -> Path:
+    return shared_titanic()
+
+
+def python_bin_dirs() -> list[str]:
+    """Directories holding python3.11 / python3.12 (pyenv installs here; elsewhere they are on PATH already)."""
+    dirs = []
+    for version in ("3.11", "3.12"):
+        found = sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin")))
+        if found:
+            dirs.append(found[-1])
+    return dirs
+
+
+def tool_env(**extra: str) -> dict[str, str]:
+    """Environment for the bin/ scripts: the project's venv (uv, aws, shellcheck) and real Pythons on PATH."""
+    env = dict(os.environ)
+    uv_dirs = [str(VENV_BIN)]
+    uv_tool = REPO / ".tools/uv/bin"
+    if uv_tool.is_dir():
+        uv_dirs.append(str(uv_tool))
+    env["PATH"] = os.pathsep.join(uv_dirs + python_bin_dirs() + [env.get("PATH", "")])
+    env.setdefault("UV_PYTHON_DOWNLOADS", "never" if os.environ.get("CI") else "automatic")
+    env.update(extra)
+    return env
+
+
+def docker_ready() -> bool:
+    return shutil.which("docker") is not None and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def docker_engine():
+    """Docker tests need an engine. CI sets GS_REQUIRE_DOCKER=1, which turns a missing engine into a failure."""
+    if docker_ready():
+        return
+    if os.environ.get("GS_REQUIRE_DOCKER"):
+        pytest.fail("GS_REQUIRE_DOCKER=1 but no Docker engine answers `docker info` (run .ci/docker-setup.sh)")
+    pytest.skip("no Docker engine: start dockerd (see .ci/docker-setup.sh) to run the container tests")
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_engine) -> str:
+    """BASE_IMAGE for test builds: $GS_TEST_BASE_IMAGE (CI: the offline Debian image), else python:3.11-slim."""
+    return os.environ.get("GS_TEST_BASE_IMAGE", "python:3.11-slim")
+
+
+def copy_repo(dest: Path, *parts: str) -> Path:
+    """A scratch copy of the parts of the repo a script needs, so tests never touch the real tree."""
+    for part in parts:
+        src = REPO / part
+        if src.is_dir():
+            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns(".venv*", "manifest.env", "__pycache__",
+                                                                           "requirements.lock.txt"))
+        else:
+            (dest / part).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / part)
+    return dest
+
+
+def tree_snapshot(root: Path) -> dict[str, float]:
+    return {str(p.relative_to(root)): p.stat().st_mtime for p in root.rglob("*") if not p.is_symlink()}

@@ -1,0 +1,99 @@
+"""Real Docker: the theme image (contract, layer caching, failed builds) and `inv deploy` in SageMaker local mode."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tarfile
+from pathlib import Path
+
+import docker
+import pytest
+
+from conftest import REPO, copy_repo, tool_env
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+REPOSITORY = "gs-ds-env-test"
+
+
+def build(repo: Path, base_image: str, *extra: str, py: str = "3.11"):
+    return subprocess.run([str(repo / "bin/gs-env-docker-build-push.sh"), "--no-push", "--py", py, "--base-image",
+                           base_image, *extra, "tabular", "-", "-", REPOSITORY, "tabular_311"],
+                          capture_output=True, text=True, env=tool_env())
+
+
+def outputs(result) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+
+
+def test_image_contract_layers_and_failed_builds(tmp_path, base_image):
+    repo = copy_repo(tmp_path / "repo", "bin", "docker", "training", "themes", ".dockerignore")
+    client = docker.from_env()
+
+    first = build(repo, base_image)
+    assert first.returncode == 0, first.stderr[-3000:]
+    image = client.images.get(f"{REPOSITORY}:tabular_311")
+    assert image.labels["gs-ds-env.content-tag"] == outputs(first)["CONTENT_TAG"]
+    assert image.attrs["Config"]["Env"] and "PYTHONUNBUFFERED=1" in image.attrs["Config"]["Env"]
+
+    # SageMaker runs `docker run IMAGE train`: `train` is on PATH; with no channels it fails and says why.
+    run = subprocess.run(["docker", "run", "--rm", f"{REPOSITORY}:tabular_311", "train"], capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "channel 'train' is empty or missing" in run.stderr
+
+    # Nothing changed: no rebuild. training/ changed: only the last layer is rebuilt (pip layer from cache).
+    same = build(repo, base_image)
+    assert "is up to date" in same.stderr and outputs(same)["CONTENT_TAG"] == outputs(first)["CONTENT_TAG"]
+    (repo / "training/titanic/__init__.py").write_text('"""changed"""\n')
+    changed = build(repo, base_image)
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    assert outputs(changed)["CONTENT_TAG"] != outputs(first)["CONTENT_TAG"]
+    pip_step = changed.stderr.split("RUN pip install", 1)[1].split("Step", 1)[0]
+    assert "Using cache" in pip_step
+    good_id = client.images.get(f"{REPOSITORY}:tabular_311").id
+
+    # A failing build (unresolvable requirement, or the wrong Python) leaves the last good image tagged.
+    requirements = repo / "themes/tabular/docker/requirements.txt"
+    requirements.write_text(requirements.read_text() + "this-package-does-not-exist-gs-ds-env==9.9.9\n")
+    failed = build(repo, base_image)
+    assert failed.returncode != 0
+    assert client.images.get(f"{REPOSITORY}:tabular_311").id == good_id
+    wrong_python = build(repo, base_image, py="3.12")
+    assert wrong_python.returncode != 0
+    assert "expected 3.12: pass a matching BASE_IMAGE or PY" in wrong_python.stderr + wrong_python.stdout
+
+
+def test_local_deploy_end_to_end(tmp_path, base_image, titanic_csv):
+    env = tool_env(PY="3.11", BASE_IMAGE=base_image, TITANIC_CSV=str(titanic_csv), TARGET="local",
+                   WORKING_DIR=str(tmp_path / "work"), JUPYTER_DATA_DIR=str(tmp_path / "jupyter"))
+    before = set((REPO / "runs").glob("*")) if (REPO / "runs").is_dir() else set()
+    result = subprocess.run([str(REPO / ".venv/bin/inv"), "deploy"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    (run_dir,) = set((REPO / "runs").glob("*")) - before
+
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["target"] == "local" and record["kernel"] == "tabular_311"
+    assert record["image"]["uri"].startswith("gs-ds-env:tabular_311-") and record["image"]["size_bytes"] > 0
+    assert set(record["channels"]) == {"train", "validation"}
+    assert record["hyperparameters"]["model"] == "blend"
+    assert record["data"]["sha256"] == "4a437fde05fe5264e1701a7387ac6fb75393772ba38bb2c9c566405af5af4bd7"
+    assert record["metrics"]["validation:auc"] >= 0.85
+    assert set(record["timings"]) >= {"kernel", "build", "data", "train"}
+
+    artifact = Path(record["model_artifact"])
+    assert artifact.parent == run_dir and artifact.name == "model.tar.gz"
+    with tarfile.open(artifact) as archive:
+        names = set(archive.getnames())
+        assert {"model.joblib", "metrics.json"} <= names
+        metrics = json.load(archive.extractfile("metrics.json"))
+    assert metrics["metrics"] == record["metrics"]
+    # The training logs streamed through (metric lines as SageMaker would parse them).
+    assert "validation:auc=" in result.stdout
+
+    report = (run_dir / "report.md").read_text()
+    for heading in ("## Summary", "## Flow", "## Resources", "## Hyperparameters", "## Metrics", "## Reproduce"):
+        assert heading in report
+    assert record["job_name"] in report and str(artifact) in report
+
+    # The kernel step really built the kernel the image claims to match.
+    assert (tmp_path / "jupyter/kernels/tabular_311/kernel.json").is_file()

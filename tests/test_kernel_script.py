@@ -1,0 +1,158 @@
+"""bin/gs-env-create-kernel.sh and bin/gs-env-restore-kernels.sh with real uv, real Pythons and real kernels.
+
+Each test works on a scratch copy of bin/ and themes/ with its own WORKING_DIR and JUPYTER_DATA_DIR.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
+
+from conftest import copy_repo, tool_env, tree_snapshot
+
+pytestmark = pytest.mark.slow
+
+
+def run_script(repo: Path, env: dict, *args: str, script: str = "gs-env-create-kernel.sh"):
+    return subprocess.run([str(repo / "bin" / script), *args], env=env, capture_output=True, text=True)
+
+
+def execute(kernel_client, code: str) -> str:
+    chunks: list[str] = []
+
+    def hook(message):
+        if message["msg_type"] == "stream":
+            chunks.append(message["content"]["text"])
+        elif message["msg_type"] == "error":
+            chunks.append(f"ERROR {message['content']['ename']}: {message['content']['evalue']}")
+
+    reply = kernel_client.execute_interactive(code, output_hook=hook, timeout=120)
+    assert reply["content"]["status"] == "ok", "".join(chunks)
+    return "".join(chunks)
+
+
+def kernel_facts(kernel_name: str, jupyter_dir: Path, monkeypatch) -> dict:
+    """Start the registered kernel through jupyter_client and ask it where it runs."""
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(jupyter_dir))
+    manager = KernelManager(kernel_name=kernel_name, kernel_spec_manager=KernelSpecManager())
+    manager.start_kernel()
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=90)
+        out = execute(client, "import sys, pandas, sklearn, xgboost\nprint(sys.executable)\nprint(sys.version.split()[0])\n"
+                              "!python -c 'import sys; print(sys.executable)'\n!which pip")
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    lines = [line.strip() for line in out.splitlines() if line.strip()]
+    return {"executable": lines[0], "version": lines[1], "shell_python": lines[2], "shell_pip": lines[3]}
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    repo = copy_repo(tmp_path / "repo", "bin", "themes")
+    env = tool_env(WORKING_DIR=str(tmp_path / "work"), JUPYTER_DATA_DIR=str(tmp_path / "jupyter"))
+    return repo, env, tmp_path / "jupyter"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["Bad-Theme", "3.12"], "is not a valid name"),
+        (["nosuchtheme", "3.12"], "available: cv forecasting streamlit tabular tsai"),
+        (["tabular", "3"], "is not of the form 3.N"),
+        (["tabular", "python3.12"], "is not of the form 3.N"),
+        (["tabular", "3.12", "/no/such/requirements.txt"], "does not exist"),
+        (["tabular", "3.12", "", "cuda"], "torch backend 'cuda' is not one of"),
+        (["--frobnicate", "tabular", "3.12"], "unknown option"),
+    ],
+)
+def test_bad_input_is_refused_with_one_line_and_nothing_changed(sandbox, args, message):
+    repo, env, jupyter_dir = sandbox
+    before = tree_snapshot(repo)
+    result = run_script(repo, env, *args)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert tree_snapshot(repo) == before
+    assert not jupyter_dir.exists()
+
+
+def test_help_describes_the_interface(sandbox):
+    repo, env, _ = sandbox
+    for script in ("gs-env-create-kernel.sh", "gs-env-restore-kernels.sh"):
+        result = run_script(repo, env, "--help", script=script)
+        assert result.returncode == 0 and "Usage:" in result.stdout
+
+
+def test_kernel_lifecycle_create_idempotent_restore_failed_rebuild_switch_python(sandbox, monkeypatch):
+    repo, env, jupyter_dir = sandbox
+    venv = repo / "themes/tabular/kernel/.venv"
+    manifest = repo / "themes/tabular/kernel/manifest.env"
+
+    # 1. create tabular_312: the kernel runs in the venv, for Python code and for `!` shell commands.
+    created = run_script(repo, env, "tabular", "3.12")
+    assert created.returncode == 0, created.stderr
+    spec = json.loads((jupyter_dir / "kernels/tabular_312/kernel.json").read_text())
+    assert spec["argv"][0] == str(venv / "bin/python")
+    assert spec["env"]["VIRTUAL_ENV"] == str(venv)
+    assert spec["env"]["PATH"] == f"{venv}/bin:${{PATH}}"
+    assert spec["env"]["HF_HOME"].startswith(env["WORKING_DIR"])
+    facts = kernel_facts("tabular_312", jupyter_dir, monkeypatch)
+    assert facts["executable"] == str(venv / "bin/python")
+    assert facts["version"].startswith("3.12.")
+    assert facts["shell_python"] == str(venv / "bin/python")
+    assert facts["shell_pip"] == str(venv / "bin/pip")
+    text = manifest.read_text()
+    for key in ("KERNEL_NAME=\"tabular_312\"", "PYTHON_VERSION=\"3.12.", "REQUIREMENTS_SHA256=", "UV_VERSION=",
+                "TORCH_BACKEND=\"auto\"", "CREATED_AT="):
+        assert key in text
+    frozen = (repo / "themes/tabular/kernel/requirements.lock.txt").read_text()
+    assert "pandas==" in frozen and "ipykernel==" in frozen
+    # uv's cache, pip's cache and managed Pythons live under WORKING_DIR, not in ~ or /.
+    assert any((Path(env["WORKING_DIR"]) / "cache/uv").iterdir())
+
+    # 2. same inputs, healthy venv: nothing is rebuilt.
+    again = run_script(repo, env, "tabular", "3.12")
+    assert again.returncode == 0 and "up to date" in again.stderr
+    assert manifest.read_text() == text
+
+    # 3. a notebook restart wipes the kernelspecs; the restore script brings them back from the manifests.
+    shutil.rmtree(jupyter_dir / "kernels")
+    restored = run_script(repo, env, script="gs-env-restore-kernels.sh")
+    assert restored.returncode == 0, restored.stderr
+    assert "1 kernel(s) restored, 0 failed" in restored.stderr
+    assert kernel_facts("tabular_312", jupyter_dir, monkeypatch)["executable"] == str(venv / "bin/python")
+
+    # 4. a rebuild that cannot resolve leaves the working kernel exactly as it was.
+    broken = repo / "broken-requirements.txt"
+    broken.write_text("pandas\nthis-package-does-not-exist-gs-ds-env==9.9.9\n")
+    failed = run_script(repo, env, "--force", "tabular", "3.12", str(broken))
+    assert failed.returncode != 0
+    assert "was NOT changed" in failed.stderr
+    assert manifest.read_text() == text
+    assert not (repo / "themes/tabular/kernel/.venv.new").exists()
+    assert kernel_facts("tabular_312", jupyter_dir, monkeypatch)["executable"] == str(venv / "bin/python")
+
+    # 5. a Python that does not exist: refused, old kernel intact.
+    missing = run_script(repo, {**env, "UV_PYTHON_DOWNLOADS": "never"}, "--force", "tabular", "3.99")
+    assert missing.returncode != 0 and "no Python 3.99" in missing.stderr
+    assert manifest.read_text() == text
+
+    # 6. switch the theme to Python 3.11 with the cpu torch backend. The torch index is unreachable here, so
+    #    this checks that the backend reaches uv (and the manifest) on a theme without torch, downloading no torch.
+    switched = run_script(repo, env, "tabular", "3.11", "", "cpu")
+    assert switched.returncode == 0, switched.stderr
+    assert "--torch-backend cpu" in switched.stderr
+    assert 'TORCH_BACKEND="cpu"' in manifest.read_text()
+    assert (jupyter_dir / "kernels/tabular_311/kernel.json").is_file()
+    assert not (jupyter_dir / "kernels/tabular_312").exists(), "the replaced venv's kernelspec must go"
+    facts = kernel_facts("tabular_311", jupyter_dir, monkeypatch)
+    assert facts["version"].startswith("3.11.") and facts["executable"] == str(venv / "bin/python")
