@@ -61,7 +61,10 @@ def _status(venv: Path) -> str:
     python = venv / "bin/python"
     if not venv.is_dir():
         return "venv missing"
-    probe = subprocess.run([str(python), "-c", "import ipykernel"], capture_output=True)
+    try:
+        probe = subprocess.run([str(python), "-c", "import ipykernel"], capture_output=True)
+    except OSError:  # no interpreter, or its base Python was removed (dangling symlink)
+        return "python broken"
     return "ok" if probe.returncode == 0 else "python broken"
 
 

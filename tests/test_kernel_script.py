@@ -87,7 +87,7 @@ def test_bad_input_is_refused_with_one_line_and_nothing_changed(sandbox, args, m
 
 def test_help_describes_the_interface(sandbox):
     repo, env, _ = sandbox
-    for script in ("gs-env-create-kernel.sh", "gs-env-restore-kernels.sh"):
+    for script in ("gs-env-create-kernel.sh", "gs-env-restore-kernels.sh", "gs-env-lifecycle-on-start.sh"):
         result = run_script(repo, env, "--help", script=script)
         assert result.returncode == 0 and "Usage:" in result.stdout
 
@@ -156,3 +156,29 @@ def test_kernel_lifecycle_create_idempotent_restore_failed_rebuild_switch_python
     assert not (jupyter_dir / "kernels/tabular_312").exists(), "the replaced venv's kernelspec must go"
     facts = kernel_facts("tabular_311", jupyter_dir, monkeypatch)
     assert facts["version"].startswith("3.11.") and facts["executable"] == str(venv / "bin/python")
+
+
+def test_kernel_remove_dry_run_then_for_real(tmp_path, monkeypatch):
+    from gs_ds_env.kernels import format_table, list_kernels, remove_kernel
+
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter"))
+    spec_dir = tmp_path / "jupyter/kernels/demo_312"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps({"argv": ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                                                       "display_name": "demo", "language": "python"}))
+    repo = tmp_path / "repo"
+    kernel_dir = repo / "themes/demo/kernel"
+    (kernel_dir / ".venv/bin").mkdir(parents=True)
+    (kernel_dir / "manifest.env").write_text('KERNEL_NAME="demo_312"\nTHEME="demo"\nPYTHON_VERSION="3.12.1"\n')
+
+    table = format_table(list_kernels(repo))
+    assert "demo_312" in table and "python broken" in table and "yes" in table
+
+    planned = remove_kernel(repo, "demo_312", with_venv=True, dry_run=True)
+    assert planned[0].startswith("[dry-run] would remove kernelspec demo_312")
+    assert planned[1].startswith("[dry-run] would delete venv")
+    assert spec_dir.is_dir() and (kernel_dir / ".venv").is_dir()
+
+    remove_kernel(repo, "demo_312", with_venv=True, dry_run=False)
+    assert not spec_dir.exists() and not (kernel_dir / ".venv").exists()
+    assert "venv missing" not in format_table(list_kernels(repo))  # manifest went with the venv
