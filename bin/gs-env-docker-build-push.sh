@@ -16,6 +16,7 @@ Options:
   --base-image IMAGE  base image (default: python:<py>-slim); also $BASE_IMAGE
   --no-push           build and tag locally only; account and region may then be '-'
   --registry HOST     registry host override (private endpoints, tests); also $ECR_REGISTRY
+  --no-cache          build without Docker's layer cache (a cold build)
   --immutable         create the repository with tag immutability (then only the content tag is pushed)
   --dry-run           print what would be built and pushed, do nothing
   -h, --help          this help
@@ -32,6 +33,7 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 push=1
 dry_run=0
+cache_args=()
 immutable=0
 py="${PY:-}"
 base_image="${BASE_IMAGE:-}"
@@ -43,6 +45,7 @@ while (($#)); do
     --no-push) push=0 ;;
     --dry-run) dry_run=1 ;;
     --immutable) immutable=1 ;;
+    --no-cache) cache_args=(--no-cache) ;;
     --py) [[ $# -ge 2 ]] || die "--py needs a value"; py="$2"; shift ;;
     --base-image) [[ $# -ge 2 ]] || die "--base-image needs a value"; base_image="$2"; shift ;;
     --registry) [[ $# -ge 2 ]] || die "--registry needs a value"; registry="$2"; shift ;;
@@ -108,12 +111,12 @@ if ((dry_run)); then
 fi
 
 # ---- build (tags move only when the build succeeds, so a failed build keeps the last good image) -----
-if docker image inspect "$repo:$content_tag" >/dev/null 2>&1; then
+if ((${#cache_args[@]} == 0)) && docker image inspect "$repo:$content_tag" >/dev/null 2>&1; then
   log "image $repo:$content_tag is up to date (same build inputs); not rebuilding"
   docker tag "$repo:$content_tag" "$local_image"
 else
   log "building $repo:$content_tag (theme $theme, Python $py, base $base_image)"
-  docker build \
+  docker build "${cache_args[@]}" \
     --file "$REPO_ROOT/docker/Dockerfile" \
     --build-arg "PY=$py" --build-arg "THEME=$theme" --build-arg "BASE_IMAGE=$base_image" \
     --label "gs-ds-env.theme=$theme" --label "gs-ds-env.python=$py" --label "gs-ds-env.content-tag=$content_tag" \

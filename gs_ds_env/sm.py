@@ -13,6 +13,8 @@ def sagemaker():
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
     logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
     logging.getLogger("sagemaker.local.image").setLevel(logging.WARNING)  # it dumps the whole compose file
+    # It logs "To opt out of telemetry…" even when SDK_CONFIG has opted out.
+    logging.getLogger("sagemaker.telemetry.telemetry_logging").setLevel(logging.WARNING)
     import sagemaker as sdk
 
     return sdk
