@@ -86,7 +86,7 @@ def bench_image(scratch: Path, py: str, base_image: str) -> None:
     args = ["tabular", "-", "-", name, f"tabular_{py.replace('.', '')}"]
     cold = _timed(cmd + ["--no-cache"] + args)  # every layer rebuilt: pip downloads and installs everything
     size = client.images.get(f"{name}:tabular_{py.replace('.', '')}").attrs["Size"]
-    (repo / "training/titanic/__init__.py").write_text('"""bench: a training-only change"""\n')
+    (repo / "training/titanic/__init__.py").write_text(f'"""bench: a training-only change at {time.time()}"""\n')
     rebuild = _timed(cmd + args)
     print(f"image (tabular, Python {py}, base {base_image or 'python:' + py + '-slim'}):")
     print(f"  size                              {size / 1e6:7.0f} MB")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tarfile
+import uuid
 from pathlib import Path
 
 import docker
@@ -44,7 +45,8 @@ def test_image_contract_layers_and_failed_builds(tmp_path, base_image):
     # Nothing changed: no rebuild. training/ changed: only the last layer is rebuilt (pip layer from cache).
     same = build(repo, base_image)
     assert "is up to date" in same.stderr and outputs(same)["CONTENT_TAG"] == outputs(first)["CONTENT_TAG"]
-    (repo / "training/titanic/__init__.py").write_text('"""changed"""\n')
+    # A change never seen before (earlier runs on this machine may have built other edits already).
+    (repo / "training/titanic/__init__.py").write_text(f'"""changed {uuid.uuid4()}"""\n')
     changed = build(repo, base_image)
     assert changed.returncode == 0, changed.stderr[-3000:]
     assert outputs(changed)["CONTENT_TAG"] != outputs(first)["CONTENT_TAG"]
