@@ -28,10 +28,6 @@ def clear_errors(func):
     return wrapper
 
 
-def settings_for(**overrides):
-    return load_settings(**overrides)
-
-
 def require_local(settings) -> None:
     if settings.target != "local":
         raise Exit("error: TARGET=sagemaker (ECR push, S3 upload, SageMaker training job) is not available in this "
@@ -44,7 +40,7 @@ def require_local(settings) -> None:
 @clear_errors
 def kernel(c, theme=None, py=None, requirements=None, torch=None, force=False):
     """Create or update the theme's venv and Jupyter kernel <theme>_<pyver>."""
-    kernels_mod.create_kernel(settings_for(theme=theme, py=py, torch_backend=torch), requirements, force)
+    kernels_mod.create_kernel(load_settings(theme=theme, py=py, torch_backend=torch), requirements, force)
 
 
 @task
@@ -60,7 +56,7 @@ def kernels(c):
 @clear_errors
 def kernel_remove(c, name, venv=False, dry_run=False):
     """Remove a kernelspec (and its venv with --venv)."""
-    for line in kernels_mod.remove_kernel(settings_for().repo_root, name, venv, dry_run):
+    for line in kernels_mod.remove_kernel(load_settings().repo_root, name, venv, dry_run):
         print(line)
 
 
@@ -68,7 +64,7 @@ def kernel_remove(c, name, venv=False, dry_run=False):
 @clear_errors
 def kernels_restore(c):
     """Re-register every kernel from its manifest (after a SageMaker notebook restart)."""
-    kernels_mod.restore_kernels(settings_for())
+    kernels_mod.restore_kernels(load_settings())
 
 
 # ---- image, data, training ---------------------------------------------------------------------------------
@@ -78,7 +74,7 @@ def build(c, theme=None, py=None, dry_run=False):
     """Build the theme's training image (tagged <name>:<kernel> and <name>:<kernel>-<content digest>)."""
     from gs_ds_env import image
 
-    built = image.build(settings_for(theme=theme, py=py), dry_run=dry_run)
+    built = image.build(load_settings(theme=theme, py=py), dry_run=dry_run)
     print(f"image: {built.uri}" + (f" ({built.size_bytes / 1e6:.0f} MB)" if built.size_bytes else ""))
 
 
@@ -87,7 +83,7 @@ def build(c, theme=None, py=None, dry_run=False):
 @clear_errors
 def data(c, source=None, target=None, dry_run=False):
     """Fetch and verify the Titanic CSV, split it train/validation, stage it (and upload it for sagemaker)."""
-    settings = settings_for(target=target)
+    settings = load_settings(target=target)
     require_local(settings)
     staged = data_mod.split_and_stage(settings, source)
     for channel, folder in staged.channels.items():
@@ -100,7 +96,7 @@ def train(c, target=None, dry_run=False):
     """Run the training job on the image built by `inv build` and the data staged by `inv data`."""
     from gs_ds_env import deploy as deploy_mod
 
-    settings = settings_for(target=target)
+    settings = load_settings(target=target)
     require_local(settings)
     if dry_run:
         print(deploy_mod.local_plan(settings))
@@ -115,7 +111,7 @@ def deploy(c, target=None, theme=None, py=None, source=None, dry_run=False):
     """kernel -> build -> (push) -> data -> training job -> runs/<job>/report.md."""
     from gs_ds_env import deploy as deploy_mod
 
-    settings = settings_for(target=target, theme=theme, py=py)
+    settings = load_settings(target=target, theme=theme, py=py)
     require_local(settings)
     if dry_run:
         print(deploy_mod.local_plan(settings))

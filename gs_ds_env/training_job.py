@@ -35,10 +35,9 @@ def new_job_name(settings: Settings) -> str:
 
 def estimator(settings: Settings, image_uri: str, session, *, local: bool, output_path: str, role: str,
               instance_type: str, checkpoint_s3_uri: str | None = None):
-    sdk = sagemaker()
+    sagemaker()  # quiet the SDK before its first import
     from sagemaker.estimator import Estimator
 
-    del sdk  # imported for its side effects (quiet SDK)
     options = dict(
         image_uri=image_uri,
         role=role,

@@ -14,17 +14,11 @@ from gs_ds_env.settings import load_settings
 
 
 @pytest.fixture
-def settings(tmp_path, titanic_csv):
-    # repo_root stays the real one (themes/ are validated); data goes to a scratch dir.
-    base = load_settings(titanic_csv=str(titanic_csv))
-    return base.replace(repo_root=base.repo_root), tmp_path
-
-
-@pytest.fixture
-def scratch_settings(settings, monkeypatch):
-    base, tmp_path = settings
-    monkeypatch.setattr(type(base), "data_dir", property(lambda self: tmp_path / "data"))
-    return base
+def scratch_settings(tmp_path, titanic_csv, monkeypatch):
+    """Real settings (themes/ validated against the repo), with data/ redirected to a scratch dir."""
+    settings = load_settings(titanic_csv=str(titanic_csv))
+    monkeypatch.setattr(type(settings), "data_dir", property(lambda self: tmp_path / "data"))
+    return settings
 
 
 @pytest.fixture
