@@ -8,7 +8,7 @@ VENV := .venv
 INV := $(VENV)/bin/inv
 OPTS = $(if $(THEME),--theme $(THEME)) $(if $(PY),--py $(PY))
 
-.PHONY: help venv kernel kernels kernels-restore build data deploy deploy-dry-run test lint bench clean
+.PHONY: help venv kernel kernels kernels-restore build push data instance iam-policy deploy deploy-dry-run test lint bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,8 +35,17 @@ kernels-restore: venv ## Re-register every kernel from its manifest (after a not
 build: venv ## Build the theme's training image
 	$(INV) build $(OPTS)
 
-data: venv ## Fetch, verify, split and stage the Titanic data
+push: venv ## Build the theme image and push it to ECR (TARGET=sagemaker settings)
+	$(INV) push $(OPTS)
+
+data: venv ## Fetch, verify, split and stage the Titanic data (TARGET=sagemaker: upload to S3)
 	$(INV) data $(if $(TARGET),--target $(TARGET))
+
+instance: venv ## Rank training instance types (API, quotas, price) and show the pick
+	$(INV) instance
+
+iam-policy: venv ## Write least-privilege IAM policies for this .env into iam/
+	$(INV) iam-policy --out iam
 
 deploy: venv ## Kernel -> image -> data -> training job -> report (TARGET=local by default)
 	$(INV) deploy $(OPTS) $(if $(TARGET),--target $(TARGET))

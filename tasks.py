@@ -9,7 +9,8 @@ from invoke import Collection, Exit, task
 
 from gs_ds_env import data as data_mod
 from gs_ds_env import kernels as kernels_mod
-from gs_ds_env.settings import ConfigError, load_settings
+from gs_ds_env.aws import AwsError
+from gs_ds_env.settings import ConfigError, load_settings, validate_for_aws
 
 
 def clear_errors(func):
@@ -17,10 +18,18 @@ def clear_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from gs_ds_env.sagemaker_job import TrainingFailed
+
         try:
             return func(*args, **kwargs)
         except (ConfigError, data_mod.DataError) as error:
             raise Exit(f"error: {error}", code=2) from None
+        except AwsError as error:
+            raise Exit(f"error: {error}", code=1) from None
+        except TrainingFailed as error:
+            if error.details:
+                print("\n".join(error.details), flush=True)
+            raise Exit(f"error: {error}", code=1) from None
         except subprocess.CalledProcessError as error:
             raise Exit(f"error: {error.cmd[0]} failed with exit status {error.returncode} (see its output above)",
                        code=error.returncode or 1) from None
@@ -28,10 +37,11 @@ def clear_errors(func):
     return wrapper
 
 
-def require_local(settings) -> None:
-    if settings.target != "local":
-        raise Exit("error: TARGET=sagemaker (ECR push, S3 upload, SageMaker training job) is not available in this "
-                   "version yet; run with TARGET=local", code=2)
+def aws_settings(**overrides):
+    """Settings for a task that always talks to AWS, whatever TARGET says: the AWS keys are checked first."""
+    settings = load_settings(**overrides)
+    validate_for_aws(settings)
+    return settings
 
 
 # ---- kernels ---------------------------------------------------------------------------------------------
@@ -78,26 +88,54 @@ def build(c, theme=None, py=None, dry_run=False):
     print(f"image: {built.uri}" + (f" ({built.size_bytes / 1e6:.0f} MB)" if built.size_bytes else ""))
 
 
+@task(help={"theme": "theme", "py": "Python 3.N", "dry_run": "print what would be built and pushed"})
+@clear_errors
+def push(c, theme=None, py=None, dry_run=False):
+    """Build the theme image and push it to ECR (repository created if missing, scan on push)."""
+    from gs_ds_env import aws, iam, image
+
+    settings = aws_settings(theme=theme, py=py)
+    if dry_run:
+        print("\n".join(image.dry_run_lines(settings, iam.account_of(settings.sagemaker_role_arn))))
+        return
+    pushed = image.push(settings, aws.account_id(aws.session(settings)))
+    print(f"image: {pushed.uri}\ndigest: {pushed.digest}\npushed: {' '.join(pushed.pushed) or 'nothing (already there)'}")
+
+
 @task(help={"source": "URL or local path of the Titanic CSV (default: TITANIC_CSV, else TITANIC_URL)",
             "target": "local or sagemaker", "dry_run": "print what would be uploaded"})
 @clear_errors
 def data(c, source=None, target=None, dry_run=False):
     """Fetch and verify the Titanic CSV, split it train/validation, stage it (and upload it for sagemaker)."""
+    from gs_ds_env import aws, s3_data
+
     settings = load_settings(target=target)
-    require_local(settings)
+    if dry_run:
+        print(s3_data.plan(settings, source))
+        return
     staged = data_mod.split_and_stage(settings, source)
     for channel, folder in staged.channels.items():
         print(f"{channel}: {folder} ({staged.rows[channel]} rows)")
+    if settings.target == "sagemaker":
+        uploaded = s3_data.upload(settings, aws.client(aws.session(settings), "s3"), staged)
+        for entry in uploaded.objects:
+            print(f"{entry['uri']} sha256 {entry['sha256']} ({'uploaded' if entry['sent'] else 'already there'})")
 
 
-@task(help={"target": "local or sagemaker", "dry_run": "print the training job request, start nothing"})
+@task(help={"target": "local or sagemaker", "job_name": "training job name (default: BASE_JOB_NAME + timestamp)",
+            "dry_run": "print the plan, start nothing"})
 @clear_errors
-def train(c, target=None, dry_run=False):
-    """Run the training job on the image built by `inv build` and the data staged by `inv data`."""
+def train(c, target=None, job_name=None, dry_run=False):
+    """Run the training job on the theme image and the staged data (built/pushed/uploaded first if needed)."""
     from gs_ds_env import deploy as deploy_mod
 
     settings = load_settings(target=target)
-    require_local(settings)
+    if settings.target == "sagemaker":
+        if dry_run:
+            print(deploy_mod.sagemaker_plan(settings))
+            return
+        deploy_mod.deploy_sagemaker(settings, skip_kernel=True, job_name=job_name)
+        return
     if dry_run:
         print(deploy_mod.local_plan(settings))
         return
@@ -105,18 +143,56 @@ def train(c, target=None, dry_run=False):
 
 
 @task(help={"target": "local or sagemaker", "theme": "theme", "py": "Python 3.N",
-            "source": "Titanic CSV URL or path", "dry_run": "print the plan (every command and AWS call), do nothing"})
+            "source": "Titanic CSV URL or path", "job_name": "training job name (sagemaker)",
+            "dry_run": "print the plan (every command and AWS call), do nothing"})
 @clear_errors
-def deploy(c, target=None, theme=None, py=None, source=None, dry_run=False):
-    """kernel -> build -> (push) -> data -> training job -> runs/<job>/report.md."""
+def deploy(c, target=None, theme=None, py=None, source=None, job_name=None, dry_run=False):
+    """kernel -> build -> (instance, push) -> data -> training job -> runs/<job>/report.md."""
     from gs_ds_env import deploy as deploy_mod
 
     settings = load_settings(target=target, theme=theme, py=py)
-    require_local(settings)
+    if settings.target == "sagemaker":
+        if dry_run:
+            print(deploy_mod.sagemaker_plan(settings))
+            return
+        deploy_mod.deploy_sagemaker(settings, source=source, job_name=job_name)
+        return
     if dry_run:
         print(deploy_mod.local_plan(settings))
         return
     deploy_mod.deploy_local(settings, source=source)
 
 
-ns = Collection(kernel, kernels, kernel_remove, kernels_restore, build, data, train, deploy)
+# ---- AWS evidence and policies -----------------------------------------------------------------------------
+@task(help={"instance_type": "check this type instead of INSTANCE_TYPE (auto: pick)"})
+@clear_errors
+def instance(c, instance_type=None):
+    """Rank training instance types by API acceptance, Service Quotas and price; show the pick and why."""
+    from gs_ds_env import aws
+    from gs_ds_env import instance as instance_mod
+
+    settings = aws_settings(instance_type=instance_type)
+    print(instance_mod.choose(settings, aws.session(settings)).evidence())
+
+
+@task(name="iam-policy", help={"out": "write the three JSON files into this folder instead of printing them"})
+@clear_errors
+def iam_policy(c, out=None):
+    """Least-privilege operator policy, execution-role policy and trust policy for this .env."""
+    import json
+    from pathlib import Path
+
+    from gs_ds_env import iam
+
+    policies = iam.all_policies(aws_settings())
+    if not out:
+        print(iam.render(policies))
+        return
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, document in policies.items():
+        (folder / name).write_text(json.dumps(document, indent=2) + "\n")
+        print(folder / name)
+
+
+ns = Collection(kernel, kernels, kernel_remove, kernels_restore, build, push, data, train, deploy, instance, iam_policy)

@@ -21,7 +21,8 @@ Options:
   --dry-run           print what would be built and pushed, do nothing
   -h, --help          this help
 
-Prints IMAGE_URI=, CONTENT_TAG= and, after a push, IMAGE_DIGEST= lines on stdout; progress on stderr.
+Prints IMAGE_URI=, CONTENT_TAG= and, when pushing, IMAGE_DIGEST= and PUSHED= (tags sent; empty when the
+registry already had the content tag) lines on stdout; progress on stderr.
 Needs docker; pushing also needs the AWS CLI (AWS_PROFILE / AWS_ENDPOINT_URL are honoured).
 EOF
 }
@@ -139,10 +140,13 @@ if ! aws ecr describe-repositories --region "$region" --repository-names "$repo"
 fi
 
 log "logging in to $registry"
-aws ecr get-login-password --region "$region" | docker login --username AWS --password-stdin "$registry" >/dev/null
+# The password goes through a pipe only: never on a command line, never in a log.
+aws ecr get-login-password --region "$region" | docker login --username AWS --password-stdin "$registry" >/dev/null ||
+  die "docker login to $registry failed: check the AWS credentials (aws sts get-caller-identity) and ecr:GetAuthorizationToken"
 
 manifest_args=()
 [[ "$registry" =~ ^(localhost|127\.[0-9.]+)(:[0-9]+)?$ ]] && manifest_args+=(--insecure) # plain-HTTP local registry
+pushed=()
 if docker manifest inspect "${manifest_args[@]}" "$remote:$content_tag" >/dev/null 2>&1; then
   log "$remote:$content_tag is already in the registry; nothing to push"
 else
@@ -152,6 +156,7 @@ else
     docker tag "$repo:$content_tag" "$remote:$push_tag"
     log "pushing $remote:$push_tag"
     docker push "$remote:$push_tag" >&2
+    pushed+=("$push_tag")
   done
 fi
 
@@ -159,3 +164,4 @@ docker pull --quiet "$remote:$content_tag" >/dev/null 2>&1 || true # records the
 digest="$(docker image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$repo:$content_tag" | grep -F "$remote@" | head -n 1 | cut -d@ -f2)"
 echo "IMAGE_URI=$remote:$content_tag"
 echo "IMAGE_DIGEST=${digest:-unknown}"
+echo "PUSHED=${pushed[*]}"

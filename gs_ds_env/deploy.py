@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import data, image, kernels, report, training_job
+from . import aws, data, iam, image, instance, kernels, report, s3_data, sagemaker_job, training_job
 from .settings import Settings
 
 
@@ -22,7 +23,11 @@ class Timer:
         self.seconds[name] = round(time.perf_counter() - started, 2)
 
 
-def reproduce_commands(settings: Settings) -> list[str]:
+AWS_KEYS = ("AWS_REGION", "S3_BUCKET", "S3_PREFIX", "ECR_REPOSITORY", "SAGEMAKER_ROLE_ARN", "INSTANCE_TYPE",
+            "INSTANCE_COUNT", "USE_SPOT", "MAX_RUN", "MAX_WAIT", "VOLUME_SIZE", "BASE_JOB_NAME")
+
+
+def reproduce_commands(settings: Settings, instance_type: str | None = None, job_name: str | None = None) -> list[str]:
     lines = [
         "git clone <this repository> && cd gs-ds-env",
         "cp .env.example .env   # then edit; values used by this run:",
@@ -30,7 +35,15 @@ def reproduce_commands(settings: Settings) -> list[str]:
     ]
     if settings.base_image:
         lines.append(f"# BASE_IMAGE={settings.base_image}")
+    if settings.target == "sagemaker":
+        values = {key: getattr(settings, key.lower()) for key in AWS_KEYS}
+        values["INSTANCE_TYPE"] = instance_type or settings.instance_type
+        lines += [f"# {key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in values.items()]
+        lines.append("inv iam-policy --out iam/   # attach these before the first run (README: AWS set-up)")
     lines.append(f"make deploy THEME={settings.theme} PY={settings.py} TARGET={settings.target}")
+    if settings.target == "sagemaker" and job_name:
+        lines += [f"aws s3 ls {s3_data.uri(settings, 'output', job_name, 'output')}/",
+                  f"aws logs tail {iam.LOG_GROUP} --log-stream-name-prefix {job_name} --region {settings.aws_region}"]
     return lines
 
 
@@ -78,3 +91,106 @@ def local_plan(settings: Settings) -> str:
         f"  4. Estimator(instance_type='local', hyperparameters={settings.hyperparameters}).fit(train, validation)",
         "  5. runs/<job>/report.md + run.json",
     ])
+
+
+def deploy_sagemaker(settings: Settings, skip_kernel: bool = False, source: str | None = None,
+                     job_name: str | None = None) -> Path:
+    """kernel -> instance evidence -> build + ECR push -> S3 upload -> training job -> verified model -> report."""
+    timer = Timer()
+    boto_session = aws.session(settings)
+    with timer.step("account and instance"):
+        account = aws.account_id(boto_session)
+        choice = instance.choose(settings, boto_session)  # before anything slow or paid: a zero quota stops here
+        for warning in choice.warnings:
+            print(f"warning: {warning}", flush=True)
+        print(f"instance: {choice.instance_type} ({choice.reason})", flush=True)
+    if not skip_kernel:
+        with timer.step("kernel"):
+            kernels.create_kernel(settings)
+    with timer.step("build and push"):
+        pushed = image.push(settings, account)
+    with timer.step("data"):
+        staged = data.split_and_stage(settings, source)
+        uploaded = s3_data.upload(settings, aws.client(boto_session, "s3"), staged)
+    job_name = job_name or training_job.new_job_name(settings)
+    run_dir = settings.runs_dir / job_name
+    with timer.step("train"):
+        sagemaker_job.run(settings, boto_session, pushed.uri, uploaded.channels, choice.instance_type, job_name)
+    with timer.step("results"):
+        result = sagemaker_job.collect(settings, boto_session, job_name, choice.price, run_dir)
+    urls = sagemaker_job.console_urls(settings.aws_region, job_name)
+    record = {
+        "target": "sagemaker",
+        "theme": settings.theme,
+        "kernel": settings.kernel_name,
+        "region": settings.aws_region,
+        "account": account,
+        "s3_prefix_uri": s3_data.uri(settings),
+        "ecr_repository": settings.ecr_repository,
+        "image": {"uri": pushed.uri, "digest": pushed.digest, "content_tag": pushed.content_tag,
+                  "size_bytes": pushed.size_bytes, "pushed": pushed.pushed},
+        "job_name": job_name,
+        "role_arn": settings.sagemaker_role_arn,
+        "channels": uploaded.channels,
+        "data": {"source": staged.source, "sha256": staged.sha256, "rows": staged.rows, "objects": uploaded.objects,
+                 "bucket_actions": uploaded.bucket_actions},
+        "hyperparameters": settings.hyperparameters,
+        "metrics": result.metrics,
+        "model_artifact": result.model_artifact,
+        "model_local_copy": str(result.local_copy),
+        "output_path": s3_data.uri(settings, "output"),
+        "instance_type": choice.instance_type,
+        "instance_count": settings.instance_count,
+        "spot": settings.use_spot,
+        "instance_evidence": choice.evidence(),
+        "billable_seconds": result.billable_seconds,
+        "price_usd_per_hour": choice.price,
+        "cost_usd": result.cost_usd,
+        "log_stream": f"{iam.LOG_GROUP} / {', '.join(result.log_streams) or job_name + '/algo-1-*'}",
+        "console_url": urls["job"],
+        "logs_url": urls["logs"],
+        "job_status": result.description.get("TrainingJobStatus"),
+        "timings": {**timer.seconds, "training computation (in container)": result.training_seconds or 0.0},
+        "reproduce": reproduce_commands(settings, choice.instance_type, job_name),
+    }
+    run_json, report_md = report.write(run_dir, record)
+    print(f"model: {result.model_artifact}\nreport: {report_md}\nrun record: {run_json}", flush=True)
+    return run_json
+
+
+def sagemaker_plan(settings: Settings) -> str:
+    """Every command and AWS call of `deploy_sagemaker`, with parameters; nothing is called."""
+    account = iam.account_of(settings.sagemaker_role_arn)
+    boto_session = aws.session(settings)
+    planned_type = settings.instance_type if settings.instance_type != "auto" else "ml.m5.large"
+    job_name = training_job.new_job_name(settings)
+    push_lines = image.dry_run_lines(settings, account)
+    image_uri = next(line.split("=", 1)[1] for line in push_lines if line.startswith("IMAGE_URI="))
+    channels = {channel: f"s3://{settings.s3_bucket}/{s3_data.object_key(settings, channel)}" for channel in data.CHANNELS}
+    request = sagemaker_job.planned_request(settings, boto_session, image_uri, channels, planned_type, job_name)
+    step = iter(range(1, 100))
+    lines = [
+        f"plan for TARGET=sagemaker (theme {settings.theme}, Python {settings.py}, region {settings.aws_region}, "
+        f"account {account} as in SAGEMAKER_ROLE_ARN; a real run asks STS):",
+        f"  {next(step)}. sts:GetCallerIdentity",
+        f"  {next(step)}. instance evidence: botocore model TrainingInstanceType; service-quotas:"
+        "ListAWSDefaultServiceQuotas + ListServiceQuotas ServiceCode=sagemaker; pricing:GetProducts (us-east-1) "
+        f"ServiceCode=AmazonSageMaker regionCode={settings.aws_region}; INSTANCE_TYPE={settings.instance_type}"
+        + (" (shown below as ml.m5.large; the run picks the cheapest with quota > 0)" if settings.instance_type == "auto" else ""),
+        f"  {next(step)}. bin/gs-env-create-kernel.sh {settings.theme} {settings.py} '' {settings.torch_backend}",
+        f"  {next(step)}. {' '.join(image.build_push_command(settings, push=True, account=account))}",
+        *[f"       {line}" for line in push_lines],
+        f"  {next(step)}. fetch {settings.titanic_csv or settings.titanic_url} (sha256 {settings.titanic_sha256[:12]}…), "
+        f"split {1 - settings.validation_fraction:g}/{settings.validation_fraction:g} seed {settings.seed}",
+        *[f"       {line}" for line in s3_data.bucket_plan(settings)],
+        *[f"       s3:HeadObject + (if its sha256 metadata differs) s3:PutObject {uri} ServerSideEncryption="
+          f"{s3_data.ENCRYPTION} Metadata={{sha256: <of the staged file>}}" for uri in channels.values()],
+        f"  {next(step)}. sagemaker:CreateTrainingJob (as the SDK's Estimator.fit sends it):",
+        *[f"       {line}" for line in json.dumps(request, indent=2, default=str).splitlines()],
+        f"  {next(step)}. sagemaker:DescribeTrainingJob until it ends; logs:DescribeLogStreams + GetLogEvents "
+        f"{iam.LOG_GROUP} {job_name}/* (streamed)",
+        f"  {next(step)}. s3:HeadObject + GetObject {s3_data.uri(settings, 'output', job_name, 'output', 'model.tar.gz')}"
+        f" -> runs/{job_name}/model.tar.gz, metrics.json; billable seconds x price = cost",
+        f"  {next(step)}. runs/{job_name}/report.md + run.json",
+    ]
+    return "\n".join(lines)

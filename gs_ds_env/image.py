@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import docker
 
@@ -16,6 +16,7 @@ class BuiltImage:
     content_tag: str
     digest: str = ""
     size_bytes: int = 0
+    pushed: list[str] = field(default_factory=list)  # tags sent to the registry by this run (empty: already there)
 
 
 def build_push_command(settings: Settings, push: bool, account: str = "-", dry_run: bool = False) -> list[str]:
@@ -48,11 +49,18 @@ def build(settings: Settings, dry_run: bool = False) -> BuiltImage:
                       size_bytes=0 if dry_run else image_size(result["IMAGE_URI"]))
 
 
-def push(settings: Settings, account: str, dry_run: bool = False) -> BuiltImage:
-    result = _run(build_push_command(settings, push=True, account=account, dry_run=dry_run))
+def push(settings: Settings, account: str) -> BuiltImage:
+    result = _run(build_push_command(settings, push=True, account=account))
     local = f"{settings.ecr_repository}:{result['CONTENT_TAG']}"
     return BuiltImage(uri=result["IMAGE_URI"], content_tag=result["CONTENT_TAG"], digest=result.get("IMAGE_DIGEST", ""),
-                      size_bytes=0 if dry_run else image_size(local))
+                      size_bytes=image_size(local), pushed=result.get("PUSHED", "").split())
+
+
+def dry_run_lines(settings: Settings, account: str) -> list[str]:
+    """What the script would build and push (its --dry-run output, stderr and stdout), for plans."""
+    completed = subprocess.run(build_push_command(settings, push=True, account=account, dry_run=True), check=True,
+                               capture_output=True, text=True)
+    return [line.removeprefix("[image] ") for line in (completed.stderr + completed.stdout).splitlines() if line]
 
 
 def image_size(reference: str) -> int:

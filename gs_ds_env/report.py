@@ -33,10 +33,13 @@ def render(record: dict) -> str:
         f"{record['data']['rows'].get('train')} train / {record['data']['rows'].get('validation')} validation rows.",
         f"- Validation AUC {auc:.4f}, accuracy {metrics.get('validation:accuracy', float('nan')):.4f}." if auc is not None
         else "- No validation metrics were recorded.",
-        f"- Model: `{record['model_artifact']}`.",
+        f"- Model: `{record['model_artifact']}`" + (
+            f"; {record['billable_seconds']} billable seconds on {record['instance_type']}, about "
+            f"{record['cost_usd']:.4f} USD." if record.get("cost_usd") is not None else "."),
     ]
     resources = {
         "Target": target,
+        "Account": record.get("account"),
         "Region": record.get("region"),
         "S3 bucket / prefix": record.get("s3_prefix_uri"),
         "ECR repository": record.get("ecr_repository"),
@@ -45,11 +48,15 @@ def render(record: dict) -> str:
         "Image size (MB)": round(record["image"].get("size_bytes", 0) / 1e6, 1) or None,
         "Training job name": record["job_name"],
         "model.tar.gz": record["model_artifact"],
+        "Execution role": record.get("role_arn"),
         "Instance type": record.get("instance_type"),
+        "Instance count / spot": f"{record['instance_count']} / {record['spot']}" if "spot" in record else None,
+        "Price (USD per instance-hour)": record.get("price_usd_per_hour"),
         "Billable seconds": record.get("billable_seconds"),
         "Estimated cost (USD)": record.get("cost_usd"),
         "CloudWatch log group / stream": record.get("log_stream"),
-        "Console": record.get("console_url"),
+        "Console (job)": record.get("console_url"),
+        "Console (logs)": record.get("logs_url"),
     }
     parts = [
         f"# Run report: {record['job_name']}",

@@ -15,6 +15,8 @@ def sagemaker():
     logging.getLogger("sagemaker.local.image").setLevel(logging.WARNING)  # it dumps the whole compose file
     # It logs "To opt out of telemetry…" even when SDK_CONFIG has opted out.
     logging.getLogger("sagemaker.telemetry.telemetry_logging").setLevel(logging.WARNING)
+    # The SDK sets its loggers to INFO; botocore then reports every endpoint it resolves from AWS_ENDPOINT_URL.
+    logging.getLogger("botocore.configprovider").setLevel(logging.WARNING)
     import sagemaker as sdk
 
     return sdk

@@ -87,3 +87,23 @@ def copy_repo(dest: Path, *parts: str) -> Path:
 
 def tree_snapshot(root: Path) -> dict[str, float]:
     return {str(p.relative_to(root)): p.stat().st_mtime for p in root.rglob("*") if not p.is_symlink()}
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory):
+    """A moto_server on 127.0.0.1 recording every request (see tests/aws_fakes.py)."""
+    from aws_fakes import MotoServer
+
+    server = MotoServer(tmp_path_factory.mktemp("moto"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory, docker_engine):
+    """A real docker-registry on 127.0.0.1, no auth, fresh storage."""
+    from aws_fakes import Registry
+
+    server = Registry(tmp_path_factory.mktemp("registry"))
+    yield server
+    server.stop()

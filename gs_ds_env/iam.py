@@ -1,0 +1,113 @@
+"""`inv iam-policy`: least-privilege policies for exactly this bucket/prefix, repository, role and job prefix."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from .settings import Settings
+
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+
+
+def _statement(sid: str, actions: list[str], resources: list[str] | str, condition: dict | None = None) -> dict:
+    statement = {"Sid": sid, "Effect": "Allow", "Action": sorted(actions), "Resource": resources}
+    if condition:
+        statement["Condition"] = condition
+    return statement
+
+
+def _policy(*statements: dict) -> dict:
+    return {"Version": "2012-10-17", "Statement": list(statements)}
+
+
+def account_of(role_arn: str) -> str:
+    return re.search(r":iam::(\d{12}):", role_arn).group(1)
+
+
+class _Names:
+    def __init__(self, settings: Settings, account: str) -> None:
+        partition = settings.sagemaker_role_arn.split(":")[1]
+        region = settings.aws_region
+        prefix = settings.s3_prefix.strip("/")
+        self.bucket = f"arn:{partition}:s3:::{settings.s3_bucket}"
+        self.objects = f"{self.bucket}/{prefix}/*" if prefix else f"{self.bucket}/*"
+        self.under = lambda part: f"{self.bucket}/{prefix + '/' if prefix else ''}{part}/*"
+        self.s3_prefix = lambda part: f"{prefix + '/' if prefix else ''}{part}/*"
+        self.repository = f"arn:{partition}:ecr:{region}:{account}:repository/{settings.ecr_repository}"
+        self.jobs = f"arn:{partition}:sagemaker:{region}:{account}:training-job/{settings.base_job_name.lower()}*"
+        self.log_group = f"arn:{partition}:logs:{region}:{account}:log-group:{LOG_GROUP}"
+        self.log_streams = f"{self.log_group}:log-stream:{settings.base_job_name.lower()}*"
+        self.sagemaker_any = f"arn:{partition}:sagemaker:{region}:{account}:*"
+
+
+def operator_policy(settings: Settings, account: str) -> dict:
+    """What the person or CI running `inv deploy` needs."""
+    names = _Names(settings, account)
+    return _policy(
+        # ECR issues login tokens account-wide: this action has no resource-level form.
+        _statement("EcrLogin", ["ecr:GetAuthorizationToken"], "*"),
+        _statement("EcrPushToThisRepository", [
+            "ecr:CreateRepository", "ecr:DescribeRepositories", "ecr:DescribeImages",
+            "ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
+            "ecr:CompleteLayerUpload", "ecr:PutImage", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+        ], names.repository),
+        _statement("S3Bucket", ["s3:CreateBucket", "s3:ListBucket", "s3:GetBucketLocation",
+                                "s3:PutBucketPublicAccessBlock", "s3:PutEncryptionConfiguration"], names.bucket),
+        _statement("S3DataAndArtifacts", ["s3:GetObject", "s3:PutObject"], names.objects),
+        _statement("TrainingJobs", ["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob",
+                                    "sagemaker:StopTrainingJob", "sagemaker:AddTags"], names.jobs),
+        _statement("ReadJobLogs", ["logs:DescribeLogStreams"], f"{names.log_group}:*"),
+        _statement("ReadJobLogEvents", ["logs:GetLogEvents"], names.log_streams),
+        _statement("PassOnlyTheExecutionRoleToSageMaker", ["iam:PassRole"], settings.sagemaker_role_arn,
+                   {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
+        # Quota and price reads have no resource-level form either.
+        _statement("InstanceEvidence", ["servicequotas:ListServiceQuotas", "servicequotas:ListAWSDefaultServiceQuotas",
+                                        "pricing:GetProducts"], "*"),
+    )
+
+
+def execution_role_policy(settings: Settings, account: str) -> dict:
+    """What SageMaker, acting as SAGEMAKER_ROLE_ARN, needs to run the job."""
+    names = _Names(settings, account)
+    return _policy(
+        _statement("ReadChannels", ["s3:GetObject"], names.under("titanic")),
+        _statement("ListChannelsAndCheckpoints", ["s3:ListBucket"], names.bucket,
+                   {"StringLike": {"s3:prefix": [names.s3_prefix("titanic"), names.s3_prefix("checkpoints")]}}),
+        _statement("WriteModel", ["s3:PutObject"], names.under("output")),
+        _statement("SpotCheckpoints", ["s3:GetObject", "s3:PutObject"], names.under("checkpoints")),
+        _statement("EcrLogin", ["ecr:GetAuthorizationToken"], "*"),
+        _statement("PullTheImage", ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
+                                    "ecr:GetDownloadUrlForLayer"], names.repository),
+        _statement("CreateJobLogGroup", ["logs:CreateLogGroup"], f"{names.log_group}:*"),
+        _statement("WriteJobLogs", ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                   f"{names.log_group}:log-stream:*"),
+        # PutMetricData has no resource-level form; the namespace condition narrows it.
+        _statement("JobMetrics", ["cloudwatch:PutMetricData"], "*",
+                   {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}),
+    )
+
+
+def trust_policy(settings: Settings, account: str) -> dict:
+    """Only SageMaker, acting for this account (confused-deputy guard), may assume the execution role."""
+    names = _Names(settings, account)
+    return {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow",
+        "Principal": {"Service": "sagemaker.amazonaws.com"},
+        "Action": "sts:AssumeRole",
+        "Condition": {"StringEquals": {"aws:SourceAccount": account},
+                      "ArnLike": {"aws:SourceArn": names.sagemaker_any}},
+    }]}
+
+
+def all_policies(settings: Settings, account: str | None = None) -> dict[str, dict]:
+    account = account or account_of(settings.sagemaker_role_arn)
+    return {
+        "operator-policy.json": operator_policy(settings, account),
+        "execution-role-policy.json": execution_role_policy(settings, account),
+        "execution-role-trust-policy.json": trust_policy(settings, account),
+    }
+
+
+def render(policies: dict[str, dict]) -> str:
+    return "\n\n".join(f"# {name}\n{json.dumps(doc, indent=2)}" for name, doc in policies.items())

@@ -1,0 +1,138 @@
+"""The staged channels in S3: bucket created safely if missing, objects encrypted, unchanged content never re-sent."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from boto3.exceptions import S3UploadFailedError
+from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from . import aws
+from .data import CHANNELS, StagedData, sha256_of
+from .settings import Settings
+
+TRANSFER = TransferConfig(multipart_threshold=64 * 1024 * 1024, max_concurrency=4)
+ENCRYPTION = "AES256"  # SSE-S3; also the bucket default we set on buckets we create
+
+
+@dataclass
+class Uploaded:
+    channels: dict[str, str]  # channel -> s3:// URI of its object (the exact key, so stray files are never read)
+    objects: list[dict] = field(default_factory=list)  # uri, sha256, sent (False: already there)
+    bucket_actions: list[str] = field(default_factory=list)
+
+
+def key(settings: Settings, *parts: str) -> str:
+    return "/".join(part.strip("/") for part in (settings.s3_prefix, *parts) if part.strip("/"))
+
+
+def uri(settings: Settings, *parts: str) -> str:
+    """s3://<bucket>/<prefix>/<parts...>"""
+    return f"s3://{settings.s3_bucket}/{key(settings, *parts)}"
+
+
+def object_key(settings: Settings, channel: str) -> str:
+    return key(settings, "titanic", channel, f"{channel}.csv")
+
+
+def bucket_plan(settings: Settings) -> list[str]:
+    location = {} if settings.aws_region == "us-east-1" else {"LocationConstraint": settings.aws_region}
+    return [
+        f"s3:HeadBucket Bucket={settings.s3_bucket}; if it does not exist:",
+        f"  s3:CreateBucket Bucket={settings.s3_bucket} CreateBucketConfiguration={location}",
+        f"  s3:PutPublicAccessBlock Bucket={settings.s3_bucket} (all four blocks true)",
+        f"  s3:PutBucketEncryption Bucket={settings.s3_bucket} SSEAlgorithm={ENCRYPTION} BucketKeyEnabled=true",
+    ]
+
+
+def plan(settings: Settings, source: str | None = None) -> str:
+    """`inv data --dry-run`: what would be fetched, staged and (for sagemaker) uploaded."""
+    lines = [f"fetch {source or settings.titanic_csv or settings.titanic_url}, verify sha256 "
+             f"{settings.titanic_sha256[:12]}…, split {1 - settings.validation_fraction:g}/"
+             f"{settings.validation_fraction:g} seed {settings.seed} into data/staged/"]
+    if settings.target == "sagemaker":
+        lines += bucket_plan(settings)
+        lines += [f"s3:PutObject s3://{settings.s3_bucket}/{object_key(settings, channel)} (SSE {ENCRYPTION}; "
+                  "skipped when an object with the same sha256 is already there)" for channel in CHANNELS]
+    return "\n".join(lines)
+
+
+def ensure_bucket(settings: Settings, s3) -> list[str]:
+    """Create the bucket in AWS_REGION if it is missing; refuse one in another region or not ours."""
+    bucket = settings.s3_bucket
+    try:
+        head = s3.head_bucket(Bucket=bucket)
+        region = head["ResponseMetadata"]["HTTPHeaders"].get("x-amz-bucket-region", settings.aws_region)
+        if region != settings.aws_region:
+            raise aws.AwsError(f"S3_BUCKET={bucket} is in {region} but AWS_REGION={settings.aws_region}: SageMaker "
+                               "reads channels from its own region; use a bucket there or change AWS_REGION")
+        return []
+    except ClientError as error:
+        if aws.error_code(error) in {"403", "AccessDenied"}:
+            raise aws.AwsError(f"S3_BUCKET={bucket} exists but this identity may not use it (403): choose another "
+                               "bucket name or grant access (see `inv iam-policy`)") from None
+        if aws.error_code(error) not in {"404", "NoSuchBucket", "NotFound"}:
+            raise aws.explain(error, f"checking bucket {bucket}") from None
+    print(f"[s3] creating bucket {bucket} in {settings.aws_region} (public access blocked, {ENCRYPTION} by default)",
+          flush=True)
+    try:
+        options = {} if settings.aws_region == "us-east-1" else {
+            "CreateBucketConfiguration": {"LocationConstraint": settings.aws_region}}
+        s3.create_bucket(Bucket=bucket, **options)
+        s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
+        s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [{
+            "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": ENCRYPTION}, "BucketKeyEnabled": True}]})
+    except (ClientError, BotoCoreError) as error:
+        raise aws.explain(error, f"creating bucket {bucket}") from None
+    return [f"created s3://{bucket} in {settings.aws_region}"]
+
+
+class _Progress:
+    """TransferConfig callback: percent done, printed at most every 25%."""
+
+    def __init__(self, label: str, size: int) -> None:
+        self.label, self.size, self.done, self.shown = label, max(size, 1), 0, -25
+        self.lock = threading.Lock()
+
+    def __call__(self, sent: int) -> None:
+        with self.lock:
+            self.done += sent
+            percent = min(100, self.done * 100 // self.size)
+            if percent >= self.shown + 25:
+                self.shown = percent
+                print(f"[s3] {self.label} {percent}% of {self.size / 1024:.0f} KiB", flush=True)
+
+
+def _remote_sha256(s3, bucket: str, key: str) -> str | None:
+    try:
+        return s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("sha256")
+    except ClientError as error:
+        if aws.error_code(error) in {"404", "NoSuchKey", "NotFound"}:
+            return None
+        raise aws.explain(error, f"checking s3://{bucket}/{key}") from None
+
+
+def upload(settings: Settings, s3, staged: StagedData) -> Uploaded:
+    result = Uploaded(channels={}, bucket_actions=ensure_bucket(settings, s3))
+    for channel, folder in staged.channels.items():
+        path: Path = folder / f"{channel}.csv"
+        object_name = object_key(settings, channel)
+        target = f"s3://{settings.s3_bucket}/{object_name}"
+        sha = sha256_of(path)
+        send = _remote_sha256(s3, settings.s3_bucket, object_name) != sha
+        if send:
+            try:
+                s3.upload_file(str(path), settings.s3_bucket, object_name, Config=TRANSFER,
+                               ExtraArgs={"ServerSideEncryption": ENCRYPTION, "Metadata": {"sha256": sha}},
+                               Callback=_Progress(object_name, path.stat().st_size))
+            except (ClientError, BotoCoreError, S3UploadFailedError) as error:
+                raise aws.explain(error, f"uploading {path} to {target}") from None
+        else:
+            print(f"[s3] {target} already holds this content (sha256 {sha[:12]}…); not uploading", flush=True)
+        result.channels[channel] = target
+        result.objects.append({"uri": target, "sha256": sha, "sent": send})
+    return result

@@ -1,0 +1,206 @@
+"""TARGET=sagemaker against real servers: moto_server for the AWS APIs (boto3, awscli and the SageMaker SDK all
+make real HTTP calls, which moto records) and a real docker-registry for the docker login/tag/push half.
+
+moto records a training job and says Completed, but runs no container and writes no model. So these tests assert
+on the API calls made, and where a model is needed the test plays SageMaker's part: it runs the *pushed* image
+on the *uploaded* channels with the hyperparameters of the recorded request, and puts model.tar.gz where
+SageMaker would.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, tool_env
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+REGION = "eu-west-1"
+BUCKET = "gs-ds-env-test-bucket"
+REPOSITORY = "gs-ds-env-tabular-test"
+ROLE = "arn:aws:iam::123456789012:role/gs-ds-env-sagemaker"
+
+
+def aws(moto, service: str):
+    return moto.client(service, REGION)
+
+
+def sagemaker_env(tmp_path: Path, moto, base_image: str, titanic_csv: Path, **extra: str) -> dict[str, str]:
+    settings = dict(TARGET="sagemaker", PY="3.11", BASE_IMAGE=base_image, TITANIC_CSV=str(titanic_csv),
+                    AWS_REGION=REGION, S3_BUCKET=BUCKET, S3_PREFIX="team/titanic-run", ECR_REPOSITORY=REPOSITORY,
+                    SAGEMAKER_ROLE_ARN=ROLE, WORKING_DIR=str(tmp_path / "work"),
+                    JUPYTER_DATA_DIR=str(tmp_path / "jupyter"), DOCKER_CONFIG=str(tmp_path / "docker-config"))
+    return tool_env(**moto.env(), **{**settings, **extra})
+
+
+def inv(env: dict[str, str], *args: str):
+    return subprocess.run([str(REPO / ".venv/bin/inv"), *args], cwd=REPO, env=env, capture_output=True, text=True)
+
+
+def play_sagemaker(moto, request: dict, job_name: str, scratch: Path) -> None:
+    """Do what SageMaker does with a CreateTrainingJob request: pull the image, fetch the channels into
+    /opt/ml/input/data, run `train`, and upload /opt/ml/model as <output>/<job>/output/model.tar.gz."""
+    s3 = aws(moto, "s3")
+    root = scratch / "opt_ml"
+    for channel in request["InputDataConfig"]:
+        uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+        bucket, prefix = uri.removeprefix("s3://").split("/", 1)
+        folder = root / "input/data" / channel["ChannelName"]
+        folder.mkdir(parents=True)
+        for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]:
+            s3.download_file(bucket, item["Key"], str(folder / Path(item["Key"]).name))
+    (root / "input/config").mkdir(parents=True)
+    (root / "input/config/hyperparameters.json").write_text(json.dumps(request["HyperParameters"]))
+    image = request["AlgorithmSpecification"]["TrainingImage"]
+    subprocess.run(["docker", "pull", "--quiet", image], check=True, capture_output=True)
+    run = subprocess.run(["docker", "run", "--rm", "-v", f"{root}:/opt/ml", image, "train"], capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    tarball = scratch / "model.tar.gz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        for path in (root / "model").iterdir():
+            archive.add(path, arcname=path.name)
+    output = request["OutputDataConfig"]["S3OutputPath"].removeprefix("s3://")
+    bucket, prefix = output.split("/", 1)
+    s3.upload_file(str(tarball), bucket, f"{prefix}/{job_name}/output/model.tar.gz")
+
+
+def operations(calls) -> list[str]:
+    return [call.operation for call in calls]
+
+
+def test_sagemaker_deploy_push_upload_train_report(tmp_path, moto, registry, base_image, titanic_csv):
+    env = sagemaker_env(tmp_path, moto, base_image, titanic_csv, ECR_REGISTRY=registry.host, USE_SPOT="true",
+                        MAX_RUN="1800", MAX_WAIT="3600", TAGS="project=gs-ds-env,owner=tests")
+
+    # ---- first deploy: everything is created and sent; moto writes no model, so the run must say so and fail
+    moto.reset_recording()
+    first = inv(env, "deploy", "--job-name", "gs-test-job-a")
+    output = first.stdout + first.stderr
+    assert first.returncode != 0
+    assert "gs-test-job-a is Completed but s3://gs-ds-env-test-bucket/team/titanic-run/output/gs-test-job-a/output/" \
+           "model.tar.gz does not exist in S3" in output
+    assert "empty /opt/ml/model" in output and "Traceback" not in output
+    calls = moto.calls()
+    ops = operations(calls)
+
+    # ECR: repository created with scan-on-push; login token asked for; the token never shows in any output.
+    ecr = aws(moto, "ecr")
+    (repo,) = ecr.describe_repositories(repositoryNames=[REPOSITORY])["repositories"]
+    assert repo["imageScanningConfiguration"]["scanOnPush"] is True and repo["imageTagMutability"] == "MUTABLE"
+    assert "ECR.GetAuthorizationToken" in ops
+    token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    assert base64.b64decode(token).decode().split(":", 1)[1] not in output
+
+    # The registry holds the content tag and the kernel-name tag, same manifest.
+    tags = registry.tags(REPOSITORY)
+    content_tag = next(tag for tag in tags if tag.startswith("tabular_311-"))
+    assert tags == sorted(["tabular_311", content_tag])
+    assert registry.digest(REPOSITORY, "tabular_311") == registry.digest(REPOSITORY, content_tag)
+
+    # S3: bucket in the region, public access blocked, encrypted by default; objects encrypted at the right keys.
+    s3 = aws(moto, "s3")
+    assert s3.get_bucket_location(Bucket=BUCKET)["LocationConstraint"] == REGION
+    block = s3.get_public_access_block(Bucket=BUCKET)["PublicAccessBlockConfiguration"]
+    assert all(block.values()) and len(block) == 4
+    rule = s3.get_bucket_encryption(Bucket=BUCKET)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    for channel, rows in (("train", 712), ("validation", 179)):
+        key = f"team/titanic-run/titanic/{channel}/{channel}.csv"
+        head = s3.head_object(Bucket=BUCKET, Key=key)
+        assert head["ServerSideEncryption"] == "AES256"
+        body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        assert head["Metadata"]["sha256"] == hashlib.sha256(body).hexdigest()
+        assert body.decode().count("\n") == rows + 1
+
+    # The CreateTrainingJob request, as moto received it.
+    (create,) = [call.body for call in calls if call.operation == "SageMaker.CreateTrainingJob"]
+    assert create["TrainingJobName"] == "gs-test-job-a"
+    assert create["AlgorithmSpecification"]["TrainingImage"] == f"{registry.host}/{REPOSITORY}:{content_tag}"
+    assert create["RoleArn"] == ROLE
+    assert create["ResourceConfig"] == {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5}
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in create["InputDataConfig"]}
+    assert channels == {ch: f"s3://{BUCKET}/team/titanic-run/titanic/{ch}/{ch}.csv" for ch in ("train", "validation")}
+    assert create["HyperParameters"] == {"model": "blend", "n_estimators": "500", "max_depth": "3",
+                                         "learning_rate": "0.03", "seed": "42"}
+    assert create["EnableManagedSpotTraining"] is True
+    assert create["StoppingCondition"] == {"MaxRuntimeInSeconds": 1800, "MaxWaitTimeInSeconds": 3600}
+    assert create["CheckpointConfig"]["S3Uri"] == f"s3://{BUCKET}/team/titanic-run/checkpoints/gs-test-job-a"
+    assert create["OutputDataConfig"]["S3OutputPath"] == f"s3://{BUCKET}/team/titanic-run/output"
+    assert {m["Name"] for m in create["AlgorithmSpecification"]["MetricDefinitions"]} >= {"validation:auc"}
+    assert create["ProfilerConfig"] == {"DisableProfiler": True} and "DebugHookConfig" not in create
+    assert {"Key": "owner", "Value": "tests"} in create["Tags"]
+
+    # ---- SageMaker's part for the next job: the pushed image, the uploaded channels, the recorded request.
+    play_sagemaker(moto, create, "gs-test-job-b", tmp_path / "sagemaker")
+
+    # ---- second deploy, nothing changed: nothing pushed, nothing uploaded, a verified model and a full report.
+    moto.reset_recording()
+    second = inv(env, "deploy", "--job-name", "gs-test-job-b")
+    assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
+    ops = operations(moto.calls())
+    assert not [op for op in ops if op.startswith("S3 PUT /gs-ds-env-test-bucket/team/titanic-run/titanic/")]
+    assert "ECR.CreateRepository" not in ops
+    assert "nothing to push" in second.stderr
+    assert registry.tags(REPOSITORY) == tags
+    (create_b,) = [call.body for call in moto.calls() if call.operation == "SageMaker.CreateTrainingJob"]
+    assert {k: v for k, v in create_b.items() if k not in {"TrainingJobName", "CheckpointConfig"}} == \
+           {k: v for k, v in create.items() if k not in {"TrainingJobName", "CheckpointConfig"}}
+
+    run_dir = REPO / "runs/gs-test-job-b"
+    record = json.loads((run_dir / "run.json").read_text())
+    expected_metrics = json.load(tarfile.open(run_dir / "model.tar.gz").extractfile("metrics.json"))["metrics"]
+    assert record["target"] == "sagemaker" and record["region"] == REGION and record["account"] == "123456789012"
+    assert record["s3_prefix_uri"] == f"s3://{BUCKET}/team/titanic-run"
+    assert record["ecr_repository"] == REPOSITORY
+    assert record["image"]["uri"] == create["AlgorithmSpecification"]["TrainingImage"]
+    assert record["image"]["digest"] == registry.digest(REPOSITORY, content_tag)
+    assert record["image"]["pushed"] == []
+    assert all(not entry["sent"] for entry in record["data"]["objects"])
+    assert record["job_name"] == "gs-test-job-b"
+    assert record["model_artifact"] == f"s3://{BUCKET}/team/titanic-run/output/gs-test-job-b/output/model.tar.gz"
+    assert record["metrics"] == expected_metrics and record["metrics"]["validation:auc"] >= 0.85
+    assert record["instance_type"] == "ml.m5.large" and "| 1 | ml.m5.large |" in record["instance_evidence"]
+    assert record["billable_seconds"] is not None and record["cost_usd"] is not None  # moto: start == end, so 0
+    assert record["log_stream"].startswith("/aws/sagemaker/TrainingJobs")
+    assert record["console_url"].endswith(f"region={REGION}#/jobs/gs-test-job-b")
+    assert "make deploy THEME=tabular PY=3.11 TARGET=sagemaker" in record["reproduce"]
+    report = (run_dir / "report.md").read_text()
+    for needle in ("## Summary", "## Flow", "## Instance choice", "## Hyperparameters", "## Metrics",
+                   "Billable seconds", "Estimated cost (USD)", "CloudWatch log group / stream", "## Reproduce",
+                   record["image"]["digest"], record["model_artifact"]):
+        assert needle in report
+
+
+def test_dry_run_plans_everything_and_calls_nothing(tmp_path, moto, base_image, titanic_csv):
+    env = sagemaker_env(tmp_path, moto, base_image, titanic_csv, BASE_JOB_NAME="gs-plan", ECR_REGISTRY="")
+    moto.reset_recording()
+    result = inv(env, "deploy", "--dry-run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert moto.calls() == []
+    plan = result.stdout
+    assert "docker login --username AWS --password-stdin 123456789012.dkr.ecr.eu-west-1.amazonaws.com" in plan
+    assert f"s3:PutObject s3://{BUCKET}/team/titanic-run/titanic/train/train.csv ServerSideEncryption=AES256" in plan
+    request = json.loads(plan.split("sagemaker:CreateTrainingJob (as the SDK's Estimator.fit sends it):\n", 1)[1]
+                         .split("\n  7.", 1)[0])
+    assert request["RoleArn"] == ROLE and request["TrainingJobName"].startswith("gs-plan-")
+    assert request["AlgorithmSpecification"]["TrainingImage"].startswith(
+        f"123456789012.dkr.ecr.{REGION}.amazonaws.com/{REPOSITORY}:tabular_311-")
+    assert "Creating training-job" not in result.stdout + result.stderr
+
+
+def test_missing_role_stops_before_any_aws_call(tmp_path, moto, base_image, titanic_csv):
+    env = sagemaker_env(tmp_path, moto, base_image, titanic_csv, SAGEMAKER_ROLE_ARN="")
+    moto.reset_recording()
+    result = inv(env, "deploy")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: SAGEMAKER_ROLE_ARN is missing: set it in .env (arn:aws:iam::<12-digit account>:role/<name>)"]
+    assert moto.calls() == []
