@@ -129,38 +129,19 @@ def train(c, target=None, job_name=None, dry_run=False):
     """Run the training job on the theme image and the staged data (built/pushed/uploaded first if needed)."""
     from gs_ds_env import deploy as deploy_mod
 
-    settings = load_settings(target=target)
-    if settings.target == "sagemaker":
-        if dry_run:
-            print(deploy_mod.sagemaker_plan(settings))
-            return
-        deploy_mod.deploy_sagemaker(settings, skip_kernel=True, job_name=job_name)
-        return
-    if dry_run:
-        print(deploy_mod.local_plan(settings))
-        return
-    deploy_mod.deploy_local(settings, skip_kernel=True)
+    deploy_mod.run(load_settings(target=target), skip_kernel=True, job_name=job_name, dry_run=dry_run)
 
 
 @task(help={"target": "local or sagemaker", "theme": "theme", "py": "Python 3.N",
-            "source": "Titanic CSV URL or path", "job_name": "training job name (sagemaker)",
+            "source": "Titanic CSV URL or path", "job_name": "training job name (default: BASE_JOB_NAME + timestamp)",
             "dry_run": "print the plan (every command and AWS call), do nothing"})
 @clear_errors
 def deploy(c, target=None, theme=None, py=None, source=None, job_name=None, dry_run=False):
     """kernel -> build -> (instance, push) -> data -> training job -> runs/<job>/report.md."""
     from gs_ds_env import deploy as deploy_mod
 
-    settings = load_settings(target=target, theme=theme, py=py)
-    if settings.target == "sagemaker":
-        if dry_run:
-            print(deploy_mod.sagemaker_plan(settings))
-            return
-        deploy_mod.deploy_sagemaker(settings, source=source, job_name=job_name)
-        return
-    if dry_run:
-        print(deploy_mod.local_plan(settings))
-        return
-    deploy_mod.deploy_local(settings, source=source)
+    deploy_mod.run(load_settings(target=target, theme=theme, py=py), source=source, job_name=job_name,
+                   dry_run=dry_run)
 
 
 # ---- AWS evidence and policies -----------------------------------------------------------------------------

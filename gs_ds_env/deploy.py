@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from . import aws, data, iam, image, instance, kernels, report, s3_data, sagemaker_job, training_job
-from .settings import Settings
+from .settings import ConfigError, Settings
 
 
 class Timer:
@@ -47,7 +48,21 @@ def reproduce_commands(settings: Settings, instance_type: str | None = None, job
     return lines
 
 
-def deploy_local(settings: Settings, skip_kernel: bool = False, source: str | None = None) -> Path:
+def run(settings: Settings, *, skip_kernel: bool = False, source: str | None = None, job_name: str | None = None,
+        dry_run: bool = False) -> Path | None:
+    """`inv deploy` / `inv train` for either target; a dry run prints the plan and calls nothing."""
+    if job_name and not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", job_name):
+        raise ConfigError(f"job name {job_name!r} is invalid: letters, digits and '-', at most 63 characters")
+    if dry_run:
+        print(sagemaker_plan(settings) if settings.target == "sagemaker" else local_plan(settings), flush=True)
+        return None
+    if settings.target == "sagemaker":
+        return deploy_sagemaker(settings, skip_kernel=skip_kernel, source=source, job_name=job_name)
+    return deploy_local(settings, skip_kernel=skip_kernel, source=source, job_name=job_name)
+
+
+def deploy_local(settings: Settings, skip_kernel: bool = False, source: str | None = None,
+                 job_name: str | None = None) -> Path:
     timer = Timer()
     if not skip_kernel:
         with timer.step("kernel"):
@@ -56,7 +71,7 @@ def deploy_local(settings: Settings, skip_kernel: bool = False, source: str | No
         built = image.build(settings)
     with timer.step("data"):
         staged = data.split_and_stage(settings, source)
-    job_name = training_job.new_job_name(settings)
+    job_name = job_name or training_job.new_job_name(settings)
     with timer.step("train"):
         result = training_job.train_local(settings, built.uri, staged.channels, job_name)
     record = {
@@ -114,6 +129,10 @@ def deploy_sagemaker(settings: Settings, skip_kernel: bool = False, source: str 
         uploaded = s3_data.upload(settings, aws.client(boto_session, "s3"), staged)
     job_name = job_name or training_job.new_job_name(settings)
     run_dir = settings.runs_dir / job_name
+    if choice.price is not None:
+        ceiling = choice.price * settings.instance_count * (settings.max_wait if settings.use_spot else settings.max_run)
+        print(f"starting a paid training job {job_name}: {settings.instance_count} x {choice.instance_type} at "
+              f"{choice.price:.3f} USD/h, at most {ceiling / 3600:.2f} USD (MAX_RUN/MAX_WAIT bound)", flush=True)
     with timer.step("train"):
         sagemaker_job.run(settings, boto_session, pushed.uri, uploaded.channels, choice.instance_type, job_name)
     with timer.step("results"):

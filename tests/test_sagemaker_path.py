@@ -149,6 +149,7 @@ def test_sagemaker_deploy_push_upload_train_report(tmp_path, moto, registry, bas
     assert not [op for op in ops if op.startswith("S3 PUT /gs-ds-env-test-bucket/team/titanic-run/titanic/")]
     assert "ECR.CreateRepository" not in ops
     assert "nothing to push" in second.stderr
+    assert "starting a paid training job gs-test-job-b: 1 x ml.m5.large at 0.115 USD/h, at most" in second.stdout
     assert registry.tags(REPOSITORY) == tags
     (create_b,) = [call.body for call in moto.calls() if call.operation == "SageMaker.CreateTrainingJob"]
     assert {k: v for k, v in create_b.items() if k not in {"TrainingJobName", "CheckpointConfig"}} == \
