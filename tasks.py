@@ -10,6 +10,7 @@ from invoke import Collection, Exit, task
 from gs_ds_env import data as data_mod
 from gs_ds_env import kernels as kernels_mod
 from gs_ds_env.aws import AwsError
+from gs_ds_env.sagemaker_job import TrainingFailed
 from gs_ds_env.settings import ConfigError, load_settings, validate_for_aws
 
 
@@ -18,8 +19,6 @@ def clear_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        from gs_ds_env.sagemaker_job import TrainingFailed
-
         try:
             return func(*args, **kwargs)
         except (ConfigError, data_mod.DataError) as error:

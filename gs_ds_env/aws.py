@@ -53,8 +53,6 @@ def explain(error: Exception, doing: str) -> AwsError:
                                      "request an increase in Service Quotas, or use INSTANCE_TYPE=auto",
         }.get(code, "")
         return AwsError(f"{doing}: {code}: {message}" + (f" ({hint})" if hint else ""))
-    if isinstance(error, BotoCoreError):
-        return AwsError(f"{doing}: {error}")
     return AwsError(f"{doing}: {error}")
 
 

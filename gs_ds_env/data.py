@@ -56,9 +56,9 @@ def fetch(settings: Settings, source: str | None = None) -> tuple[Path, str]:
                 raise DataError(f"cannot download {source} ({error}); set TITANIC_CSV to a local copy") from None
             try:
                 _verify(partial, settings.titanic_sha256, source)
-            finally:
-                if partial.exists() and sha256_of(partial) != settings.titanic_sha256:
-                    partial.unlink()
+            except DataError:
+                partial.unlink()
+                raise
             partial.replace(target)  # only a verified file ever takes the place of the cached one
         return target, source
     path = Path(source).expanduser()

@@ -48,6 +48,28 @@ def reproduce_commands(settings: Settings, instance_type: str | None = None, job
     return lines
 
 
+def _record(settings: Settings, job_name: str, staged: data.StagedData, timer: Timer,
+            training_seconds: float | None, **fields) -> dict:
+    """The run record both targets share (report.render reads it); `fields` adds the target's own."""
+    return {
+        "target": settings.target,
+        "theme": settings.theme,
+        "kernel": settings.kernel_name,
+        "region": settings.aws_region,
+        "job_name": job_name,
+        "data": {"source": staged.source, "sha256": staged.sha256, "rows": staged.rows},
+        "hyperparameters": settings.hyperparameters,
+        "timings": {**timer.seconds, "training computation (in container)": training_seconds or 0.0},
+        **fields,
+    }
+
+
+def _write_report(settings: Settings, record: dict) -> Path:
+    run_json, report_md = report.write(settings.runs_dir / record["job_name"], record)
+    print(f"report: {report_md}\nrun record: {run_json}", flush=True)
+    return run_json
+
+
 def run(settings: Settings, *, skip_kernel: bool = False, source: str | None = None, job_name: str | None = None,
         dry_run: bool = False) -> Path | None:
     """`inv deploy` / `inv train` for either target; a dry run prints the plan and calls nothing."""
@@ -74,25 +96,11 @@ def deploy_local(settings: Settings, skip_kernel: bool = False, source: str | No
     job_name = job_name or training_job.new_job_name(settings)
     with timer.step("train"):
         result = training_job.train_local(settings, built.uri, staged.channels, job_name)
-    record = {
-        "target": "local",
-        "theme": settings.theme,
-        "kernel": settings.kernel_name,
-        "region": settings.aws_region,
-        "image": {"uri": built.uri, "content_tag": built.content_tag, "size_bytes": built.size_bytes},
-        "job_name": job_name,
-        "channels": result.channels,
-        "data": {"source": staged.source, "sha256": staged.sha256, "rows": staged.rows},
-        "hyperparameters": result.hyperparameters,
-        "metrics": result.metrics,
-        "model_artifact": result.model_artifact,
-        "output_path": str(Path(result.model_artifact).parent),
-        "timings": {**timer.seconds, "training computation (in container)": result.extra.get("training_seconds") or 0.0},
-        "reproduce": reproduce_commands(settings),
-    }
-    run_json, report_md = report.write(settings.runs_dir / job_name, record)
-    print(f"report: {report_md}\nrun record: {run_json}", flush=True)
-    return run_json
+    return _write_report(settings, _record(
+        settings, job_name, staged, timer, result.extra.get("training_seconds"),
+        image={"uri": built.uri, "content_tag": built.content_tag, "size_bytes": built.size_bytes},
+        channels=result.channels, metrics=result.metrics, model_artifact=result.model_artifact,
+        output_path=str(Path(result.model_artifact).parent), reproduce=reproduce_commands(settings)))
 
 
 def local_plan(settings: Settings) -> str:
@@ -138,43 +146,32 @@ def deploy_sagemaker(settings: Settings, skip_kernel: bool = False, source: str 
     with timer.step("results"):
         result = sagemaker_job.collect(settings, boto_session, job_name, choice.price, run_dir)
     urls = sagemaker_job.console_urls(settings.aws_region, job_name)
-    record = {
-        "target": "sagemaker",
-        "theme": settings.theme,
-        "kernel": settings.kernel_name,
-        "region": settings.aws_region,
-        "account": account,
-        "s3_prefix_uri": s3_data.uri(settings),
-        "ecr_repository": settings.ecr_repository,
-        "image": {"uri": pushed.uri, "digest": pushed.digest, "content_tag": pushed.content_tag,
-                  "size_bytes": pushed.size_bytes, "pushed": pushed.pushed},
-        "job_name": job_name,
-        "role_arn": settings.sagemaker_role_arn,
-        "channels": uploaded.channels,
-        "data": {"source": staged.source, "sha256": staged.sha256, "rows": staged.rows, "objects": uploaded.objects,
-                 "bucket_actions": uploaded.bucket_actions},
-        "hyperparameters": settings.hyperparameters,
-        "metrics": result.metrics,
-        "model_artifact": result.model_artifact,
-        "model_local_copy": str(result.local_copy),
-        "output_path": s3_data.uri(settings, "output"),
-        "instance_type": choice.instance_type,
-        "instance_count": settings.instance_count,
-        "spot": settings.use_spot,
-        "instance_evidence": choice.evidence(),
-        "billable_seconds": result.billable_seconds,
-        "price_usd_per_hour": choice.price,
-        "cost_usd": result.cost_usd,
-        "log_stream": f"{iam.LOG_GROUP} / {', '.join(result.log_streams) or job_name + '/algo-1-*'}",
-        "console_url": urls["job"],
-        "logs_url": urls["logs"],
-        "job_status": result.description.get("TrainingJobStatus"),
-        "timings": {**timer.seconds, "training computation (in container)": result.training_seconds or 0.0},
-        "reproduce": reproduce_commands(settings, choice.instance_type, job_name),
-    }
-    run_json, report_md = report.write(run_dir, record)
-    print(f"model: {result.model_artifact}\nreport: {report_md}\nrun record: {run_json}", flush=True)
-    return run_json
+    record = _record(
+        settings, job_name, staged, timer, result.training_seconds,
+        image={"uri": pushed.uri, "digest": pushed.digest, "content_tag": pushed.content_tag,
+               "size_bytes": pushed.size_bytes, "pushed": pushed.pushed},
+        channels=uploaded.channels, metrics=result.metrics, model_artifact=result.model_artifact,
+        output_path=s3_data.uri(settings, "output"), reproduce=reproduce_commands(settings, choice.instance_type, job_name),
+        account=account,
+        s3_prefix_uri=s3_data.uri(settings),
+        ecr_repository=settings.ecr_repository,
+        role_arn=settings.sagemaker_role_arn,
+        model_local_copy=str(result.local_copy),
+        instance_type=choice.instance_type,
+        instance_count=settings.instance_count,
+        spot=settings.use_spot,
+        instance_evidence=choice.evidence(),
+        billable_seconds=result.billable_seconds,
+        price_usd_per_hour=choice.price,
+        cost_usd=result.cost_usd,
+        log_stream=f"{iam.LOG_GROUP} / {', '.join(result.log_streams) or job_name + '/algo-1-*'}",
+        console_url=urls["job"],
+        logs_url=urls["logs"],
+        job_status=result.description.get("TrainingJobStatus"),
+    )
+    record["data"].update(objects=uploaded.objects, bucket_actions=uploaded.bucket_actions)
+    print(f"model: {result.model_artifact}", flush=True)
+    return _write_report(settings, record)
 
 
 def sagemaker_plan(settings: Settings) -> str:
@@ -185,31 +182,30 @@ def sagemaker_plan(settings: Settings) -> str:
     job_name = training_job.new_job_name(settings)
     push_lines = image.dry_run_lines(settings, account)
     image_uri = next(line.split("=", 1)[1] for line in push_lines if line.startswith("IMAGE_URI="))
-    channels = {channel: f"s3://{settings.s3_bucket}/{s3_data.object_key(settings, channel)}" for channel in data.CHANNELS}
+    channels = {channel: s3_data.channel_uri(settings, channel) for channel in data.CHANNELS}
     request = sagemaker_job.planned_request(settings, boto_session, image_uri, channels, planned_type, job_name)
-    step = iter(range(1, 100))
-    lines = [
-        f"plan for TARGET=sagemaker (theme {settings.theme}, Python {settings.py}, region {settings.aws_region}, "
-        f"account {account} as in SAGEMAKER_ROLE_ARN; a real run asks STS):",
-        f"  {next(step)}. sts:GetCallerIdentity",
-        f"  {next(step)}. instance evidence: botocore model TrainingInstanceType; service-quotas:"
-        "ListAWSDefaultServiceQuotas + ListServiceQuotas ServiceCode=sagemaker; pricing:GetProducts (us-east-1) "
-        f"ServiceCode=AmazonSageMaker regionCode={settings.aws_region}; INSTANCE_TYPE={settings.instance_type}"
-        + (" (shown below as ml.m5.large; the run picks the cheapest with quota > 0)" if settings.instance_type == "auto" else ""),
-        f"  {next(step)}. bin/gs-env-create-kernel.sh {settings.theme} {settings.py} '' {settings.torch_backend}",
-        f"  {next(step)}. {' '.join(image.build_push_command(settings, push=True, account=account))}",
-        *[f"       {line}" for line in push_lines],
-        f"  {next(step)}. fetch {settings.titanic_csv or settings.titanic_url} (sha256 {settings.titanic_sha256[:12]}…), "
-        f"split {1 - settings.validation_fraction:g}/{settings.validation_fraction:g} seed {settings.seed}",
-        *[f"       {line}" for line in s3_data.bucket_plan(settings)],
-        *[f"       s3:HeadObject + (if its sha256 metadata differs) s3:PutObject {uri} ServerSideEncryption="
-          f"{s3_data.ENCRYPTION} Metadata={{sha256: <of the staged file>}}" for uri in channels.values()],
-        f"  {next(step)}. sagemaker:CreateTrainingJob (as the SDK's Estimator.fit sends it):",
-        *[f"       {line}" for line in json.dumps(request, indent=2, default=str).splitlines()],
-        f"  {next(step)}. sagemaker:DescribeTrainingJob until it ends; logs:DescribeLogStreams + GetLogEvents "
-        f"{iam.LOG_GROUP} {job_name}/* (streamed)",
-        f"  {next(step)}. s3:HeadObject + GetObject {s3_data.uri(settings, 'output', job_name, 'output', 'model.tar.gz')}"
-        f" -> runs/{job_name}/model.tar.gz, metrics.json; billable seconds x price = cost",
-        f"  {next(step)}. runs/{job_name}/report.md + run.json",
+    data_plan = s3_data.plan(settings).splitlines()
+    steps = [
+        ("sts:GetCallerIdentity", []),
+        ("instance evidence: botocore model TrainingInstanceType; service-quotas:ListAWSDefaultServiceQuotas + "
+         f"ListServiceQuotas ServiceCode=sagemaker; pricing:GetProducts (us-east-1) ServiceCode=AmazonSageMaker "
+         f"regionCode={settings.aws_region}; INSTANCE_TYPE={settings.instance_type}"
+         + (" (shown below as ml.m5.large; the run picks the cheapest with quota > 0)"
+            if settings.instance_type == "auto" else ""), []),
+        (f"bin/gs-env-create-kernel.sh {settings.theme} {settings.py} '' {settings.torch_backend}", []),
+        (" ".join(image.build_push_command(settings, push=True, account=account)), push_lines),
+        (data_plan[0], data_plan[1:]),
+        ("sagemaker:CreateTrainingJob (as the SDK's Estimator.fit sends it):",
+         json.dumps(request, indent=2, default=str).splitlines()),
+        (f"sagemaker:DescribeTrainingJob until it ends; logs:DescribeLogStreams + GetLogEvents {iam.LOG_GROUP} "
+         f"{job_name}/* (streamed)", []),
+        (f"s3:HeadObject + GetObject {s3_data.uri(settings, 'output', job_name, 'output', 'model.tar.gz')} -> "
+         f"runs/{job_name}/model.tar.gz, metrics.json; billable seconds x price = cost", []),
+        (f"runs/{job_name}/report.md + run.json", []),
     ]
+    lines = [f"plan for TARGET=sagemaker (theme {settings.theme}, Python {settings.py}, region {settings.aws_region}, "
+             f"account {account} as in SAGEMAKER_ROLE_ARN; a real run asks STS):"]
+    for number, (title, details) in enumerate(steps, 1):
+        lines.append(f"  {number}. {title}")
+        lines += [f"       {line}" for line in details]
     return "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+from . import s3_data
 from .settings import Settings
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -26,19 +27,25 @@ def account_of(role_arn: str) -> str:
 
 
 class _Names:
+    """The ARNs and S3 prefixes the policies are scoped to, for one .env and account."""
+
     def __init__(self, settings: Settings, account: str) -> None:
+        self.settings = settings
         partition = settings.sagemaker_role_arn.split(":")[1]
         region = settings.aws_region
-        prefix = settings.s3_prefix.strip("/")
         self.bucket = f"arn:{partition}:s3:::{settings.s3_bucket}"
-        self.objects = f"{self.bucket}/{prefix}/*" if prefix else f"{self.bucket}/*"
-        self.under = lambda part: f"{self.bucket}/{prefix + '/' if prefix else ''}{part}/*"
-        self.s3_prefix = lambda part: f"{prefix + '/' if prefix else ''}{part}/*"
+        self.objects = self.under()
         self.repository = f"arn:{partition}:ecr:{region}:{account}:repository/{settings.ecr_repository}"
         self.jobs = f"arn:{partition}:sagemaker:{region}:{account}:training-job/{settings.base_job_name.lower()}*"
         self.log_group = f"arn:{partition}:logs:{region}:{account}:log-group:{LOG_GROUP}"
         self.log_streams = f"{self.log_group}:log-stream:{settings.base_job_name.lower()}*"
         self.sagemaker_any = f"arn:{partition}:sagemaker:{region}:{account}:*"
+
+    def s3_prefix(self, *parts: str) -> str:
+        return s3_data.key(self.settings, *parts, "*")
+
+    def under(self, *parts: str) -> str:
+        return f"{self.bucket}/{self.s3_prefix(*parts)}"
 
 
 def operator_policy(settings: Settings, account: str) -> dict:

@@ -20,7 +20,7 @@ ENCRYPTION = "AES256"  # SSE-S3; also the bucket default we set on buckets we cr
 
 @dataclass
 class Uploaded:
-    channels: dict[str, str]  # channel -> s3:// URI of its object (the exact key, so stray files are never read)
+    channels: dict[str, str]  # channel -> channel_uri()
     objects: list[dict] = field(default_factory=list)  # uri, sha256, sent (False: already there)
     bucket_actions: list[str] = field(default_factory=list)
 
@@ -36,6 +36,11 @@ def uri(settings: Settings, *parts: str) -> str:
 
 def object_key(settings: Settings, channel: str) -> str:
     return key(settings, "titanic", channel, f"{channel}.csv")
+
+
+def channel_uri(settings: Settings, channel: str) -> str:
+    """The exact object a channel reads (not its folder, so a stray file under the prefix is never trained on)."""
+    return uri(settings, "titanic", channel, f"{channel}.csv")
 
 
 def bucket_plan(settings: Settings) -> list[str]:
@@ -55,8 +60,9 @@ def plan(settings: Settings, source: str | None = None) -> str:
              f"{settings.validation_fraction:g} seed {settings.seed} into data/staged/"]
     if settings.target == "sagemaker":
         lines += bucket_plan(settings)
-        lines += [f"s3:PutObject s3://{settings.s3_bucket}/{object_key(settings, channel)} (SSE {ENCRYPTION}; "
-                  "skipped when an object with the same sha256 is already there)" for channel in CHANNELS]
+        lines += [f"s3:PutObject {channel_uri(settings, channel)} ServerSideEncryption={ENCRYPTION} "
+                  "Metadata={sha256: <of the staged file>} (skipped when the object already has that sha256)"
+                  for channel in CHANNELS]
     return "\n".join(lines)
 
 
@@ -121,7 +127,7 @@ def upload(settings: Settings, s3, staged: StagedData) -> Uploaded:
     for channel, folder in staged.channels.items():
         path: Path = folder / f"{channel}.csv"
         object_name = object_key(settings, channel)
-        target = f"s3://{settings.s3_bucket}/{object_name}"
+        target = channel_uri(settings, channel)
         sha = sha256_of(path)
         send = _remote_sha256(s3, settings.s3_bucket, object_name) != sha
         if send:

@@ -123,13 +123,18 @@ def run(settings: Settings, boto_session: boto3.Session, image_uri: str, channel
         raise failure(boto_session, job_name) from None
 
 
+def log_streams(logs, job_name: str) -> list[str]:
+    """The job's CloudWatch streams (<job>/algo-N-…); raises ClientError when there are none yet."""
+    response = logs.describe_log_streams(logGroupName=LOG_GROUP, logStreamNamePrefix=job_name)
+    return [stream["logStreamName"] for stream in response["logStreams"]]
+
+
 def last_log_lines(boto_session: boto3.Session, job_name: str, count: int = 15) -> list[str]:
     logs = aws.client(boto_session, "logs")
     try:
-        streams = logs.describe_log_streams(logGroupName=LOG_GROUP, logStreamNamePrefix=job_name)["logStreams"]
         lines = []
-        for stream in streams:
-            events = logs.get_log_events(logGroupName=LOG_GROUP, logStreamName=stream["logStreamName"],
+        for stream in log_streams(logs, job_name):
+            events = logs.get_log_events(logGroupName=LOG_GROUP, logStreamName=stream,
                                          limit=count, startFromHead=False)["events"]
             lines += [event["message"].rstrip() for event in events]
         return lines[-count:]
@@ -186,10 +191,8 @@ def collect(settings: Settings, boto_session: boto3.Session, job_name: str, pric
         billable = int((description["TrainingEndTime"] - description["TrainingStartTime"]).total_seconds())
     count = description.get("ResourceConfig", {}).get("InstanceCount", settings.instance_count)
     cost = round(billable / 3600 * price * count, 4) if billable is not None and price is not None else None
-    logs = aws.client(boto_session, "logs")
     try:
-        streams = [s["logStreamName"] for s in logs.describe_log_streams(
-            logGroupName=LOG_GROUP, logStreamNamePrefix=job_name)["logStreams"]]
+        streams = log_streams(aws.client(boto_session, "logs"), job_name)
     except (ClientError, BotoCoreError):
         streams = []
     return CloudResult(description, artifact, local_copy, metrics["metrics"], metrics.get("training_seconds"),
