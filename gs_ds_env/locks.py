@@ -1,0 +1,201 @@
+"""Theme locks: one universal `uv pip compile` lock per theme, and the pinned inputs every image shares.
+
+`themes/<theme>/requirements.lock` pins every package of the kernel's and the image's requirement lists for
+every Python >= MIN_PYTHON (markers select per version and platform). The kernel installs its lists under that
+lock, the image its leaner list under the same lock, so a package both have is the same version in both.
+`docker/pins.env` pins the base image of each Python by digest and the uv the image installs with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv import dotenv_values
+from packaging.requirements import Requirement
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+MIN_PYTHON = "3.11"
+LOCK_NAME = "requirements.lock"
+PINS_FILE = "docker/pins.env"
+
+
+class LockError(RuntimeError):
+    """A lock is missing, stale or cannot be made; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class ThemeFiles:
+    """Every path of one theme, from one place."""
+
+    root: Path
+
+    @property
+    def theme(self) -> str:
+        return self.root.name
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK_NAME
+
+    @property
+    def kernel_requirements(self) -> Path:
+        return self.root / "kernel/requirements.txt"
+
+    @property
+    def image_requirements(self) -> Path:
+        return self.root / "docker/requirements.txt"
+
+    @property
+    def smoke(self) -> Path:
+        return self.root / "smoke.py"
+
+    @property
+    def venv(self) -> Path:
+        return self.root / "kernel/.venv"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "kernel/manifest.env"
+
+
+def theme_files(repo_root: Path, theme: str) -> ThemeFiles:
+    return ThemeFiles(repo_root / "themes" / theme)
+
+
+def themes(repo_root: Path) -> list[str]:
+    return sorted(p.parent.parent.name for p in (repo_root / "themes").glob("*/kernel/requirements.txt"))
+
+
+def uv_binary(repo_root: Path) -> str:
+    """uv on PATH, else the one `make venv` bootstrapped into .tools/uv (of this checkout or of `repo_root`)."""
+    candidates = [shutil.which("uv"), *(str(root / ".tools/uv/bin/uv") for root in (repo_root, PACKAGE_ROOT))]
+    found = next((c for c in candidates if c and Path(c).exists()), None)
+    if not found:
+        raise LockError("uv was not found: run `make venv` (it installs uv into .tools/uv) or put uv on PATH")
+    return found
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def compile_command(files: ThemeFiles, output: Path, uv: str, upgrade: bool = False) -> list[str]:
+    """`uv pip compile` for one theme, run from the repository root so the lock's comments hold relative paths."""
+    command = [
+        uv, "pip", "compile", "--quiet", "--universal", "--python-version", MIN_PYTHON,
+        "--custom-compile-command", f"inv lock --theme {files.theme}   (universal: Python >= {MIN_PYTHON}, torch from PyPI)",
+        str(files.kernel_requirements.relative_to(files.root.parent.parent)),
+        str(files.image_requirements.relative_to(files.root.parent.parent)),
+        "--output-file", str(output),
+    ]
+    return command + (["--upgrade"] if upgrade else [])
+
+
+def _compile(repo_root: Path, files: ThemeFiles, output: Path, upgrade: bool) -> None:
+    # A user's UV_TORCH_BACKEND would make the lock depend on their machine: the lock is always PyPI's.
+    env = {k: v for k, v in os.environ.items() if k not in {"UV_TORCH_BACKEND", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL"}}
+    result = subprocess.run(compile_command(files, output, uv_binary(repo_root), upgrade), cwd=repo_root, env=env,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise LockError(f"cannot lock theme {files.theme}: {reason}")
+
+
+def lock(repo_root: Path, theme: str, upgrade: bool = False) -> Path:
+    """(Re)write the theme's lock. Without `upgrade`, pins already in the lock are kept where still valid."""
+    files = theme_files(repo_root, theme)
+    if not files.kernel_requirements.is_file():
+        raise LockError(f"theme {theme!r} has no kernel/requirements.txt; themes: {', '.join(themes(repo_root))}")
+    with tempfile.TemporaryDirectory() as tmp:
+        draft = Path(tmp) / LOCK_NAME
+        if files.lock.is_file():
+            shutil.copy2(files.lock, draft)  # uv prefers the versions of the file it writes to
+        _compile(repo_root, files, draft, upgrade)
+        shutil.move(draft, files.lock)  # replaced only when the compile worked
+    return files.lock
+
+
+def stale(repo_root: Path, theme: str) -> list[str]:
+    """Lines that re-locking would change (empty: the lock matches its inputs). Writes nothing."""
+    files = theme_files(repo_root, theme)
+    if not files.lock.is_file():
+        return [f"{files.lock.relative_to(repo_root)} is missing"]
+    with tempfile.TemporaryDirectory() as tmp:
+        draft = Path(tmp) / LOCK_NAME
+        shutil.copy2(files.lock, draft)
+        _compile(repo_root, files, draft, upgrade=False)
+        old, new = files.lock.read_text().splitlines(), draft.read_text().splitlines()
+    return [f"- {line}" for line in old if line not in new] + [f"+ {line}" for line in new if line not in old]
+
+
+def _environment(python_version: str) -> dict[str, str]:
+    """Marker environment of the Linux x86_64 machines this project runs on (notebook instances, images)."""
+    return {"python_version": ".".join(python_version.split(".")[:2]), "python_full_version": python_version,
+            "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
+            "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
+
+
+def pinned(lock_file: Path, python_version: str) -> dict[str, str]:
+    """The lock's pins that apply to this Python on Linux x86_64: normalised name -> version."""
+    environment = _environment(python_version)
+    pins = {}
+    for line in lock_file.read_text().splitlines():
+        if not line or line[0] in "# " or "==" not in line:
+            continue
+        requirement = Requirement(line)
+        if requirement.marker is None or requirement.marker.evaluate(environment):
+            pins[normalise(requirement.name)] = str(requirement.specifier).removeprefix("==")
+    return pins
+
+
+def normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def has_torch(lock_file: Path) -> bool:
+    return any(re.match(r"torch==", line) for line in lock_file.read_text().splitlines())
+
+
+# ---- docker/pins.env: base image per Python (by digest) and the uv inside the image --------------------------
+def pins(repo_root: Path) -> dict[str, str]:
+    return {k: v or "" for k, v in dotenv_values(repo_root / PINS_FILE).items()}
+
+
+def base_image_key(py: str) -> str:
+    return f"BASE_IMAGE_{py.replace('.', '_')}"
+
+
+def pinned_base_image(repo_root: Path, py: str) -> str:
+    """The digest-pinned base image for Python `py` (e.g. python:3.12-slim@sha256:...), or '' if none is recorded."""
+    return pins(repo_root).get(base_image_key(py), "")
+
+
+def refresh_base_images(repo_root: Path, pythons: list[str]) -> list[str]:
+    """Ask the registry for the current digest of python:<py>-slim and record it. Needs Docker Hub."""
+    import docker
+
+    client = docker.from_env()
+    path = repo_root / PINS_FILE
+    text = path.read_text()
+    changes = []
+    for py in pythons:
+        tag = f"python:{py}-slim"
+        try:
+            digest = client.images.get_registry_data(tag).id
+        except docker.errors.APIError as error:
+            raise LockError(f"cannot read the digest of {tag} from its registry ({error.explanation}); "
+                            f"the recorded pins are unchanged") from None
+        line = f"{base_image_key(py)}={tag}@{digest}"
+        pattern = re.compile(rf"^{base_image_key(py)}=.*$", re.M)
+        text = pattern.sub(line, text) if pattern.search(text) else text.rstrip("\n") + f"\n{line}\n"
+        changes.append(line)
+    path.write_text(text)
+    return changes
+
