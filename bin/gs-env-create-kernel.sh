@@ -7,18 +7,22 @@ usage() {
   cat <<'EOF'
 Usage: gs-env-create-kernel.sh [--force] [--register-only] <theme> <python_version> [requirements_file] [torch_backend]
 
-Create themes/<theme>/kernel/.venv with uv for Python <python_version> (3.N or 3.NN), install the
-requirements (default themes/<theme>/kernel/requirements.txt) plus ipykernel, and register the Jupyter
-kernel <theme>_<pyver> (e.g. tabular_312) whose env puts the venv first on PATH.
+Create themes/<theme>/kernel/.venv with uv for Python <python_version> (3.N or 3.NN), install the theme's
+kernel and image requirement lists under its lock themes/<theme>/requirements.lock (so every package has the
+version the theme image has), run themes/<theme>/smoke.py in the new venv, and register the Jupyter kernel
+<theme>_<pyver> (e.g. tabular_312) whose env puts the venv first on PATH.
 
-  torch_backend     auto (default), cpu, cu121, cu126, ..., rocm6.3, xpu, or none (passed to uv --torch-backend)
+  requirements_file install this file (plus ipykernel) instead of the theme's lists, still under the lock
+  torch_backend     auto (default), cpu, cu121, cu126, ..., rocm6.3, xpu, or none (passed to uv --torch-backend;
+                    none takes torch from PyPI, exactly as locked). The lock fixes torch's version whatever the backend.
   --force           rebuild even when the venv matches the manifest and is healthy
   --register-only   only (re-)register the kernelspec of an existing healthy venv (what restore does)
   -h, --help        this help
 
 Environment (or .env next to the repo): WORKING_DIR holds uv, caches and uv-managed Pythons
 (default /home/ec2-user/SageMaker/.myenv on a SageMaker notebook, else ~/.local/share/gs-ds-env).
-JUPYTER_DATA_DIR is respected. A rebuild is built aside and swapped in only when it works.
+JUPYTER_DATA_DIR is respected. A rebuild is built aside and swapped in only when it installs and its smoke
+test passes; otherwise the previous kernel stays as it was.
 EOF
 }
 
@@ -58,9 +62,20 @@ if [[ ! -d "$theme_dir" ]]; then
 fi
 [[ "$py_version" =~ ^3\.[0-9]{1,2}$ ]] ||
   die "python version '$py_version' is not of the form 3.N or 3.NN (e.g. 3.12)"
-requirements="${requirements:-$theme_dir/kernel/requirements.txt}"
-[[ -f "$requirements" ]] || die "requirements file '$requirements' does not exist"
-requirements="$(cd "$(dirname "$requirements")" && pwd)/$(basename "$requirements")"
+lock="$theme_dir/requirements.lock"
+[[ -f "$lock" ]] || die "theme '$theme' has no lock $lock: create it with 'inv lock --theme $theme'"
+min_python="$(sed -n 's/.*Python >= \(3\.[0-9]*\).*/\1/p' "$lock" | head -n 1)"
+if [[ -n "$min_python" ]] && ((${py_version#3.} < ${min_python#3.})); then
+  die "python version $py_version is older than the lock supports (Python >= $min_python): use PY=$min_python or newer"
+fi
+if [[ -n "$requirements" ]]; then
+  [[ -f "$requirements" ]] || die "requirements file '$requirements' does not exist"
+  requirements="$(cd "$(dirname "$requirements")" && pwd)/$(basename "$requirements")"
+  requirement_args=(-r "$requirements" ipykernel)
+else
+  requirement_args=(-r "$theme_dir/kernel/requirements.txt" -r "$theme_dir/docker/requirements.txt")
+fi
+smoke="$theme_dir/smoke.py"
 [[ "$torch_backend" =~ ^(auto|none|cpu|cu[0-9]{2,3}|rocm[0-9]+(\.[0-9]+)*|xpu)$ ]] ||
   die "torch backend '$torch_backend' is not one of auto, none, cpu, cuNNN (e.g. cu126), rocmX.Y, xpu"
 
@@ -101,7 +116,9 @@ find_uv() {
   if command -v uv >/dev/null 2>&1; then command -v uv; return; fi
   if [[ -x "$WORKING_DIR/tools/uv/bin/uv" ]]; then echo "$WORKING_DIR/tools/uv/bin/uv"; return; fi
   log "uv not found: installing it into $WORKING_DIR/tools/uv (pip --target, nothing touches the base env)"
-  python3 -m pip install --quiet --disable-pip-version-check --target "$WORKING_DIR/tools/uv" uv >&2
+  local pinned
+  pinned="$(sed -n 's/^UV_VERSION=//p' "$REPO_ROOT/docker/pins.env" 2>/dev/null)"
+  python3 -m pip install --quiet --disable-pip-version-check --target "$WORKING_DIR/tools/uv" "uv${pinned:+==$pinned}" >&2
   echo "$WORKING_DIR/tools/uv/bin/uv"
 }
 UV="$(find_uv)"
@@ -128,7 +145,9 @@ register_kernel() { # VENV -> writes the kernelspec <kernel_name> with ipykernel
     --env VIRTUAL_ENV "$1" \
     --env PATH "$1/bin:\${PATH}" \
     --env HF_HOME "$WORKING_DIR/cache/huggingface" \
-    --env TORCH_HOME "$WORKING_DIR/cache/torch" >/dev/null
+    --env TORCH_HOME "$WORKING_DIR/cache/torch" \
+    --env PIP_CACHE_DIR "$WORKING_DIR/cache/pip" \
+    --env UV_CACHE_DIR "$WORKING_DIR/cache/uv" >/dev/null
   log "registered kernel $kernel_name -> $(kernelspec_root "$python")/kernels/$kernel_name"
 }
 
@@ -138,12 +157,15 @@ if ((register_only)); then
   exit 0
 fi
 
-requirements_sha="$(sha256sum "$requirements" | cut -d' ' -f1)"
+# Everything the venv is made from: a change to any of these rebuilds it.
+inputs_sha="$(cat "$lock" "$theme_dir/kernel/requirements.txt" "$theme_dir/docker/requirements.txt" \
+  ${requirements:+"$requirements"} "$([[ -f "$smoke" ]] && echo "$smoke" || echo /dev/null)" | sha256sum | cut -d' ' -f1)"
+lock_sha="$(sha256sum "$lock" | cut -d' ' -f1)"
 
 # ---- idempotence: same inputs and a healthy venv -> nothing to do ---------------------------------
 if ((!force)) && [[ -f "$manifest" ]] && venv_healthy "$venv" &&
   [[ "$(manifest_value KERNEL_NAME)" == "$kernel_name" &&
-    "$(manifest_value REQUIREMENTS_SHA256)" == "$requirements_sha" &&
+    "$(manifest_value INPUTS_SHA256)" == "$inputs_sha" &&
     "$(manifest_value TORCH_BACKEND)" == "$torch_backend" ]]; then
   if [[ -f "$(kernelspec_root "$venv/bin/python")/kernels/$kernel_name/kernel.json" ]]; then
     log "kernel $kernel_name is up to date and healthy ($venv); nothing to do (--force rebuilds)"
@@ -187,11 +209,25 @@ log "creating venv for Python $py_version in $staging (uv $("$UV" --version | cu
 "$UV" venv --quiet --seed --relocatable --python "$py_version" "$staging" ||
   { log "no Python $py_version: uv could neither find nor download it (UV_PYTHON_DOWNLOADS=${UV_PYTHON_DOWNLOADS:-automatic})"; exit 3; }
 
-install_cmd=("$UV" pip install --python "$staging/bin/python" -r "$requirements" ipykernel)
+install_cmd=("$UV" pip install --python "$staging/bin/python" "${requirement_args[@]}" -c "$lock")
 [[ "$torch_backend" != none ]] && install_cmd+=(--torch-backend "$torch_backend")
 log "+ ${install_cmd[*]}"
-"${install_cmd[@]}" || { log "installing $requirements failed"; exit 4; }
+"${install_cmd[@]}" || { log "installing under $lock failed"; exit 4; }
 venv_healthy "$staging" || { log "the new venv cannot import ipykernel"; exit 4; }
+
+smoke_result="none (no themes/$theme/smoke.py)"
+if [[ -f "$smoke" ]]; then
+  log "smoke test: $staging/bin/python $smoke"
+  # Run from the theme folder with the kernel's environment, as a notebook would; a failure keeps the old kernel.
+  if ! smoke_out="$(cd "$theme_dir" && HF_HOME="$WORKING_DIR/cache/huggingface" TORCH_HOME="$WORKING_DIR/cache/torch" \
+    MPLCONFIGDIR="$WORKING_DIR/cache/matplotlib" "$staging/bin/python" "$smoke" 2>&1)"; then
+    printf '%s\n' "$smoke_out" | tail -n 15 >&2
+    log "the smoke test themes/$theme/smoke.py failed in the new venv"
+    exit 5
+  fi
+  smoke_result="$(printf '%s\n' "$smoke_out" | tail -n 1)"
+  log "$smoke_result"
+fi
 "$UV" pip freeze --python "$staging/bin/python" >"$frozen_tmp"
 
 old_kernel_name="$(manifest_value KERNEL_NAME)"
@@ -216,8 +252,11 @@ base_python="$("$venv/bin/python" -c 'import sys; print(sys._base_executable)')"
   printf 'PYTHON_VERSION="%s"\n' "$full_version"
   printf 'PYTHON_PATH="%s"\n' "$base_python"
   printf 'VENV="%s"\n' "$venv"
-  printf 'REQUIREMENTS_FILE="%s"\n' "$requirements"
-  printf 'REQUIREMENTS_SHA256="%s"\n' "$requirements_sha"
+  printf 'REQUIREMENTS_FILE="%s"\n' "${requirements:-themes/$theme/kernel/requirements.txt themes/$theme/docker/requirements.txt}"
+  printf 'LOCK_FILE="%s"\n' "$lock"
+  printf 'LOCK_SHA256="%s"\n' "$lock_sha"
+  printf 'INPUTS_SHA256="%s"\n' "$inputs_sha"
+  printf 'SMOKE="%s"\n' "${smoke_result//\"/\'}"
   printf 'TORCH_BACKEND="%s"\n' "$torch_backend"
   printf 'UV_VERSION="%s"\n' "$("$UV" --version | cut -d' ' -f2)"
   printf 'WORKING_DIR="%s"\n' "$WORKING_DIR"

@@ -6,14 +6,16 @@ usage() {
   cat <<'EOF'
 Usage: gs-env-docker-build-push.sh [options] <theme> <aws_account_id> <region> <ecr_repo_name> <tag>
 
-Build docker/Dockerfile for themes/<theme>/docker/requirements.txt and push it to
-<account>.dkr.ecr.<region>.amazonaws.com/<ecr_repo_name> as <tag> (e.g. tabular_312) and as
-<tag>-<content digest>: the digest of every build input, so a rebuild with nothing changed builds and
-pushes nothing.
+Build docker/Dockerfile for themes/<theme>/docker/requirements.txt (installed with uv under the theme's
+lock, themes/<theme>/requirements.lock) and push it to <account>.dkr.ecr.<region>.amazonaws.com/<ecr_repo_name>
+as <tag> (e.g. tabular_312) and as <tag>-<content digest>: the digest of every build input (lock, pinned base
+image, Dockerfile, training/, smoke test, uv version, torch backend), so a rebuild with nothing changed builds
+and pushes nothing, on the first run and the second alike.
 
 Options:
   --py X.Y            Python of the image (default: $PY, else the theme's DEFAULT_PYTHON)
-  --base-image IMAGE  base image (default: python:<py>-slim); also $BASE_IMAGE
+  --base-image IMAGE  base image (default: the digest-pinned BASE_IMAGE_<py> of docker/pins.env); also $BASE_IMAGE
+  --torch-backend B   none (default: torch from PyPI, as locked), cpu, cu126, ...; also $TORCH_BACKEND
   --no-push           build and tag locally only; account and region may then be '-'
   --registry HOST     registry host override (private endpoints, tests); also $ECR_REGISTRY
   --no-cache          build without Docker's layer cache (a cold build)
@@ -38,6 +40,7 @@ cache_args=()
 immutable=0
 py="${PY:-}"
 base_image="${BASE_IMAGE:-}"
+torch_backend="${TORCH_BACKEND:-none}"
 registry="${ECR_REGISTRY:-}"
 positional=()
 while (($#)); do
@@ -49,6 +52,7 @@ while (($#)); do
     --no-cache) cache_args=(--no-cache) ;;
     --py) [[ $# -ge 2 ]] || die "--py needs a value"; py="$2"; shift ;;
     --base-image) [[ $# -ge 2 ]] || die "--base-image needs a value"; base_image="$2"; shift ;;
+    --torch-backend) [[ $# -ge 2 ]] || die "--torch-backend needs a value"; torch_backend="$2"; shift ;;
     --registry) [[ $# -ge 2 ]] || die "--registry needs a value"; registry="$2"; shift ;;
     -?*) die "unknown option '$1' (see --help)" ;;
     *) positional+=("$1") ;;
@@ -75,20 +79,44 @@ if [[ -z "$py" ]]; then
   py="$(sed -n 's/^DEFAULT_PYTHON=\(.*\)$/\1/p' "$REPO_ROOT/themes/$theme/theme.env" 2>/dev/null | tr -d '"')"
 fi
 [[ "$py" =~ ^3\.[0-9]{1,2}$ ]] || die "python version '$py' is not of the form 3.N (use --py 3.12)"
-base_image="${base_image:-python:${py}-slim}"
+[[ -f "$REPO_ROOT/themes/$theme/requirements.lock" ]] ||
+  die "theme '$theme' has no lock themes/$theme/requirements.lock: create it with 'inv lock --theme $theme'"
+[[ "$torch_backend" =~ ^(auto|none|cpu|cu[0-9]{2,3}|rocm[0-9]+(\.[0-9]+)*|xpu)$ ]] ||
+  die "torch backend '$torch_backend' is not one of auto, none, cpu, cuNNN (e.g. cu126), rocmX.Y, xpu"
+pins_value() { # KEY -> value from docker/pins.env (plain KEY=value lines, written by this project)
+  sed -n "s/^$1=\(.*\)$/\1/p" "$REPO_ROOT/docker/pins.env" | tail -n 1
+}
+uv_version="${UV_VERSION:-$(pins_value UV_VERSION)}"
+[[ "$uv_version" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "UV_VERSION '$uv_version' (docker/pins.env) is not a version such as 0.13.9"
+if [[ -z "$base_image" ]]; then
+  base_image="$(pins_value "BASE_IMAGE_${py//./_}")"
+  [[ -n "$base_image" ]] ||
+    die "no pinned base image for Python $py in docker/pins.env: add BASE_IMAGE_${py//./_} (inv lock --base) or pass --base-image"
+fi
 command -v docker >/dev/null 2>&1 || die "docker is not installed (or not on PATH)"
 if ((push)); then
   command -v aws >/dev/null 2>&1 || die "the AWS CLI is needed to push (pip install awscli, or use --no-push)"
 fi
 
 # ---- content tag: a digest of every build input ------------------------------------------------------
+# The base counts by what it is: a digest-pinned reference names its content; an unpinned one counts by its local
+# image Id (the same on every run once present) and is warned about, since its tag may move.
+base_identity() {
+  if [[ "$base_image" == *@sha256:* ]]; then
+    echo "$base_image"
+  elif docker image inspect --format '{{.Id}}' "$base_image" 2>/dev/null; then
+    log "note: base image $base_image is not pinned by digest; its local Id stands for it in the content tag"
+  else
+    log "warning: base image $base_image is neither pinned by digest nor present locally: the build pulls whatever the tag names today"
+    echo "$base_image"
+  fi
+}
 content_digest() {
-  local base_id
-  base_id="$(docker image inspect --format '{{.Id}}' "$base_image" 2>/dev/null || echo "$base_image")"
   {
-    printf 'py=%s\nbase=%s\ntheme=%s\n' "$py" "$base_id" "$theme"
+    printf 'py=%s\nbase=%s\ntheme=%s\ntorch=%s\nuv=%s\n' "$py" "$(base_identity)" "$theme" "$torch_backend" "$uv_version"
     cd "$REPO_ROOT"
-    find docker training "themes/$theme/docker" .dockerignore -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 |
+    find docker training "themes/$theme/docker" "themes/$theme/requirements.lock" "themes/$theme/smoke.py" .dockerignore \
+      -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 2>/dev/null |
       LC_ALL=C sort -z | xargs -0 sha256sum
   } | sha256sum | cut -c1-12
 }
@@ -107,6 +135,7 @@ if ((dry_run)); then
     log "[dry-run] would push $remote:$content_tag$( ((immutable)) || echo " and $remote:$tag")"
   fi
   echo "CONTENT_TAG=$content_tag"
+  echo "BASE_IMAGE=$base_image"
   echo "IMAGE_URI=${remote:-$repo}:$content_tag"
   exit 0
 fi
@@ -120,11 +149,15 @@ else
   docker build "${cache_args[@]}" \
     --file "$REPO_ROOT/docker/Dockerfile" \
     --build-arg "PY=$py" --build-arg "THEME=$theme" --build-arg "BASE_IMAGE=$base_image" \
+    --build-arg "UV_VERSION=$uv_version" --build-arg "TORCH_BACKEND=$torch_backend" \
     --label "gs-ds-env.theme=$theme" --label "gs-ds-env.python=$py" --label "gs-ds-env.content-tag=$content_tag" \
+    --label "gs-ds-env.base-image=$base_image" --label "gs-ds-env.torch-backend=$torch_backend" \
+    --label "gs-ds-env.lock-sha256=$(sha256sum "$REPO_ROOT/themes/$theme/requirements.lock" | cut -d' ' -f1)" \
     --tag "$repo:$content_tag" --tag "$local_image" \
     "$REPO_ROOT" >&2
 fi
 echo "CONTENT_TAG=$content_tag"
+echo "BASE_IMAGE=$base_image"
 
 if ((!push)); then
   echo "IMAGE_URI=$repo:$content_tag"

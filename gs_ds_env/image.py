@@ -14,13 +14,16 @@ from .settings import Settings
 class BuiltImage:
     uri: str  # what the training job runs: local name, or registry/repo:content-tag after a push
     content_tag: str
+    local_ref: str = ""  # the same image under its local name (what parity and the report inspect)
+    base_image: str = ""  # the base it was built on (digest-pinned unless BASE_IMAGE overrides it)
     digest: str = ""
     size_bytes: int = 0
     pushed: list[str] = field(default_factory=list)  # tags sent to the registry by this run (empty: already there)
 
 
 def build_push_command(settings: Settings, push: bool, account: str = "-", dry_run: bool = False) -> list[str]:
-    cmd = [str(settings.repo_root / "bin/gs-env-docker-build-push.sh"), "--py", settings.py]
+    cmd = [str(settings.repo_root / "bin/gs-env-docker-build-push.sh"), "--py", settings.py,
+           "--torch-backend", settings.torch_backend]
     if settings.base_image:
         cmd += ["--base-image", settings.base_image]
     if not push:
@@ -45,14 +48,16 @@ def _run(cmd: list[str]) -> dict[str, str]:
 
 def build(settings: Settings, dry_run: bool = False) -> BuiltImage:
     result = _run(build_push_command(settings, push=False, dry_run=dry_run))
-    return BuiltImage(uri=result["IMAGE_URI"], content_tag=result["CONTENT_TAG"],
+    return BuiltImage(uri=result["IMAGE_URI"], content_tag=result["CONTENT_TAG"], local_ref=result["IMAGE_URI"],
+                      base_image=result.get("BASE_IMAGE", ""),
                       size_bytes=0 if dry_run else image_size(result["IMAGE_URI"]))
 
 
 def push(settings: Settings, account: str) -> BuiltImage:
     result = _run(build_push_command(settings, push=True, account=account))
     local = f"{settings.ecr_repository}:{result['CONTENT_TAG']}"
-    return BuiltImage(uri=result["IMAGE_URI"], content_tag=result["CONTENT_TAG"], digest=result.get("IMAGE_DIGEST", ""),
+    return BuiltImage(uri=result["IMAGE_URI"], content_tag=result["CONTENT_TAG"], local_ref=local,
+                      base_image=result.get("BASE_IMAGE", ""), digest=result.get("IMAGE_DIGEST", ""),
                       size_bytes=image_size(local), pushed=result.get("PUSHED", "").split())
 
 

@@ -23,6 +23,7 @@ class KernelInfo:
     venv_bytes: int
     status: str
     registered: bool
+    smoke: str = ""  # the smoke test result: recorded at creation, or run now (list_kernels(smoke_now=True))
 
 
 def script_env(settings: Settings) -> dict[str, str]:
@@ -68,7 +69,29 @@ def _status(venv: Path) -> str:
     return "ok" if probe.returncode == 0 else "python broken"
 
 
-def list_kernels(repo_root: Path = REPO_ROOT) -> list[KernelInfo]:
+def _recorded_smoke(values: dict) -> str:
+    recorded = values.get("SMOKE") or ""
+    if not recorded:
+        return "not recorded"
+    return "passed" if ": ok" in recorded else recorded
+
+
+def run_smoke(venv: Path, theme_dir: Path) -> str:
+    smoke = theme_dir / "smoke.py"
+    if not smoke.is_file():
+        return "none"
+    try:
+        result = subprocess.run([str(venv / "bin/python"), str(smoke)], cwd=theme_dir, capture_output=True, text=True,
+                                timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"FAILED ({type(error).__name__})"
+    if result.returncode == 0:
+        return "passed"
+    last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+    return f"FAILED ({last[:80]})"
+
+
+def list_kernels(repo_root: Path = REPO_ROOT, smoke_now: bool = False) -> list[KernelInfo]:
     registered = set(KernelSpecManager().find_kernel_specs())
     rows = []
     for manifest in sorted(repo_root.glob("themes/*/kernel/manifest.env")):
@@ -83,15 +106,18 @@ def list_kernels(repo_root: Path = REPO_ROOT) -> list[KernelInfo]:
                 venv_bytes=_dir_bytes(venv) if venv.is_dir() else 0,
                 status=_status(venv),
                 registered=values.get("KERNEL_NAME") in registered,
+                smoke=run_smoke(venv, manifest.parent.parent) if smoke_now and venv.is_dir()
+                else _recorded_smoke(values),
             )
         )
     return rows
 
 
 def format_table(rows: list[KernelInfo]) -> str:
-    header = ("kernel", "theme", "python", "venv size", "status", "registered")
+    header = ("kernel", "theme", "python", "venv size", "status", "registered", "smoke test")
     lines = [header] + [
-        (r.name, r.theme, r.python, f"{r.venv_bytes / 2**20:.0f} MiB", r.status, "yes" if r.registered else "no")
+        (r.name, r.theme, r.python, f"{r.venv_bytes / 2**20:.0f} MiB", r.status, "yes" if r.registered else "no",
+         r.smoke)
         for r in rows
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from .locks import MIN_PYTHON
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -176,6 +178,9 @@ def _validate(settings: Settings) -> None:
     if not (settings.repo_root / "themes" / settings.theme).is_dir():
         themes = sorted(p.name for p in (settings.repo_root / "themes").iterdir() if p.is_dir())
         raise ConfigError(f"THEME={settings.theme!r} does not exist under themes/: choose one of {', '.join(themes)}")
+    if int(settings.py.split(".")[1]) < int(MIN_PYTHON.split(".")[1]):
+        raise ConfigError(f"PY={settings.py} is older than the theme locks support (Python >= {MIN_PYTHON}): "
+                          f"use PY={MIN_PYTHON} or newer")
     if not 0.05 <= settings.validation_fraction <= 0.5:
         raise ConfigError("VALIDATION_FRACTION must be between 0.05 and 0.5")
     if settings.target == "sagemaker":
