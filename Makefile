@@ -4,18 +4,20 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/uv/bin/uv)
+# The uv the locks are compiled with and the images install with (one pin, in docker/pins.env).
+UV_VERSION := $(shell sed -n 's/^UV_VERSION=//p' docker/pins.env)
 VENV := .venv
 INV := $(VENV)/bin/inv
 OPTS = $(if $(THEME),--theme $(THEME)) $(if $(PY),--py $(PY))
 
-.PHONY: help venv kernel kernels kernels-restore build push data instance iam-policy deploy deploy-dry-run test lint bench clean
+.PHONY: help venv kernel kernels kernels-restore lock parity build push data instance iam-policy deploy deploy-dry-run test lint bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(CURDIR)/.tools/uv/bin/uv:
 	@echo "uv not found: installing it into .tools/uv (pip --target; nothing else is touched)"
-	python3 -m pip install --quiet --disable-pip-version-check --target .tools/uv uv
+	python3 -m pip install --quiet --disable-pip-version-check --target .tools/uv 'uv==$(UV_VERSION)'
 
 $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 	$(UV) sync --locked
@@ -31,6 +33,12 @@ kernels: venv ## List theme kernels with Python, venv size and status
 
 kernels-restore: venv ## Re-register every kernel from its manifest (after a notebook restart)
 	$(INV) kernels-restore
+
+lock: venv ## Re-lock themes/<theme>/requirements.lock (THEME= one theme; UPGRADE=1 newest versions)
+	$(INV) lock $(if $(THEME),--theme $(THEME)) $(if $(UPGRADE),--upgrade)
+
+parity: venv ## Compare the kernel venv's packages with the theme image's; fails on any difference
+	$(INV) parity $(OPTS)
 
 build: venv ## Build the theme's training image
 	$(INV) build $(OPTS)

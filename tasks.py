@@ -9,7 +9,9 @@ from invoke import Collection, Exit, task
 
 from gs_ds_env import data as data_mod
 from gs_ds_env import kernels as kernels_mod
+from gs_ds_env import locks as locks_mod
 from gs_ds_env.aws import AwsError
+from gs_ds_env.parity import ParityError
 from gs_ds_env.sagemaker_job import TrainingFailed
 from gs_ds_env.settings import ConfigError, load_settings, validate_for_aws
 
@@ -23,7 +25,7 @@ def clear_errors(func):
             return func(*args, **kwargs)
         except (ConfigError, data_mod.DataError) as error:
             raise Exit(f"error: {error}", code=2) from None
-        except AwsError as error:
+        except (AwsError, ParityError, locks_mod.LockError) as error:
             raise Exit(f"error: {error}", code=1) from None
         except TrainingFailed as error:
             if error.details:
@@ -52,12 +54,53 @@ def kernel(c, theme=None, py=None, requirements=None, torch=None, force=False):
     kernels_mod.create_kernel(load_settings(theme=theme, py=py, torch_backend=torch), requirements, force)
 
 
-@task
+@task(help={"smoke": "run each theme's smoke test in its venv now (default: the result recorded at creation)"})
 @clear_errors
-def kernels(c):
-    """Table of theme kernels: name, theme, Python, venv size, status."""
-    rows = kernels_mod.list_kernels()
+def kernels(c, smoke=False):
+    """Table of theme kernels: name, theme, Python, venv size, status, smoke test."""
+    rows = kernels_mod.list_kernels(load_settings().repo_root, smoke_now=smoke)
     print(kernels_mod.format_table(rows) if rows else "no theme kernels yet: make kernel THEME=tabular PY=3.12")
+    if any(row.smoke.startswith("FAILED") for row in rows):
+        raise Exit("error: a smoke test failed: rebuild that kernel (make kernel THEME=... FORCE=1)", code=1)
+
+
+@task(help={"theme": "one theme (default: every theme)", "upgrade": "move every pin to the newest allowed version",
+            "check": "only report whether re-locking would change a lock (exit 1 if so)",
+            "base": "also refresh the base images' digests in docker/pins.env (needs Docker Hub)"})
+@clear_errors
+def lock(c, theme=None, upgrade=False, check=False, base=False):
+    """(Re)lock themes/<theme>/requirements.lock with uv pip compile (universal, Python >= 3.11)."""
+    repo_root = load_settings().repo_root
+    chosen = [theme] if theme else locks_mod.themes(repo_root)
+    if check:
+        stale = {name: locks_mod.stale(repo_root, name) for name in chosen}
+        for name, lines in stale.items():
+            print(f"{name}: {'up to date' if not lines else f'{len(lines)} line(s) would change'}")
+            print("\n".join(f"  {line}" for line in lines[:20]))
+        if any(stale.values()):
+            raise Exit("error: a lock is stale: run inv lock (make lock) and commit the result", code=1)
+        return
+    for name in chosen:
+        print(f"locked {locks_mod.lock(repo_root, name, upgrade=upgrade).relative_to(repo_root)}")
+    if base:
+        for line in locks_mod.refresh_base_images(repo_root, ["3.11", "3.12", "3.13"]):
+            print(f"pinned {line}")
+
+
+@task(help={"theme": "theme", "py": "Python 3.N"})
+@clear_errors
+def parity(c, theme=None, py=None):
+    """Every package in both the kernel venv and the theme image, with both versions; exit 1 on any difference."""
+    from gs_ds_env import image
+    from gs_ds_env import parity as parity_mod
+
+    settings = load_settings(theme=theme, py=py)
+    built = image.build(settings)
+    result = parity_mod.check(settings.kernel_name, locks_mod.theme_files(settings.repo_root, settings.theme).venv,
+                              built.local_ref)
+    print(result.table())
+    if not result.ok:
+        raise Exit(f"error: {result.summary()}", code=1)
 
 
 @task(name="kernel-remove", help={"name": "kernel name, e.g. tabular_312", "venv": "also delete the venv",
@@ -122,25 +165,28 @@ def data(c, source=None, target=None, dry_run=False):
 
 
 @task(help={"target": "local or sagemaker", "job_name": "training job name (default: BASE_JOB_NAME + timestamp)",
-            "dry_run": "print the plan, start nothing"})
+            "dry_run": "print the plan, start nothing",
+            "allow_drift": "train even if the kernel and the image differ (the report records it)"})
 @clear_errors
-def train(c, target=None, job_name=None, dry_run=False):
+def train(c, target=None, job_name=None, dry_run=False, allow_drift=False):
     """Run the training job on the theme image and the staged data (built/pushed/uploaded first if needed)."""
     from gs_ds_env import deploy as deploy_mod
 
-    deploy_mod.run(load_settings(target=target), skip_kernel=True, job_name=job_name, dry_run=dry_run)
+    deploy_mod.run(load_settings(target=target), skip_kernel=True, job_name=job_name, dry_run=dry_run,
+                   allow_drift=allow_drift)
 
 
 @task(help={"target": "local or sagemaker", "theme": "theme", "py": "Python 3.N",
             "source": "Titanic CSV URL or path", "job_name": "training job name (default: BASE_JOB_NAME + timestamp)",
-            "dry_run": "print the plan (every command and AWS call), do nothing"})
+            "dry_run": "print the plan (every command and AWS call), do nothing",
+            "allow_drift": "train even if the kernel and the image differ (the report records it)"})
 @clear_errors
-def deploy(c, target=None, theme=None, py=None, source=None, job_name=None, dry_run=False):
-    """kernel -> build -> (instance, push) -> data -> training job -> runs/<job>/report.md."""
+def deploy(c, target=None, theme=None, py=None, source=None, job_name=None, dry_run=False, allow_drift=False):
+    """kernel -> build -> parity -> (instance, push) -> data -> training job -> runs/<job>/report.md."""
     from gs_ds_env import deploy as deploy_mod
 
     deploy_mod.run(load_settings(target=target, theme=theme, py=py), source=source, job_name=job_name,
-                   dry_run=dry_run)
+                   dry_run=dry_run, allow_drift=allow_drift)
 
 
 # ---- AWS evidence and policies -----------------------------------------------------------------------------
@@ -175,4 +221,5 @@ def iam_policy(c, out=None):
         print(folder / name)
 
 
-ns = Collection(kernel, kernels, kernel_remove, kernels_restore, build, push, data, train, deploy, instance, iam_policy)
+ns = Collection(kernel, kernels, kernel_remove, kernels_restore, lock, parity, build, push, data, train, deploy, instance,
+               iam_policy)

@@ -1,8 +1,9 @@
 """`make bench`: measurements side by side in one run, printed with their ratios. No pass/fail here.
 
-1. tabular kernel: this project (uv, warm cache) vs `python -m venv` + `pip install -r` (warm pip cache)
+1. tabular kernel: from the lock (this project) vs uv on the unpinned lists vs `python -m venv` + `pip install -r`
 2. extra disk of a second theme venv (uv hardlinks from its cache)
-3. image: size, cold build, rebuild after a training/-only change
+3. image: cold build with uv vs pip (same lock), dependency layer size and start-up import time for each bytecode
+   choice (none / imported / all), rebuild after a training/-only change
 4. a warm `inv deploy` (TARGET=local) split into steps, beside the training computation itself
 """
 
@@ -17,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import locks
 from .settings import REPO_ROOT, load_settings
 
 
@@ -44,10 +46,18 @@ def _copy(scratch: Path, *parts: str) -> Path:
 
 def bench_kernels(scratch: Path, py: str, env: dict) -> None:
     repo = _copy(scratch / "repo", "bin", "themes")
-    requirements = repo / "themes/tabular/kernel/requirements.txt"
+    theme = repo / "themes/tabular"
+    requirements = [theme / "kernel/requirements.txt", theme / "docker/requirements.txt"]
     script = [str(repo / "bin/gs-env-create-kernel.sh")]
     _timed(script + ["tabular", py], env=env)  # warms uv's cache
-    uv_seconds = _timed(script + ["--force", "tabular", py], env=env)
+    locked_seconds = _timed(script + ["--force", "tabular", py], env=env)
+
+    uv = locks.uv_binary(REPO_ROOT)
+    unpinned = scratch / "unpinned-venv"
+    shutil.rmtree(unpinned, ignore_errors=True)
+    unpinned_seconds = _timed([uv, "venv", "--quiet", "--seed", "--python", py, str(unpinned)], env=env)
+    unpinned_seconds += _timed([uv, "pip", "install", "--quiet", "--python", str(unpinned / "bin/python"),
+                                *(arg for path in requirements for arg in ("-r", str(path)))], env=env)
 
     python = shutil.which(f"python{py}", path=env["PATH"]) or sys.executable
     pip_env = {**env, "PIP_CACHE_DIR": str(scratch / "pip-cache")}
@@ -55,11 +65,13 @@ def bench_kernels(scratch: Path, py: str, env: dict) -> None:
     for _ in range(2):  # first run warms pip's cache; the second is measured
         shutil.rmtree(baseline, ignore_errors=True)
         pip_seconds = _timed([python, "-m", "venv", str(baseline)], env=pip_env)
-        pip_seconds += _timed([str(baseline / "bin/pip"), "install", "-q", "-r", str(requirements), "ipykernel"], env=pip_env)
+        pip_seconds += _timed([str(baseline / "bin/pip"), "install", "-q",
+                               *(arg for path in requirements for arg in ("-r", str(path)))], env=pip_env)
     print(f"kernel (tabular, Python {py}, warm caches):")
-    print(f"  gs-env-create-kernel.sh (uv)      {uv_seconds:7.1f} s")
-    print(f"  python -m venv + pip install -r   {pip_seconds:7.1f} s")
-    print(f"  speed-up                          {pip_seconds / uv_seconds:7.1f} x   (goal >= 10x)")
+    print(f"  from the lock: gs-env-create-kernel.sh {locked_seconds:7.1f} s   (install + smoke test + registration)")
+    print(f"  from the unpinned lists, uv          {unpinned_seconds:7.1f} s   (install only; versions of the day)")
+    print(f"  python -m venv + pip install -r      {pip_seconds:7.1f} s   (install only)")
+    print(f"  speed-up, lock vs venv+pip           {pip_seconds / locked_seconds:7.1f} x   (goal >= 10x)")
 
     shutil.copytree(repo / "themes/tabular", repo / "themes/tabular2", ignore=shutil.ignore_patterns(".venv*", "manifest.env"))
     _timed(script + ["tabular2", py], env=env)
@@ -73,31 +85,77 @@ def bench_kernels(scratch: Path, py: str, env: dict) -> None:
     print(f"  second theme venv, extra          {extra / 1e6:7.1f} MB   = {100 * extra / first_bytes:.1f}% of the first (goal < 5%)")
 
 
+# What the Titanic program imports at start, timed inside the container (interpreter start-up excluded).
+IMPORT_PROBE = ("import time; t = time.perf_counter(); import titanic.train, titanic.model, matplotlib.pyplot, xgboost; "
+                "print(time.perf_counter() - t)")
+
+
+def _cold_build(client, repo: Path, tag: str, py: str, base_image: str, **build_args: str) -> float:
+    for image in client.images.list(name=tag.split(":")[0]):
+        client.images.remove(image.id, force=True)
+    args = {"PY": py, "THEME": "tabular", "BASE_IMAGE": base_image,
+            "UV_VERSION": locks.pins(REPO_ROOT)["UV_VERSION"], **build_args}
+    started = time.perf_counter()
+    for _ in client.api.build(path=str(repo), dockerfile="docker/Dockerfile", tag=tag, buildargs=args, nocache=True,
+                              rm=True, forcerm=True, decode=True):
+        if "error" in _:
+            raise RuntimeError(f"bench build {tag} failed: {_['error']}")
+    return time.perf_counter() - started
+
+
+def _layers(client, tag: str) -> tuple[int, int]:
+    """(dependency layer, bytecode layer) bytes: the /opt/venv copy, and what the smoke run compiled."""
+    history = client.images.get(tag).history()
+    venv = max(layer["Size"] for layer in history if "COPY dir:" in layer["CreatedBy"])
+    pyc = sum(layer["Size"] for layer in history if "smoke.py &&" in layer["CreatedBy"])
+    return venv, pyc
+
+
+def _import_seconds(client, tag: str, runs: int = 3) -> float:
+    times = [float(client.containers.run(tag, ["python", "-c", IMPORT_PROBE], remove=True, working_dir="/opt/program"))
+             for _ in range(runs)]
+    return sorted(times)[runs // 2]
+
+
 def bench_image(scratch: Path, py: str, base_image: str) -> None:
     import docker
 
     repo = _copy(scratch / "image-repo", "bin", "docker", "training", "themes", ".dockerignore")
-    name = "gs-ds-env-bench"
+    base = base_image or locks.pinned_base_image(REPO_ROOT, py)
     client = docker.from_env()
-    for image in client.images.list(name=name):
-        client.images.remove(image.id, force=True)  # a cold build: no cached layers of this repository
-    cmd = [str(repo / "bin/gs-env-docker-build-push.sh"), "--no-push", "--py", py]
-    cmd += ["--base-image", base_image] if base_image else []
-    args = ["tabular", "-", "-", name, f"tabular_{py.replace('.', '')}"]
-    cold = _timed(cmd + ["--no-cache"] + args)  # every layer rebuilt: pip downloads and installs everything
-    size = client.images.get(f"{name}:tabular_{py.replace('.', '')}").attrs["Size"]
+    name = "gs-ds-env-bench"
+    print(f"image (tabular, Python {py}, base {base}; cold builds, no layer cache, same lock):")
+    pip_seconds = _cold_build(client, repo, f"{name}-pip:cold", py, base, INSTALLER="pip")
+    rows = {}
+    for mode in ("none", "imported", "all"):
+        seconds = _cold_build(client, repo, f"{name}-{mode}:cold", py, base, COMPILE_BYTECODE=mode)
+        rows[mode] = (seconds, *_layers(client, f"{name}-{mode}:cold"), _import_seconds(client, f"{name}-{mode}:cold"),
+                      client.images.get(f"{name}-{mode}:cold").attrs["Size"])
+    uv_seconds = rows["imported"][0]
+    print(f"  cold build, uv                    {uv_seconds:7.1f} s")
+    print(f"  cold build, pip                   {pip_seconds:7.1f} s   = {pip_seconds / uv_seconds:.1f}x uv's time")
+    print("  bytecode   dependency layer  .pyc layer   image    stack import at start")
+    for mode, (_, venv, pyc, imports, size) in rows.items():
+        print(f"  {mode:<10} {venv / 1e6:9.0f} MB   {pyc / 1e6:7.1f} MB  {size / 1e6:6.0f} MB  {imports:7.2f} s"
+              + ("   <- default" if mode == "imported" else ""))
+    print(f"  goal: dependency layer <= 300 MB (default: {rows['imported'][1] / 1e6:.0f} MB)")
+
     (repo / "training/titanic/__init__.py").write_text(f'"""bench: a training-only change at {time.time()}"""\n')
-    rebuild = _timed(cmd + args)
-    print(f"image (tabular, Python {py}, base {base_image or 'python:' + py + '-slim'}):")
-    print(f"  size                              {size / 1e6:7.0f} MB")
-    print(f"  cold build                        {cold:7.1f} s")
-    print(f"  rebuild after a training/ change  {rebuild:7.1f} s   = {cold / rebuild:.0f}x faster than cold")
+    command = [str(repo / "bin/gs-env-docker-build-push.sh"), "--no-push", "--py", py, "--base-image", base]
+    args = ["tabular", "-", "-", name, f"tabular_{py.replace('.', '')}"]
+    _timed(command + args)  # the script's own build (the layer cache holds the dependencies from above)
+    (repo / "training/titanic/__init__.py").write_text(f'"""bench: another training-only change at {time.time()}"""\n')
+    rebuild = _timed(command + args)
+    print(f"  rebuild after a training/ change  {rebuild:7.1f} s   = {uv_seconds / rebuild:.0f}x faster than cold")
+    for mode in ("pip", "none", "imported", "all"):
+        client.images.remove(f"{name}-{mode}:cold", force=True)
 
 
-def bench_deploy(py: str, env: dict) -> None:
+def bench_deploy(scratch: Path, py: str, env: dict) -> None:
     from . import deploy
 
-    settings = load_settings(py=py, target="local")
+    repo = _copy(scratch / "deploy-repo", "bin", "docker", "training", "themes", ".dockerignore", ".env.example")
+    settings = load_settings(repo_root=repo, py=py, target="local")
     os.environ.update({k: v for k, v in env.items() if k in ("WORKING_DIR", "JUPYTER_DATA_DIR", "PATH")})
     deploy.deploy_local(settings)  # warm-up: kernel, image and staged data exist afterwards
     started = time.perf_counter()
@@ -114,10 +172,11 @@ def main() -> None:
     py = os.environ.get("BENCH_PY", settings.py)
     with tempfile.TemporaryDirectory(prefix="gs-bench-") as tmp:
         scratch = Path(tmp)
-        env = {**os.environ, "WORKING_DIR": str(scratch / "work"), "JUPYTER_DATA_DIR": str(scratch / "jupyter")}
+        env = {**os.environ, "WORKING_DIR": str(scratch / "work"), "JUPYTER_DATA_DIR": str(scratch / "jupyter"),
+               "PATH": os.pathsep.join([str(Path(locks.uv_binary(REPO_ROOT)).parent), os.environ.get("PATH", "")])}
         bench_kernels(scratch, py, env)
         bench_image(scratch, py, settings.base_image)
-        bench_deploy(py, env)
+        bench_deploy(scratch, py, env)
 
 
 if __name__ == "__main__":

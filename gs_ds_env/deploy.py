@@ -8,7 +8,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import aws, data, iam, image, instance, kernels, report, s3_data, sagemaker_job, training_job
+from . import aws, data, iam, image, instance, kernels, locks, parity, report, s3_data, sagemaker_job, training_job
+from . import versions as versions_mod
 from .settings import ConfigError, Settings
 
 
@@ -32,7 +33,8 @@ def reproduce_commands(settings: Settings, instance_type: str | None = None, job
     lines = [
         "git clone <this repository> && cd gs-ds-env",
         "cp .env.example .env   # then edit; values used by this run:",
-        f"# THEME={settings.theme} PY={settings.py} TARGET={settings.target} MODEL={settings.model} SEED={settings.seed}",
+        f"# THEME={settings.theme} PY={settings.py} TARGET={settings.target} TORCH_BACKEND={settings.torch_backend} "
+        f"MODEL={settings.model} SEED={settings.seed}",
     ]
     if settings.base_image:
         lines.append(f"# BASE_IMAGE={settings.base_image}")
@@ -46,6 +48,25 @@ def reproduce_commands(settings: Settings, instance_type: str | None = None, job
         lines += [f"aws s3 ls {s3_data.uri(settings, 'output', job_name, 'output')}/",
                   f"aws logs tail {iam.LOG_GROUP} --log-stream-name-prefix {job_name} --region {settings.aws_region}"]
     return lines
+
+
+def check_parity(settings: Settings, built: image.BuiltImage, allow_drift: bool) -> tuple[dict, parity.Environment]:
+    """Kernel venv vs image, before any training: a difference stops the run unless `allow_drift`."""
+    venv = locks.theme_files(settings.repo_root, settings.theme).venv
+    container = parity.image_environment(built.local_ref)
+    if not venv.is_dir():
+        print(f"note: no kernel venv for {settings.theme} ({venv}): parity with the notebook not checked", flush=True)
+        return {"checked": False, "reason": f"no kernel venv at {venv}"}, container
+    result = parity.compare(settings.kernel_name, built.local_ref, parity.venv_environment(venv), container)
+    if result.ok:
+        print(f"parity: {result.summary()}", flush=True)
+    elif allow_drift:
+        print(f"warning: {result.summary()} (--allow-drift: training anyway; the report records it)", flush=True)
+    else:
+        raise parity.ParityError(f"{result.summary()}. The job would not run what the notebook ran: rebuild the "
+                                 f"kernel (make kernel THEME={settings.theme} PY={settings.py} FORCE=1) or pass "
+                                 f"--allow-drift")
+    return result.as_record(allow_drift), container
 
 
 def _record(settings: Settings, job_name: str, staged: data.StagedData, timer: Timer,
@@ -71,7 +92,7 @@ def _write_report(settings: Settings, record: dict) -> Path:
 
 
 def run(settings: Settings, *, skip_kernel: bool = False, source: str | None = None, job_name: str | None = None,
-        dry_run: bool = False) -> Path | None:
+        dry_run: bool = False, allow_drift: bool = False) -> Path | None:
     """`inv deploy` / `inv train` for either target; a dry run prints the plan and calls nothing."""
     if job_name and not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", job_name):
         raise ConfigError(f"job name {job_name!r} is invalid: letters, digits and '-', at most 63 characters")
@@ -79,18 +100,21 @@ def run(settings: Settings, *, skip_kernel: bool = False, source: str | None = N
         print(sagemaker_plan(settings) if settings.target == "sagemaker" else local_plan(settings), flush=True)
         return None
     if settings.target == "sagemaker":
-        return deploy_sagemaker(settings, skip_kernel=skip_kernel, source=source, job_name=job_name)
-    return deploy_local(settings, skip_kernel=skip_kernel, source=source, job_name=job_name)
+        return deploy_sagemaker(settings, skip_kernel=skip_kernel, source=source, job_name=job_name,
+                                allow_drift=allow_drift)
+    return deploy_local(settings, skip_kernel=skip_kernel, source=source, job_name=job_name, allow_drift=allow_drift)
 
 
 def deploy_local(settings: Settings, skip_kernel: bool = False, source: str | None = None,
-                 job_name: str | None = None) -> Path:
+                 job_name: str | None = None, allow_drift: bool = False) -> Path:
     timer = Timer()
     if not skip_kernel:
         with timer.step("kernel"):
             kernels.create_kernel(settings)
     with timer.step("build"):
         built = image.build(settings)
+    with timer.step("parity"):
+        parity_record, container = check_parity(settings, built, allow_drift)
     with timer.step("data"):
         staged = data.split_and_stage(settings, source)
     job_name = job_name or training_job.new_job_name(settings)
@@ -99,6 +123,7 @@ def deploy_local(settings: Settings, skip_kernel: bool = False, source: str | No
     return _write_report(settings, _record(
         settings, job_name, staged, timer, result.extra.get("training_seconds"),
         image={"uri": built.uri, "content_tag": built.content_tag, "size_bytes": built.size_bytes},
+        parity=parity_record, versions=versions_mod.collect(settings, built, container),
         channels=result.channels, metrics=result.metrics, model_artifact=result.model_artifact,
         output_path=str(Path(result.model_artifact).parent), reproduce=reproduce_commands(settings)))
 
@@ -109,15 +134,17 @@ def local_plan(settings: Settings) -> str:
         f"plan for TARGET=local (theme {settings.theme}, Python {settings.py}):",
         f"  1. bin/gs-env-create-kernel.sh {settings.theme} {settings.py} '' {settings.torch_backend}",
         f"  2. {build_cmd}",
-        f"  3. fetch {settings.titanic_csv or settings.titanic_url} (sha256 {settings.titanic_sha256[:12]}…), "
+        "  3. parity: the kernel venv's packages vs the image's (stop on any difference unless --allow-drift)",
+        f"  4. fetch {settings.titanic_csv or settings.titanic_url} (sha256 {settings.titanic_sha256[:12]}…), "
         f"split {1 - settings.validation_fraction:g}/{settings.validation_fraction:g} seed {settings.seed} into data/staged/",
-        f"  4. Estimator(instance_type='local', hyperparameters={settings.hyperparameters}).fit(train, validation)",
-        "  5. runs/<job>/report.md + run.json",
+        f"  5. Estimator(instance_type='local', hyperparameters={settings.hyperparameters}).fit(train, validation)",
+        "  6. runs/<job>/report.md + run.json (with every version: Python, lock sha256, base image, packages, SDK, uv, "
+        "Docker)",
     ])
 
 
 def deploy_sagemaker(settings: Settings, skip_kernel: bool = False, source: str | None = None,
-                     job_name: str | None = None) -> Path:
+                     job_name: str | None = None, allow_drift: bool = False) -> Path:
     """kernel -> instance evidence -> build + ECR push -> S3 upload -> training job -> verified model -> report."""
     timer = Timer()
     boto_session = aws.session(settings)
@@ -132,6 +159,8 @@ def deploy_sagemaker(settings: Settings, skip_kernel: bool = False, source: str 
             kernels.create_kernel(settings)
     with timer.step("build and push"):
         pushed = image.push(settings, account)
+    with timer.step("parity"):
+        parity_record, container = check_parity(settings, pushed, allow_drift)
     with timer.step("data"):
         staged = data.split_and_stage(settings, source)
         uploaded = s3_data.upload(settings, aws.client(boto_session, "s3"), staged)
@@ -150,6 +179,7 @@ def deploy_sagemaker(settings: Settings, skip_kernel: bool = False, source: str 
         settings, job_name, staged, timer, result.training_seconds,
         image={"uri": pushed.uri, "digest": pushed.digest, "content_tag": pushed.content_tag,
                "size_bytes": pushed.size_bytes, "pushed": pushed.pushed},
+        parity=parity_record, versions=versions_mod.collect(settings, pushed, container),
         channels=uploaded.channels, metrics=result.metrics, model_artifact=result.model_artifact,
         output_path=s3_data.uri(settings, "output"), reproduce=reproduce_commands(settings, choice.instance_type, job_name),
         account=account,
@@ -194,6 +224,7 @@ def sagemaker_plan(settings: Settings) -> str:
             if settings.instance_type == "auto" else ""), []),
         (f"bin/gs-env-create-kernel.sh {settings.theme} {settings.py} '' {settings.torch_backend}", []),
         (" ".join(image.build_push_command(settings, push=True, account=account)), push_lines),
+        ("parity: the kernel venv's packages vs the image's (stop on any difference unless --allow-drift)", []),
         (data_plan[0], data_plan[1:]),
         ("sagemaker:CreateTrainingJob (as the SDK's Estimator.fit sends it):",
          json.dumps(request, indent=2, default=str).splitlines()),

@@ -21,6 +21,27 @@ def _table(rows: dict) -> str:
     return "\n".join(lines)
 
 
+def _parity_line(parity: dict) -> str:
+    if not parity.get("checked"):
+        return f"- Parity with the notebook kernel: not checked ({parity.get('reason', 'no kernel')})."
+    if not parity["differences"] and not parity.get("python_differs"):
+        return f"- Parity with the notebook kernel: {parity['shared_packages']} shared packages, 0 differences."
+    listed = ", ".join(f"{d['name']} {d['kernel']} (kernel) vs {d['image']} (image)" for d in parity["differences"])
+    return (f"- **Drift allowed (--allow-drift)**: the kernel and the image differ: {listed or 'in Python version'}. "
+            "This run did not run exactly what the notebook ran.")
+
+
+def _versions(record: dict) -> list[str]:
+    versions = record.get("versions")
+    if not versions:
+        return []
+    rows = {key.replace("_", " "): value for key, value in versions.items() if key != "image_packages"}
+    packages = "\n".join(f"{name}=={version}" for name, version in versions.get("image_packages", {}).items())
+    return ["## Versions (what rebuilds this image)", _table(rows),
+            f"<details><summary>{len(versions.get('image_packages', {}))} packages in the image</summary>\n\n"
+            f"```\n{packages}\n```\n</details>"]
+
+
 def render(record: dict) -> str:
     metrics = record.get("metrics", {})
     auc = metrics.get("validation:auc")
@@ -37,6 +58,8 @@ def render(record: dict) -> str:
             f"; {record['billable_seconds']} billable seconds on {record['instance_type']}, about "
             f"{record['cost_usd']:.4f} USD." if record.get("cost_usd") is not None else "."),
     ]
+    if "parity" in record:
+        summary.append(_parity_line(record["parity"]))
     resources = {
         "Target": target,
         "Account": record.get("account"),
@@ -74,6 +97,7 @@ def render(record: dict) -> str:
         "## Step timings (seconds)",
         _table({step: f"{seconds:.1f}" for step, seconds in record.get("timings", {}).items()}),
     ]
+    parts += _versions(record)
     if record.get("instance_evidence"):
         parts += ["## Instance choice", record["instance_evidence"]]
     parts += ["## Reproduce", "```bash\n" + "\n".join(record.get("reproduce", [])) + "\n```"]

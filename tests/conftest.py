@@ -85,6 +85,29 @@ def copy_repo(dest: Path, *parts: str) -> Path:
     return dest
 
 
+INV = str(REPO / ".venv/bin/inv")
+
+
+def clone_project(dest: Path) -> Path:
+    """A scratch copy of the project's files (tracked, and new ones git does not ignore). `inv` run with this
+    copy as its working directory imports the copy's gs_ds_env (invoke puts tasks.py's folder first on sys.path),
+    so its kernels, images, data/ and runs/ belong to the copy, never to the real checkout."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """One scratch copy of the project per test module."""
+    return clone_project(tmp_path_factory.mktemp("project"))
+
+
 def tree_snapshot(root: Path) -> dict[str, float]:
     return {str(p.relative_to(root)): p.stat().st_mtime for p in root.rglob("*") if not p.is_symlink()}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from conftest import REPO, copy_repo, tool_env
+from conftest import INV, copy_repo, tool_env
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 REPOSITORY = "gs-ds-env-test"
@@ -50,8 +50,11 @@ def test_image_contract_layers_and_failed_builds(tmp_path, base_image):
     changed = build(repo, base_image)
     assert changed.returncode == 0, changed.stderr[-3000:]
     assert outputs(changed)["CONTENT_TAG"] != outputs(first)["CONTENT_TAG"]
-    pip_step = changed.stderr.split("RUN pip install", 1)[1].split("Step", 1)[0]
-    assert "Using cache" in pip_step
+    # The dependency step (uv under the lock) and the smoke test come from the layer cache.
+    install_step = changed.stderr.split("INSTALLER", 1)[1].split("Step", 1)[0]
+    assert "Using cache" in install_step
+    smoke_step = changed.stderr.split("smoke.py &&", 1)[1].split("Step", 1)[0]
+    assert "Using cache" in smoke_step
     good_id = client.images.get(f"{REPOSITORY}:tabular_311").id
 
     # A failing build (unresolvable requirement, or the wrong Python) leaves the last good image tagged.
@@ -65,13 +68,13 @@ def test_image_contract_layers_and_failed_builds(tmp_path, base_image):
     assert "expected 3.12: pass a matching BASE_IMAGE or PY" in wrong_python.stderr + wrong_python.stdout
 
 
-def test_local_deploy_end_to_end(tmp_path, base_image, titanic_csv):
+def test_local_deploy_end_to_end(tmp_path, project, base_image, titanic_csv):
     env = tool_env(PY="3.11", BASE_IMAGE=base_image, TITANIC_CSV=str(titanic_csv), TARGET="local",
                    WORKING_DIR=str(tmp_path / "work"), JUPYTER_DATA_DIR=str(tmp_path / "jupyter"))
-    before = set((REPO / "runs").glob("*")) if (REPO / "runs").is_dir() else set()
-    result = subprocess.run([str(REPO / ".venv/bin/inv"), "deploy"], cwd=REPO, env=env, capture_output=True, text=True)
+    before = set((project / "runs").glob("*")) if (project / "runs").is_dir() else set()
+    result = subprocess.run([INV, "deploy"], cwd=project, env=env, capture_output=True, text=True)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    (run_dir,) = set((REPO / "runs").glob("*")) - before
+    (run_dir,) = set((project / "runs").glob("*")) - before
 
     record = json.loads((run_dir / "run.json").read_text())
     assert record["target"] == "local" and record["kernel"] == "tabular_311"
@@ -80,7 +83,7 @@ def test_local_deploy_end_to_end(tmp_path, base_image, titanic_csv):
     assert record["hyperparameters"]["model"] == "blend"
     assert record["data"]["sha256"] == "4a437fde05fe5264e1701a7387ac6fb75393772ba38bb2c9c566405af5af4bd7"
     assert record["metrics"]["validation:auc"] >= 0.85
-    assert set(record["timings"]) >= {"kernel", "build", "data", "train"}
+    assert set(record["timings"]) >= {"kernel", "build", "parity", "data", "train"}
 
     artifact = Path(record["model_artifact"])
     assert artifact.parent == run_dir and artifact.name == "model.tar.gz"

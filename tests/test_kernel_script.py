@@ -69,6 +69,7 @@ def sandbox(tmp_path):
         (["nosuchtheme", "3.12"], "available: cv forecasting streamlit tabular tsai"),
         (["tabular", "3"], "is not of the form 3.N"),
         (["tabular", "python3.12"], "is not of the form 3.N"),
+        (["tabular", "3.10"], "is older than the lock supports (Python >= 3.11)"),
         (["tabular", "3.12", "/no/such/requirements.txt"], "does not exist"),
         (["tabular", "3.12", "", "cuda"], "torch backend 'cuda' is not one of"),
         (["--frobnicate", "tabular", "3.12"], "unknown option"),
@@ -105,13 +106,17 @@ def test_kernel_lifecycle_create_idempotent_restore_failed_rebuild_switch_python
     assert spec["env"]["VIRTUAL_ENV"] == str(venv)
     assert spec["env"]["PATH"] == f"{venv}/bin:${{PATH}}"
     assert spec["env"]["HF_HOME"].startswith(env["WORKING_DIR"])
+    # `%pip` / `!uv pip` in the notebook keep their caches off the root disk too.
+    assert spec["env"]["PIP_CACHE_DIR"] == f"{env['WORKING_DIR']}/cache/pip"
+    assert spec["env"]["UV_CACHE_DIR"] == f"{env['WORKING_DIR']}/cache/uv"
     facts = kernel_facts("tabular_312", jupyter_dir, monkeypatch)
     assert facts["executable"] == str(venv / "bin/python")
     assert facts["version"].startswith("3.12.")
     assert facts["shell_python"] == str(venv / "bin/python")
     assert facts["shell_pip"] == str(venv / "bin/pip")
     text = manifest.read_text()
-    for key in ("KERNEL_NAME=\"tabular_312\"", "PYTHON_VERSION=\"3.12.", "REQUIREMENTS_SHA256=", "UV_VERSION=",
+    for key in ("KERNEL_NAME=\"tabular_312\"", "PYTHON_VERSION=\"3.12.", "INPUTS_SHA256=", "LOCK_SHA256=", "UV_VERSION=",
+                "SMOKE=\"smoke tabular: ok",
                 "TORCH_BACKEND=\"auto\"", "CREATED_AT="):
         assert key in text
     frozen = (repo / "themes/tabular/kernel/requirements.lock.txt").read_text()
@@ -140,6 +145,20 @@ def test_kernel_lifecycle_create_idempotent_restore_failed_rebuild_switch_python
     assert manifest.read_text() == text
     assert not (repo / "themes/tabular/kernel/.venv.new").exists()
     assert kernel_facts("tabular_312", jupyter_dir, monkeypatch)["executable"] == str(venv / "bin/python")
+
+    # 4b. a rebuild that installs but fails its smoke test is a failed rebuild too: the old kernel stays.
+    smoke = repo / "themes/tabular/smoke.py"
+    good_smoke = smoke.read_text()
+    smoke.write_text("import pandas\nraise SystemExit('smoke broke on purpose')\n")
+    smoked = run_script(repo, env, "--force", "tabular", "3.12")
+    assert smoked.returncode == 5, smoked.stderr[-2000:]
+    assert "smoke broke on purpose" in smoked.stderr
+    assert "the smoke test themes/tabular/smoke.py failed in the new venv" in smoked.stderr
+    assert "was NOT changed" in smoked.stderr
+    assert manifest.read_text() == text
+    assert not (repo / "themes/tabular/kernel/.venv.new").exists()
+    assert kernel_facts("tabular_312", jupyter_dir, monkeypatch)["executable"] == str(venv / "bin/python")
+    smoke.write_text(good_smoke)
 
     # 5. a Python that does not exist: refused, old kernel intact.
     missing = run_script(repo, {**env, "UV_PYTHON_DOWNLOADS": "never"}, "--force", "tabular", "3.99")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, tool_env
+from conftest import INV, tool_env
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -40,8 +40,8 @@ def sagemaker_env(tmp_path: Path, moto, base_image: str, titanic_csv: Path, **ex
     return tool_env(**moto.env(), **{**settings, **extra})
 
 
-def inv(env: dict[str, str], *args: str):
-    return subprocess.run([str(REPO / ".venv/bin/inv"), *args], cwd=REPO, env=env, capture_output=True, text=True)
+def inv(project: Path, env: dict[str, str], *args: str):
+    return subprocess.run([INV, *args], cwd=project, env=env, capture_output=True, text=True)
 
 
 def play_sagemaker(moto, request: dict, job_name: str, scratch: Path) -> None:
@@ -76,13 +76,13 @@ def operations(calls) -> list[str]:
     return [call.operation for call in calls]
 
 
-def test_sagemaker_deploy_push_upload_train_report(tmp_path, moto, registry, base_image, titanic_csv):
+def test_sagemaker_deploy_push_upload_train_report(tmp_path, project, moto, registry, base_image, titanic_csv):
     env = sagemaker_env(tmp_path, moto, base_image, titanic_csv, ECR_REGISTRY=registry.host, USE_SPOT="true",
                         MAX_RUN="1800", MAX_WAIT="3600", TAGS="project=gs-ds-env,owner=tests")
 
     # ---- first deploy: everything is created and sent; moto writes no model, so the run must say so and fail
     moto.reset_recording()
-    first = inv(env, "deploy", "--job-name", "gs-test-job-a")
+    first = inv(project, env, "deploy", "--job-name", "gs-test-job-a")
     output = first.stdout + first.stderr
     assert first.returncode != 0
     assert "gs-test-job-a is Completed but s3://gs-ds-env-test-bucket/team/titanic-run/output/gs-test-job-a/output/" \
@@ -143,7 +143,7 @@ def test_sagemaker_deploy_push_upload_train_report(tmp_path, moto, registry, bas
 
     # ---- second deploy, nothing changed: nothing pushed, nothing uploaded, a verified model and a full report.
     moto.reset_recording()
-    second = inv(env, "deploy", "--job-name", "gs-test-job-b")
+    second = inv(project, env, "deploy", "--job-name", "gs-test-job-b")
     assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
     ops = operations(moto.calls())
     assert not [op for op in ops if op.startswith("S3 PUT /gs-ds-env-test-bucket/team/titanic-run/titanic/")]
@@ -155,7 +155,7 @@ def test_sagemaker_deploy_push_upload_train_report(tmp_path, moto, registry, bas
     assert {k: v for k, v in create_b.items() if k not in {"TrainingJobName", "CheckpointConfig"}} == \
            {k: v for k, v in create.items() if k not in {"TrainingJobName", "CheckpointConfig"}}
 
-    run_dir = REPO / "runs/gs-test-job-b"
+    run_dir = project / "runs/gs-test-job-b"
     record = json.loads((run_dir / "run.json").read_text())
     expected_metrics = json.load(tarfile.open(run_dir / "model.tar.gz").extractfile("metrics.json"))["metrics"]
     assert record["target"] == "sagemaker" and record["region"] == REGION and record["account"] == "123456789012"
@@ -173,6 +173,9 @@ def test_sagemaker_deploy_push_upload_train_report(tmp_path, moto, registry, bas
     assert record["log_stream"].startswith("/aws/sagemaker/TrainingJobs")
     assert record["console_url"].endswith(f"region={REGION}#/jobs/gs-test-job-b")
     assert "make deploy THEME=tabular PY=3.11 TARGET=sagemaker" in record["reproduce"]
+    # The kernel the notebook uses and the pushed image were compared before the paid job: 0 differences.
+    assert record["parity"]["checked"] and record["parity"]["differences"] == []
+    assert record["versions"]["lock_sha256"] and record["versions"]["image_packages"]["pandas"]
     report = (run_dir / "report.md").read_text()
     for needle in ("## Summary", "## Flow", "## Instance choice", "## Hyperparameters", "## Metrics",
                    "Billable seconds", "Estimated cost (USD)", "CloudWatch log group / stream", "## Reproduce",
@@ -180,27 +183,27 @@ def test_sagemaker_deploy_push_upload_train_report(tmp_path, moto, registry, bas
         assert needle in report
 
 
-def test_dry_run_plans_everything_and_calls_nothing(tmp_path, moto, base_image, titanic_csv):
+def test_dry_run_plans_everything_and_calls_nothing(tmp_path, project, moto, base_image, titanic_csv):
     env = sagemaker_env(tmp_path, moto, base_image, titanic_csv, BASE_JOB_NAME="gs-plan", ECR_REGISTRY="")
     moto.reset_recording()
-    result = inv(env, "deploy", "--dry-run")
+    result = inv(project, env, "deploy", "--dry-run")
     assert result.returncode == 0, result.stderr[-3000:]
     assert moto.calls() == []
     plan = result.stdout
     assert "docker login --username AWS --password-stdin 123456789012.dkr.ecr.eu-west-1.amazonaws.com" in plan
     assert f"s3:PutObject s3://{BUCKET}/team/titanic-run/titanic/train/train.csv ServerSideEncryption=AES256" in plan
     request = json.loads(plan.split("sagemaker:CreateTrainingJob (as the SDK's Estimator.fit sends it):\n", 1)[1]
-                         .split("\n  7.", 1)[0])
+                         .split("\n  8.", 1)[0])
     assert request["RoleArn"] == ROLE and request["TrainingJobName"].startswith("gs-plan-")
     assert request["AlgorithmSpecification"]["TrainingImage"].startswith(
         f"123456789012.dkr.ecr.{REGION}.amazonaws.com/{REPOSITORY}:tabular_311-")
     assert "Creating training-job" not in result.stdout + result.stderr
 
 
-def test_missing_role_stops_before_any_aws_call(tmp_path, moto, base_image, titanic_csv):
+def test_missing_role_stops_before_any_aws_call(tmp_path, project, moto, base_image, titanic_csv):
     env = sagemaker_env(tmp_path, moto, base_image, titanic_csv, SAGEMAKER_ROLE_ARN="")
     moto.reset_recording()
-    result = inv(env, "deploy")
+    result = inv(project, env, "deploy")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: SAGEMAKER_ROLE_ARN is missing: set it in .env (arn:aws:iam::<12-digit account>:role/<name>)"]

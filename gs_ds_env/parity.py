@@ -1,0 +1,137 @@
+"""Parity: every package present in both the theme's kernel venv and its image, with both versions.
+
+The notebook is where code is written, the image is where it runs: a package at another version in one of them
+(say `%pip install pandas==2.2.0` in the notebook) means the job does not run what was tried. Both sides are asked
+the same question, by the same probe, through their own interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.version import InvalidVersion, Version
+
+from .locks import normalise
+
+PROBE = (
+    "import importlib.metadata as m, json, platform; "
+    "print(json.dumps({'python': platform.python_version(), "
+    "'packages': {d.metadata['Name']: d.version for d in m.distributions() if d.metadata['Name']}}))"
+)
+# uv/pip seed packages of a venv, not part of any theme.
+SEED = {"pip", "setuptools", "wheel"}
+
+
+class ParityError(RuntimeError):
+    """The kernel and the image cannot be compared, or differ; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Environment:
+    python: str
+    packages: dict[str, str]  # normalised name -> version
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    kernel: str
+    image: str
+
+    @property
+    def same(self) -> bool:
+        """Same release. A different local label (torch 2.15.0+cu126 vs +cpu) is the same code for another device."""
+        try:
+            return Version(self.kernel).public == Version(self.image).public
+        except InvalidVersion:
+            return self.kernel == self.image
+
+    @property
+    def note(self) -> str:
+        if not self.same:
+            return "DIFFERENT"
+        return "same release, other build" if self.kernel != self.image else ""
+
+
+@dataclass(frozen=True)
+class Parity:
+    kernel_name: str
+    image: str
+    kernel: Environment
+    container: Environment
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def differences(self) -> list[Row]:
+        return [row for row in self.rows if not row.same]
+
+    @property
+    def python_differs(self) -> bool:
+        return self.kernel.python.split(".")[:2] != self.container.python.split(".")[:2]
+
+    def summary(self) -> str:
+        """One line: 0 differences, or the packages that differ."""
+        if self.python_differs:
+            return (f"kernel {self.kernel_name} runs Python {self.kernel.python} but image {self.image} runs "
+                    f"{self.container.python}: rebuild one of them for the same PY")
+        if not self.differences:
+            return (f"kernel {self.kernel_name} and image {self.image}: {len(self.rows)} shared packages, "
+                    f"0 differences")
+        listed = ", ".join(f"{row.name} {row.kernel} (kernel) != {row.image} (image)" for row in self.differences)
+        return (f"kernel {self.kernel_name} and image {self.image} differ in {len(self.differences)} package(s): "
+                f"{listed}")
+
+    def table(self) -> str:
+        header = ("package", "kernel", "image", "")
+        lines = [header] + [(r.name, r.kernel, r.image, r.note) for r in self.rows]
+        widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+        body = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
+        return "\n".join(body + [f"Python: kernel {self.kernel.python}, image {self.container.python}", self.summary()])
+
+    def as_record(self, allowed_drift: bool) -> dict:
+        return {"checked": True, "shared_packages": len(self.rows), "python_differs": self.python_differs,
+                "differences": [{"name": r.name, "kernel": r.kernel, "image": r.image} for r in self.differences],
+                "allowed_drift": allowed_drift}
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences and not self.python_differs
+
+
+def _parse(output: str) -> Environment:
+    data = json.loads(output.strip().splitlines()[-1])
+    return Environment(data["python"], {normalise(k): v for k, v in data["packages"].items()})
+
+
+def venv_environment(venv: Path) -> Environment:
+    python = venv / "bin/python"
+    if not python.exists():
+        raise ParityError(f"no kernel venv at {venv}: create it first (make kernel THEME=... PY=...)")
+    result = subprocess.run([str(python), "-c", PROBE], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ParityError(f"the kernel venv {venv} does not start ({result.stderr.strip()[-200:]}): rebuild it with "
+                          f"make kernel FORCE=1")
+    return _parse(result.stdout)
+
+
+def image_environment(image: str) -> Environment:
+    import docker
+
+    try:
+        output = docker.from_env().containers.run(image, ["python", "-c", PROBE], remove=True, entrypoint=[])
+    except docker.errors.DockerException as error:
+        raise ParityError(f"cannot list the packages of image {image}: {error}") from None
+    return _parse(output.decode())
+
+
+def compare(kernel_name: str, image: str, kernel: Environment, container: Environment) -> Parity:
+    shared = sorted((set(kernel.packages) & set(container.packages)) - SEED)
+    rows = [Row(name, kernel.packages[name], container.packages[name]) for name in shared]
+    return Parity(kernel_name, image, kernel, container, rows)
+
+
+def check(kernel_name: str, venv: Path, image: str) -> Parity:
+    return compare(kernel_name, image, venv_environment(venv), image_environment(image))

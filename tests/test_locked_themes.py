@@ -1,0 +1,188 @@
+"""Locked themes: each lock matches its inputs; each theme's kernel is built from its lock and passes its smoke
+test; the kernel and the image agree on every version they share, or `inv parity` and `inv deploy` say which differ;
+the content tag does not depend on whether the base image was already on the machine."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import uuid
+from pathlib import Path
+
+import docker
+import pytest
+from dotenv import dotenv_values
+from packaging.version import Version
+
+from conftest import INV, clone_project, copy_repo, tool_env
+from gs_ds_env import locks
+from gs_ds_env.kernels import list_kernels
+from gs_ds_env.parity import SEED, venv_environment
+
+THEMES = ["tabular", "forecasting", "streamlit", "tsai", "cv"]
+TORCH_THEMES = {"tsai", "cv"}
+
+
+def public(version: str) -> str:
+    return Version(version).public
+
+
+def test_every_lock_matches_its_inputs_and_a_changed_input_is_caught(tmp_path):
+    repo = copy_repo(tmp_path / "repo", "themes")
+    for theme in THEMES:
+        lock = (repo / f"themes/{theme}/requirements.lock").read_text()
+        assert f"inv lock --theme {theme}" in lock.splitlines()[1], "the header says how to regenerate the lock"
+        assert locks.stale(repo, theme) == [], f"themes/{theme}/requirements.lock is stale: run make lock"
+    # The check can fail: an input the lock has not seen is reported (and nothing is written).
+    requirements = repo / "themes/tabular/docker/requirements.txt"
+    requirements.write_text(requirements.read_text() + "six>=1.16\n")
+    before = (repo / "themes/tabular/requirements.lock").read_text()
+    assert any(line.startswith("+ six==") for line in locks.stale(repo, "tabular"))
+    assert (repo / "themes/tabular/requirements.lock").read_text() == before
+
+
+@pytest.fixture(scope="module")
+def theme_sandbox(tmp_path_factory):
+    """One scratch copy of bin/ and themes/ with one WORKING_DIR, so the five kernels share one uv cache."""
+    root = tmp_path_factory.mktemp("themes")
+    repo = copy_repo(root / "repo", "bin", "themes")
+    env = tool_env(WORKING_DIR=str(root / "work"), JUPYTER_DATA_DIR=str(root / "jupyter"))
+    return repo, env
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("theme", THEMES)
+def test_theme_kernel_is_built_from_its_lock_and_passes_its_smoke_test(theme_sandbox, theme):
+    repo, env = theme_sandbox
+    # Torch themes use TORCH_BACKEND=none: torch from PyPI, the build the lock was made from. The cpu and cuNNN
+    # indexes (download.pytorch.org) cannot be reached from this CI; the lock pins torch's version whichever index.
+    backend = "none" if theme in TORCH_THEMES else "auto"
+    result = subprocess.run([str(repo / "bin/gs-env-create-kernel.sh"), theme, "3.12", "", backend], env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    manifest = dotenv_values(repo / f"themes/{theme}/kernel/manifest.env")
+    assert manifest["SMOKE"].startswith(f"smoke {theme}: ok"), manifest["SMOKE"]
+    lock = repo / f"themes/{theme}/requirements.lock"
+    assert manifest["LOCK_SHA256"] == locks.sha256(lock)
+
+    # The venv holds exactly the lock's pins for this Python: every pinned package at its version, nothing else.
+    installed = venv_environment(repo / f"themes/{theme}/kernel/.venv")
+    pins = locks.pinned(lock, installed.python)
+    assert {name: public(v) for name, v in installed.packages.items() if name not in SEED} == \
+           {name: public(v) for name, v in pins.items() if name not in SEED}
+
+    (row,) = [row for row in list_kernels(repo) if row.theme == theme]
+    assert row.smoke == "passed" and row.status == "ok"
+
+
+@pytest.mark.slow
+def test_kernels_smoke_now_reruns_the_test_and_reports_a_failure(theme_sandbox):
+    repo, _ = theme_sandbox
+    if not (repo / "themes/tabular/kernel/.venv").is_dir():
+        pytest.fail("the tabular kernel of the parametrized test above is missing")
+    (row,) = [row for row in list_kernels(repo, smoke_now=True) if row.theme == "tabular"]
+    assert row.smoke == "passed"
+    smoke = repo / "themes/tabular/smoke.py"
+    good = smoke.read_text()
+    smoke.write_text("raise SystemExit('broken on purpose')\n")
+    try:
+        (row,) = [row for row in list_kernels(repo, smoke_now=True) if row.theme == "tabular"]
+    finally:
+        smoke.write_text(good)
+    assert row.smoke == "FAILED (broken on purpose)"
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_parity_zero_then_drift_refused_then_allowed_and_recorded(tmp_path, base_image, titanic_csv):
+    project = clone_project(tmp_path / "project")
+    env = tool_env(PY="3.11", BASE_IMAGE=base_image, TITANIC_CSV=str(titanic_csv), TARGET="local",
+                   IMAGE_NAME="gs-ds-env-parity-test", WORKING_DIR=str(tmp_path / "work"),
+                   JUPYTER_DATA_DIR=str(tmp_path / "jupyter"))
+
+    def inv(*args: str):
+        return subprocess.run([INV, *args], cwd=project, env=env, capture_output=True, text=True)
+
+    assert inv("kernel").returncode == 0
+    same = inv("parity")
+    assert same.returncode == 0, same.stdout + same.stderr
+    lock = project / "themes/tabular/requirements.lock"
+    pandas = locks.pinned(lock, "3.11.0")["pandas"]
+    assert any(line.split()[:3] == ["pandas", pandas, pandas] for line in same.stdout.splitlines())
+    assert same.stdout.strip().endswith("0 differences")
+
+    # The user's `%pip install pandas==2.3.3` in the notebook.
+    venv = project / "themes/tabular/kernel/.venv"
+    subprocess.run([locks.uv_binary(project), "pip", "install", "--quiet", "--python", str(venv / "bin/python"),
+                    "pandas==2.3.3"], check=True, env={**env, "UV_CACHE_DIR": str(tmp_path / "work/cache/uv")})
+    drift = f"pandas 2.3.3 (kernel) != {pandas} (image)"
+
+    def error_lines(result) -> list[str]:  # (the build script's progress lines on stderr are not errors)
+        assert "Traceback" not in result.stdout + result.stderr
+        return [line for line in result.stderr.splitlines() if line.startswith("error:")]
+
+    refused = inv("parity")
+    assert refused.returncode == 1
+    assert error_lines(refused) == [f"error: kernel tabular_311 and image gs-ds-env-parity-test:"
+                                    f"{refused.stderr.split('parity-test:', 1)[1].split(' ')[0]} differ in "
+                                    f"1 package(s): {drift}"]
+
+    stopped = inv("deploy")
+    assert stopped.returncode == 1
+    (line,) = error_lines(stopped)
+    assert drift in line and "--allow-drift" in line
+    assert "==> train" not in stopped.stdout and not (project / "runs").exists()
+
+    allowed = inv("deploy", "--allow-drift")
+    assert allowed.returncode == 0, (allowed.stdout + allowed.stderr)[-3000:]
+    assert f"warning: kernel tabular_311 and image" in allowed.stdout and drift in allowed.stdout
+    (run_dir,) = (project / "runs").iterdir()
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["parity"]["allowed_drift"] is True
+    assert record["parity"]["differences"] == [{"name": "pandas", "kernel": "2.3.3", "image": pandas}]
+    assert "**Drift allowed (--allow-drift)**" in (run_dir / "report.md").read_text()
+
+    # Everything a third person needs to rebuild the image, in the record and the report.
+    versions = record["versions"]
+    assert versions["python"].startswith("3.11.")
+    assert versions["lock"] == "themes/tabular/requirements.lock" and versions["lock_sha256"] == locks.sha256(lock)
+    assert versions["base_image"] == base_image and versions["base_image_id"].startswith("sha256:")
+    assert versions["image_packages"]["pandas"] == pandas
+    assert versions["image_packages"]["scikit-learn"] == locks.pinned(lock, versions["python"])["scikit-learn"]
+    assert versions["sagemaker_sdk"].startswith("2.") and versions["uv"] and versions["docker"]
+    assert versions["uv_in_image"] == locks.pins(project)["UV_VERSION"]
+    report = (run_dir / "report.md").read_text()
+    for needle in ("## Versions", versions["lock_sha256"], base_image, f"pandas=={pandas}"):
+        assert needle in report
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_content_tag_is_stable_when_the_base_image_was_not_on_the_machine(tmp_path, base_image, registry):
+    client = docker.from_env()
+    # A base image only this test knows: the offline base plus a unique label, pushed to the local registry, pinned
+    # by its digest, and removed from this machine, as a user's machine that never pulled python:3.X-slim.
+    marker = uuid.uuid4().hex[:12]
+    built, _ = client.images.build(fileobj=io.BytesIO(f"FROM {base_image}\nLABEL gs-test-base={marker}\n".encode()),
+                                   tag=f"{registry.host}/gs-test-base:{marker}")
+    client.images.push(f"{registry.host}/gs-test-base", tag=marker)
+    pinned = f"{registry.host}/gs-test-base@{registry.digest('gs-test-base', marker)}"
+    client.images.remove(built.id, force=True)
+    with pytest.raises(docker.errors.ImageNotFound):
+        client.images.get(pinned)
+
+    repo = copy_repo(tmp_path / "repo", "bin", "docker", "training", "themes", ".dockerignore")
+    command = [str(repo / "bin/gs-env-docker-build-push.sh"), "--no-push", "--py", "3.11", "--base-image", pinned,
+               "tabular", "-", "-", "gs-ds-env-tag-test", "tabular_311"]
+    first = subprocess.run(command, capture_output=True, text=True, env=tool_env())
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert client.images.get(pinned).labels["gs-test-base"] == marker  # the build pulled it
+    second = subprocess.run(command, capture_output=True, text=True, env=tool_env())
+    tag = [line for line in first.stdout.splitlines() if line.startswith("CONTENT_TAG=")]
+    assert tag and tag == [line for line in second.stdout.splitlines() if line.startswith("CONTENT_TAG=")]
+    assert "is up to date" in second.stderr
+    image = client.images.get("gs-ds-env-tag-test:tabular_311")
+    assert image.labels["gs-ds-env.base-image"] == pinned
+    assert image.labels["gs-ds-env.lock-sha256"] == locks.sha256(repo / "themes/tabular/requirements.lock")
