@@ -7,8 +7,15 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/uv/bin/uv)
 # The uv the locks are compiled with and the images install with (one pin, in docker/pins.env).
 UV_VERSION := $(shell sed -n 's/^UV_VERSION=//p' docker/pins.env)
 VENV := .venv
+# uv's cache goes under WORKING_DIR (on a notebook instance the persistent volume), never ~/.cache on the root
+# disk. Same default as the Python settings; a WORKING_DIR set only in .env applies once inv runs.
+WORKING_DIR_DEFAULT := $(or $(WORKING_DIR),$(if $(wildcard /home/ec2-user/SageMaker),/home/ec2-user/SageMaker/.myenv,$(or $(XDG_DATA_HOME),$(HOME)/.local/share)/gs-ds-env))
+export UV_CACHE_DIR ?= $(WORKING_DIR_DEFAULT)/cache/uv
 INV := $(VENV)/bin/inv
-OPTS = $(if $(THEME),--theme $(THEME)) $(if $(PY),--py $(PY))
+# Every value passed on to the shell is single-quoted, so THEME='x;rm -rf ~' reaches inv as a (refused) name.
+quote = '$(subst ','\'',$(1))'
+OPTS = $(if $(THEME),--theme $(call quote,$(THEME))) $(if $(PY),--py $(call quote,$(PY)))
+TARGET_OPT = $(if $(TARGET),--target $(call quote,$(TARGET)))
 
 .PHONY: help venv kernel kernels kernels-restore lock parity build push data instance iam-policy deploy deploy-dry-run test lint bench clean
 
@@ -35,7 +42,7 @@ kernels-restore: venv ## Re-register every kernel from its manifest (after a not
 	$(INV) kernels-restore
 
 lock: venv ## Re-lock themes/<theme>/requirements.lock (THEME= one theme; UPGRADE=1 newest versions)
-	$(INV) lock $(if $(THEME),--theme $(THEME)) $(if $(UPGRADE),--upgrade)
+	$(INV) lock $(if $(THEME),--theme $(call quote,$(THEME))) $(if $(UPGRADE),--upgrade)
 
 parity: venv ## Compare the kernel venv's packages with the theme image's; fails on any difference
 	$(INV) parity $(OPTS)
@@ -47,7 +54,7 @@ push: venv ## Build the theme image and push it to ECR (TARGET=sagemaker setting
 	$(INV) push $(OPTS)
 
 data: venv ## Fetch, verify, split and stage the Titanic data (TARGET=sagemaker: upload to S3)
-	$(INV) data $(if $(TARGET),--target $(TARGET))
+	$(INV) data $(TARGET_OPT)
 
 instance: venv ## Rank training instance types (API, quotas, price) and show the pick
 	$(INV) instance
@@ -56,10 +63,10 @@ iam-policy: venv ## Write least-privilege IAM policies for this .env into iam/
 	$(INV) iam-policy --out iam
 
 deploy: venv ## Kernel -> image -> data -> training job -> report (TARGET=local by default)
-	$(INV) deploy $(OPTS) $(if $(TARGET),--target $(TARGET))
+	$(INV) deploy $(OPTS) $(TARGET_OPT)
 
 deploy-dry-run: venv ## Print the deploy plan (every command and AWS call) and run nothing
-	$(INV) deploy $(OPTS) $(if $(TARGET),--target $(TARGET)) --dry-run
+	$(INV) deploy $(OPTS) $(TARGET_OPT) --dry-run
 
 test: venv ## Run the test suite (real uv, real kernels, real Docker when available)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

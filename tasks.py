@@ -5,15 +5,16 @@ from __future__ import annotations
 import functools
 import subprocess
 
+from botocore.exceptions import BotoCoreError
 from invoke import Collection, Exit, task
 
 from gs_ds_env import data as data_mod
 from gs_ds_env import kernels as kernels_mod
 from gs_ds_env import locks as locks_mod
-from gs_ds_env.aws import AwsError
+from gs_ds_env.aws import AwsError, explain
 from gs_ds_env.parity import ParityError
-from gs_ds_env.sagemaker_job import TrainingFailed
 from gs_ds_env.settings import ConfigError, load_settings, validate_for_aws
+from gs_ds_env.training_job import TrainingFailed
 
 
 def clear_errors(func):
@@ -25,12 +26,17 @@ def clear_errors(func):
             return func(*args, **kwargs)
         except (ConfigError, data_mod.DataError) as error:
             raise Exit(f"error: {error}", code=2) from None
-        except (AwsError, ParityError, locks_mod.LockError) as error:
+        except (AwsError, ParityError, locks_mod.LockError, kernels_mod.KernelError) as error:
             raise Exit(f"error: {error}", code=1) from None
         except TrainingFailed as error:
             if error.details:
                 print("\n".join(error.details), flush=True)
             raise Exit(f"error: {error}", code=1) from None
+        except BotoCoreError as error:  # a call outside the package's own handling (endpoint, parser, params)
+            raise Exit(f"error: {explain(error, 'an AWS call')}", code=1) from None
+        except KeyboardInterrupt:
+            raise Exit("error: interrupted (Ctrl-C); what finished is kept, a half-done run says INTERRUPTED",
+                       code=130) from None
         except subprocess.CalledProcessError as error:
             raise Exit(f"error: {error.cmd[0]} failed with exit status {error.returncode} (see its output above)",
                        code=error.returncode or 1) from None
@@ -70,10 +76,11 @@ def kernels(c, smoke=False):
 @clear_errors
 def lock(c, theme=None, upgrade=False, check=False, base=False):
     """(Re)lock themes/<theme>/requirements.lock with uv pip compile (universal, Python >= 3.11)."""
-    repo_root = load_settings().repo_root
+    settings = load_settings()
+    repo_root, cache_dir = settings.repo_root, settings.working_dir / "cache/uv"
     chosen = [theme] if theme else locks_mod.themes(repo_root)
     if check:
-        stale = {name: locks_mod.stale(repo_root, name) for name in chosen}
+        stale = {name: locks_mod.stale(repo_root, name, cache_dir) for name in chosen}
         for name, lines in stale.items():
             print(f"{name}: {'up to date' if not lines else f'{len(lines)} line(s) would change'}")
             print("\n".join(f"  {line}" for line in lines[:20]))
@@ -81,7 +88,7 @@ def lock(c, theme=None, upgrade=False, check=False, base=False):
             raise Exit("error: a lock is stale: run inv lock (make lock) and commit the result", code=1)
         return
     for name in chosen:
-        print(f"locked {locks_mod.lock(repo_root, name, upgrade=upgrade).relative_to(repo_root)}")
+        print(f"locked {locks_mod.lock(repo_root, name, upgrade=upgrade, cache_dir=cache_dir).relative_to(repo_root)}")
     if base:
         for line in locks_mod.refresh_base_images(repo_root, ["3.11", "3.12", "3.13"]):
             print(f"pinned {line}")

@@ -53,7 +53,7 @@ py_version="${positional[1]}"
 requirements="${positional[2]:-}"
 torch_backend="${positional[3]:-auto}"
 
-[[ "$theme" =~ ^[a-z][a-z0-9_-]*$ ]] ||
+[[ "$theme" =~ ^[a-z][a-z0-9_-]{0,63}$ ]] ||
   die "theme '$theme' is not a valid name: use lowercase letters, digits, '_' or '-', starting with a letter"
 theme_dir="$REPO_ROOT/themes/$theme"
 if [[ ! -d "$theme_dir" ]]; then
@@ -86,9 +86,38 @@ manifest="$kernel_dir/manifest.env"
 frozen="$kernel_dir/requirements.lock.txt"
 
 # ---- WORKING_DIR: everything that must survive a notebook restart and must not fill / ---------------
-env_file_value() { # KEY -> value from the repo's .env, if any (read, never sourced)
-  [[ -f "$REPO_ROOT/.env" ]] || return 0
-  sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" "$REPO_ROOT/.env" | tail -n 1 | sed -e 's/^["'\'']//' -e 's/["'\'']$//'
+# Standalone only (inv passes WORKING_DIR in the environment): read KEY from the repo's .env the way
+# python-dotenv does -- `export KEY=`, CRLF, quotes, a ' # comment' after an unquoted value, ${VAR} and
+# ${VAR:-default} expanded from the environment. The file is read, never sourced; any other `$` is refused
+# here as the Python settings refuse it.
+env_file_value() { # KEY -> value, empty when .env or the key is absent
+  local env_file="$REPO_ROOT/.env" line value="" found=0 name
+  [[ -f "$env_file" ]] || return 0
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    line="${line%$'\r'}"
+    if [[ "$line" =~ ^[[:space:]]*(export[[:space:]]+)?$1[[:space:]]*=[[:space:]]*(.*)$ ]]; then
+      value="${BASH_REMATCH[2]}" found=1
+    fi
+  done <"$env_file"
+  ((found)) || return 0
+  if [[ "$value" =~ ^\'([^\']*)\'([[:space:]]+#.*)?[[:space:]]*$ || "$value" =~ ^\"([^\"]*)\"([[:space:]]+#.*)?[[:space:]]*$ ]]; then
+    value="${BASH_REMATCH[1]}"
+  elif [[ "$value" == [\"\']* ]]; then
+    die "$1 in $env_file has an unterminated quote: fix that line"
+  else
+    value="${value%%[[:space:]]#*}"
+    value="${value%"${value##*[![:space:]]}"}"
+  fi
+  while [[ "$value" =~ \$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\} ]]; do
+    name="${BASH_REMATCH[1]}"
+    if [[ -n "${!name:-}" ]]; then
+      value="${value/"${BASH_REMATCH[0]}"/"${!name}"}"
+    else
+      value="${value/"${BASH_REMATCH[0]}"/"${BASH_REMATCH[3]}"}"
+    fi
+  done
+  [[ "$value" != *'$'* ]] || die "$1=$value in $env_file uses \$ in a form this script cannot expand: write \${NAME} or the path itself"
+  printf '%s\n' "$value"
 }
 if [[ -z "${WORKING_DIR:-}" ]]; then
   WORKING_DIR="$(env_file_value WORKING_DIR)"
@@ -101,6 +130,8 @@ if [[ -z "${WORKING_DIR:-}" ]]; then
   fi
 fi
 WORKING_DIR="${WORKING_DIR/#\~/$HOME}"
+[[ "$WORKING_DIR" == /* && "$WORKING_DIR" != *'$'* ]] ||
+  die "WORKING_DIR '$WORKING_DIR' is not an absolute path: set it to e.g. /home/ec2-user/SageMaker/.myenv, or leave it empty"
 mkdir -p "$WORKING_DIR/cache/uv" "$WORKING_DIR/cache/pip" "$WORKING_DIR/python" "$WORKING_DIR/cache/huggingface" "$WORKING_DIR/cache/torch"
 export UV_CACHE_DIR="$WORKING_DIR/cache/uv"
 export PIP_CACHE_DIR="$WORKING_DIR/cache/pip"
@@ -138,9 +169,11 @@ venv_healthy() { # DIR -> 0 when its python starts and imports ipykernel
 }
 
 register_kernel() { # VENV -> writes the kernelspec <kernel_name> with ipykernel from the venv's own python
-  local python="$1/bin/python" full_version
+  local python="$1/bin/python" full_version scratch
   full_version="$("$python" -c 'import platform; print(platform.python_version())')"
-  "$python" -m ipykernel install --user --name "$kernel_name" \
+  # ipykernel writes the spec into a mkdtemp *_kernels folder it never removes: give it one we remove.
+  scratch="$(mktemp -d)"
+  TMPDIR="$scratch" "$python" -m ipykernel install --user --name "$kernel_name" \
     --display-name "Python $full_version ($theme)" \
     --env VIRTUAL_ENV "$1" \
     --env PATH "$1/bin:\${PATH}" \
@@ -148,7 +181,53 @@ register_kernel() { # VENV -> writes the kernelspec <kernel_name> with ipykernel
     --env TORCH_HOME "$WORKING_DIR/cache/torch" \
     --env PIP_CACHE_DIR "$WORKING_DIR/cache/pip" \
     --env UV_CACHE_DIR "$WORKING_DIR/cache/uv" >/dev/null
+  rm -rf "$scratch"
   log "registered kernel $kernel_name -> $(kernelspec_root "$python")/kernels/$kernel_name"
+}
+
+staging="$kernel_dir/.venv.new"
+previous="$kernel_dir/.venv.previous"
+frozen_tmp="$kernel_dir/.requirements.lock.txt.new"
+spec_backup="$kernel_dir/.kernelspec.previous"
+
+# ---- one build per theme at a time: a second run waits (flock dies with its holder, never goes stale) -------
+lock_file="$kernel_dir/.build.lock"
+exec 9>>"$lock_file"
+if ! flock -n 9; then
+  log "another build of $theme is running (pid $(head -n 1 "$lock_file" 2>/dev/null || echo '?')); waiting for it"
+  flock 9
+fi
+: >"$lock_file"
+echo "$$" >&9
+
+# ---- finish what an interrupted run (even a SIGKILL) left: the old or the new venv always survives ---------
+if [[ -d "$previous" ]]; then
+  if [[ ! -d "$venv" ]] || ! venv_healthy "$venv"; then
+    log "an interrupted run left the previous venv aside: putting it back"
+    rm -rf "$venv"
+    mv "$previous" "$venv"
+    if [[ -d "$spec_backup" ]]; then
+      spec_target="$(kernelspec_root "$venv/bin/python")/kernels/$(manifest_value KERNEL_NAME)"
+      rm -rf "$spec_target"
+      mkdir -p "$(dirname "$spec_target")"
+      mv "$spec_backup" "$spec_target"
+    fi
+  else
+    log "an interrupted run finished its swap: removing the previous venv"
+    rm -rf "$previous"
+  fi
+fi
+if [[ -e "$staging" || -e "$frozen_tmp" || -e "$manifest.new" || -e "$spec_backup" ]]; then
+  log "removing what an interrupted run left half-done (.venv.new and temporary files)"
+  rm -rf "$staging" "$frozen_tmp" "$manifest.new" "$spec_backup"
+fi
+
+# A test can stop the build at a named step (fault injection); unset, this does nothing.
+checkpoint() {
+  if [[ "${GS_KERNEL_PAUSE_AT:-}" == "$1" ]]; then
+    log "paused at $1 (GS_KERNEL_PAUSE_AT)"
+    sleep "${GS_KERNEL_PAUSE_SECONDS:-60}"
+  fi
 }
 
 if ((register_only)); then
@@ -177,31 +256,35 @@ if ((!force)) && [[ -f "$manifest" ]] && venv_healthy "$venv" &&
 fi
 
 # ---- build aside, swap in only when everything worked ---------------------------------------------
-staging="$kernel_dir/.venv.new"
-previous="$kernel_dir/.venv.previous"
-frozen_tmp="$kernel_dir/.requirements.lock.txt.new"
 swapped=0
-spec_backup=""
+spec_target=""
 
 rollback() {
   local rc=$?
-  if ((swapped)); then
-    log "failed after the swap: restoring the previous venv and kernelspec"
+  trap '' INT TERM HUP # finish putting things back even if the user presses Ctrl-C again
+  if ((swapped)) && [[ -d "$previous" ]]; then
+    log "stopped after the swap: restoring the previous venv and kernelspec"
     rm -rf "$venv"
-    [[ -d "$previous" ]] && mv "$previous" "$venv"
-    if [[ -n "$spec_backup" && -d "$spec_backup" ]]; then
+  fi
+  # Between the two renames of the swap the old venv exists only as .venv.previous: it always goes back.
+  if [[ ! -d "$venv" && -d "$previous" ]]; then
+    mv "$previous" "$venv"
+    if [[ -d "$spec_backup" && -n "$spec_target" ]]; then
       rm -rf "$spec_target"
       mv "$spec_backup" "$spec_target"
     fi
   fi
-  rm -rf "$staging" "$frozen_tmp" "$previous"
-  if [[ -n "$spec_backup" ]]; then rm -rf "$(dirname "$spec_backup")"; fi
+  rm -rf "$staging" "$frozen_tmp" "$manifest.new" "$spec_backup"
+  [[ -d "$venv" ]] && rm -rf "$previous"
   if ((rc != 0)); then
     log "kernel $kernel_name was NOT changed; the previous kernel (if any) still works"
   fi
   exit "$rc"
 }
 trap rollback EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
 
 rm -rf "$staging" "$previous"
 log "creating venv for Python $py_version in $staging (uv $("$UV" --version | cut -d' ' -f2), cache $UV_CACHE_DIR)"
@@ -214,6 +297,7 @@ install_cmd=("$UV" pip install --python "$staging/bin/python" "${requirement_arg
 log "+ ${install_cmd[*]}"
 "${install_cmd[@]}" || { log "installing under $lock failed"; exit 4; }
 venv_healthy "$staging" || { log "the new venv cannot import ipykernel"; exit 4; }
+checkpoint installed
 
 smoke_result="none (no themes/$theme/smoke.py)"
 if [[ -f "$smoke" ]]; then
@@ -233,13 +317,16 @@ fi
 old_kernel_name="$(manifest_value KERNEL_NAME)"
 spec_target="$(kernelspec_root "$staging/bin/python")/kernels/$kernel_name"
 if [[ -d "$spec_target" ]]; then
-  spec_backup="$(mktemp -d)/spec"
   cp -a "$spec_target" "$spec_backup"
 fi
 
-[[ -d "$venv" ]] && mv "$venv" "$previous"
+if [[ -d "$venv" ]]; then
+  mv "$venv" "$previous"
+  checkpoint moved-aside
+fi
 mv "$staging" "$venv"
 swapped=1
+checkpoint swapped
 register_kernel "$venv"
 "$venv/bin/python" -c 'import sys, ipykernel; print(sys.prefix)' >/dev/null
 
@@ -265,6 +352,7 @@ base_python="$("$venv/bin/python" -c 'import sys; print(sys._base_executable)')"
 mv "$manifest.new" "$manifest"
 mv "$frozen_tmp" "$frozen"
 swapped=0
+checkpoint committed
 
 if [[ -n "$old_kernel_name" && "$old_kernel_name" != "$kernel_name" ]]; then
   old_spec="$(kernelspec_root "$venv/bin/python")/kernels/$old_kernel_name"

@@ -63,7 +63,7 @@ done
 theme="${positional[0]}" account="${positional[1]}" region="${positional[2]}" repo="${positional[3]}" tag="${positional[4]}"
 
 # ---- validate everything before touching docker or AWS ----------------------------------------------
-[[ "$theme" =~ ^[a-z][a-z0-9_-]*$ && -f "$REPO_ROOT/themes/$theme/docker/requirements.txt" ]] ||
+[[ "$theme" =~ ^[a-z][a-z0-9_-]{0,63}$ && -f "$REPO_ROOT/themes/$theme/docker/requirements.txt" ]] ||
   die "theme '$theme' has no themes/$theme/docker/requirements.txt; available: $(cd "$REPO_ROOT/themes" && find . -path '*/docker/requirements.txt' | cut -d/ -f2 | sort | xargs)"
 if ((push)) || [[ "$account" != - ]]; then
   [[ "$account" =~ ^[0-9]{12}$ ]] || die "aws_account_id '$account' must be 12 digits (aws sts get-caller-identity --query Account)"
@@ -146,7 +146,7 @@ if ((${#cache_args[@]} == 0)) && docker image inspect "$repo:$content_tag" >/dev
   docker tag "$repo:$content_tag" "$local_image"
 else
   log "building $repo:$content_tag (theme $theme, Python $py, base $base_image)"
-  docker build "${cache_args[@]}" \
+  docker build --force-rm "${cache_args[@]}" \
     --file "$REPO_ROOT/docker/Dockerfile" \
     --build-arg "PY=$py" --build-arg "THEME=$theme" --build-arg "BASE_IMAGE=$base_image" \
     --build-arg "UV_VERSION=$uv_version" --build-arg "TORCH_BACKEND=$torch_backend" \

@@ -7,13 +7,25 @@ from __future__ import annotations
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ProfileNotFound
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ProfileNotFound,
+    ReadTimeoutError,
+)
 
 from .settings import ConfigError, Settings
 
-RETRIES = Config(retries={"mode": "standard", "max_attempts": 6}, user_agent_extra="gs-ds-env")
+# A dead or frozen endpoint fails within about a minute (3 attempts x (5 s connect + 20 s read) + backoff), with
+# one line naming it, instead of botocore's default 60 s read timeout per attempt.
+CONNECT_TIMEOUT, READ_TIMEOUT = 5, 20
+RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=CONNECT_TIMEOUT,
+                 read_timeout=READ_TIMEOUT, user_agent_extra="gs-ds-env")
 # Optional reads (quotas, prices) have a fallback: fail over to it quickly instead of backing off for seconds.
-QUICK = Config(retries={"mode": "standard", "max_attempts": 2}, user_agent_extra="gs-ds-env")
+QUICK = RETRIES.merge(Config(retries={"mode": "standard", "total_max_attempts": 2}))
 
 
 class AwsError(RuntimeError):
@@ -28,8 +40,8 @@ def session(settings: Settings) -> boto3.Session:
                           f"`aws configure --profile {settings.aws_profile}` or leave AWS_PROFILE empty") from None
 
 
-def client(boto_session: boto3.Session, service: str, region: str | None = None, config: Config = RETRIES):
-    return boto_session.client(service, config=config, region_name=region or boto_session.region_name)
+def client(boto_session: boto3.Session, service: str, region: str | None = None, config: Config | None = None):
+    return boto_session.client(service, config=config or RETRIES, region_name=region or boto_session.region_name)
 
 
 def error_code(error: Exception) -> str:
@@ -53,7 +65,9 @@ def explain(error: Exception, doing: str) -> AwsError:
                                      "request an increase in Service Quotas, or use INSTANCE_TYPE=auto",
         }.get(code, "")
         return AwsError(f"{doing}: {code}: {message}" + (f" ({hint})" if hint else ""))
-    return AwsError(f"{doing}: {error}")
+    if isinstance(error, (ConnectTimeoutError, ReadTimeoutError, EndpointConnectionError)):
+        return AwsError(f"{doing}: {error} (no answer: check the network, the region and AWS_ENDPOINT_URL)")
+    return AwsError(f"{doing}: {type(error).__name__}: {error}")
 
 
 def account_id(boto_session: boto3.Session) -> str:

@@ -78,7 +78,9 @@ def _record(settings: Settings, job_name: str, staged: data.StagedData, timer: T
         "kernel": settings.kernel_name,
         "region": settings.aws_region,
         "job_name": job_name,
-        "data": {"source": staged.source, "sha256": staged.sha256, "rows": staged.rows},
+        "data": {"source": staged.source, "sha256": staged.sha256, "rows": staged.rows,
+                 "channels": {channel: {"sha256": staged.channel_sha256[channel], "rows": staged.rows[channel]}
+                              for channel in staged.channels}},
         "hyperparameters": settings.hyperparameters,
         "timings": {**timer.seconds, "training computation (in container)": training_seconds or 0.0},
         **fields,

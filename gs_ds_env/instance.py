@@ -99,7 +99,7 @@ def training_quotas(quota_client) -> tuple[dict[str, float] | None, str]:
         except (ClientError, BotoCoreError) as error:
             notes.append(f"{label} unreadable ({aws.error_code(error)})")
     if not quotas:
-        return None, "Service Quotas could not be read (" + "; ".join(notes) + "): quotas unverified"
+        return None, "Service Quotas could not be read (" + "; ".join(notes) + "): training quotas UNKNOWN, check them in the Service Quotas console"
     return quotas, "Service Quotas, sagemaker, " + " + ".join(notes)
 
 
@@ -166,10 +166,15 @@ def choose(settings: Settings, boto_session: boto3.Session, quota_client=None, p
                           "one in the Service Quotas console (SageMaker, '<type> for training job usage'), e.g. "
                           "ml.m5.large, then rerun `inv instance`")
     best = candidates[0]
-    quota_text = "quota not verified" if best.quota is None else f"quota {best.quota:g}"
-    reason = (f"the cheapest CPU type CreateTrainingJob accepts with a training quota above 0 in "
-              f"{settings.aws_region} ({quota_text}, {best.price:.3f} USD/h from {best.price_source}); "
-              "the image is CPU-only and Titanic needs well under 1 GB of memory")
+    if best.quota is None:
+        reason = (f"the cheapest CPU type CreateTrainingJob accepts in {settings.aws_region} ({best.price:.3f} USD/h "
+                  f"from {best.price_source}); its training quota is UNKNOWN (Service Quotas unreadable): check "
+                  f"'{best.instance_type} for training job usage' in the Service Quotas console before paying; "
+                  "the image is CPU-only and Titanic needs well under 1 GB of memory")
+    else:
+        reason = (f"the cheapest CPU type CreateTrainingJob accepts with a training quota above 0 in "
+                  f"{settings.aws_region} (quota {best.quota:g}, {best.price:.3f} USD/h from {best.price_source}); "
+                  "the image is CPU-only and Titanic needs well under 1 GB of memory")
     return Choice(best.instance_type, best.price, reason, rows, quota_source, warnings)
 
 
@@ -192,6 +197,6 @@ def _check_explicit(settings: Settings, accepted: list[str], rows: list[Row], qu
                         f"{cheapest.price:.3f} USD/h (INSTANCE_TYPE=auto)")
     if ACCELERATED.match(wanted):
         warnings.append(f"{wanted} has accelerators the CPU-only training image does not use")
-    quota_text = "quota not verified" if row.quota is None else f"quota {row.quota:g}"
+    quota_text = "training quota UNKNOWN: Service Quotas unreadable" if row.quota is None else f"quota {row.quota:g}"
     return Choice(wanted, row.price, f"set by INSTANCE_TYPE ({quota_text}, accepted by the API)", rows,
                   quota_source, warnings)

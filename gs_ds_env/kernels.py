@@ -35,11 +35,24 @@ def create_kernel(settings: Settings, requirements: str | None = None, force: bo
     if force:
         cmd.append("--force")
     cmd += [settings.theme, settings.py, requirements or "", settings.torch_backend]
-    subprocess.run(cmd, check=True, env=script_env(settings))
+    run_to_the_end(cmd, script_env(settings))
+
+
+def run_to_the_end(cmd: list[str], env: dict[str, str]) -> None:
+    """Run a bin/ script; on Ctrl-C let it finish its own rollback (it got the SIGINT too) instead of killing it
+    0.25 s later as subprocess.run does, then re-raise."""
+    process = subprocess.Popen(cmd, env=env)
+    try:
+        returncode = process.wait()
+    except KeyboardInterrupt:
+        process.wait()
+        raise
+    if returncode:
+        raise subprocess.CalledProcessError(returncode, cmd)
 
 
 def restore_kernels(settings: Settings) -> None:
-    subprocess.run([str(settings.repo_root / "bin/gs-env-restore-kernels.sh")], check=True, env=script_env(settings))
+    run_to_the_end([str(settings.repo_root / "bin/gs-env-restore-kernels.sh")], script_env(settings))
 
 
 def _dir_bytes(path: Path) -> int:
@@ -124,25 +137,42 @@ def format_table(rows: list[KernelInfo]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
 
 
+class KernelError(ValueError):
+    """A kernel operation this project must refuse; the message says why and what to do instead."""
+
+
 def remove_kernel(repo_root: Path, name: str, with_venv: bool, dry_run: bool) -> list[str]:
-    """Remove the kernelspec `name` (and its theme venv with `with_venv`). Returns what was (or would be) done."""
-    manager = KernelSpecManager()
-    actions = []
-    try:
-        actions.append(f"remove kernelspec {name} ({manager.get_kernel_spec(name).resource_dir})")
-    except NoSuchKernel:
-        actions.append(f"kernelspec {name} is not registered (nothing to remove)")
+    """Remove the kernelspec `name` (and its theme venv with `with_venv`). Returns what was (or would be) done.
+
+    Only kernels a theme manifest names, whose kernelspec runs that theme's venv, are this project's to remove:
+    a user's own kernel, one found through JUPYTER_PATH, or `python3` is refused."""
     theme_venv = next(
         (m.parent / ".venv" for m in repo_root.glob("themes/*/kernel/manifest.env") if dotenv_values(m).get("KERNEL_NAME") == name),
         None,
     )
+    if theme_venv is None:
+        raise KernelError(f"kernel {name!r} was not created by this project (no themes/*/kernel/manifest.env names "
+                          f"it): refusing; `inv kernels` lists this project's kernels")
+    manager = KernelSpecManager()
+    actions = []
+    try:
+        spec = manager.get_kernel_spec(name)
+    except NoSuchKernel:
+        spec = None
+        actions.append(f"kernelspec {name} is not registered (nothing to remove)")
+    if spec is not None:
+        interpreter = Path(spec.argv[0]) if spec.argv else Path()
+        if not interpreter.is_relative_to(theme_venv):
+            raise KernelError(f"kernelspec {name} ({spec.resource_dir}) runs {interpreter}, not this project's venv "
+                              f"{theme_venv}: refusing; remove it with `jupyter kernelspec remove {name}` if you mean to")
+        actions.append(f"remove kernelspec {name} ({spec.resource_dir})")
     if with_venv:
-        actions.append(f"delete venv {theme_venv}" if theme_venv and theme_venv.exists() else f"no venv found for {name}")
+        actions.append(f"delete venv {theme_venv}" if theme_venv.exists() else f"no venv found for {name}")
     if dry_run:
         return [f"[dry-run] would {a}" if a.startswith(("remove", "delete")) else a for a in actions]
-    if name in manager.find_kernel_specs():
+    if spec is not None:
         manager.remove_kernel_spec(name)
-    if with_venv and theme_venv and theme_venv.exists():
+    if with_venv and theme_venv.exists():
         shutil.rmtree(theme_venv)
         (theme_venv.parent / "manifest.env").unlink(missing_ok=True)
     return actions

@@ -98,9 +98,11 @@ def compile_command(files: ThemeFiles, output: Path, uv: str, upgrade: bool = Fa
     return command + (["--upgrade"] if upgrade else [])
 
 
-def _compile(repo_root: Path, files: ThemeFiles, output: Path, upgrade: bool) -> None:
+def _compile(repo_root: Path, files: ThemeFiles, output: Path, upgrade: bool, cache_dir: Path | None) -> None:
     # A user's UV_TORCH_BACKEND would make the lock depend on their machine: the lock is always PyPI's.
     env = {k: v for k, v in os.environ.items() if k not in {"UV_TORCH_BACKEND", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL"}}
+    if cache_dir:
+        env["UV_CACHE_DIR"] = str(cache_dir)  # under WORKING_DIR, not ~/.cache on the root disk
     result = subprocess.run(compile_command(files, output, uv_binary(repo_root), upgrade), cwd=repo_root, env=env,
                             capture_output=True, text=True)
     if result.returncode != 0:
@@ -108,7 +110,7 @@ def _compile(repo_root: Path, files: ThemeFiles, output: Path, upgrade: bool) ->
         raise LockError(f"cannot lock theme {files.theme}: {reason}")
 
 
-def lock(repo_root: Path, theme: str, upgrade: bool = False) -> Path:
+def lock(repo_root: Path, theme: str, upgrade: bool = False, cache_dir: Path | None = None) -> Path:
     """(Re)write the theme's lock. Without `upgrade`, pins already in the lock are kept where still valid."""
     files = theme_files(repo_root, theme)
     if not files.kernel_requirements.is_file():
@@ -117,12 +119,12 @@ def lock(repo_root: Path, theme: str, upgrade: bool = False) -> Path:
         draft = Path(tmp) / LOCK_NAME
         if files.lock.is_file():
             shutil.copy2(files.lock, draft)  # uv prefers the versions of the file it writes to
-        _compile(repo_root, files, draft, upgrade)
+        _compile(repo_root, files, draft, upgrade, cache_dir)
         shutil.move(draft, files.lock)  # replaced only when the compile worked
     return files.lock
 
 
-def stale(repo_root: Path, theme: str) -> list[str]:
+def stale(repo_root: Path, theme: str, cache_dir: Path | None = None) -> list[str]:
     """Lines that re-locking would change (empty: the lock matches its inputs). Writes nothing."""
     files = theme_files(repo_root, theme)
     if not files.lock.is_file():
@@ -130,7 +132,7 @@ def stale(repo_root: Path, theme: str) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         draft = Path(tmp) / LOCK_NAME
         shutil.copy2(files.lock, draft)
-        _compile(repo_root, files, draft, upgrade=False)
+        _compile(repo_root, files, draft, upgrade=False, cache_dir=cache_dir)
         old, new = files.lock.read_text().splitlines(), draft.read_text().splitlines()
     return [f"- {line}" for line in old if line not in new] + [f"+ {line}" for line in new if line not in old]
 

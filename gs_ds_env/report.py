@@ -51,7 +51,9 @@ def render(record: dict) -> str:
         f"- Trained the Titanic survival model ({record['hyperparameters'].get('model')}) as job `{record['job_name']}` on {where}.",
         f"- Image `{record['image']['uri']}` built from theme `{record['theme']}` (kernel `{record['kernel']}`).",
         f"- Data: `{record['data']['source']}` (sha256 {record['data']['sha256'][:12]}…), "
-        f"{record['data']['rows'].get('train')} train / {record['data']['rows'].get('validation')} validation rows.",
+        f"{record['data']['rows'].get('train')} train / {record['data']['rows'].get('validation')} validation rows"
+        + "".join(f"; {name} sha256 {entry['sha256'][:12]}…" for name, entry in record["data"].get("channels", {}).items())
+        + ".",
         f"- Validation AUC {auc:.4f}, accuracy {metrics.get('validation:accuracy', float('nan')):.4f}." if auc is not None
         else "- No validation metrics were recorded.",
         f"- Model: `{record['model_artifact']}`" + (

@@ -17,12 +17,15 @@ from . import aws, s3_data, training_job
 from .iam import LOG_GROUP
 from .settings import Settings
 from .sm import SDK_CONFIG, sagemaker
+from .training_job import TrainingFailed
 
 EMPTY_MODEL_HINT = ("empty /opt/ml/model: the training program must save the model (and metrics.json) to "
                     "/opt/ml/model before it exits")
 # FailureReason / last log lines -> what usually causes it and what to do.
 HINTS = [
-    (r"CannotPullContainer|Cannot pull|pull access denied|\bECR\b|manifest .* not found",
+    # An ECR image URI in an unrelated log line must not trigger the ECR hint: match pull failures only.
+    (r"CannotPullContainer|Cannot pull|pull access denied|manifest .* not found|"
+     r"not authorized to perform: ecr:|ecr:(BatchGetImage|GetDownloadUrlForLayer|GetAuthorizationToken)",
      "ECR auth or image: the execution role needs ecr:BatchGetImage/GetDownloadUrlForLayer on the repository, and "
      "the image must be in the job's region (`inv push`; policy from `inv iam-policy`)"),
     (r"assume role|AssumeRole|not authorized to perform: sts",
@@ -41,14 +44,6 @@ HINTS = [
     (r"AlgorithmError|Traceback|Error",
      "the training program failed: read the log lines above; reproduce with `make deploy TARGET=local`"),
 ]
-
-
-class TrainingFailed(RuntimeError):
-    """The job failed or left no model; `details` holds the FailureReason, last log lines and a hint."""
-
-    def __init__(self, line: str, details: list[str] | None = None) -> None:
-        super().__init__(line)
-        self.details = details or []
 
 
 @dataclass
@@ -71,7 +66,9 @@ def hint_for(text: str) -> str:
 
 
 def sdk_session(boto_session: boto3.Session):
-    return sagemaker().Session(boto_session=boto_session, sagemaker_config=SDK_CONFIG)
+    # The SDK's own sagemaker client would use botocore's default 60 s read timeout: give it ours.
+    return sagemaker().Session(boto_session=boto_session, sagemaker_client=aws.client(boto_session, "sagemaker"),
+                               sagemaker_config=SDK_CONFIG)
 
 
 def job_estimator(settings: Settings, session, image_uri: str, instance_type: str, job_name: str):
@@ -183,9 +180,10 @@ def collect(settings: Settings, boto_session: boto3.Session, job_name: str, pric
         raise aws.explain(error, f"downloading {artifact}") from None
     try:
         metrics = training_job.read_metrics_from_tarball(local_copy)
-    except (KeyError, RuntimeError, tarfile.TarError) as error:
+    except TrainingFailed as error:
         # SageMaker tars /opt/ml/model even when it is empty: an existing model.tar.gz proves little by itself.
-        raise TrainingFailed(f"{artifact} holds no metrics.json ({error}) (hint: {EMPTY_MODEL_HINT})") from None
+        raise TrainingFailed(f"{artifact} holds no metrics.json ({error.__cause__ or 'missing'}) "
+                             f"(hint: {EMPTY_MODEL_HINT})") from None
     billable = description.get("BillableTimeInSeconds") or description.get("TrainingTimeInSeconds")
     if billable is None and description.get("TrainingStartTime") and description.get("TrainingEndTime"):
         billable = int((description["TrainingEndTime"] - description["TrainingStartTime"]).total_seconds())

@@ -116,13 +116,31 @@ def _typed(raw: dict[str, str], key: str, kind: type):
         raise ConfigError(f"{key}={value!r} is not a valid {kind.__name__}: fix it in .env") from None
 
 
+# AWS tag limits (Tagging AWS resources, "Tag naming limits and requirements").
+TAG_CHARS = re.compile(r"[\w\s.:/=+\-@]*")
+MAX_TAGS, MAX_TAG_KEY, MAX_TAG_VALUE = 50, 128, 256
+
+
 def _parse_tags(raw: str) -> dict[str, str]:
     tags: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in raw.split(","))):
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
+        key, value = key.strip(), value.strip()
+        if not sep or not key:
             raise ConfigError(f"TAGS item {item!r} is not key=value: use TAGS=team=ds,project=titanic")
-        tags[key.strip()] = value.strip()
+        if key in tags:
+            raise ConfigError(f"TAGS has the key {key!r} twice: keep one")
+        if key.lower().startswith("aws:"):
+            raise ConfigError(f"TAGS key {key!r} uses the prefix 'aws:', which AWS reserves: rename it")
+        if len(key) > MAX_TAG_KEY or len(value) > MAX_TAG_VALUE:
+            raise ConfigError(f"TAGS item {key!r}: keys may have at most {MAX_TAG_KEY} characters and values "
+                              f"{MAX_TAG_VALUE}: shorten it")
+        if not (TAG_CHARS.fullmatch(key) and TAG_CHARS.fullmatch(value)):
+            raise ConfigError(f"TAGS item {item!r} has characters AWS tags do not allow: use letters, digits, "
+                              "spaces and _ . : / = + - @")
+        tags[key] = value
+    if len(tags) > MAX_TAGS:
+        raise ConfigError(f"TAGS has {len(tags)} tags; AWS allows at most {MAX_TAGS} per resource")
     return tags
 
 
@@ -138,6 +156,9 @@ def load_settings(repo_root: Path = REPO_ROOT, env_file: Path | None = None, **o
         values[name] = _typed(raw, name.upper(), kind)
     working_dir = raw.get("WORKING_DIR", "").strip()
     values["working_dir"] = Path(working_dir).expanduser() if working_dir else _default_working_dir()
+    if not values["working_dir"].is_absolute() or "$" in working_dir:
+        raise ConfigError(f"WORKING_DIR={working_dir!r} is not an absolute path: set it to e.g. "
+                          "/home/ec2-user/SageMaker/.myenv (${HOME}/... is expanded), or leave it empty")
     values["tags"] = _parse_tags(raw.get("TAGS", ""))
     values["repo_root"] = repo_root
     values.update({k: v for k, v in overrides.items() if v is not None})
@@ -147,21 +168,41 @@ def load_settings(repo_root: Path = REPO_ROOT, env_file: Path | None = None, **o
 
 
 _RULES = {
-    "theme": (r"[a-z][a-z0-9_-]*", "a lowercase theme name under themes/"),
+    "theme": (r"[a-z][a-z0-9_-]{0,63}", "a lowercase theme name under themes/ (at most 64 characters)"),
     "py": (r"3\.\d{1,2}", "of the form 3.N or 3.NN, e.g. 3.12"),
+    "torch_backend": (r"auto|none|cpu|cu\d{2,3}|rocm\d+(\.\d+)*|xpu", "auto, none, cpu, cuNNN (e.g. cu126), rocmX.Y or xpu"),
+    # The job name becomes runs/<name>-<timestamp> locally and the SageMaker job name: checked on both targets.
+    "base_job_name": (r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,37}", "letters, digits and '-', at most 38 characters"),
+    "aws_region": (r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d", "a region such as eu-west-1"),
     "target": (r"local|sagemaker", "local or sagemaker"),
     "model": (r"blend|xgboost|logistic", "blend, xgboost or logistic"),
     "titanic_sha256": (r"[0-9a-f]{64}", "a 64-character hex sha256"),
 }
 
 _AWS_RULES = {
-    "aws_region": (r"[a-z]{2}(-gov)?-[a-z]+-\d", "a region such as eu-west-1"),
-    "s3_bucket": (r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "a bucket name (3-63 lowercase letters, digits, '.', '-')"),
-    "ecr_repository": (r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*", "an ECR repository name"),
+    "s3_bucket": (r"(?!\d+\.\d+\.\d+\.\d+$)(?!.*\.\.)(?!xn--|sthree-|amzn-s3-demo-)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
+                  "a bucket name: 3-63 lowercase letters, digits, '.', '-', no '..', not an IP address"),
+    "ecr_repository": (r"(?=.{2,256}$)[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*",
+                       "an ECR repository name (2-256 lowercase characters, e.g. gs-ds-env-tabular)"),
     "sagemaker_role_arn": (r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", "arn:aws:iam::<12-digit account>:role/<name>"),
     "instance_type": (r"auto|ml\.[a-z0-9]+\.[a-z0-9]+", "auto or an instance type such as ml.m5.large"),
-    "base_job_name": (r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,37}", "letters, digits and '-', at most 38 characters"),
 }
+# ECR_REGISTRY is optional: a host[:port], no scheme, no path.
+REGISTRY = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?")
+# SageMaker's documented limits (CreateTrainingJob: StoppingCondition, ResourceConfig).
+MAX_RUNTIME_SECONDS = 28 * 24 * 3600
+MAX_VOLUME_GB = 16384
+# (field, lowest, highest, what it means): numeric settings the container or the API would reject late.
+_RANGES = [
+    ("seed", 0, 2**32 - 1, "a non-negative integer below 2**32 (numpy's seed range)"),
+    ("n_estimators", 1, 100_000, "the number of boosting rounds, 1-100000"),
+    ("max_depth", 1, 64, "the tree depth, 1-64"),
+    ("learning_rate", 1e-6, 1.0, "the boosting learning rate, above 0 and at most 1"),
+    ("max_run", 1, MAX_RUNTIME_SECONDS, f"seconds, 1-{MAX_RUNTIME_SECONDS} (SageMaker's 28-day limit)"),
+    ("max_wait", 1, MAX_RUNTIME_SECONDS, f"seconds, 1-{MAX_RUNTIME_SECONDS} (SageMaker's 28-day limit)"),
+    ("volume_size", 1, MAX_VOLUME_GB, f"GB per instance, 1-{MAX_VOLUME_GB}"),
+    ("instance_count", 1, 100, "the number of training instances, 1-100"),
+]
 
 
 def _check(settings: Settings, rules: dict) -> None:
@@ -181,8 +222,12 @@ def _validate(settings: Settings) -> None:
     if int(settings.py.split(".")[1]) < int(MIN_PYTHON.split(".")[1]):
         raise ConfigError(f"PY={settings.py} is older than the theme locks support (Python >= {MIN_PYTHON}): "
                           f"use PY={MIN_PYTHON} or newer")
-    if not 0.05 <= settings.validation_fraction <= 0.5:
+    if not 0.05 <= settings.validation_fraction <= 0.5:  # also false for nan
         raise ConfigError("VALIDATION_FRACTION must be between 0.05 and 0.5")
+    for name, lowest, highest, meaning in _RANGES:
+        value = getattr(settings, name)
+        if not lowest <= value <= highest:  # nan and inf fail too
+            raise ConfigError(f"{name.upper()}={value!r} is out of range: expected {meaning}")
     if settings.target == "sagemaker":
         validate_for_aws(settings)
 
@@ -190,9 +235,8 @@ def _validate(settings: Settings) -> None:
 def validate_for_aws(settings: Settings) -> None:
     """The AWS keys, checked before any AWS call (also used by `inv push` / `inv data` on the sagemaker path)."""
     _check(settings, _AWS_RULES)
-    if settings.instance_count < 1:
-        raise ConfigError("INSTANCE_COUNT must be at least 1")
-    if settings.volume_size < 1:
-        raise ConfigError("VOLUME_SIZE must be at least 1 (GB)")
+    if settings.ecr_registry and not REGISTRY.fullmatch(settings.ecr_registry):
+        raise ConfigError(f"ECR_REGISTRY={settings.ecr_registry!r} is not a registry host: use host[:port] without "
+                          "https:// or a path, or leave it empty for <account>.dkr.ecr.<region>.amazonaws.com")
     if settings.use_spot and settings.max_wait < settings.max_run:
         raise ConfigError(f"MAX_WAIT={settings.max_wait} must be >= MAX_RUN={settings.max_run} when USE_SPOT=true")

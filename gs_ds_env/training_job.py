@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,14 @@ METRIC_DEFINITIONS = [
     for metric in ("auc", "accuracy", "f1", "logloss")
 ]
 LOCAL_ROLE = "arn:aws:iam::000000000000:role/local-mode-unused"  # local mode needs a role string, never uses it
+
+
+class TrainingFailed(RuntimeError):
+    """The job failed or left no model; `details` holds the FailureReason, last log lines and a hint."""
+
+    def __init__(self, line: str, details: list[str] | None = None) -> None:
+        super().__init__(line)
+        self.details = details or []
 
 
 @dataclass
@@ -64,19 +73,67 @@ def estimator(settings: Settings, image_uri: str, session, *, local: bool, outpu
     return Estimator(**options)
 
 
-def local_session(settings: Settings, container_root: Path):
+def _session_without_credentials(region: str):
+    """A boto3 session that finds no AWS credentials. Local mode with file:// channels needs none, and the SDK
+    would otherwise copy the caller's keys into the container's environment and its docker-compose.yaml."""
     import boto3
+    import botocore.session
+    from botocore.credentials import CredentialResolver
 
+    core = botocore.session.Session()
+    core.register_component("credential_provider", CredentialResolver(providers=[]))
+    return boto3.Session(botocore_session=core, region_name=region)
+
+
+def local_session(settings: Settings, container_root: Path):
     sagemaker()
     from sagemaker.local import LocalSession
 
-    session = LocalSession(boto_session=boto3.Session(region_name=settings.aws_region), sagemaker_config=SDK_CONFIG)
+    session = LocalSession(boto_session=_session_without_credentials(settings.aws_region), sagemaker_config=SDK_CONFIG)
     session.config = {"local": {"local_code": True, "container_root": str(container_root)}}
     return session
 
 
+def _compose_containers(scratch: Path) -> list[str]:
+    """The container names of the compose files local mode wrote under `scratch`."""
+    import yaml
+
+    names = []
+    for compose_file in scratch.glob("*/docker-compose.yaml"):
+        services = (yaml.safe_load(compose_file.read_text()) or {}).get("services", {})
+        names += [service["container_name"] for service in services.values() if "container_name" in service]
+    return names
+
+
+def _remove_containers(names: list[str]) -> None:
+    """Stop (if still running, e.g. after Ctrl-C) and remove local mode's containers: none is left behind."""
+    import docker
+    from docker.errors import DockerException, NotFound
+
+    try:
+        client = docker.from_env()
+        for name in names:
+            try:
+                client.containers.get(name).remove(force=True)
+            except NotFound:
+                pass
+    except DockerException as error:
+        print(f"warning: could not remove the containers {', '.join(names)}: {error}", flush=True)
+
+
+def _failure_reason(scratch: Path) -> str:
+    """The first line of /opt/ml/output/failure, as the training program wrote it (empty when it wrote none)."""
+    for failure in sorted(scratch.rglob("failure")):
+        if failure.is_file() and failure.read_text(errors="replace").strip():
+            return failure.read_text(errors="replace").strip().splitlines()[0][:300]
+    return ""
+
+
 def train_local(settings: Settings, image_uri: str, channels: dict[str, Path], job_name: str) -> JobResult:
-    """Run the real image through SageMaker local mode; artifacts land in runs/<job>/."""
+    """Run the real image through SageMaker local mode; artifacts land in runs/<job>/.
+
+    Afterwards, whatever happened, the containers are removed and the SDK's scratch folder (compose file,
+    config copies) is deleted; a Ctrl-C leaves runs/<job>/INTERRUPTED saying so."""
     run_dir = settings.runs_dir / job_name
     scratch = run_dir / "container"
     scratch.mkdir(parents=True, exist_ok=True)
@@ -84,7 +141,18 @@ def train_local(settings: Settings, image_uri: str, channels: dict[str, Path], j
     inputs = {channel: f"file://{folder.resolve()}" for channel, folder in channels.items()}
     job = estimator(settings, image_uri, session, local=True, output_path=f"file://{run_dir.resolve()}",
                     role=LOCAL_ROLE, instance_type="local")
-    job.fit(inputs, job_name=job_name, wait=True, logs=True)
+    try:
+        job.fit(inputs, job_name=job_name, wait=True, logs=True)
+    except KeyboardInterrupt:
+        (run_dir / "INTERRUPTED").write_text("interrupted (Ctrl-C) before the job finished: nothing here is a result\n")
+        raise
+    except RuntimeError as error:  # the SDK's "Failed to run: [docker compose ...]"
+        reason = _failure_reason(scratch) or str(error).splitlines()[0][:300]
+        raise TrainingFailed(f"local training job {job_name} failed: {reason} (the container's log is above; "
+                             "/opt/ml/output/failure holds the program's reason)") from None
+    finally:
+        _remove_containers(_compose_containers(scratch))
+        shutil.rmtree(scratch, ignore_errors=True)
     artifact = Path(job.model_data.removeprefix("file://"))
     metrics = read_metrics_from_tarball(artifact)
     return JobResult(job_name, str(artifact), metrics["metrics"], inputs, settings.hyperparameters,
@@ -92,8 +160,10 @@ def train_local(settings: Settings, image_uri: str, channels: dict[str, Path], j
 
 
 def read_metrics_from_tarball(artifact: Path) -> dict:
-    with tarfile.open(artifact) as archive:
-        member = archive.extractfile("metrics.json")
-        if member is None:
-            raise RuntimeError(f"{artifact} holds no metrics.json: the training program did not finish")
-        return json.load(member)
+    try:
+        with tarfile.open(artifact) as archive:
+            member = archive.extractfile("metrics.json")
+            return json.load(member)
+    except (KeyError, tarfile.TarError, OSError, ValueError) as error:
+        raise TrainingFailed(f"{artifact} holds no readable metrics.json ({error}): the training program must save "
+                             "the model and metrics.json to /opt/ml/model before it exits") from None

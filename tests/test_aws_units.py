@@ -80,6 +80,18 @@ def test_auto_picks_the_cheapest_type_with_quota_and_says_why():
     assert not any(row.instance_type.startswith("ml.g") for row in choice.rows)  # CPU-only image
 
 
+def test_unreadable_quotas_are_called_unknown_not_above_zero():
+    client = offline_session().client("service-quotas")
+    stub = Stubber(client)
+    for operation in ("list_aws_default_service_quotas", "list_service_quotas"):
+        stub.add_client_error(operation, "AccessDeniedException", "not authorized to perform servicequotas:List")
+    stub.activate()
+    choice = instance.choose(settings(), offline_session(), client, pricing_client(None))
+    assert choice.instance_type == "ml.m5.large"
+    assert "quota is UNKNOWN" in choice.reason and "quota above 0" not in choice.reason
+    assert any("training quotas UNKNOWN" in warning for warning in choice.warnings)
+
+
 def test_price_list_api_prices_win_over_the_table():
     products = [product("EU-Train:ml.m5.large", "0.1340000000"), product("EU-Host:ml.m5.large", "0.0100000000"),
                 product("EU-Train:ml.m5.xlarge", "0.2690000000")]
@@ -251,8 +263,8 @@ def test_iam_policy_task_writes_the_files(tmp_path):
     missing = subprocess.run([str(REPO / ".venv/bin/inv"), "iam-policy"], cwd=REPO, capture_output=True, text=True,
                              env=tool_env(S3_BUCKET="", SAGEMAKER_ROLE_ARN=ROLE))
     assert missing.returncode == 2
-    assert missing.stderr.strip() == "error: S3_BUCKET is missing: set it in .env (a bucket name (3-63 lowercase " \
-                                     "letters, digits, '.', '-'))"
+    assert missing.stderr.strip() == "error: S3_BUCKET is missing: set it in .env (a bucket name: 3-63 lowercase " \
+                                     "letters, digits, '.', '-', no '..', not an IP address)"
 
 
 # ---- the push script on its own: immutable tags, and the login password never printed ---------------------------

@@ -68,10 +68,17 @@ def test_image_contract_layers_and_failed_builds(tmp_path, base_image):
     assert "expected 3.12: pass a matching BASE_IMAGE or PY" in wrong_python.stderr + wrong_python.stdout
 
 
+SECRET = f"sentinel-secret-{uuid.uuid4().hex}"
+
+
 def test_local_deploy_end_to_end(tmp_path, project, base_image, titanic_csv):
+    # AWS keys in the environment must not reach the container or any file (local mode needs none).
     env = tool_env(PY="3.11", BASE_IMAGE=base_image, TITANIC_CSV=str(titanic_csv), TARGET="local",
-                   WORKING_DIR=str(tmp_path / "work"), JUPYTER_DATA_DIR=str(tmp_path / "jupyter"))
+                   WORKING_DIR=str(tmp_path / "work"), JUPYTER_DATA_DIR=str(tmp_path / "jupyter"),
+                   AWS_ACCESS_KEY_ID="AKIASENTINEL0000", AWS_SECRET_ACCESS_KEY=SECRET)
     before = set((project / "runs").glob("*")) if (project / "runs").is_dir() else set()
+    client = docker.from_env()
+    containers_before = {c.id for c in client.containers.list(all=True)}
     result = subprocess.run([INV, "deploy"], cwd=project, env=env, capture_output=True, text=True)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     (run_dir,) = set((project / "runs").glob("*")) - before
@@ -102,3 +109,28 @@ def test_local_deploy_end_to_end(tmp_path, project, base_image, titanic_csv):
 
     # The kernel step really built the kernel the image claims to match.
     assert (tmp_path / "jupyter/kernels/tabular_311/kernel.json").is_file()
+
+    # Each channel's sha256 and rows are recorded, and match the staged files.
+    from gs_ds_env.data import sha256_of
+
+    for channel, entry in record["data"]["channels"].items():
+        staged_file = Path(record["channels"][channel].removeprefix("file://")) / f"{channel}.csv"
+        assert sha256_of(staged_file) == entry["sha256"] and entry["rows"] == record["data"]["rows"][channel]
+
+    # Nothing left behind: no container of this image (running or exited), no scratch compose files, no secret.
+    assert {c.id for c in client.containers.list(all=True)} - containers_before == set()
+    assert not (run_dir / "container").exists()
+    leaked = subprocess.run(["grep", "-rl", SECRET, str(project / "runs"), str(project / "data")],
+                            capture_output=True, text=True)
+    assert leaked.returncode == 1 and not leaked.stdout, leaked.stdout
+
+    # A staged file changed after staging is staged again from the verified source, never trained on.
+    train_csv = Path(record["channels"]["train"].removeprefix("file://")) / "train.csv"
+    train_csv.write_text("".join(train_csv.read_text().splitlines(keepends=True)[:41]))
+    again = subprocess.run([INV, "deploy"], cwd=project, env=env, capture_output=True, text=True)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
+    assert "is not the file staged from the verified source" in again.stdout
+    (second_dir,) = set((project / "runs").glob("*")) - before - {run_dir}
+    second = json.loads((second_dir / "run.json").read_text())
+    assert second["data"]["rows"] == record["data"]["rows"] and second["data"]["channels"] == record["data"]["channels"]
+    assert second["metrics"] == record["metrics"]

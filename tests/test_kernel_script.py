@@ -183,10 +183,11 @@ def test_kernel_remove_dry_run_then_for_real(tmp_path, monkeypatch):
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter"))
     spec_dir = tmp_path / "jupyter/kernels/demo_312"
     spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(json.dumps({"argv": ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                                                       "display_name": "demo", "language": "python"}))
     repo = tmp_path / "repo"
     kernel_dir = repo / "themes/demo/kernel"
+    (spec_dir / "kernel.json").write_text(json.dumps({"argv": [str(kernel_dir / ".venv/bin/python"), "-m",
+                                                               "ipykernel_launcher", "-f", "{connection_file}"],
+                                                       "display_name": "demo", "language": "python"}))
     (kernel_dir / ".venv/bin").mkdir(parents=True)
     (kernel_dir / "manifest.env").write_text('KERNEL_NAME="demo_312"\nTHEME="demo"\nPYTHON_VERSION="3.12.1"\n')
 

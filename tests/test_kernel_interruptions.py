@@ -1,0 +1,119 @@
+"""Fault injection on a kernel rebuild: SIGINT, SIGTERM and SIGKILL at named steps (GS_KERNEL_PAUSE_AT), and two
+rebuilds at once. After each, a working kernel exists (the old or the new one) and the next run cleans up.
+
+One scratch copy of bin/ and themes/, one WORKING_DIR and JUPYTER_DATA_DIR for the module: the first build fills
+uv's cache, so each rebuild after it takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import copy_repo, tool_env
+
+SCRIPT = "bin/gs-env-create-kernel.sh"
+LEFTOVERS = (".venv.new", ".venv.previous", ".requirements.lock.txt.new", "manifest.env.new", ".kernelspec.previous")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("interrupt")
+    repo = copy_repo(root / "repo", "bin", "themes", "docker")
+    (root / "tmp").mkdir()
+    env = tool_env(WORKING_DIR=str(root / "work"), JUPYTER_DATA_DIR=str(root / "jupyter"), TMPDIR=str(root / "tmp"))
+    first = subprocess.run([str(repo / SCRIPT), "tabular", "3.12", "", "none"], env=env, capture_output=True,
+                           text=True)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert list((root / "tmp").iterdir()) == [], "kernel registration must leave no temporary folders"
+    return repo, env, root / "jupyter"
+
+
+def assert_working_kernel(repo: Path, jupyter: Path) -> None:
+    venv = repo / "themes/tabular/kernel/.venv"
+    spec = json.loads((jupyter / "kernels/tabular_312/kernel.json").read_text())
+    assert spec["argv"][0] == str(venv / "bin/python")
+    probe = subprocess.run([spec["argv"][0], "-c", "import ipykernel, xgboost, sys; print(sys.prefix)"],
+                           capture_output=True, text=True)
+    assert probe.returncode == 0 and probe.stdout.strip() == str(venv), probe.stderr
+
+
+def leftovers(repo: Path) -> list[str]:
+    kernel_dir = repo / "themes/tabular/kernel"
+    return [name for name in LEFTOVERS if (kernel_dir / name).exists()]
+
+
+def interrupted_rebuild(repo: Path, env: dict, step: str, sig: signal.Signals) -> int:
+    """Start `--force`, wait until it pauses at `step`, signal its whole process group (as Ctrl-C or a
+    shutdown would), return its exit status."""
+    process = subprocess.Popen([str(repo / SCRIPT), "--force", "tabular", "3.12", "", "none"],
+                               env={**env, "GS_KERNEL_PAUSE_AT": step}, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if f"paused at {step}" in line:
+            break
+    else:
+        process.wait()
+        pytest.fail(f"the rebuild never reached {step}: {''.join(seen)[-2000:]}")
+    os.killpg(process.pid, sig)
+    process.stderr.read()
+    return process.wait(timeout=120)
+
+
+@pytest.mark.parametrize("step, sig", [
+    ("installed", signal.SIGTERM),
+    ("moved-aside", signal.SIGTERM),  # the old venv exists only as .venv.previous at this moment
+    ("moved-aside", signal.SIGINT),
+    ("swapped", signal.SIGINT),
+    ("committed", signal.SIGTERM),
+])
+def test_a_caught_signal_leaves_a_working_kernel_and_nothing_half_done(built, step, sig):
+    repo, env, jupyter = built
+    assert interrupted_rebuild(repo, env, step, sig) != 0
+    assert_working_kernel(repo, jupyter)
+    assert leftovers(repo) == []
+    again = subprocess.run([str(repo / SCRIPT), "tabular", "3.12", "", "none"], env=env, capture_output=True,
+                           text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert_working_kernel(repo, jupyter)
+
+
+@pytest.mark.parametrize("step", ["installed", "moved-aside", "swapped", "committed"])
+def test_after_sigkill_the_next_run_recovers_or_finishes(built, step):
+    repo, env, jupyter = built
+    assert interrupted_rebuild(repo, env, step, signal.SIGKILL) == -signal.SIGKILL
+    # Nothing could run on SIGKILL: the next run (a plain one, as `make kernel` or the restore on start) repairs.
+    restore = subprocess.run([str(repo / "bin/gs-env-restore-kernels.sh")], env=env, capture_output=True, text=True)
+    assert restore.returncode == 0, restore.stderr[-2000:]
+    assert_working_kernel(repo, jupyter)
+    assert leftovers(repo) == []
+    again = subprocess.run([str(repo / SCRIPT), "tabular", "3.12", "", "none"], env=env, capture_output=True,
+                           text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert_working_kernel(repo, jupyter)
+    assert "up to date" in again.stderr or "ready" in again.stderr
+
+
+def test_two_rebuilds_at_once_take_turns(built):
+    repo, env, jupyter = built
+    first = subprocess.Popen([str(repo / SCRIPT), "--force", "tabular", "3.12", "", "none"],
+                             env={**env, "GS_KERNEL_PAUSE_AT": "installed", "GS_KERNEL_PAUSE_SECONDS": "5"},
+                             stderr=subprocess.PIPE, text=True)
+    for line in first.stderr:
+        if "paused at installed" in line:
+            break
+    second = subprocess.run([str(repo / SCRIPT), "--force", "tabular", "3.12", "", "none"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    first_err = first.stderr.read()
+    assert first.wait() == 0, first_err[-2000:]
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert f"another build of tabular is running (pid {first.pid}); waiting for it" in second.stderr
+    assert_working_kernel(repo, jupyter)
+    assert leftovers(repo) == []
