@@ -6,6 +6,7 @@ import functools
 import subprocess
 
 from botocore.exceptions import BotoCoreError
+from botocore.parsers import ResponseParserError
 from invoke import Collection, Exit, task
 
 from gs_ds_env import data as data_mod
@@ -32,7 +33,7 @@ def clear_errors(func):
             if error.details:
                 print("\n".join(error.details), flush=True)
             raise Exit(f"error: {error}", code=1) from None
-        except BotoCoreError as error:  # a call outside the package's own handling (endpoint, parser, params)
+        except (BotoCoreError, ResponseParserError) as error:  # outside the package's own handling
             raise Exit(f"error: {explain(error, 'an AWS call')}", code=1) from None
         except KeyboardInterrupt:
             raise Exit("error: interrupted (Ctrl-C); what finished is kept, a half-done run says INTERRUPTED",

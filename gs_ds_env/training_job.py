@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import signal
 import tarfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,12 +124,43 @@ def _remove_containers(names: list[str]) -> None:
         print(f"warning: could not remove the containers {', '.join(names)}: {error}", flush=True)
 
 
-def _failure_reason(scratch: Path) -> str:
-    """The first line of /opt/ml/output/failure, as the training program wrote it (empty when it wrote none)."""
-    for failure in sorted(scratch.rglob("failure")):
-        if failure.is_file() and failure.read_text(errors="replace").strip():
-            return failure.read_text(errors="replace").strip().splitlines()[0][:300]
-    return ""
+def _failure_reason(run_dir: Path) -> str:
+    """The first line of /opt/ml/output/failure as the training program wrote it. Local mode tars /opt/ml/output
+    into runs/<job>/output.tar.gz even for a failed job; empty when the program wrote no reason."""
+    try:
+        with tarfile.open(run_dir / "output.tar.gz") as archive:
+            member = archive.extractfile("failure")
+            text = member.read().decode(errors="replace").strip() if member else ""
+    except (KeyError, OSError, tarfile.TarError):
+        return ""
+    return text.splitlines()[0][:300] if text else ""
+
+
+def _fit(job, inputs: dict[str, str], job_name: str) -> BaseException | None:
+    try:
+        job.fit(inputs, job_name=job_name, wait=True, logs=True)
+    except BaseException as error:  # noqa: BLE001 - the caller decides, knowing whether Ctrl-C was pressed
+        return error
+    return None
+
+
+@contextlib.contextmanager
+def _noting_interrupts():
+    """Yield an Event set on SIGINT (which still raises KeyboardInterrupt); only the main thread can listen."""
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def on_interrupt(signum, frame):
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def train_local(settings: Settings, image_uri: str, channels: dict[str, Path], job_name: str) -> JobResult:
@@ -142,14 +176,19 @@ def train_local(settings: Settings, image_uri: str, channels: dict[str, Path], j
     job = estimator(settings, image_uri, session, local=True, output_path=f"file://{run_dir.resolve()}",
                     role=LOCAL_ROLE, instance_type="local")
     try:
-        job.fit(inputs, job_name=job_name, wait=True, logs=True)
-    except KeyboardInterrupt:
-        (run_dir / "INTERRUPTED").write_text("interrupted (Ctrl-C) before the job finished: nothing here is a result\n")
-        raise
-    except RuntimeError as error:  # the SDK's "Failed to run: [docker compose ...]"
-        reason = _failure_reason(scratch) or str(error).splitlines()[0][:300]
-        raise TrainingFailed(f"local training job {job_name} failed: {reason} (the container's log is above; "
-                             "/opt/ml/output/failure holds the program's reason)") from None
+        with _noting_interrupts() as interrupted:
+            failure = _fit(job, inputs, job_name)
+        # The SDK swallows a Ctrl-C or turns it into other errors in its clean-up: the flag says what happened.
+        if interrupted.is_set():
+            (run_dir / "INTERRUPTED").write_text("interrupted (Ctrl-C) before the job finished: nothing here is a "
+                                                 "result\n")
+            raise KeyboardInterrupt
+        if isinstance(failure, RuntimeError):  # the SDK's "Failed to run: [docker compose ...]"
+            reason = _failure_reason(run_dir) or str(failure).splitlines()[0][:300]
+            raise TrainingFailed(f"local training job {job_name} failed: {reason} (the container's log is above; "
+                                 "/opt/ml/output/failure holds the program's reason)")
+        if failure is not None:
+            raise failure
     finally:
         _remove_containers(_compose_containers(scratch))
         shutil.rmtree(scratch, ignore_errors=True)

@@ -398,3 +398,59 @@ def test_concurrent_stagings_of_one_key_take_turns(scratch_settings):
     assert all(result == results[0] for result in results)
     staged = scratch_settings.data_dir / "staged"
     assert not list(staged.glob("*.tmp")), "no half-written staging folder may stay"
+
+
+# ---- no traceback for what escapes the package's own handling ----------------------------------------------------
+@pytest.mark.parametrize("raised, line, code", [
+    (lambda: __import__("botocore.exceptions").exceptions.EndpointConnectionError(endpoint_url="http://x:1"),
+     'error: an AWS call: Could not connect to the endpoint URL: "http://x:1" (no answer: check the network, '
+     "the region and AWS_ENDPOINT_URL)", 1),
+    (lambda: __import__("botocore.exceptions").exceptions.ParamValidationError(report="Invalid bucket name"),
+     "error: an AWS call: ParamValidationError: Parameter validation failed:\nInvalid bucket name", 1),
+    (lambda: KeyboardInterrupt(), "error: interrupted (Ctrl-C); what finished is kept, a half-done run says "
+                                  "INTERRUPTED", 130),
+])
+def test_clear_errors_turns_escaping_exceptions_into_one_line(raised, line, code):
+    from invoke import Exit
+
+    import tasks
+
+    @tasks.clear_errors
+    def failing():
+        raise raised()
+
+    with pytest.raises(Exit) as stopped:
+        failing()
+    assert (stopped.value.message, stopped.value.code) == (line, code)
+
+
+def test_a_garbage_answering_endpoint_is_one_line_from_inv(project, titanic_csv):
+    import http.server
+
+    class Garbage(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the handler API's name
+            body = b"<<<this is not an AWS response"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = tool_env(TARGET="sagemaker", S3_BUCKET="team-bucket", AWS_REGION="eu-west-1",
+                       SAGEMAKER_ROLE_ARN="arn:aws:iam::123456789012:role/x", AWS_ACCESS_KEY_ID="testing",
+                       AWS_SECRET_ACCESS_KEY="testing", AWS_ENDPOINT_URL=f"http://127.0.0.1:{server.server_port}",
+                       TITANIC_CSV=str(titanic_csv))
+        result = subprocess.run([INV, "data", "--target", "sagemaker"], cwd=project, env=env, capture_output=True,
+                                text=True, timeout=300)
+    finally:
+        server.shutdown()
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.startswith("error: "), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

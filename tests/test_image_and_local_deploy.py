@@ -11,7 +11,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from conftest import INV, copy_repo, tool_env
+from conftest import INV, copy_repo, shared_titanic, tool_env
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 REPOSITORY = "gs-ds-env-test"
@@ -134,3 +134,84 @@ def test_local_deploy_end_to_end(tmp_path, project, base_image, titanic_csv):
     second = json.loads((second_dir / "run.json").read_text())
     assert second["data"]["rows"] == record["data"]["rows"] and second["data"]["channels"] == record["data"]["channels"]
     assert second["metrics"] == record["metrics"]
+
+
+STUB_TRAIN = """#!/bin/sh
+# A stand-in training program: a job named *sleep* runs until stopped; any other fails with a reason.
+case "$TRAINING_JOB_NAME" in
+  *sleep*) echo "stub: running until stopped"; sleep 120 ;;
+esac
+echo "channel train: stub failure for the test" > /opt/ml/output/failure
+exit 3
+"""
+
+RUN_LOCAL = """
+import sys
+from pathlib import Path
+
+from invoke import Exit
+
+import tasks
+from gs_ds_env import data, training_job
+from gs_ds_env.settings import load_settings
+
+settings = load_settings(repo_root=Path(sys.argv[1]), py="3.11", model=sys.argv[4])
+staged = data.split_and_stage(settings)
+try:
+    tasks.clear_errors(training_job.train_local)(settings, sys.argv[2], staged.channels, sys.argv[3])
+except Exit as stopped:
+    print(stopped.message, file=sys.stderr)
+    sys.exit(stopped.code)
+"""
+
+
+@pytest.fixture(scope="module")
+def stub_image(tmp_path_factory, base_image):
+    context = tmp_path_factory.mktemp("stub-image")
+    (context / "train").write_text(STUB_TRAIN)
+    (context / "Dockerfile").write_text(f"FROM {base_image}\nCOPY train /usr/local/bin/train\n"
+                                        "RUN chmod +x /usr/local/bin/train\n")
+    tag = "gs-ds-env-stub:test"
+    docker.from_env().images.build(path=str(context), tag=tag, rm=True)
+    return tag
+
+
+def run_local(project: Path, image: str, job: str, model: str = "blend", **popen):
+    return subprocess.Popen([str(Path(INV).parent / "python"), "-c", RUN_LOCAL, str(project), image, job, model],
+                            cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=tool_env(TITANIC_CSV=str(shared_titanic())), **popen)
+
+
+def test_a_failing_local_job_is_one_line_and_leaves_no_container(project, stub_image):
+    client = docker.from_env()
+    before = {c.id for c in client.containers.list(all=True)}
+    process = run_local(project, stub_image, "stub-failure-1")
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 1, out + err
+    assert err.strip().splitlines()[-1] == (
+        "error: local training job stub-failure-1 failed: channel train: stub failure for the test (the "
+        "container's log is above; /opt/ml/output/failure holds the program's reason)")
+    assert "Traceback" not in err
+    assert {c.id for c in client.containers.list(all=True)} - before == set()
+    assert not (project / "runs/stub-failure-1/container").exists()
+
+
+def test_ctrl_c_stops_the_container_and_marks_the_run_interrupted(project, stub_image):
+    import os
+    import signal
+    import time
+
+    client = docker.from_env()
+    before = {c.id for c in client.containers.list(all=True)}
+    process = run_local(project, stub_image, "stub-sleep-1", start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not ({c.id for c in client.containers.list()} - before):
+        time.sleep(0.5)
+    assert {c.id for c in client.containers.list()} - before, "the stub container never started"
+    time.sleep(1)
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, out + err
+    assert err.strip().splitlines()[-1].startswith("error: interrupted (Ctrl-C)")
+    assert (project / "runs/stub-sleep-1/INTERRUPTED").is_file()
+    assert {c.id for c in client.containers.list(all=True)} - before == set()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import copy_repo, tool_env
+from conftest import INV, clone_project, tool_env
 
 SCRIPT = "bin/gs-env-create-kernel.sh"
 LEFTOVERS = (".venv.new", ".venv.previous", ".requirements.lock.txt.new", "manifest.env.new", ".kernelspec.previous")
@@ -24,7 +24,7 @@ LEFTOVERS = (".venv.new", ".venv.previous", ".requirements.lock.txt.new", "manif
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("interrupt")
-    repo = copy_repo(root / "repo", "bin", "themes", "docker")
+    repo = clone_project(root / "repo")
     (root / "tmp").mkdir()
     env = tool_env(WORKING_DIR=str(root / "work"), JUPYTER_DATA_DIR=str(root / "jupyter"), TMPDIR=str(root / "tmp"))
     first = subprocess.run([str(repo / SCRIPT), "tabular", "3.12", "", "none"], env=env, capture_output=True,
@@ -115,5 +115,23 @@ def test_two_rebuilds_at_once_take_turns(built):
     assert first.wait() == 0, first_err[-2000:]
     assert second.returncode == 0, second.stderr[-2000:]
     assert f"another build of tabular is running (pid {first.pid}); waiting for it" in second.stderr
+    assert_working_kernel(repo, jupyter)
+    assert leftovers(repo) == []
+
+
+def test_ctrl_c_through_inv_lets_the_script_roll_back(built):
+    # subprocess.run would kill the script 0.25 s after Ctrl-C, in the middle of its rollback.
+    repo, env, jupyter = built
+    process = subprocess.Popen([INV, "kernel", "--theme", "tabular", "--py", "3.12", "--torch", "none", "--force"],
+                               cwd=repo, env={**env, "GS_KERNEL_PAUSE_AT": "moved-aside"}, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    for line in process.stderr:
+        if "paused at moved-aside" in line:
+            break
+    os.killpg(process.pid, signal.SIGINT)
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 130, rest
+    assert "kernel tabular_312 was NOT changed" in rest
+    assert rest.strip().splitlines()[-1].startswith("error: interrupted (Ctrl-C)")
     assert_working_kernel(repo, jupyter)
     assert leftovers(repo) == []
