@@ -17,7 +17,7 @@ quote = '$(subst ','\'',$(1))'
 OPTS = $(if $(THEME),--theme $(call quote,$(THEME))) $(if $(PY),--py $(call quote,$(PY)))
 TARGET_OPT = $(if $(TARGET),--target $(call quote,$(TARGET)))
 
-.PHONY: help venv kernel kernels kernels-restore lock parity build push data instance iam-policy deploy deploy-dry-run test lint bench clean
+.PHONY: help doctor venv kernel kernels kernels-restore lock parity build push data instance iam-policy deploy deploy-dry-run test lint bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -67,6 +67,9 @@ deploy: venv ## Kernel -> image -> data -> training job -> report (TARGET=local 
 
 deploy-dry-run: venv ## Print the deploy plan (every command and AWS call) and run nothing
 	$(INV) deploy $(OPTS) $(TARGET_OPT) --dry-run
+
+doctor: venv ## Health table: disk (THRESHOLD=80), caches, Docker, tools, kernels, lifecycle; exit 1 on a fail
+	$(INV) doctor $(if $(THRESHOLD),--threshold $(call quote,$(THRESHOLD)))
 
 test: venv ## Run the test suite (real uv, real kernels, real Docker when available)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)

@@ -229,5 +229,46 @@ def iam_policy(c, out=None):
         print(folder / name)
 
 
+# ---- operating the machine ------------------------------------------------------------------------------------
+@task(help={"threshold": "disk use in % above which a disk check fails (default 80)", "json": "print JSON",
+            "notebook_root": "the notebook instance's persistent volume (default /home/ec2-user/SageMaker)"})
+@clear_errors
+def doctor(c, threshold=80.0, json=False, notebook_root=None):
+    """One line per check (disk, caches, Docker, tools, kernels, lifecycle): ok / warn / fail and the fix."""
+    from pathlib import Path
+
+    from gs_ds_env import doctor as doctor_mod
+
+    threshold = float(threshold)
+    if not 0 < threshold <= 100:
+        raise Exit(f"error: --threshold {threshold:g} is not a percentage: use 1-100", code=2)
+    root = Path(notebook_root) if notebook_root else doctor_mod.NOTEBOOK_ROOT
+    checks = doctor_mod.run(load_settings(), threshold, root)
+    print(doctor_mod.as_json(checks) if json else doctor_mod.table(checks))
+    if doctor_mod.failed(checks):
+        raise Exit(code=1)
+
+
+@task(help={"uv": "uv cache prune", "pip": "pip cache purge", "docker": "this project's images no theme uses now",
+            "runs": "run folders (with --older-than)", "older_than": "days (runs only; default 30)",
+            "all": "all of the above", "dry_run": "print what would be removed and remove nothing"})
+@clear_errors
+def clean(c, uv=False, pip=False, docker=False, runs=False, older_than=30.0, all=False, dry_run=False):
+    """Free disk through the tools' own commands; never a venv or a kernel (that is inv kernel-remove)."""
+    from gs_ds_env import clean as clean_mod
+
+    if not (uv or pip or docker or runs or all):
+        raise Exit("error: say what to clean: --uv, --pip, --docker, --runs [--older-than DAYS] or --all", code=2)
+    if float(older_than) < 0:
+        raise Exit(f"error: --older-than {older_than} is negative: give a number of days", code=2)
+    settings = load_settings()
+    steps = clean_mod.plan(settings, uv=uv or all, pip=pip or all, docker=docker or all, runs=runs or all,
+                           older_than=float(older_than))
+    print("\n".join(clean_mod.describe(steps, dry_run)), flush=True)
+    if not dry_run and steps:
+        print(f"freed {clean_mod.execute(settings, steps) / 1e6:.0f} MB")
+
+
 ns = Collection(kernel, kernels, kernel_remove, kernels_restore, lock, parity, build, push, data, train, deploy, instance,
+               doctor, clean,
                iam_policy)

@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
 # SageMaker notebook instance lifecycle configuration, "Start notebook" script (runs as root on every start).
-# Only /home/ec2-user/SageMaker survives a stop/start: the venvs do, the kernelspecs do not. This re-registers
-# them in the background (a lifecycle script must finish within 5 minutes) and then restarts Jupyter.
+# Only /home/ec2-user/SageMaker survives a stop/start: the venvs do, the kernelspecs do not. This moves Docker's
+# data root off the small root volume (once), re-registers the kernels in the background (a lifecycle script
+# must finish within 5 minutes) and then restarts Jupyter.
 set -Eeuo pipefail
 
 usage() {
   cat <<'EOF_USAGE'
 Usage: gs-env-lifecycle-on-start.sh [-h|--help]
 
-Paste into a notebook lifecycle configuration (Start notebook). Environment:
-  GS_DS_ENV_DIR   the clone of this repository (default /home/ec2-user/SageMaker/gs-ds-env)
-  NOTEBOOK_USER   the Jupyter user (default ec2-user)
-Logs to $GS_DS_ENV_DIR/../.myenv/restore-kernels.log.
+Paste into a notebook lifecycle configuration (Start notebook). It
+  1. points Docker's data root at $NOTEBOOK_ROOT/.docker (daemon.json "data-root", then restarts docker) when
+     it is elsewhere: image builds then fill the persistent volume, not the small root volume. Images under the
+     old root are not copied (rebuilding is faster than copying inside the 5-minute limit) nor deleted;
+  2. re-registers every theme kernel in the background, then restarts Jupyter.
+Idempotent: a second run changes nothing in daemon.json and restarts nothing.
+Environment:
+  GS_DS_ENV_DIR       the clone of this repository (default $NOTEBOOK_ROOT/gs-ds-env)
+  NOTEBOOK_USER       the Jupyter user (default ec2-user)
+  NOTEBOOK_ROOT       the persistent volume (default /home/ec2-user/SageMaker)
+  DOCKER_DAEMON_JSON  Docker's daemon config (default /etc/docker/daemon.json)
+Logs to $NOTEBOOK_ROOT/.myenv/restore-kernels.log.
 EOF_USAGE
 }
 case "${1:-}" in
@@ -20,16 +29,56 @@ case "${1:-}" in
   *) printf 'gs-env-lifecycle-on-start: unknown argument %s (see --help)\n' "$1" >&2; exit 2 ;;
 esac
 
-repo_dir="${GS_DS_ENV_DIR:-/home/ec2-user/SageMaker/gs-ds-env}"
+notebook_root="${NOTEBOOK_ROOT:-/home/ec2-user/SageMaker}"
+repo_dir="${GS_DS_ENV_DIR:-$notebook_root/gs-ds-env}"
 notebook_user="${NOTEBOOK_USER:-ec2-user}"
-[[ -x "$repo_dir/bin/gs-env-restore-kernels.sh" ]] ||
-  { printf 'gs-env-lifecycle-on-start: %s is not a gs-ds-env clone (set GS_DS_ENV_DIR)\n' "$repo_dir" >&2; exit 2; }
-log_dir="$(dirname "$repo_dir")/.myenv"
+daemon_json="${DOCKER_DAEMON_JSON:-/etc/docker/daemon.json}"
+die() { printf 'gs-env-lifecycle-on-start: %s\n' "$*" >&2; exit 2; }
+[[ -d "$notebook_root" ]] || die "$notebook_root does not exist: set NOTEBOOK_ROOT to the persistent volume"
+[[ -x "$repo_dir/bin/gs-env-restore-kernels.sh" ]] || die "$repo_dir is not a gs-ds-env clone (set GS_DS_ENV_DIR)"
+id "$notebook_user" >/dev/null 2>&1 || die "user $notebook_user does not exist (set NOTEBOOK_USER)"
+log_dir="$notebook_root/.myenv"
 mkdir -p "$log_dir"
 chown "$notebook_user" "$log_dir"
 
-nohup bash -c "
-  sudo -u '$notebook_user' -i '$repo_dir/bin/gs-env-restore-kernels.sh'
-  systemctl restart jupyter-server
-" >>"$log_dir/restore-kernels.log" 2>&1 &
+# ---- Docker's data root on the persistent volume --------------------------------------------------------
+data_root="$notebook_root/.docker"
+if command -v python3 >/dev/null 2>&1; then
+  mkdir -p "$(dirname "$daemon_json")" "$data_root"
+  # Merge, never overwrite: other daemon.json settings (runtimes, log drivers) stay as they are.
+  changed="$(python3 - "$daemon_json" "$data_root" <<'EOF_PY'
+import json, os, sys
+path, root = sys.argv[1], sys.argv[2]
+config = {}
+if os.path.exists(path) and os.path.getsize(path):
+    with open(path) as handle:
+        config = json.load(handle)
+if config.get("data-root") == root:
+    print("unchanged")
+else:
+    print(f"moved from {config.get('data-root', '/var/lib/docker')}")
+    config["data-root"] = root
+    with open(path + ".new", "w") as handle:
+        json.dump(config, handle, indent=2)
+    os.replace(path + ".new", path)
+EOF_PY
+)"
+  if [[ "$changed" == moved* ]]; then
+    echo "docker data root -> $data_root ($changed; old images are not copied); restarting docker"
+    systemctl restart docker || echo "warning: could not restart docker; it uses $data_root from its next start"
+  else
+    echo "docker data root already $data_root"
+  fi
+else
+  echo "warning: no python3 to edit $daemon_json; docker's data root stays where it is"
+fi
+
+# ---- kernels: restore in the background, then restart Jupyter ----------------------------------------------
+if [[ "$(id -un)" == "$notebook_user" ]]; then
+  as_user=()
+else
+  as_user=(sudo -u "$notebook_user" -i)
+fi
+nohup bash -c '"$@"; systemctl restart jupyter-server' _ "${as_user[@]}" "$repo_dir/bin/gs-env-restore-kernels.sh" \
+  >>"$log_dir/restore-kernels.log" 2>&1 &
 echo "kernel restore started in the background; log: $log_dir/restore-kernels.log"

@@ -407,6 +407,8 @@ def test_concurrent_stagings_of_one_key_take_turns(scratch_settings):
      "the region and AWS_ENDPOINT_URL)", 1),
     (lambda: __import__("botocore.exceptions").exceptions.ParamValidationError(report="Invalid bucket name"),
      "error: an AWS call: ParamValidationError: Parameter validation failed:\nInvalid bucket name", 1),
+    (lambda: __import__("botocore.parsers").parsers.ResponseParserError("Unable to parse response (not XML)"),
+     "error: an AWS call: ResponseParserError: Unable to parse response (not XML)", 1),
     (lambda: KeyboardInterrupt(), "error: interrupted (Ctrl-C); what finished is kept, a half-done run says "
                                   "INTERRUPTED", 130),
 ])

@@ -1,0 +1,134 @@
+"""`inv clean`: give disk back through the tools' own commands. Never a venv or a kernel (`inv kernel-remove`).
+
+The plan is computed first and printed the same way by --dry-run and by the real run, which then carries it out.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .kernels import _dir_bytes
+from .settings import Settings
+
+CONTENT_LABEL = "gs-ds-env.content-tag"  # every theme image this project builds carries it
+
+
+@dataclass(frozen=True)
+class Step:
+    what: str  # one line: what is removed
+    bytes: int  # what it holds now (what the step frees at most)
+    kind: str  # uv | pip | image | run
+    target: str  # cache dir, image id, run folder
+
+
+def _size(path: Path) -> int:
+    return _dir_bytes(path) if path.exists() else 0
+
+
+def current_content_tags(settings: Settings) -> set[str]:
+    """The content tag each theme's image has now, for PY and every kernel's Python (the build script's
+    --dry-run: nothing is built)."""
+    from dotenv import dotenv_values
+
+    from . import image, locks
+
+    pythons = {settings.py} | {
+        ".".join(version.split(".")[:2])
+        for manifest in settings.repo_root.glob("themes/*/kernel/manifest.env")
+        if (version := dotenv_values(manifest).get("PYTHON_VERSION"))}
+    tags = set()
+    for theme in locks.themes(settings.repo_root):
+        for py in sorted(pythons):
+            command = image.build_push_command(settings.replace(theme=theme, py=py), push=False, dry_run=True)
+            result = subprocess.run(command, capture_output=True, text=True)
+            tags.update(line.removeprefix("CONTENT_TAG=") for line in result.stdout.splitlines()
+                        if line.startswith("CONTENT_TAG="))
+    return tags
+
+
+def _ours(reference: str, repositories: set[str]) -> bool:
+    """registry/repo:tag or repo:tag of one of this project's repositories (IMAGE_NAME, ECR_REPOSITORY)."""
+    return reference.rsplit(":", 1)[0].rsplit("/", 1)[-1] in repositories
+
+
+def plan(settings: Settings, *, uv: bool, pip: bool, docker: bool, runs: bool, older_than: float) -> list[Step]:
+    steps = []
+    if uv:
+        cache = settings.working_dir / "cache/uv"
+        steps.append(Step(f"uv cache prune on {cache} (unused entries)", _size(cache), "uv", str(cache)))
+    if pip:
+        cache = settings.working_dir / "cache/pip"
+        steps.append(Step(f"pip cache purge on {cache}", _size(cache), "pip", str(cache)))
+    if docker:
+        steps += _image_steps(settings)
+    if runs:
+        cutoff = time.time() - older_than * 86400
+        for folder in sorted(settings.runs_dir.glob("*")):
+            if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                steps.append(Step(f"run folder {folder} (older than {older_than:g} days)", _size(folder), "run",
+                                  str(folder)))
+    return steps
+
+
+def _image_steps(settings: Settings) -> list[Step]:
+    import docker
+
+    keep = current_content_tags(settings)
+    repositories = {settings.image_name, settings.ecr_repository} - {""}
+    steps = []
+    for found in docker.from_env().images.list(filters={"label": CONTENT_LABEL}):
+        tag = found.labels.get(CONTENT_LABEL, "")
+        ours = [reference for reference in found.tags if _ours(reference, repositories)]
+        if tag in keep or not ours:
+            continue
+        others = len(found.tags) - len(ours)
+        size = 0 if others else int(found.attrs.get("Size", 0))
+        note = f"; {others} other tag(s) keep the image" if others else ""
+        steps.append(Step(f"image {', '.join(ours)} ({found.short_id}, content tag {tag}: no theme builds it "
+                          f"now{note})", size, "image", " ".join(ours)))
+    return steps
+
+
+def describe(steps: list[Step], dry_run: bool) -> list[str]:
+    verb = "would remove" if dry_run else "remove"
+    lines = [f"{verb}: {step.what} [{step.bytes / 1e6:.0f} MB]" for step in steps]
+    total = sum(step.bytes for step in steps)
+    lines.append(f"{'would free' if dry_run else 'frees'} up to {total / 1e6:.0f} MB" if steps else "nothing to clean")
+    return lines
+
+
+def execute(settings: Settings, steps: list[Step]) -> int:
+    """Carry out the plan; returns the bytes really freed."""
+    import docker
+    from docker.errors import APIError
+
+    freed = 0
+    for step in steps:
+        if step.kind == "uv":
+            from . import locks
+
+            uv = locks.uv_binary(settings.repo_root)
+            subprocess.run([uv, "cache", "prune", "--cache-dir", step.target], check=True)
+            freed += step.bytes - _size(Path(step.target))
+        elif step.kind == "pip":
+            python = shutil.which("python3")  # the project's own venv has no pip; the machine's python3 does
+            if python:
+                subprocess.run([python, "-m", "pip", "cache", "purge"], check=False,
+                               env={**os.environ, "PIP_CACHE_DIR": step.target})
+            freed += step.bytes - _size(Path(step.target))
+        elif step.kind == "image":
+            try:  # tag by tag: an image some container still uses is refused by Docker and kept
+                for reference in step.target.split():
+                    docker.from_env().images.remove(reference, force=False)
+                freed += step.bytes
+            except APIError as error:
+                print(f"kept image {step.target}: {error.explanation}", flush=True)
+        elif step.kind == "run":
+            shutil.rmtree(step.target)
+            freed += step.bytes
+    return freed
