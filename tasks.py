@@ -14,6 +14,7 @@ from gs_ds_env import kernels as kernels_mod
 from gs_ds_env import locks as locks_mod
 from gs_ds_env.aws import AwsError, explain
 from gs_ds_env.parity import ParityError
+from gs_ds_env.preflight import PreflightFailed
 from gs_ds_env.settings import ConfigError, load_settings, validate_for_aws
 from gs_ds_env.training_job import TrainingFailed
 
@@ -27,7 +28,7 @@ def clear_errors(func):
             return func(*args, **kwargs)
         except (ConfigError, data_mod.DataError) as error:
             raise Exit(f"error: {error}", code=2) from None
-        except (AwsError, ParityError, locks_mod.LockError, kernels_mod.KernelError) as error:
+        except (AwsError, ParityError, PreflightFailed, locks_mod.LockError, kernels_mod.KernelError) as error:
             raise Exit(f"error: {error}", code=1) from None
         except TrainingFailed as error:
             if error.details:
@@ -174,27 +175,30 @@ def data(c, source=None, target=None, dry_run=False):
 
 @task(help={"target": "local or sagemaker", "job_name": "training job name (default: BASE_JOB_NAME + timestamp)",
             "dry_run": "print the plan, start nothing",
-            "allow_drift": "train even if the kernel and the image differ (the report records it)"})
+            "allow_drift": "train even if the kernel and the image differ (the report records it)",
+            "skip_preflight": "sagemaker: skip the checks run before anything is pushed or paid for"})
 @clear_errors
-def train(c, target=None, job_name=None, dry_run=False, allow_drift=False):
+def train(c, target=None, job_name=None, dry_run=False, allow_drift=False, skip_preflight=False):
     """Run the training job on the theme image and the staged data (built/pushed/uploaded first if needed)."""
     from gs_ds_env import deploy as deploy_mod
 
     deploy_mod.run(load_settings(target=target), skip_kernel=True, job_name=job_name, dry_run=dry_run,
-                   allow_drift=allow_drift)
+                   allow_drift=allow_drift, skip_preflight=skip_preflight)
 
 
 @task(help={"target": "local or sagemaker", "theme": "theme", "py": "Python 3.N",
             "source": "Titanic CSV URL or path", "job_name": "training job name (default: BASE_JOB_NAME + timestamp)",
             "dry_run": "print the plan (every command and AWS call), do nothing",
-            "allow_drift": "train even if the kernel and the image differ (the report records it)"})
+            "allow_drift": "train even if the kernel and the image differ (the report records it)",
+            "skip_preflight": "sagemaker: skip the checks run before anything is pushed or paid for"})
 @clear_errors
-def deploy(c, target=None, theme=None, py=None, source=None, job_name=None, dry_run=False, allow_drift=False):
+def deploy(c, target=None, theme=None, py=None, source=None, job_name=None, dry_run=False, allow_drift=False,
+           skip_preflight=False):
     """kernel -> build -> parity -> (instance, push) -> data -> training job -> runs/<job>/report.md."""
     from gs_ds_env import deploy as deploy_mod
 
     deploy_mod.run(load_settings(target=target, theme=theme, py=py), source=source, job_name=job_name,
-                   dry_run=dry_run, allow_drift=allow_drift)
+                   dry_run=dry_run, allow_drift=allow_drift, skip_preflight=skip_preflight)
 
 
 # ---- AWS evidence and policies -----------------------------------------------------------------------------
@@ -231,10 +235,12 @@ def iam_policy(c, out=None):
 
 # ---- operating the machine ------------------------------------------------------------------------------------
 @task(help={"threshold": "disk use in % above which a disk check fails (default 80)", "json": "print JSON",
+            "preflight": "the checks before a paid SageMaker job (AWS, with your credentials) and the image itself",
             "notebook_root": "the notebook instance's persistent volume (default /home/ec2-user/SageMaker)"})
 @clear_errors
-def doctor(c, threshold=80.0, json=False, notebook_root=None):
-    """One line per check (disk, caches, Docker, tools, kernels, lifecycle): ok / warn / fail and the fix."""
+def doctor(c, threshold=80.0, json=False, notebook_root=None, preflight=False):
+    """One line per check (disk, caches, Docker, tools, kernels, lifecycle): ok / warn / fail and the fix.
+    --preflight: before a paid job, the AWS checks (caller, ECR, role, bucket, quota) and the image on a sample."""
     from pathlib import Path
 
     from gs_ds_env import doctor as doctor_mod
@@ -242,8 +248,18 @@ def doctor(c, threshold=80.0, json=False, notebook_root=None):
     threshold = float(threshold)
     if not 0 < threshold <= 100:
         raise Exit(f"error: --threshold {threshold:g} is not a percentage: use 1-100", code=2)
-    root = Path(notebook_root) if notebook_root else doctor_mod.NOTEBOOK_ROOT
-    checks = doctor_mod.run(load_settings(), threshold, root)
+    if preflight:
+        from gs_ds_env import aws, image
+        from gs_ds_env import preflight as preflight_mod
+
+        settings = aws_settings()
+        checks = preflight_mod.cheap_checks(settings, aws.session(settings))
+        built = image.build(settings)
+        staged = data_mod.split_and_stage(settings)
+        checks.append(preflight_mod.image_check(settings, built.local_ref, staged.channels))
+    else:
+        root = Path(notebook_root) if notebook_root else doctor_mod.NOTEBOOK_ROOT
+        checks = doctor_mod.run(load_settings(), threshold, root)
     print(doctor_mod.as_json(checks) if json else doctor_mod.table(checks))
     if doctor_mod.failed(checks):
         raise Exit(code=1)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import boto3
 from botocore.config import Config
+from botocore.parsers import ResponseParserError
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -26,6 +27,10 @@ RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_
                  read_timeout=READ_TIMEOUT, user_agent_extra="gs-ds-env")
 # Optional reads (quotas, prices) have a fallback: fail over to it quickly instead of backing off for seconds.
 QUICK = RETRIES.merge(Config(retries={"mode": "standard", "total_max_attempts": 2}))
+
+
+# What a botocore call can raise besides the caller's own bugs (a server answering garbage gives the last one).
+CALL_ERRORS = (ClientError, BotoCoreError, ResponseParserError)
 
 
 class AwsError(RuntimeError):

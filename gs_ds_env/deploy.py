@@ -8,7 +8,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import aws, data, iam, image, instance, kernels, locks, parity, report, s3_data, sagemaker_job, training_job
+from . import (aws, data, iam, image, instance, kernels, locks, parity, preflight, report, s3_data, sagemaker_job,
+               training_job)
 from . import versions as versions_mod
 from .settings import ConfigError, Settings
 
@@ -94,7 +95,7 @@ def _write_report(settings: Settings, record: dict) -> Path:
 
 
 def run(settings: Settings, *, skip_kernel: bool = False, source: str | None = None, job_name: str | None = None,
-        dry_run: bool = False, allow_drift: bool = False) -> Path | None:
+        dry_run: bool = False, allow_drift: bool = False, skip_preflight: bool = False) -> Path | None:
     """`inv deploy` / `inv train` for either target; a dry run prints the plan and calls nothing."""
     if job_name and not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", job_name):
         raise ConfigError(f"job name {job_name!r} is invalid: letters, digits and '-', at most 63 characters")
@@ -103,7 +104,7 @@ def run(settings: Settings, *, skip_kernel: bool = False, source: str | None = N
         return None
     if settings.target == "sagemaker":
         return deploy_sagemaker(settings, skip_kernel=skip_kernel, source=source, job_name=job_name,
-                                allow_drift=allow_drift)
+                                allow_drift=allow_drift, skip_preflight=skip_preflight)
     return deploy_local(settings, skip_kernel=skip_kernel, source=source, job_name=job_name, allow_drift=allow_drift)
 
 
@@ -145,11 +146,25 @@ def local_plan(settings: Settings) -> str:
     ])
 
 
+def _stop_on_failures(checks) -> None:
+    for check in checks:
+        print(f"preflight {check.status:4} {check.name}: {check.detail}", flush=True)
+    failures = [check for check in checks if check.status == "fail"]
+    if failures:
+        raise preflight.PreflightFailed("; ".join(f"{c.name}: {c.detail} (fix: {c.fix})" if c.fix else f"{c.name}: {c.detail}"
+                                        for c in failures) + " — nothing was pushed or started (--skip-preflight "
+                              "to go on anyway)")
+
+
 def deploy_sagemaker(settings: Settings, skip_kernel: bool = False, source: str | None = None,
-                     job_name: str | None = None, allow_drift: bool = False) -> Path:
-    """kernel -> instance evidence -> build + ECR push -> S3 upload -> training job -> verified model -> report."""
+                     job_name: str | None = None, allow_drift: bool = False, skip_preflight: bool = False) -> Path:
+    """preflight -> kernel -> instance evidence -> build -> image check -> ECR push -> S3 upload -> training job
+    -> verified model -> report."""
     timer = Timer()
     boto_session = aws.session(settings)
+    if not skip_preflight:
+        with timer.step("preflight"):
+            _stop_on_failures(preflight.cheap_checks(settings, boto_session))
     with timer.step("account and instance"):
         account = aws.account_id(boto_session)
         choice = instance.choose(settings, boto_session)  # before anything slow or paid: a zero quota stops here
@@ -159,6 +174,11 @@ def deploy_sagemaker(settings: Settings, skip_kernel: bool = False, source: str 
     if not skip_kernel:
         with timer.step("kernel"):
             kernels.create_kernel(settings)
+    if not skip_preflight:
+        with timer.step("image check"):
+            built = image.build(settings)
+            staged = data.split_and_stage(settings, source)
+            _stop_on_failures([preflight.image_check(settings, built.local_ref, staged.channels)])
     with timer.step("build and push"):
         pushed = image.push(settings, account)
     with timer.step("parity"):
@@ -218,7 +238,10 @@ def sagemaker_plan(settings: Settings) -> str:
     request = sagemaker_job.planned_request(settings, boto_session, image_uri, channels, planned_type, job_name)
     data_plan = s3_data.plan(settings).splitlines()
     steps = [
-        ("sts:GetCallerIdentity", []),
+        ("preflight, read-only (--skip-preflight skips it): sts:GetCallerIdentity; ecr:DescribeRepositories + "
+         "GetAuthorizationToken; iam:GetRole (trusts sagemaker.amazonaws.com?) + SimulatePrincipalPolicy iam:PassRole; "
+         "s3:GetBucketLocation + HeadObject on the channels; service-quotas; after the build (step 4), the image's "
+         f"`train` on a {preflight.SAMPLE_ROWS}-row sample must leave a non-empty /opt/ml/model before the push", []),
         ("instance evidence: botocore model TrainingInstanceType; service-quotas:ListAWSDefaultServiceQuotas + "
          f"ListServiceQuotas ServiceCode=sagemaker; pricing:GetProducts (us-east-1) ServiceCode=AmazonSageMaker "
          f"regionCode={settings.aws_region}; INSTANCE_TYPE={settings.instance_type}"

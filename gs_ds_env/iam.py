@@ -40,6 +40,7 @@ class _Names:
         self.log_group = f"arn:{partition}:logs:{region}:{account}:log-group:{LOG_GROUP}"
         self.log_streams = f"{self.log_group}:log-stream:{settings.base_job_name.lower()}*"
         self.sagemaker_any = f"arn:{partition}:sagemaker:{region}:{account}:*"
+        self.principals = [f"arn:{partition}:iam::{account}:user/*", f"arn:{partition}:iam::{account}:role/*"]
 
     def s3_prefix(self, *parts: str) -> str:
         return s3_data.key(self.settings, *parts, "*")
@@ -68,6 +69,9 @@ def operator_policy(settings: Settings, account: str) -> dict:
         _statement("ReadJobLogEvents", ["logs:GetLogEvents"], names.log_streams),
         _statement("PassOnlyTheExecutionRoleToSageMaker", ["iam:PassRole"], settings.sagemaker_role_arn,
                    {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
+        # Preflight: read the role's trust policy; simulate whether the caller may pass it.
+        _statement("PreflightReadTheExecutionRole", ["iam:GetRole"], settings.sagemaker_role_arn),
+        _statement("PreflightSimulatePassRole", ["iam:SimulatePrincipalPolicy"], names.principals),
         # Quota and price reads have no resource-level form either.
         _statement("InstanceEvidence", ["servicequotas:ListServiceQuotas", "servicequotas:ListAWSDefaultServiceQuotas",
                                         "pricing:GetProducts"], "*"),

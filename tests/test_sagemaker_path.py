@@ -44,6 +44,21 @@ def inv(project: Path, env: dict[str, str], *args: str):
     return subprocess.run([INV, *args], cwd=project, env=env, capture_output=True, text=True)
 
 
+TRUST_SAGEMAKER = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                           "Principal": {"Service": "sagemaker.amazonaws.com"}}]}
+TRUST_EC2 = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                     "Principal": {"Service": "ec2.amazonaws.com"}}]}
+
+
+def execution_role(moto, name: str, trust: dict) -> str:
+    """The role in moto's IAM (created once; the session's moto keeps it)."""
+    iam = moto.client("iam", "us-east-1")
+    try:
+        return iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    except iam.exceptions.EntityAlreadyExistsException:
+        return iam.get_role(RoleName=name)["Role"]["Arn"]
+
+
 def play_sagemaker(moto, request: dict, job_name: str, scratch: Path) -> None:
     """Do what SageMaker does with a CreateTrainingJob request: pull the image, fetch the channels into
     /opt/ml/input/data, run `train`, and upload /opt/ml/model as <output>/<job>/output/model.tar.gz."""
@@ -76,7 +91,14 @@ def operations(calls) -> list[str]:
     return [call.operation for call in calls]
 
 
+def mutating(operation: str) -> bool:
+    """A call that creates, uploads or starts something (what a preflight must never make)."""
+    return operation.startswith(("ECR.CreateRepository", "ECR.PutImage", "ECR.InitiateLayerUpload", "S3 PUT",
+                                 "S3 POST", "SageMaker.CreateTrainingJob"))
+
+
 def test_sagemaker_deploy_push_upload_train_report(tmp_path, project, moto, registry, base_image, titanic_csv):
+    assert execution_role(moto, "gs-ds-env-sagemaker", TRUST_SAGEMAKER) == ROLE
     env = sagemaker_env(tmp_path, moto, base_image, titanic_csv, ECR_REGISTRY=registry.host, USE_SPOT="true",
                         MAX_RUN="1800", MAX_WAIT="3600", TAGS="project=gs-ds-env,owner=tests")
 
@@ -88,6 +110,11 @@ def test_sagemaker_deploy_push_upload_train_report(tmp_path, project, moto, regi
     assert "gs-test-job-a is Completed but s3://gs-ds-env-test-bucket/team/titanic-run/output/gs-test-job-a/output/" \
            "model.tar.gz does not exist in S3" in output
     assert "empty /opt/ml/model" in output and "Traceback" not in output
+    # The preflight passed (role and trust, ECR login, bucket, image on a sample) and the deploy went on.
+    for line in ("preflight ok   execution role: gs-ds-env-sagemaker exists and trusts sagemaker.amazonaws.com",
+                 "preflight ok   ECR login: ecr:GetAuthorizationToken allowed",
+                 "preflight ok   image train: `train` on 20 rows per channel saved"):
+        assert line in output
     calls = moto.calls()
     ops = operations(calls)
 
@@ -208,3 +235,51 @@ def test_missing_role_stops_before_any_aws_call(tmp_path, project, moto, base_im
     assert result.stderr.strip().splitlines() == [
         "error: SAGEMAKER_ROLE_ARN is missing: set it in .env (arn:aws:iam::<12-digit account>:role/<name>)"]
     assert moto.calls() == []
+
+
+# ---- preflight: each seeded fault is one line, before anything is pushed or paid for ---------------------------
+@pytest.mark.parametrize("role, trust, message", [
+    ("gs-ds-env-no-such-role", None, "execution role: role arn:aws:iam::123456789012:role/gs-ds-env-no-such-role "
+                                     "does not exist"),
+    ("gs-ds-env-ec2-role", TRUST_EC2, "execution role: role gs-ds-env-ec2-role does not trust "
+                                      "sagemaker.amazonaws.com"),
+])
+def test_preflight_names_a_bad_role_and_stops_the_deploy(tmp_path, project, moto, registry, base_image, titanic_csv,
+                                                        role, trust, message):
+    if trust:
+        execution_role(moto, role, trust)
+    repository = f"preflight-{role}"
+    env = sagemaker_env(tmp_path, moto, base_image, titanic_csv, ECR_REGISTRY=registry.host, ECR_REPOSITORY=repository,
+                        SAGEMAKER_ROLE_ARN=f"arn:aws:iam::123456789012:role/{role}")
+    doctor = inv(project, env, "doctor", "--preflight")
+    assert doctor.returncode == 1, doctor.stdout + doctor.stderr
+    failed = [line for line in doctor.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(failed) == 1 and message.split(": ", 1)[1] in failed[0], doctor.stdout
+    moto.reset_recording()
+    deploy = inv(project, env, "deploy", "--job-name", f"gs-preflight-{len(role)}")
+    assert deploy.returncode == 1
+    (line,) = deploy.stderr.strip().splitlines()
+    assert line.startswith(f"error: {message}") and "nothing was pushed or started" in line
+    assert not [op for op in operations(moto.calls()) if mutating(op)]
+    with pytest.raises(Exception):
+        registry.tags(repository)  # the registry never heard of it
+
+
+def test_preflight_catches_an_image_that_saves_no_model_before_any_push(tmp_path, moto, registry, base_image,
+                                                                        titanic_csv):
+    from conftest import clone_project
+
+    execution_role(moto, "gs-ds-env-sagemaker", TRUST_SAGEMAKER)
+    project = clone_project(tmp_path / "project")
+    (project / "training/train").write_text("#!/usr/bin/env python3\nprint('trained nothing')\n")  # exits 0, no model
+    repository = "preflight-empty-model"
+    env = sagemaker_env(tmp_path, moto, base_image, titanic_csv, ECR_REGISTRY=registry.host, ECR_REPOSITORY=repository)
+    moto.reset_recording()
+    deploy = inv(project, env, "deploy", "--job-name", "gs-preflight-empty", "--allow-drift")
+    assert deploy.returncode == 1, deploy.stdout + deploy.stderr
+    line = deploy.stderr.strip().splitlines()[-1]  # the kernel and the build log above it
+    assert line.startswith("error: image train: ") and "left /opt/ml/model empty" in line
+    assert "Traceback" not in deploy.stderr and deploy.stderr.count("error:") == 1
+    assert not [op for op in operations(moto.calls()) if mutating(op)]
+    with pytest.raises(Exception):
+        registry.tags(repository)
