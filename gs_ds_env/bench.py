@@ -5,6 +5,7 @@
 3. image: cold build with uv vs pip (same lock), dependency layer size and start-up import time for each bytecode
    choice (none / imported / all), rebuild after a training/-only change
 4. a warm `inv deploy` (TARGET=local) split into steps, beside the training computation itself
+5. restore: re-registering 5 kernels after the kernelspec directory is wiped (the lifecycle script's job)
 """
 
 from __future__ import annotations
@@ -83,6 +84,23 @@ def bench_kernels(scratch: Path, py: str, env: dict) -> None:
     print("disk:")
     print(f"  first venv (apparent)             {first_bytes / 1e6:7.0f} MB   (uv cache {cache_bytes / 1e6:.0f} MB, shared)")
     print(f"  second theme venv, extra          {extra / 1e6:7.1f} MB   = {100 * extra / first_bytes:.1f}% of the first (goal < 5%)")
+    bench_restore(repo, py, env)
+
+
+def bench_restore(repo: Path, py: str, env: dict, kernels: int = 5) -> None:
+    """What the on-start lifecycle script does after a stop/start: re-register every kernel whose venv survived.
+    Five kernels: tabular, tabular2 and three more copies of it (registration does not depend on what the venv
+    holds, and five torch venvs would cost ~30 GB here)."""
+    script = [str(repo / "bin/gs-env-create-kernel.sh")]
+    for number in range(3, kernels + 1):
+        shutil.copytree(repo / "themes/tabular", repo / f"themes/tabular{number}",
+                        ignore=shutil.ignore_patterns(".venv*", "manifest.env", ".build.lock"))
+        _timed(script + [f"tabular{number}", py], env=env)
+    shutil.rmtree(Path(env["JUPYTER_DATA_DIR"]) / "kernels")  # what a notebook stop/start does
+    seconds = _timed([str(repo / "bin/gs-env-restore-kernels.sh")], env=env)
+    restored = len(list((Path(env["JUPYTER_DATA_DIR"]) / "kernels").iterdir()))
+    print("restore after a notebook restart (kernelspecs wiped):")
+    print(f"  {restored} kernels re-registered           {seconds:7.1f} s   (goal < 30 s; lifecycle limit 300 s)")
 
 
 # What the Titanic program imports at start, timed inside the container (interpreter start-up excluded).

@@ -123,12 +123,15 @@ def deploy_local(settings: Settings, skip_kernel: bool = False, source: str | No
     job_name = job_name or training_job.new_job_name(settings)
     with timer.step("train"):
         result = training_job.train_local(settings, built.uri, staged.channels, job_name)
+    pictures = report.extract_pictures(Path(result.model_artifact).with_name("output.tar.gz"),
+                                       settings.runs_dir / job_name)
     return _write_report(settings, _record(
         settings, job_name, staged, timer, result.extra.get("training_seconds"),
         image={"uri": built.uri, "content_tag": built.content_tag, "size_bytes": built.size_bytes},
         parity=parity_record, versions=versions_mod.collect(settings, built, container),
         channels=result.channels, metrics=result.metrics, model_artifact=result.model_artifact,
-        output_path=str(Path(result.model_artifact).parent), reproduce=reproduce_commands(settings)))
+        output_path=str(Path(result.model_artifact).parent), reproduce=reproduce_commands(settings),
+        pictures=pictures))
 
 
 def local_plan(settings: Settings) -> str:
@@ -196,6 +199,8 @@ def deploy_sagemaker(settings: Settings, skip_kernel: bool = False, source: str 
         sagemaker_job.run(settings, boto_session, pushed.uri, uploaded.channels, choice.instance_type, job_name)
     with timer.step("results"):
         result = sagemaker_job.collect(settings, boto_session, job_name, choice.price, run_dir)
+        output = sagemaker_job.fetch_output(boto_session, result.model_artifact, run_dir)
+        pictures = report.extract_pictures(output, run_dir) if output else []
     urls = sagemaker_job.console_urls(settings.aws_region, job_name)
     record = _record(
         settings, job_name, staged, timer, result.training_seconds,
@@ -220,6 +225,7 @@ def deploy_sagemaker(settings: Settings, skip_kernel: bool = False, source: str 
         console_url=urls["job"],
         logs_url=urls["logs"],
         job_status=result.description.get("TrainingJobStatus"),
+        pictures=pictures,
     )
     record["data"].update(objects=uploaded.objects, bucket_actions=uploaded.bucket_actions)
     print(f"model: {result.model_artifact}", flush=True)

@@ -3,7 +3,25 @@
 from __future__ import annotations
 
 import json
+import tarfile
 from pathlib import Path
+
+PICTURES = {"roc_curve.png": "ROC curve (validation)", "confusion_matrix.png": "Confusion matrix (validation)"}
+
+
+def extract_pictures(output_archive: Path, run_dir: Path) -> list[str]:
+    """Copy the training program's pictures out of output.tar.gz (data/*.png) next to report.md."""
+    found = []
+    try:
+        with tarfile.open(output_archive) as archive:
+            for member in archive.getmembers():
+                name = Path(member.name).name
+                if member.isfile() and name in PICTURES:
+                    (run_dir / name).write_bytes(archive.extractfile(member).read())
+                    found.append(name)
+    except (OSError, tarfile.TarError):
+        return []
+    return sorted(found)
 
 
 def write(run_dir: Path, record: dict) -> tuple[Path, Path]:
@@ -99,6 +117,8 @@ def render(record: dict) -> str:
         "## Step timings (seconds)",
         _table({step: f"{seconds:.1f}" for step, seconds in record.get("timings", {}).items()}),
     ]
+    if record.get("pictures"):
+        parts += ["## Pictures", "\n\n".join(f"![{PICTURES.get(name, name)}]({name})" for name in record["pictures"])]
     parts += _versions(record)
     if record.get("instance_evidence"):
         parts += ["## Instance choice", record["instance_evidence"]]

@@ -156,6 +156,17 @@ def split_s3(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+def fetch_output(boto_session: boto3.Session, model_artifact: str, run_dir: Path) -> Path | None:
+    """Copy output.tar.gz (metrics, pictures) from beside model.tar.gz to runs/<job>/; None when there is none."""
+    bucket, key = split_s3(model_artifact.rsplit("/", 1)[0] + "/output.tar.gz")
+    target = run_dir / "output.tar.gz"
+    try:
+        aws.client(boto_session, "s3").download_file(bucket, key, str(target))
+    except aws.CALL_ERRORS:
+        return None
+    return target
+
+
 def collect(settings: Settings, boto_session: boto3.Session, job_name: str, price: float | None,
             run_dir: Path) -> CloudResult:
     """Verify model.tar.gz really is in S3, copy it to runs/<job>/, read metrics.json, billable time and cost."""

@@ -106,6 +106,10 @@ def test_local_deploy_end_to_end(tmp_path, project, base_image, titanic_csv):
     for heading in ("## Summary", "## Flow", "## Resources", "## Hyperparameters", "## Metrics", "## Reproduce"):
         assert heading in report
     assert record["job_name"] in report and str(artifact) in report
+    # The pictures from output.tar.gz sit next to the report, shown in it.
+    assert record["pictures"] == ["confusion_matrix.png", "roc_curve.png"]
+    for name in record["pictures"]:
+        assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({name})" in report
 
     # The kernel step really built the kernel the image claims to match.
     assert (tmp_path / "jupyter/kernels/tabular_311/kernel.json").is_file()

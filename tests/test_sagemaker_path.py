@@ -85,6 +85,10 @@ def play_sagemaker(moto, request: dict, job_name: str, scratch: Path) -> None:
     output = request["OutputDataConfig"]["S3OutputPath"].removeprefix("s3://")
     bucket, prefix = output.split("/", 1)
     s3.upload_file(str(tarball), bucket, f"{prefix}/{job_name}/output/model.tar.gz")
+    outputs = scratch / "output.tar.gz"  # /opt/ml/output/data, as SageMaker tars it
+    with tarfile.open(outputs, "w:gz") as archive:
+        archive.add(root / "output/data", arcname="data")
+    s3.upload_file(str(outputs), bucket, f"{prefix}/{job_name}/output/output.tar.gz")
 
 
 def operations(calls) -> list[str]:
@@ -101,6 +105,11 @@ def test_sagemaker_deploy_push_upload_train_report(tmp_path, project, moto, regi
     assert execution_role(moto, "gs-ds-env-sagemaker", TRUST_SAGEMAKER) == ROLE
     env = sagemaker_env(tmp_path, moto, base_image, titanic_csv, ECR_REGISTRY=registry.host, USE_SPOT="true",
                         MAX_RUN="1800", MAX_WAIT="3600", TAGS="project=gs-ds-env,owner=tests")
+
+    # The preflight on its own, before anything exists: green (warnings only where moto cannot answer).
+    preflight = inv(project, env, "doctor", "--preflight")
+    assert preflight.returncode == 0, preflight.stdout + preflight.stderr
+    assert "FAIL" not in preflight.stdout and "image train" in preflight.stdout
 
     # ---- first deploy: everything is created and sent; moto writes no model, so the run must say so and fail
     moto.reset_recording()
@@ -208,6 +217,9 @@ def test_sagemaker_deploy_push_upload_train_report(tmp_path, project, moto, regi
                    "Billable seconds", "Estimated cost (USD)", "CloudWatch log group / stream", "## Reproduce",
                    record["image"]["digest"], record["model_artifact"]):
         assert needle in report
+    # The job's pictures (from output.tar.gz in S3) are shown in the report.
+    assert record["pictures"] == ["confusion_matrix.png", "roc_curve.png"]
+    assert all((run_dir / name).is_file() and f"]({name})" in report for name in record["pictures"])
 
 
 def test_dry_run_plans_everything_and_calls_nothing(tmp_path, project, moto, base_image, titanic_csv):
