@@ -17,7 +17,7 @@ quote = '$(subst ','\'',$(1))'
 OPTS = $(if $(THEME),--theme $(call quote,$(THEME))) $(if $(PY),--py $(call quote,$(PY)))
 TARGET_OPT = $(if $(TARGET),--target $(call quote,$(TARGET)))
 
-.PHONY: help doctor venv kernel kernels kernels-restore lock parity build push data instance iam-policy deploy deploy-dry-run test lint bench clean
+.PHONY: help doctor format venv kernel kernels kernels-restore lock parity build push data instance iam-policy deploy deploy-dry-run test lint bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -74,8 +74,15 @@ doctor: venv ## Health table: disk (THRESHOLD=80), caches, Docker, tools, kernel
 test: venv ## Run the test suite (real uv, real kernels, real Docker when available)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-lint: venv ## shellcheck the bin/ scripts
-	$(VENV)/bin/shellcheck -S style bin/*.sh .ci/*.sh
+lint: venv ## ruff (check + format check), shellcheck on every script, hadolint on the Dockerfile
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/shellcheck -S style bin/*.sh .ci/*.sh .ci/run
+	$(VENV)/bin/hadolint docker/Dockerfile
+
+format: venv ## Fix what ruff can: format, then import order and simple rewrites
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 bench: venv ## Benchmarks: kernel creation vs venv+pip, disk per venv, image build and deploy timings
 	$(VENV)/bin/python -m gs_ds_env.bench

@@ -37,11 +37,14 @@ def clear_errors(func):
         except (BotoCoreError, ResponseParserError) as error:  # outside the package's own handling
             raise Exit(f"error: {explain(error, 'an AWS call')}", code=1) from None
         except KeyboardInterrupt:
-            raise Exit("error: interrupted (Ctrl-C); what finished is kept, a half-done run says INTERRUPTED",
-                       code=130) from None
+            raise Exit(
+                "error: interrupted (Ctrl-C); what finished is kept, a half-done run says INTERRUPTED", code=130
+            ) from None
         except subprocess.CalledProcessError as error:
-            raise Exit(f"error: {error.cmd[0]} failed with exit status {error.returncode} (see its output above)",
-                       code=error.returncode or 1) from None
+            raise Exit(
+                f"error: {error.cmd[0]} failed with exit status {error.returncode} (see its output above)",
+                code=error.returncode or 1,
+            ) from None
 
     return wrapper
 
@@ -54,8 +57,15 @@ def aws_settings(**overrides):
 
 
 # ---- kernels ---------------------------------------------------------------------------------------------
-@task(help={"theme": "theme under themes/", "py": "Python 3.N", "requirements": "requirements file",
-            "torch": "uv --torch-backend (auto, cpu, cu126, none)", "force": "rebuild even if up to date"})
+@task(
+    help={
+        "theme": "theme under themes/",
+        "py": "Python 3.N",
+        "requirements": "requirements file",
+        "torch": "uv --torch-backend (auto, cpu, cu126, none)",
+        "force": "rebuild even if up to date",
+    }
+)
 @clear_errors
 def kernel(c, theme=None, py=None, requirements=None, torch=None, force=False):
     """Create or update the theme's venv and Jupyter kernel <theme>_<pyver>."""
@@ -72,9 +82,14 @@ def kernels(c, smoke=False):
         raise Exit("error: a smoke test failed: rebuild that kernel (make kernel THEME=... FORCE=1)", code=1)
 
 
-@task(help={"theme": "one theme (default: every theme)", "upgrade": "move every pin to the newest allowed version",
-            "check": "only report whether re-locking would change a lock (exit 1 if so)",
-            "base": "also refresh the base images' digests in docker/pins.env (needs Docker Hub)"})
+@task(
+    help={
+        "theme": "one theme (default: every theme)",
+        "upgrade": "move every pin to the newest allowed version",
+        "check": "only report whether re-locking would change a lock (exit 1 if so)",
+        "base": "also refresh the base images' digests in docker/pins.env (needs Docker Hub)",
+    }
+)
 @clear_errors
 def lock(c, theme=None, upgrade=False, check=False, base=False):
     """(Re)lock themes/<theme>/requirements.lock with uv pip compile (universal, Python >= 3.11)."""
@@ -105,15 +120,22 @@ def parity(c, theme=None, py=None):
 
     settings = load_settings(theme=theme, py=py)
     built = image.build(settings)
-    result = parity_mod.check(settings.kernel_name, locks_mod.theme_files(settings.repo_root, settings.theme).venv,
-                              built.local_ref)
+    result = parity_mod.check(
+        settings.kernel_name, locks_mod.theme_files(settings.repo_root, settings.theme).venv, built.local_ref
+    )
     print(result.table())
     if not result.ok:
         raise Exit(f"error: {result.summary()}", code=1)
 
 
-@task(name="kernel-remove", help={"name": "kernel name, e.g. tabular_312", "venv": "also delete the venv",
-                                  "dry_run": "print what would be removed"})
+@task(
+    name="kernel-remove",
+    help={
+        "name": "kernel name, e.g. tabular_312",
+        "venv": "also delete the venv",
+        "dry_run": "print what would be removed",
+    },
+)
 @clear_errors
 def kernel_remove(c, name, venv=False, dry_run=False):
     """Remove a kernelspec (and its venv with --venv)."""
@@ -150,11 +172,18 @@ def push(c, theme=None, py=None, dry_run=False):
         print("\n".join(image.dry_run_lines(settings, iam.account_of(settings.sagemaker_role_arn))))
         return
     pushed = image.push(settings, aws.account_id(aws.session(settings)))
-    print(f"image: {pushed.uri}\ndigest: {pushed.digest}\npushed: {' '.join(pushed.pushed) or 'nothing (already there)'}")
+    print(
+        f"image: {pushed.uri}\ndigest: {pushed.digest}\npushed: {' '.join(pushed.pushed) or 'nothing (already there)'}"
+    )
 
 
-@task(help={"source": "URL or local path of the Titanic CSV (default: TITANIC_CSV, else TITANIC_URL)",
-            "target": "local or sagemaker", "dry_run": "print what would be uploaded"})
+@task(
+    help={
+        "source": "URL or local path of the Titanic CSV (default: TITANIC_CSV, else TITANIC_URL)",
+        "target": "local or sagemaker",
+        "dry_run": "print what would be uploaded",
+    }
+)
 @clear_errors
 def data(c, source=None, target=None, dry_run=False):
     """Fetch and verify the Titanic CSV, split it train/validation, stage it (and upload it for sagemaker)."""
@@ -173,32 +202,65 @@ def data(c, source=None, target=None, dry_run=False):
             print(f"{entry['uri']} sha256 {entry['sha256']} ({'uploaded' if entry['sent'] else 'already there'})")
 
 
-@task(help={"target": "local or sagemaker", "job_name": "training job name (default: BASE_JOB_NAME + timestamp)",
-            "dry_run": "print the plan, start nothing",
-            "allow_drift": "train even if the kernel and the image differ (the report records it)",
-            "skip_preflight": "sagemaker: skip the checks run before anything is pushed or paid for"})
+@task(
+    help={
+        "target": "local or sagemaker",
+        "job_name": "training job name (default: BASE_JOB_NAME + timestamp)",
+        "dry_run": "print the plan, start nothing",
+        "allow_drift": "train even if the kernel and the image differ (the report records it)",
+        "skip_preflight": "sagemaker: skip the checks run before anything is pushed or paid for",
+    }
+)
 @clear_errors
 def train(c, target=None, job_name=None, dry_run=False, allow_drift=False, skip_preflight=False):
     """Run the training job on the theme image and the staged data (built/pushed/uploaded first if needed)."""
     from gs_ds_env import deploy as deploy_mod
 
-    deploy_mod.run(load_settings(target=target), skip_kernel=True, job_name=job_name, dry_run=dry_run,
-                   allow_drift=allow_drift, skip_preflight=skip_preflight)
+    deploy_mod.run(
+        load_settings(target=target),
+        skip_kernel=True,
+        job_name=job_name,
+        dry_run=dry_run,
+        allow_drift=allow_drift,
+        skip_preflight=skip_preflight,
+    )
 
 
-@task(help={"target": "local or sagemaker", "theme": "theme", "py": "Python 3.N",
-            "source": "Titanic CSV URL or path", "job_name": "training job name (default: BASE_JOB_NAME + timestamp)",
-            "dry_run": "print the plan (every command and AWS call), do nothing",
-            "allow_drift": "train even if the kernel and the image differ (the report records it)",
-            "skip_preflight": "sagemaker: skip the checks run before anything is pushed or paid for"})
+@task(
+    help={
+        "target": "local or sagemaker",
+        "theme": "theme",
+        "py": "Python 3.N",
+        "source": "Titanic CSV URL or path",
+        "job_name": "training job name (default: BASE_JOB_NAME + timestamp)",
+        "dry_run": "print the plan (every command and AWS call), do nothing",
+        "allow_drift": "train even if the kernel and the image differ (the report records it)",
+        "skip_preflight": "sagemaker: skip the checks run before anything is pushed or paid for",
+    }
+)
 @clear_errors
-def deploy(c, target=None, theme=None, py=None, source=None, job_name=None, dry_run=False, allow_drift=False,
-           skip_preflight=False):
+def deploy(
+    c,
+    target=None,
+    theme=None,
+    py=None,
+    source=None,
+    job_name=None,
+    dry_run=False,
+    allow_drift=False,
+    skip_preflight=False,
+):
     """kernel -> build -> parity -> (instance, push) -> data -> training job -> runs/<job>/report.md."""
     from gs_ds_env import deploy as deploy_mod
 
-    deploy_mod.run(load_settings(target=target, theme=theme, py=py), source=source, job_name=job_name,
-                   dry_run=dry_run, allow_drift=allow_drift, skip_preflight=skip_preflight)
+    deploy_mod.run(
+        load_settings(target=target, theme=theme, py=py),
+        source=source,
+        job_name=job_name,
+        dry_run=dry_run,
+        allow_drift=allow_drift,
+        skip_preflight=skip_preflight,
+    )
 
 
 # ---- AWS evidence and policies -----------------------------------------------------------------------------
@@ -234,9 +296,14 @@ def iam_policy(c, out=None):
 
 
 # ---- operating the machine ------------------------------------------------------------------------------------
-@task(help={"threshold": "disk use in % above which a disk check fails (default 80)", "json": "print JSON",
-            "preflight": "the checks before a paid SageMaker job (AWS, with your credentials) and the image itself",
-            "notebook_root": "the notebook instance's persistent volume (default /home/ec2-user/SageMaker)"})
+@task(
+    help={
+        "threshold": "disk use in % above which a disk check fails (default 80)",
+        "json": "print JSON",
+        "preflight": "the checks before a paid SageMaker job (AWS, with your credentials) and the image itself",
+        "notebook_root": "the notebook instance's persistent volume (default /home/ec2-user/SageMaker)",
+    }
+)
 @clear_errors
 def doctor(c, threshold=80.0, json=False, notebook_root=None, preflight=False):
     """One line per check (disk, caches, Docker, tools, kernels, lifecycle): ok / warn / fail and the fix.
@@ -265,9 +332,17 @@ def doctor(c, threshold=80.0, json=False, notebook_root=None, preflight=False):
         raise Exit(code=1)
 
 
-@task(help={"uv": "uv cache prune", "pip": "pip cache purge", "docker": "this project's images no theme uses now",
-            "runs": "run folders (with --older-than)", "older_than": "days (runs only; default 30)",
-            "all": "all of the above", "dry_run": "print what would be removed and remove nothing"})
+@task(
+    help={
+        "uv": "uv cache prune",
+        "pip": "pip cache purge",
+        "docker": "this project's images no theme uses now",
+        "runs": "run folders (with --older-than)",
+        "older_than": "days (runs only; default 30)",
+        "all": "all of the above",
+        "dry_run": "print what would be removed and remove nothing",
+    }
+)
 @clear_errors
 def clean(c, uv=False, pip=False, docker=False, runs=False, older_than=30.0, all=False, dry_run=False):
     """Free disk through the tools' own commands; never a venv or a kernel (that is inv kernel-remove)."""
@@ -278,13 +353,28 @@ def clean(c, uv=False, pip=False, docker=False, runs=False, older_than=30.0, all
     if float(older_than) < 0:
         raise Exit(f"error: --older-than {older_than} is negative: give a number of days", code=2)
     settings = load_settings()
-    steps = clean_mod.plan(settings, uv=uv or all, pip=pip or all, docker=docker or all, runs=runs or all,
-                           older_than=float(older_than))
+    steps = clean_mod.plan(
+        settings, uv=uv or all, pip=pip or all, docker=docker or all, runs=runs or all, older_than=float(older_than)
+    )
     print("\n".join(clean_mod.describe(steps, dry_run)), flush=True)
     if not dry_run and steps:
         print(f"freed {clean_mod.execute(settings, steps) / 1e6:.0f} MB")
 
 
-ns = Collection(kernel, kernels, kernel_remove, kernels_restore, lock, parity, build, push, data, train, deploy, instance,
-               doctor, clean,
-               iam_policy)
+ns = Collection(
+    kernel,
+    kernels,
+    kernel_remove,
+    kernels_restore,
+    lock,
+    parity,
+    build,
+    push,
+    data,
+    train,
+    deploy,
+    instance,
+    doctor,
+    clean,
+    iam_policy,
+)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import boto3
 from botocore.config import Config
-from botocore.parsers import ResponseParserError
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -17,14 +16,19 @@ from botocore.exceptions import (
     ProfileNotFound,
     ReadTimeoutError,
 )
+from botocore.parsers import ResponseParserError
 
 from .settings import ConfigError, Settings
 
 # A dead or frozen endpoint fails within about a minute (3 attempts x (5 s connect + 20 s read) + backoff), with
 # one line naming it, instead of botocore's default 60 s read timeout per attempt.
 CONNECT_TIMEOUT, READ_TIMEOUT = 5, 20
-RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=CONNECT_TIMEOUT,
-                 read_timeout=READ_TIMEOUT, user_agent_extra="gs-ds-env")
+RETRIES = Config(
+    retries={"mode": "standard", "total_max_attempts": 3},
+    connect_timeout=CONNECT_TIMEOUT,
+    read_timeout=READ_TIMEOUT,
+    user_agent_extra="gs-ds-env",
+)
 # Optional reads (quotas, prices) have a fallback: fail over to it quickly instead of backing off for seconds.
 QUICK = RETRIES.merge(Config(retries={"mode": "standard", "total_max_attempts": 2}))
 
@@ -41,8 +45,10 @@ def session(settings: Settings) -> boto3.Session:
     try:
         return boto3.Session(region_name=settings.aws_region, profile_name=settings.aws_profile or None)
     except ProfileNotFound:
-        raise ConfigError(f"AWS_PROFILE={settings.aws_profile!r} is not in ~/.aws/config: run "
-                          f"`aws configure --profile {settings.aws_profile}` or leave AWS_PROFILE empty") from None
+        raise ConfigError(
+            f"AWS_PROFILE={settings.aws_profile!r} is not in ~/.aws/config: run "
+            f"`aws configure --profile {settings.aws_profile}` or leave AWS_PROFILE empty"
+        ) from None
 
 
 def client(boto_session: boto3.Session, service: str, region: str | None = None, config: Config | None = None):
@@ -56,8 +62,10 @@ def error_code(error: Exception) -> str:
 def explain(error: Exception, doing: str) -> AwsError:
     """One line for a failed call: what we were doing, AWS's code and message, and a hint for the usual causes."""
     if isinstance(error, NoCredentialsError):
-        return AwsError(f"{doing}: no AWS credentials found; run `aws configure` (or set AWS_PROFILE in .env), "
-                        "or on a SageMaker notebook attach an execution role")
+        return AwsError(
+            f"{doing}: no AWS credentials found; run `aws configure` (or set AWS_PROFILE in .env), "
+            "or on a SageMaker notebook attach an execution role"
+        )
     if isinstance(error, ClientError):
         code = error_code(error)
         message = error.response.get("Error", {}).get("Message", "")
@@ -67,7 +75,7 @@ def explain(error: Exception, doing: str) -> AwsError:
             "ExpiredToken": "the credentials expired: refresh them (aws sso login / new session)",
             "InvalidClientTokenId": "the access key is not valid in this account/region: check AWS_PROFILE",
             "ResourceLimitExceeded": "the account quota for this instance type is too low: run `inv instance` and "
-                                     "request an increase in Service Quotas, or use INSTANCE_TYPE=auto",
+            "request an increase in Service Quotas, or use INSTANCE_TYPE=auto",
         }.get(code, "")
         return AwsError(f"{doing}: {code}: {message}" + (f" ({hint})" if hint else ""))
     if isinstance(error, (ConnectTimeoutError, ReadTimeoutError, EndpointConnectionError)):

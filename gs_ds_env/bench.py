@@ -39,7 +39,9 @@ def _copy(scratch: Path, *parts: str) -> Path:
     for part in parts:
         source = REPO_ROOT / part
         if source.is_dir():
-            shutil.copytree(source, scratch / part, ignore=shutil.ignore_patterns(".venv*", "manifest.env", "__pycache__"))
+            shutil.copytree(
+                source, scratch / part, ignore=shutil.ignore_patterns(".venv*", "manifest.env", "__pycache__")
+            )
         else:
             shutil.copy2(source, scratch / part)
     return scratch
@@ -57,8 +59,18 @@ def bench_kernels(scratch: Path, py: str, env: dict) -> None:
     unpinned = scratch / "unpinned-venv"
     shutil.rmtree(unpinned, ignore_errors=True)
     unpinned_seconds = _timed([uv, "venv", "--quiet", "--seed", "--python", py, str(unpinned)], env=env)
-    unpinned_seconds += _timed([uv, "pip", "install", "--quiet", "--python", str(unpinned / "bin/python"),
-                                *(arg for path in requirements for arg in ("-r", str(path)))], env=env)
+    unpinned_seconds += _timed(
+        [
+            uv,
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
+            str(unpinned / "bin/python"),
+            *(arg for path in requirements for arg in ("-r", str(path))),
+        ],
+        env=env,
+    )
 
     python = shutil.which(f"python{py}", path=env["PATH"]) or sys.executable
     pip_env = {**env, "PIP_CACHE_DIR": str(scratch / "pip-cache")}
@@ -66,15 +78,19 @@ def bench_kernels(scratch: Path, py: str, env: dict) -> None:
     for _ in range(2):  # first run warms pip's cache; the second is measured
         shutil.rmtree(baseline, ignore_errors=True)
         pip_seconds = _timed([python, "-m", "venv", str(baseline)], env=pip_env)
-        pip_seconds += _timed([str(baseline / "bin/pip"), "install", "-q",
-                               *(arg for path in requirements for arg in ("-r", str(path)))], env=pip_env)
+        pip_seconds += _timed(
+            [str(baseline / "bin/pip"), "install", "-q", *(arg for path in requirements for arg in ("-r", str(path)))],
+            env=pip_env,
+        )
     print(f"kernel (tabular, Python {py}, warm caches):")
     print(f"  from the lock: gs-env-create-kernel.sh {locked_seconds:7.1f} s   (install + smoke test + registration)")
     print(f"  from the unpinned lists, uv          {unpinned_seconds:7.1f} s   (install only; versions of the day)")
     print(f"  python -m venv + pip install -r      {pip_seconds:7.1f} s   (install only)")
     print(f"  speed-up, lock vs venv+pip           {pip_seconds / locked_seconds:7.1f} x   (goal >= 10x)")
 
-    shutil.copytree(repo / "themes/tabular", repo / "themes/tabular2", ignore=shutil.ignore_patterns(".venv*", "manifest.env"))
+    shutil.copytree(
+        repo / "themes/tabular", repo / "themes/tabular2", ignore=shutil.ignore_patterns(".venv*", "manifest.env")
+    )
     _timed(script + ["tabular2", py], env=env)
     first = repo / "themes/tabular/kernel/.venv"
     second = repo / "themes/tabular2/kernel/.venv"
@@ -82,8 +98,12 @@ def bench_kernels(scratch: Path, py: str, env: dict) -> None:
     extra = _du_bytes(first, second) - first_bytes
     cache_bytes = _du_bytes(Path(env["WORKING_DIR"]) / "cache/uv")
     print("disk:")
-    print(f"  first venv (apparent)             {first_bytes / 1e6:7.0f} MB   (uv cache {cache_bytes / 1e6:.0f} MB, shared)")
-    print(f"  second theme venv, extra          {extra / 1e6:7.1f} MB   = {100 * extra / first_bytes:.1f}% of the first (goal < 5%)")
+    print(
+        f"  first venv (apparent)             {first_bytes / 1e6:7.0f} MB   (uv cache {cache_bytes / 1e6:.0f} MB, shared)"
+    )
+    print(
+        f"  second theme venv, extra          {extra / 1e6:7.1f} MB   = {100 * extra / first_bytes:.1f}% of the first (goal < 5%)"
+    )
     bench_restore(repo, py, env)
 
 
@@ -93,8 +113,11 @@ def bench_restore(repo: Path, py: str, env: dict, kernels: int = 5) -> None:
     holds, and five torch venvs would cost ~30 GB here)."""
     script = [str(repo / "bin/gs-env-create-kernel.sh")]
     for number in range(3, kernels + 1):
-        shutil.copytree(repo / "themes/tabular", repo / f"themes/tabular{number}",
-                        ignore=shutil.ignore_patterns(".venv*", "manifest.env", ".build.lock"))
+        shutil.copytree(
+            repo / "themes/tabular",
+            repo / f"themes/tabular{number}",
+            ignore=shutil.ignore_patterns(".venv*", "manifest.env", ".build.lock"),
+        )
         _timed(script + [f"tabular{number}", py], env=env)
     shutil.rmtree(Path(env["JUPYTER_DATA_DIR"]) / "kernels")  # what a notebook stop/start does
     seconds = _timed([str(repo / "bin/gs-env-restore-kernels.sh")], env=env)
@@ -104,18 +127,33 @@ def bench_restore(repo: Path, py: str, env: dict, kernels: int = 5) -> None:
 
 
 # What the Titanic program imports at start, timed inside the container (interpreter start-up excluded).
-IMPORT_PROBE = ("import time; t = time.perf_counter(); import titanic.train, titanic.model, matplotlib.pyplot, xgboost; "
-                "print(time.perf_counter() - t)")
+IMPORT_PROBE = (
+    "import time; t = time.perf_counter(); import titanic.train, titanic.model, matplotlib.pyplot, xgboost; "
+    "print(time.perf_counter() - t)"
+)
 
 
 def _cold_build(client, repo: Path, tag: str, py: str, base_image: str, **build_args: str) -> float:
     for image in client.images.list(name=tag.split(":")[0]):
         client.images.remove(image.id, force=True)
-    args = {"PY": py, "THEME": "tabular", "BASE_IMAGE": base_image,
-            "UV_VERSION": locks.pins(REPO_ROOT)["UV_VERSION"], **build_args}
+    args = {
+        "PY": py,
+        "THEME": "tabular",
+        "BASE_IMAGE": base_image,
+        "UV_VERSION": locks.pins(REPO_ROOT)["UV_VERSION"],
+        **build_args,
+    }
     started = time.perf_counter()
-    for _ in client.api.build(path=str(repo), dockerfile="docker/Dockerfile", tag=tag, buildargs=args, nocache=True,
-                              rm=True, forcerm=True, decode=True):
+    for _ in client.api.build(
+        path=str(repo),
+        dockerfile="docker/Dockerfile",
+        tag=tag,
+        buildargs=args,
+        nocache=True,
+        rm=True,
+        forcerm=True,
+        decode=True,
+    ):
         if "error" in _:
             raise RuntimeError(f"bench build {tag} failed: {_['error']}")
     return time.perf_counter() - started
@@ -130,8 +168,10 @@ def _layers(client, tag: str) -> tuple[int, int]:
 
 
 def _import_seconds(client, tag: str, runs: int = 3) -> float:
-    times = [float(client.containers.run(tag, ["python", "-c", IMPORT_PROBE], remove=True, working_dir="/opt/program"))
-             for _ in range(runs)]
+    times = [
+        float(client.containers.run(tag, ["python", "-c", IMPORT_PROBE], remove=True, working_dir="/opt/program"))
+        for _ in range(runs)
+    ]
     return sorted(times)[runs // 2]
 
 
@@ -147,15 +187,21 @@ def bench_image(scratch: Path, py: str, base_image: str) -> None:
     rows = {}
     for mode in ("none", "imported", "all"):
         seconds = _cold_build(client, repo, f"{name}-{mode}:cold", py, base, COMPILE_BYTECODE=mode)
-        rows[mode] = (seconds, *_layers(client, f"{name}-{mode}:cold"), _import_seconds(client, f"{name}-{mode}:cold"),
-                      client.images.get(f"{name}-{mode}:cold").attrs["Size"])
+        rows[mode] = (
+            seconds,
+            *_layers(client, f"{name}-{mode}:cold"),
+            _import_seconds(client, f"{name}-{mode}:cold"),
+            client.images.get(f"{name}-{mode}:cold").attrs["Size"],
+        )
     uv_seconds = rows["imported"][0]
     print(f"  cold build, uv                    {uv_seconds:7.1f} s")
     print(f"  cold build, pip                   {pip_seconds:7.1f} s   = {pip_seconds / uv_seconds:.1f}x uv's time")
     print("  bytecode   dependency layer  .pyc layer   image    stack import at start")
     for mode, (_, venv, pyc, imports, size) in rows.items():
-        print(f"  {mode:<10} {venv / 1e6:9.0f} MB   {pyc / 1e6:7.1f} MB  {size / 1e6:6.0f} MB  {imports:7.2f} s"
-              + ("   <- default" if mode == "imported" else ""))
+        print(
+            f"  {mode:<10} {venv / 1e6:9.0f} MB   {pyc / 1e6:7.1f} MB  {size / 1e6:6.0f} MB  {imports:7.2f} s"
+            + ("   <- default" if mode == "imported" else "")
+        )
     print(f"  goal: dependency layer <= 300 MB (default: {rows['imported'][1] / 1e6:.0f} MB)")
 
     (repo / "training/titanic/__init__.py").write_text(f'"""bench: a training-only change at {time.time()}"""\n')
@@ -182,7 +228,9 @@ def bench_deploy(scratch: Path, py: str, env: dict) -> None:
     print("warm inv deploy (TARGET=local):")
     for step, seconds in record["timings"].items():
         print(f"  {step:<34}{float(seconds):7.1f} s")
-    print(f"  total                             {total:7.1f} s   (validation AUC {record['metrics']['validation:auc']:.4f})")
+    print(
+        f"  total                             {total:7.1f} s   (validation AUC {record['metrics']['validation:auc']:.4f})"
+    )
 
 
 def main() -> None:
@@ -190,8 +238,12 @@ def main() -> None:
     py = os.environ.get("BENCH_PY", settings.py)
     with tempfile.TemporaryDirectory(prefix="gs-bench-") as tmp:
         scratch = Path(tmp)
-        env = {**os.environ, "WORKING_DIR": str(scratch / "work"), "JUPYTER_DATA_DIR": str(scratch / "jupyter"),
-               "PATH": os.pathsep.join([str(Path(locks.uv_binary(REPO_ROOT)).parent), os.environ.get("PATH", "")])}
+        env = {
+            **os.environ,
+            "WORKING_DIR": str(scratch / "work"),
+            "JUPYTER_DATA_DIR": str(scratch / "jupyter"),
+            "PATH": os.pathsep.join([str(Path(locks.uv_binary(REPO_ROOT)).parent), os.environ.get("PATH", "")]),
+        }
         bench_kernels(scratch, py, env)
         bench_image(scratch, py, settings.base_image)
         bench_deploy(scratch, py, env)

@@ -40,14 +40,18 @@ def current_content_tags(settings: Settings) -> set[str]:
     pythons = {settings.py} | {
         ".".join(version.split(".")[:2])
         for manifest in settings.repo_root.glob("themes/*/kernel/manifest.env")
-        if (version := dotenv_values(manifest).get("PYTHON_VERSION"))}
+        if (version := dotenv_values(manifest).get("PYTHON_VERSION"))
+    }
     tags = set()
     for theme in locks.themes(settings.repo_root):
         for py in sorted(pythons):
             command = image.build_push_command(settings.replace(theme=theme, py=py), push=False, dry_run=True)
             result = subprocess.run(command, capture_output=True, text=True)
-            tags.update(line.removeprefix("CONTENT_TAG=") for line in result.stdout.splitlines()
-                        if line.startswith("CONTENT_TAG="))
+            tags.update(
+                line.removeprefix("CONTENT_TAG=")
+                for line in result.stdout.splitlines()
+                if line.startswith("CONTENT_TAG=")
+            )
     return tags
 
 
@@ -70,8 +74,9 @@ def plan(settings: Settings, *, uv: bool, pip: bool, docker: bool, runs: bool, o
         cutoff = time.time() - older_than * 86400
         for folder in sorted(settings.runs_dir.glob("*")):
             if folder.is_dir() and folder.stat().st_mtime < cutoff:
-                steps.append(Step(f"run folder {folder} (older than {older_than:g} days)", _size(folder), "run",
-                                  str(folder)))
+                steps.append(
+                    Step(f"run folder {folder} (older than {older_than:g} days)", _size(folder), "run", str(folder))
+                )
     return steps
 
 
@@ -89,8 +94,14 @@ def _image_steps(settings: Settings) -> list[Step]:
         others = len(found.tags) - len(ours)
         size = 0 if others else int(found.attrs.get("Size", 0))
         note = f"; {others} other tag(s) keep the image" if others else ""
-        steps.append(Step(f"image {', '.join(ours)} ({found.short_id}, content tag {tag}: no theme builds it "
-                          f"now{note})", size, "image", " ".join(ours)))
+        steps.append(
+            Step(
+                f"image {', '.join(ours)} ({found.short_id}, content tag {tag}: no theme builds it now{note})",
+                size,
+                "image",
+                " ".join(ours),
+            )
+        )
     return steps
 
 
@@ -104,8 +115,9 @@ def describe(steps: list[Step], dry_run: bool) -> list[str]:
 
 def execute(settings: Settings, steps: list[Step]) -> int:
     """Carry out the plan; returns the bytes really freed."""
-    import docker
     from docker.errors import APIError
+
+    import docker
 
     freed = 0
     for step in steps:
@@ -118,8 +130,11 @@ def execute(settings: Settings, steps: list[Step]) -> int:
         elif step.kind == "pip":
             python = shutil.which("python3")  # the project's own venv has no pip; the machine's python3 does
             if python:
-                subprocess.run([python, "-m", "pip", "cache", "purge"], check=False,
-                               env={**os.environ, "PIP_CACHE_DIR": step.target})
+                subprocess.run(
+                    [python, "-m", "pip", "cache", "purge"],
+                    check=False,
+                    env={**os.environ, "PIP_CACHE_DIR": step.target},
+                )
             freed += step.bytes - _size(Path(step.target))
         elif step.kind == "image":
             try:  # tag by tag: an image some container still uses is refused by Docker and kept

@@ -17,7 +17,18 @@ from .locking import exclusive
 from .settings import Settings
 
 TITANIC_COLUMNS = [
-    "PassengerId", "Survived", "Pclass", "Name", "Sex", "Age", "SibSp", "Parch", "Ticket", "Fare", "Cabin", "Embarked",
+    "PassengerId",
+    "Survived",
+    "Pclass",
+    "Name",
+    "Sex",
+    "Age",
+    "SibSp",
+    "Parch",
+    "Ticket",
+    "Fare",
+    "Cabin",
+    "Embarked",
 ]
 CHANNELS = ("train", "validation")
 CHANNELS_MANIFEST = "channels.json"
@@ -78,8 +89,10 @@ def _download(source: str, partial: Path) -> None:
             while block := response.read1(1 << 16):  # read1: whatever has arrived, so a trickle cannot block
                 out.write(block)
                 if time.monotonic() > deadline:
-                    raise DataError(f"downloading {source} took longer than {DOWNLOAD_DEADLINE:g} s: stopped; "
-                                    "set TITANIC_CSV to a local copy")
+                    raise DataError(
+                        f"downloading {source} took longer than {DOWNLOAD_DEADLINE:g} s: stopped; "
+                        "set TITANIC_CSV to a local copy"
+                    )
     except OSError as error:
         raise DataError(f"cannot download {source} ({error}); set TITANIC_CSV to a local copy") from None
 
@@ -108,8 +121,10 @@ def load(path: Path) -> pd.DataFrame:
         odd = sorted(map(str, labels[~labels.isin([0, 1])].unique()))[:5]
         raise DataError(f"{path}: Survived must be 0 or 1, found {', '.join(odd)}: fix the labels")
     if len(frame) < 50 or labels.nunique() != 2:
-        raise DataError(f"{path} has {len(frame)} rows and {labels.nunique()} classes: need at least 50 rows "
-                        "and both classes (0 and 1) to train on")
+        raise DataError(
+            f"{path} has {len(frame)} rows and {labels.nunique()} classes: need at least 50 rows "
+            "and both classes (0 and 1) to train on"
+        )
     return frame
 
 
@@ -128,8 +143,10 @@ def _recorded_channels(stage: Path) -> dict | None:
         path = _channel_file(stage, channel)
         entry = recorded.get(channel, {})
         if not path.is_file() or sha256_of(path) != entry.get("sha256"):
-            print(f"[data] {path} is not the file staged from the verified source (missing or changed): "
-                  "staging again", flush=True)
+            print(
+                f"[data] {path} is not the file staged from the verified source (missing or changed): staging again",
+                flush=True,
+            )
             return None
     return recorded
 
@@ -154,7 +171,7 @@ def split_and_stage(settings: Settings, source: str | None = None) -> StagedData
             scratch = stage.with_name(stage.name + ".tmp")
             shutil.rmtree(scratch, ignore_errors=True)
             recorded = {}
-            for channel, part in zip(CHANNELS, (train, validation)):
+            for channel, part in zip(CHANNELS, (train, validation), strict=True):
                 (scratch / channel).mkdir(parents=True)
                 part.to_csv(_channel_file(scratch, channel), index=False)
                 recorded[channel] = {"sha256": sha256_of(_channel_file(scratch, channel)), "rows": len(part)}
@@ -162,6 +179,10 @@ def split_and_stage(settings: Settings, source: str | None = None) -> StagedData
             shutil.rmtree(stage, ignore_errors=True)
             scratch.rename(stage)
     channels = {channel: stage / channel for channel in CHANNELS}
-    return StagedData(source=origin, sha256=sha, channels=channels,
-                      rows={channel: recorded[channel]["rows"] for channel in CHANNELS},
-                      channel_sha256={channel: recorded[channel]["sha256"] for channel in CHANNELS})
+    return StagedData(
+        source=origin,
+        sha256=sha,
+        channels=channels,
+        rows={channel: recorded[channel]["rows"] for channel in CHANNELS},
+        channel_sha256={channel: recorded[channel]["sha256"] for channel in CHANNELS},
+    )

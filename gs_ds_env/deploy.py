@@ -8,8 +8,21 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import (aws, data, iam, image, instance, kernels, locks, parity, preflight, report, s3_data, sagemaker_job,
-               training_job)
+from . import (
+    aws,
+    data,
+    iam,
+    image,
+    instance,
+    kernels,
+    locks,
+    parity,
+    preflight,
+    report,
+    s3_data,
+    sagemaker_job,
+    training_job,
+)
 from . import versions as versions_mod
 from .settings import ConfigError, Settings
 
@@ -26,8 +39,20 @@ class Timer:
         self.seconds[name] = round(time.perf_counter() - started, 2)
 
 
-AWS_KEYS = ("AWS_REGION", "S3_BUCKET", "S3_PREFIX", "ECR_REPOSITORY", "SAGEMAKER_ROLE_ARN", "INSTANCE_TYPE",
-            "INSTANCE_COUNT", "USE_SPOT", "MAX_RUN", "MAX_WAIT", "VOLUME_SIZE", "BASE_JOB_NAME")
+AWS_KEYS = (
+    "AWS_REGION",
+    "S3_BUCKET",
+    "S3_PREFIX",
+    "ECR_REPOSITORY",
+    "SAGEMAKER_ROLE_ARN",
+    "INSTANCE_TYPE",
+    "INSTANCE_COUNT",
+    "USE_SPOT",
+    "MAX_RUN",
+    "MAX_WAIT",
+    "VOLUME_SIZE",
+    "BASE_JOB_NAME",
+)
 
 
 def reproduce_commands(settings: Settings, instance_type: str | None = None, job_name: str | None = None) -> list[str]:
@@ -42,12 +67,16 @@ def reproduce_commands(settings: Settings, instance_type: str | None = None, job
     if settings.target == "sagemaker":
         values = {key: getattr(settings, key.lower()) for key in AWS_KEYS}
         values["INSTANCE_TYPE"] = instance_type or settings.instance_type
-        lines += [f"# {key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in values.items()]
+        lines += [
+            f"# {key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in values.items()
+        ]
         lines.append("inv iam-policy --out iam/   # attach these before the first run (README: AWS set-up)")
     lines.append(f"make deploy THEME={settings.theme} PY={settings.py} TARGET={settings.target}")
     if settings.target == "sagemaker" and job_name:
-        lines += [f"aws s3 ls {s3_data.uri(settings, 'output', job_name, 'output')}/",
-                  f"aws logs tail {iam.LOG_GROUP} --log-stream-name-prefix {job_name} --region {settings.aws_region}"]
+        lines += [
+            f"aws s3 ls {s3_data.uri(settings, 'output', job_name, 'output')}/",
+            f"aws logs tail {iam.LOG_GROUP} --log-stream-name-prefix {job_name} --region {settings.aws_region}",
+        ]
     return lines
 
 
@@ -64,14 +93,17 @@ def check_parity(settings: Settings, built: image.BuiltImage, allow_drift: bool)
     elif allow_drift:
         print(f"warning: {result.summary()} (--allow-drift: training anyway; the report records it)", flush=True)
     else:
-        raise parity.ParityError(f"{result.summary()}. The job would not run what the notebook ran: rebuild the "
-                                 f"kernel (make kernel THEME={settings.theme} PY={settings.py} FORCE=1) or pass "
-                                 f"--allow-drift")
+        raise parity.ParityError(
+            f"{result.summary()}. The job would not run what the notebook ran: rebuild the "
+            f"kernel (make kernel THEME={settings.theme} PY={settings.py} FORCE=1) or pass "
+            f"--allow-drift"
+        )
     return result.as_record(allow_drift), container
 
 
-def _record(settings: Settings, job_name: str, staged: data.StagedData, timer: Timer,
-            training_seconds: float | None, **fields) -> dict:
+def _record(
+    settings: Settings, job_name: str, staged: data.StagedData, timer: Timer, training_seconds: float | None, **fields
+) -> dict:
     """The run record both targets share (report.render reads it); `fields` adds the target's own."""
     return {
         "target": settings.target,
@@ -79,9 +111,15 @@ def _record(settings: Settings, job_name: str, staged: data.StagedData, timer: T
         "kernel": settings.kernel_name,
         "region": settings.aws_region,
         "job_name": job_name,
-        "data": {"source": staged.source, "sha256": staged.sha256, "rows": staged.rows,
-                 "channels": {channel: {"sha256": staged.channel_sha256[channel], "rows": staged.rows[channel]}
-                              for channel in staged.channels}},
+        "data": {
+            "source": staged.source,
+            "sha256": staged.sha256,
+            "rows": staged.rows,
+            "channels": {
+                channel: {"sha256": staged.channel_sha256[channel], "rows": staged.rows[channel]}
+                for channel in staged.channels
+            },
+        },
         "hyperparameters": settings.hyperparameters,
         "timings": {**timer.seconds, "training computation (in container)": training_seconds or 0.0},
         **fields,
@@ -94,8 +132,16 @@ def _write_report(settings: Settings, record: dict) -> Path:
     return run_json
 
 
-def run(settings: Settings, *, skip_kernel: bool = False, source: str | None = None, job_name: str | None = None,
-        dry_run: bool = False, allow_drift: bool = False, skip_preflight: bool = False) -> Path | None:
+def run(
+    settings: Settings,
+    *,
+    skip_kernel: bool = False,
+    source: str | None = None,
+    job_name: str | None = None,
+    dry_run: bool = False,
+    allow_drift: bool = False,
+    skip_preflight: bool = False,
+) -> Path | None:
     """`inv deploy` / `inv train` for either target; a dry run prints the plan and calls nothing."""
     if job_name and not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", job_name):
         raise ConfigError(f"job name {job_name!r} is invalid: letters, digits and '-', at most 63 characters")
@@ -103,13 +149,24 @@ def run(settings: Settings, *, skip_kernel: bool = False, source: str | None = N
         print(sagemaker_plan(settings) if settings.target == "sagemaker" else local_plan(settings), flush=True)
         return None
     if settings.target == "sagemaker":
-        return deploy_sagemaker(settings, skip_kernel=skip_kernel, source=source, job_name=job_name,
-                                allow_drift=allow_drift, skip_preflight=skip_preflight)
+        return deploy_sagemaker(
+            settings,
+            skip_kernel=skip_kernel,
+            source=source,
+            job_name=job_name,
+            allow_drift=allow_drift,
+            skip_preflight=skip_preflight,
+        )
     return deploy_local(settings, skip_kernel=skip_kernel, source=source, job_name=job_name, allow_drift=allow_drift)
 
 
-def deploy_local(settings: Settings, skip_kernel: bool = False, source: str | None = None,
-                 job_name: str | None = None, allow_drift: bool = False) -> Path:
+def deploy_local(
+    settings: Settings,
+    skip_kernel: bool = False,
+    source: str | None = None,
+    job_name: str | None = None,
+    allow_drift: bool = False,
+) -> Path:
     timer = Timer()
     if not skip_kernel:
         with timer.step("kernel"):
@@ -123,30 +180,45 @@ def deploy_local(settings: Settings, skip_kernel: bool = False, source: str | No
     job_name = job_name or training_job.new_job_name(settings)
     with timer.step("train"):
         result = training_job.train_local(settings, built.uri, staged.channels, job_name)
-    pictures = report.extract_pictures(Path(result.model_artifact).with_name("output.tar.gz"),
-                                       settings.runs_dir / job_name)
-    return _write_report(settings, _record(
-        settings, job_name, staged, timer, result.extra.get("training_seconds"),
-        image={"uri": built.uri, "content_tag": built.content_tag, "size_bytes": built.size_bytes},
-        parity=parity_record, versions=versions_mod.collect(settings, built, container),
-        channels=result.channels, metrics=result.metrics, model_artifact=result.model_artifact,
-        output_path=str(Path(result.model_artifact).parent), reproduce=reproduce_commands(settings),
-        pictures=pictures))
+    pictures = report.extract_pictures(
+        Path(result.model_artifact).with_name("output.tar.gz"), settings.runs_dir / job_name
+    )
+    return _write_report(
+        settings,
+        _record(
+            settings,
+            job_name,
+            staged,
+            timer,
+            result.extra.get("training_seconds"),
+            image={"uri": built.uri, "content_tag": built.content_tag, "size_bytes": built.size_bytes},
+            parity=parity_record,
+            versions=versions_mod.collect(settings, built, container),
+            channels=result.channels,
+            metrics=result.metrics,
+            model_artifact=result.model_artifact,
+            output_path=str(Path(result.model_artifact).parent),
+            reproduce=reproduce_commands(settings),
+            pictures=pictures,
+        ),
+    )
 
 
 def local_plan(settings: Settings) -> str:
     build_cmd = " ".join(image.build_push_command(settings, push=False))
-    return "\n".join([
-        f"plan for TARGET=local (theme {settings.theme}, Python {settings.py}):",
-        f"  1. bin/gs-env-create-kernel.sh {settings.theme} {settings.py} '' {settings.torch_backend}",
-        f"  2. {build_cmd}",
-        "  3. parity: the kernel venv's packages vs the image's (stop on any difference unless --allow-drift)",
-        f"  4. fetch {settings.titanic_csv or settings.titanic_url} (sha256 {settings.titanic_sha256[:12]}…), "
-        f"split {1 - settings.validation_fraction:g}/{settings.validation_fraction:g} seed {settings.seed} into data/staged/",
-        f"  5. Estimator(instance_type='local', hyperparameters={settings.hyperparameters}).fit(train, validation)",
-        "  6. runs/<job>/report.md + run.json (with every version: Python, lock sha256, base image, packages, SDK, uv, "
-        "Docker)",
-    ])
+    return "\n".join(
+        [
+            f"plan for TARGET=local (theme {settings.theme}, Python {settings.py}):",
+            f"  1. bin/gs-env-create-kernel.sh {settings.theme} {settings.py} '' {settings.torch_backend}",
+            f"  2. {build_cmd}",
+            "  3. parity: the kernel venv's packages vs the image's (stop on any difference unless --allow-drift)",
+            f"  4. fetch {settings.titanic_csv or settings.titanic_url} (sha256 {settings.titanic_sha256[:12]}…), "
+            f"split {1 - settings.validation_fraction:g}/{settings.validation_fraction:g} seed {settings.seed} into data/staged/",
+            f"  5. Estimator(instance_type='local', hyperparameters={settings.hyperparameters}).fit(train, validation)",
+            "  6. runs/<job>/report.md + run.json (with every version: Python, lock sha256, base image, packages, SDK, uv, "
+            "Docker)",
+        ]
+    )
 
 
 def _stop_on_failures(checks) -> None:
@@ -154,13 +226,21 @@ def _stop_on_failures(checks) -> None:
         print(f"preflight {check.status:4} {check.name}: {check.detail}", flush=True)
     failures = [check for check in checks if check.status == "fail"]
     if failures:
-        raise preflight.PreflightFailed("; ".join(f"{c.name}: {c.detail} (fix: {c.fix})" if c.fix else f"{c.name}: {c.detail}"
-                                        for c in failures) + " — nothing was pushed or started (--skip-preflight "
-                              "to go on anyway)")
+        raise preflight.PreflightFailed(
+            "; ".join(f"{c.name}: {c.detail} (fix: {c.fix})" if c.fix else f"{c.name}: {c.detail}" for c in failures)
+            + " — nothing was pushed or started (--skip-preflight "
+            "to go on anyway)"
+        )
 
 
-def deploy_sagemaker(settings: Settings, skip_kernel: bool = False, source: str | None = None,
-                     job_name: str | None = None, allow_drift: bool = False, skip_preflight: bool = False) -> Path:
+def deploy_sagemaker(
+    settings: Settings,
+    skip_kernel: bool = False,
+    source: str | None = None,
+    job_name: str | None = None,
+    allow_drift: bool = False,
+    skip_preflight: bool = False,
+) -> Path:
     """preflight -> kernel -> instance evidence -> build -> image check -> ECR push -> S3 upload -> training job
     -> verified model -> report."""
     timer = Timer()
@@ -192,9 +272,14 @@ def deploy_sagemaker(settings: Settings, skip_kernel: bool = False, source: str 
     job_name = job_name or training_job.new_job_name(settings)
     run_dir = settings.runs_dir / job_name
     if choice.price is not None:
-        ceiling = choice.price * settings.instance_count * (settings.max_wait if settings.use_spot else settings.max_run)
-        print(f"starting a paid training job {job_name}: {settings.instance_count} x {choice.instance_type} at "
-              f"{choice.price:.3f} USD/h, at most {ceiling / 3600:.2f} USD (MAX_RUN/MAX_WAIT bound)", flush=True)
+        ceiling = (
+            choice.price * settings.instance_count * (settings.max_wait if settings.use_spot else settings.max_run)
+        )
+        print(
+            f"starting a paid training job {job_name}: {settings.instance_count} x {choice.instance_type} at "
+            f"{choice.price:.3f} USD/h, at most {ceiling / 3600:.2f} USD (MAX_RUN/MAX_WAIT bound)",
+            flush=True,
+        )
     with timer.step("train"):
         sagemaker_job.run(settings, boto_session, pushed.uri, uploaded.channels, choice.instance_type, job_name)
     with timer.step("results"):
@@ -203,12 +288,25 @@ def deploy_sagemaker(settings: Settings, skip_kernel: bool = False, source: str 
         pictures = report.extract_pictures(output, run_dir) if output else []
     urls = sagemaker_job.console_urls(settings.aws_region, job_name)
     record = _record(
-        settings, job_name, staged, timer, result.training_seconds,
-        image={"uri": pushed.uri, "digest": pushed.digest, "content_tag": pushed.content_tag,
-               "size_bytes": pushed.size_bytes, "pushed": pushed.pushed},
-        parity=parity_record, versions=versions_mod.collect(settings, pushed, container),
-        channels=uploaded.channels, metrics=result.metrics, model_artifact=result.model_artifact,
-        output_path=s3_data.uri(settings, "output"), reproduce=reproduce_commands(settings, choice.instance_type, job_name),
+        settings,
+        job_name,
+        staged,
+        timer,
+        result.training_seconds,
+        image={
+            "uri": pushed.uri,
+            "digest": pushed.digest,
+            "content_tag": pushed.content_tag,
+            "size_bytes": pushed.size_bytes,
+            "pushed": pushed.pushed,
+        },
+        parity=parity_record,
+        versions=versions_mod.collect(settings, pushed, container),
+        channels=uploaded.channels,
+        metrics=result.metrics,
+        model_artifact=result.model_artifact,
+        output_path=s3_data.uri(settings, "output"),
+        reproduce=reproduce_commands(settings, choice.instance_type, job_name),
         account=account,
         s3_prefix_uri=s3_data.uri(settings),
         ecr_repository=settings.ecr_repository,
@@ -244,29 +342,48 @@ def sagemaker_plan(settings: Settings) -> str:
     request = sagemaker_job.planned_request(settings, boto_session, image_uri, channels, planned_type, job_name)
     data_plan = s3_data.plan(settings).splitlines()
     steps = [
-        ("preflight, read-only (--skip-preflight skips it): sts:GetCallerIdentity; ecr:DescribeRepositories + "
-         "GetAuthorizationToken; iam:GetRole (trusts sagemaker.amazonaws.com?) + SimulatePrincipalPolicy iam:PassRole; "
-         "s3:GetBucketLocation + HeadObject on the channels; service-quotas; after the build (step 4), the image's "
-         f"`train` on a {preflight.SAMPLE_ROWS}-row sample must leave a non-empty /opt/ml/model before the push", []),
-        ("instance evidence: botocore model TrainingInstanceType; service-quotas:ListAWSDefaultServiceQuotas + "
-         f"ListServiceQuotas ServiceCode=sagemaker; pricing:GetProducts (us-east-1) ServiceCode=AmazonSageMaker "
-         f"regionCode={settings.aws_region}; INSTANCE_TYPE={settings.instance_type}"
-         + (" (shown below as ml.m5.large; the run picks the cheapest with quota > 0)"
-            if settings.instance_type == "auto" else ""), []),
+        (
+            "preflight, read-only (--skip-preflight skips it): sts:GetCallerIdentity; ecr:DescribeRepositories + "
+            "GetAuthorizationToken; iam:GetRole (trusts sagemaker.amazonaws.com?) + SimulatePrincipalPolicy iam:PassRole; "
+            "s3:GetBucketLocation + HeadObject on the channels; service-quotas; after the build (step 4), the image's "
+            f"`train` on a {preflight.SAMPLE_ROWS}-row sample must leave a non-empty /opt/ml/model before the push",
+            [],
+        ),
+        (
+            "instance evidence: botocore model TrainingInstanceType; service-quotas:ListAWSDefaultServiceQuotas + "
+            f"ListServiceQuotas ServiceCode=sagemaker; pricing:GetProducts (us-east-1) ServiceCode=AmazonSageMaker "
+            f"regionCode={settings.aws_region}; INSTANCE_TYPE={settings.instance_type}"
+            + (
+                " (shown below as ml.m5.large; the run picks the cheapest with quota > 0)"
+                if settings.instance_type == "auto"
+                else ""
+            ),
+            [],
+        ),
         (f"bin/gs-env-create-kernel.sh {settings.theme} {settings.py} '' {settings.torch_backend}", []),
         (" ".join(image.build_push_command(settings, push=True, account=account)), push_lines),
         ("parity: the kernel venv's packages vs the image's (stop on any difference unless --allow-drift)", []),
         (data_plan[0], data_plan[1:]),
-        ("sagemaker:CreateTrainingJob (as the SDK's Estimator.fit sends it):",
-         json.dumps(request, indent=2, default=str).splitlines()),
-        (f"sagemaker:DescribeTrainingJob until it ends; logs:DescribeLogStreams + GetLogEvents {iam.LOG_GROUP} "
-         f"{job_name}/* (streamed)", []),
-        (f"s3:HeadObject + GetObject {s3_data.uri(settings, 'output', job_name, 'output', 'model.tar.gz')} -> "
-         f"runs/{job_name}/model.tar.gz, metrics.json; billable seconds x price = cost", []),
+        (
+            "sagemaker:CreateTrainingJob (as the SDK's Estimator.fit sends it):",
+            json.dumps(request, indent=2, default=str).splitlines(),
+        ),
+        (
+            f"sagemaker:DescribeTrainingJob until it ends; logs:DescribeLogStreams + GetLogEvents {iam.LOG_GROUP} "
+            f"{job_name}/* (streamed)",
+            [],
+        ),
+        (
+            f"s3:HeadObject + GetObject {s3_data.uri(settings, 'output', job_name, 'output', 'model.tar.gz')} -> "
+            f"runs/{job_name}/model.tar.gz, metrics.json; billable seconds x price = cost",
+            [],
+        ),
         (f"runs/{job_name}/report.md + run.json", []),
     ]
-    lines = [f"plan for TARGET=sagemaker (theme {settings.theme}, Python {settings.py}, region {settings.aws_region}, "
-             f"account {account} as in SAGEMAKER_ROLE_ARN; a real run asks STS):"]
+    lines = [
+        f"plan for TARGET=sagemaker (theme {settings.theme}, Python {settings.py}, region {settings.aws_region}, "
+        f"account {account} as in SAGEMAKER_ROLE_ARN; a real run asks STS):"
+    ]
     for number, (title, details) in enumerate(steps, 1):
         lines.append(f"  {number}. {title}")
         lines += [f"       {line}" for line in details]

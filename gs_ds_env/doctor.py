@@ -56,8 +56,15 @@ def disk_checks(settings: Settings, threshold: float, notebook_root: Path) -> li
         percent = 100 * usage.used / usage.total
         detail = f"{path}: {percent:.0f}% used ({_gb(usage.used)} of {_gb(usage.total)}, {_gb(usage.free)} free)"
         if percent > threshold:
-            checks.append(Check("disk", label, FAIL, f"{detail}, over the {threshold:g}% threshold",
-                                "free space: `inv clean --all --dry-run`, then without --dry-run"))
+            checks.append(
+                Check(
+                    "disk",
+                    label,
+                    FAIL,
+                    f"{detail}, over the {threshold:g}% threshold",
+                    "free space: `inv clean --all --dry-run`, then without --dry-run",
+                )
+            )
         else:
             checks.append(Check("disk", label, OK, detail))
     return checks
@@ -65,43 +72,71 @@ def disk_checks(settings: Settings, threshold: float, notebook_root: Path) -> li
 
 def usage_breakdown(settings: Settings) -> list[Check]:
     """What takes the space, hardlink-aware (a venv linked from uv's cache counts only what it adds)."""
-    parts = [("uv cache", settings.working_dir / "cache/uv"), ("pip cache", settings.working_dir / "cache/pip"),
-             ("uv-managed Pythons", settings.working_dir / "python"), ("runs/", settings.runs_dir)]
-    parts += [(f"venv {venv.parent.parent.name}", venv)
-              for venv in sorted(settings.repo_root.glob("themes/*/kernel/.venv"))]
+    parts = [
+        ("uv cache", settings.working_dir / "cache/uv"),
+        ("pip cache", settings.working_dir / "cache/pip"),
+        ("uv-managed Pythons", settings.working_dir / "python"),
+        ("runs/", settings.runs_dir),
+    ]
+    parts += [
+        (f"venv {venv.parent.parent.name}", venv) for venv in sorted(settings.repo_root.glob("themes/*/kernel/.venv"))
+    ]
     return [Check("disk", name, OK, f"{_gb(_dir_bytes(path))} in {path}") for name, path in parts if path.exists()]
 
 
 def docker_checks(notebook_root: Path) -> list[Check]:
-    import docker
     from docker.errors import DockerException
+
+    import docker
 
     try:
         client = docker.from_env()
         info = client.info()
         version = client.version().get("Version", "?")
     except DockerException as error:
-        return [Check("tools", "docker", FAIL, f"no Docker engine answers ({str(error)[:120]})",
-                      "start it: `sudo systemctl start docker` (or dockerd); local mode and image builds need it")]
+        return [
+            Check(
+                "tools",
+                "docker",
+                FAIL,
+                f"no Docker engine answers ({str(error)[:120]})",
+                "start it: `sudo systemctl start docker` (or dockerd); local mode and image builds need it",
+            )
+        ]
     checks = [Check("tools", "docker", OK, f"Docker {version}")]
     root = Path(info.get("DockerRootDir", "/var/lib/docker"))
     layers = client.df().get("LayersSize", 0) or 0
     on_root = _existing(root).stat().st_dev == Path("/").stat().st_dev
     if notebook_root.is_dir() and on_root:
-        checks.append(Check("disk", "docker data root", WARN, f"{root} ({_gb(layers)} of layers) is on the root "
-                            "volume, which image builds fill", f"the lifecycle script moves it to "
-                            f"{notebook_root}/.docker (bin/gs-env-lifecycle-on-start.sh), or set data-root in "
-                            "/etc/docker/daemon.json"))
+        checks.append(
+            Check(
+                "disk",
+                "docker data root",
+                WARN,
+                f"{root} ({_gb(layers)} of layers) is on the root volume, which image builds fill",
+                f"the lifecycle script moves it to "
+                f"{notebook_root}/.docker (bin/gs-env-lifecycle-on-start.sh), or set data-root in "
+                "/etc/docker/daemon.json",
+            )
+        )
     else:
         where = "on /" if on_root else "off the root volume"
         checks.append(Check("disk", "docker data root", OK, f"{root} ({_gb(layers)} of layers), {where}"))
-    compose = _version(["docker", "compose", "version", "--short"]) or _version(["docker-compose", "version",
-                                                                                  "--short"])
+    compose = _version(["docker", "compose", "version", "--short"]) or _version(
+        ["docker-compose", "version", "--short"]
+    )
     if compose:
         checks.append(Check("tools", "docker compose", OK, compose))
     else:
-        checks.append(Check("tools", "docker compose", FAIL, "neither `docker compose` nor `docker-compose` found",
-                            "SageMaker local mode needs it: install the compose plugin or docker-compose"))
+        checks.append(
+            Check(
+                "tools",
+                "docker compose",
+                FAIL,
+                "neither `docker compose` nor `docker-compose` found",
+                "SageMaker local mode needs it: install the compose plugin or docker-compose",
+            )
+        )
     return checks
 
 
@@ -118,8 +153,15 @@ def tool_checks(settings: Settings) -> list[Check]:
     glibc = os.confstr("CS_GNU_LIBC_VERSION") or "unknown"
     found = re.search(r"(\d+)\.(\d+)", glibc)
     if found and tuple(map(int, found.groups())) < MIN_GLIBC_WHEELS:
-        checks.append(Check("tools", "glibc", WARN, f"{glibc}: manylinux_2_28 wheels (xgboost-cpu, torch) do not "
-                            "install here", "use an Amazon Linux 2023 notebook (glibc 2.34)"))
+        checks.append(
+            Check(
+                "tools",
+                "glibc",
+                WARN,
+                f"{glibc}: manylinux_2_28 wheels (xgboost-cpu, torch) do not install here",
+                "use an Amazon Linux 2023 notebook (glibc 2.34)",
+            )
+        )
     else:
         checks.append(Check("tools", "glibc", OK, glibc))
     uv = locks.uv_binary(settings.repo_root)
@@ -127,8 +169,15 @@ def tool_checks(settings: Settings) -> list[Check]:
     if version:
         checks.append(Check("tools", "uv", OK, version))
     else:
-        checks.append(Check("tools", "uv", WARN, "uv not found", "`make venv` installs it into .tools/uv; the kernel "
-                            "script bootstraps its own into WORKING_DIR"))
+        checks.append(
+            Check(
+                "tools",
+                "uv",
+                WARN,
+                "uv not found",
+                "`make venv` installs it into .tools/uv; the kernel script bootstraps its own into WORKING_DIR",
+            )
+        )
     return checks
 
 
@@ -153,8 +202,15 @@ def kernel_checks(settings: Settings) -> list[Check]:
         elif smoke.startswith("FAILED"):
             checks.append(Check("kernel", name, FAIL, f"smoke test: {smoke}", rebuild))
         elif name not in specs:
-            checks.append(Check("kernel", name, WARN, "venv healthy but not registered with Jupyter",
-                                "`inv kernels-restore` (the lifecycle script does it on every start)"))
+            checks.append(
+                Check(
+                    "kernel",
+                    name,
+                    WARN,
+                    "venv healthy but not registered with Jupyter",
+                    "`inv kernels-restore` (the lifecycle script does it on every start)",
+                )
+            )
         else:
             checks.append(Check("kernel", name, OK, f"registered, venv healthy, smoke test: {smoke or 'not recorded'}"))
     for name, folder in sorted(specs.items()):
@@ -163,8 +219,15 @@ def kernel_checks(settings: Settings) -> list[Check]:
         except (OSError, ValueError):
             continue
         if argv and os.path.isabs(argv[0]) and not Path(argv[0]).exists():
-            checks.append(Check("kernel", f"kernelspec {name}", FAIL, f"points at {argv[0]}, which no longer exists",
-                                f"`jupyter kernelspec remove {name}` (or rebuild the kernel)"))
+            checks.append(
+                Check(
+                    "kernel",
+                    f"kernelspec {name}",
+                    FAIL,
+                    f"points at {argv[0]}, which no longer exists",
+                    f"`jupyter kernelspec remove {name}` (or rebuild the kernel)",
+                )
+            )
     if not checks:
         checks.append(Check("kernel", "theme kernels", WARN, "none yet", "make kernel THEME=tabular PY=3.12"))
     return checks
@@ -176,13 +239,26 @@ def lifecycle_checks(settings: Settings, notebook_root: Path) -> list[Check]:
     log = notebook_root / ".myenv/restore-kernels.log"
     if log.is_file():
         return [Check("lifecycle", "on-start script", OK, f"kernel restore ran (log {log})")]
-    return [Check("lifecycle", "on-start script", WARN, f"no {log}: kernels are not restored after a restart",
-                  "attach bin/gs-env-lifecycle-on-start.sh as the notebook's Start notebook lifecycle script")]
+    return [
+        Check(
+            "lifecycle",
+            "on-start script",
+            WARN,
+            f"no {log}: kernels are not restored after a restart",
+            "attach bin/gs-env-lifecycle-on-start.sh as the notebook's Start notebook lifecycle script",
+        )
+    ]
 
 
 def run(settings: Settings, threshold: float = 80.0, notebook_root: Path = NOTEBOOK_ROOT) -> list[Check]:
-    return (disk_checks(settings, threshold, notebook_root) + usage_breakdown(settings) + docker_checks(notebook_root)
-            + tool_checks(settings) + kernel_checks(settings) + lifecycle_checks(settings, notebook_root))
+    return (
+        disk_checks(settings, threshold, notebook_root)
+        + usage_breakdown(settings)
+        + docker_checks(notebook_root)
+        + tool_checks(settings)
+        + kernel_checks(settings)
+        + lifecycle_checks(settings, notebook_root)
+    )
 
 
 def failed(checks: list[Check]) -> bool:
@@ -192,10 +268,18 @@ def failed(checks: list[Check]) -> bool:
 def table(checks: list[Check]) -> str:
     rows = [("status", "area", "check", "detail / fix")]
     for check in checks:
-        rows.append((check.status.upper() if check.status != OK else OK, check.area, check.name,
-                     check.detail + (f" -> fix: {check.fix}" if check.fix and check.status != OK else "")))
+        rows.append(
+            (
+                check.status.upper() if check.status != OK else OK,
+                check.area,
+                check.name,
+                check.detail + (f" -> fix: {check.fix}" if check.fix and check.status != OK else ""),
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join("  ".join([*(cell.ljust(w) for cell, w in zip(row[:3], widths)), row[3]]) for row in rows)
+    return "\n".join(
+        "  ".join([*(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)), row[3]]) for row in rows
+    )
 
 
 def as_json(checks: list[Check]) -> str:

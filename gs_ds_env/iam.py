@@ -55,26 +55,61 @@ def operator_policy(settings: Settings, account: str) -> dict:
     return _policy(
         # ECR issues login tokens account-wide: this action has no resource-level form.
         _statement("EcrLogin", ["ecr:GetAuthorizationToken"], "*"),
-        _statement("EcrPushToThisRepository", [
-            "ecr:CreateRepository", "ecr:DescribeRepositories", "ecr:DescribeImages",
-            "ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
-            "ecr:CompleteLayerUpload", "ecr:PutImage", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
-        ], names.repository),
-        _statement("S3Bucket", ["s3:CreateBucket", "s3:ListBucket", "s3:GetBucketLocation",
-                                "s3:PutBucketPublicAccessBlock", "s3:PutEncryptionConfiguration"], names.bucket),
+        _statement(
+            "EcrPushToThisRepository",
+            [
+                "ecr:CreateRepository",
+                "ecr:DescribeRepositories",
+                "ecr:DescribeImages",
+                "ecr:BatchCheckLayerAvailability",
+                "ecr:InitiateLayerUpload",
+                "ecr:UploadLayerPart",
+                "ecr:CompleteLayerUpload",
+                "ecr:PutImage",
+                "ecr:BatchGetImage",
+                "ecr:GetDownloadUrlForLayer",
+            ],
+            names.repository,
+        ),
+        _statement(
+            "S3Bucket",
+            [
+                "s3:CreateBucket",
+                "s3:ListBucket",
+                "s3:GetBucketLocation",
+                "s3:PutBucketPublicAccessBlock",
+                "s3:PutEncryptionConfiguration",
+            ],
+            names.bucket,
+        ),
         _statement("S3DataAndArtifacts", ["s3:GetObject", "s3:PutObject"], names.objects),
-        _statement("TrainingJobs", ["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob",
-                                    "sagemaker:StopTrainingJob", "sagemaker:AddTags"], names.jobs),
+        _statement(
+            "TrainingJobs",
+            [
+                "sagemaker:CreateTrainingJob",
+                "sagemaker:DescribeTrainingJob",
+                "sagemaker:StopTrainingJob",
+                "sagemaker:AddTags",
+            ],
+            names.jobs,
+        ),
         _statement("ReadJobLogs", ["logs:DescribeLogStreams"], f"{names.log_group}:*"),
         _statement("ReadJobLogEvents", ["logs:GetLogEvents"], names.log_streams),
-        _statement("PassOnlyTheExecutionRoleToSageMaker", ["iam:PassRole"], settings.sagemaker_role_arn,
-                   {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}),
+        _statement(
+            "PassOnlyTheExecutionRoleToSageMaker",
+            ["iam:PassRole"],
+            settings.sagemaker_role_arn,
+            {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ),
         # Preflight: read the role's trust policy; simulate whether the caller may pass it.
         _statement("PreflightReadTheExecutionRole", ["iam:GetRole"], settings.sagemaker_role_arn),
         _statement("PreflightSimulatePassRole", ["iam:SimulatePrincipalPolicy"], names.principals),
         # Quota and price reads have no resource-level form either.
-        _statement("InstanceEvidence", ["servicequotas:ListServiceQuotas", "servicequotas:ListAWSDefaultServiceQuotas",
-                                        "pricing:GetProducts"], "*"),
+        _statement(
+            "InstanceEvidence",
+            ["servicequotas:ListServiceQuotas", "servicequotas:ListAWSDefaultServiceQuotas", "pricing:GetProducts"],
+            "*",
+        ),
     )
 
 
@@ -83,32 +118,53 @@ def execution_role_policy(settings: Settings, account: str) -> dict:
     names = _Names(settings, account)
     return _policy(
         _statement("ReadChannels", ["s3:GetObject"], names.under("titanic")),
-        _statement("ListChannelsAndCheckpoints", ["s3:ListBucket"], names.bucket,
-                   {"StringLike": {"s3:prefix": [names.s3_prefix("titanic"), names.s3_prefix("checkpoints")]}}),
+        _statement(
+            "ListChannelsAndCheckpoints",
+            ["s3:ListBucket"],
+            names.bucket,
+            {"StringLike": {"s3:prefix": [names.s3_prefix("titanic"), names.s3_prefix("checkpoints")]}},
+        ),
         _statement("WriteModel", ["s3:PutObject"], names.under("output")),
         _statement("SpotCheckpoints", ["s3:GetObject", "s3:PutObject"], names.under("checkpoints")),
         _statement("EcrLogin", ["ecr:GetAuthorizationToken"], "*"),
-        _statement("PullTheImage", ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
-                                    "ecr:GetDownloadUrlForLayer"], names.repository),
+        _statement(
+            "PullTheImage",
+            ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            names.repository,
+        ),
         _statement("CreateJobLogGroup", ["logs:CreateLogGroup"], f"{names.log_group}:*"),
-        _statement("WriteJobLogs", ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                   f"{names.log_group}:log-stream:*"),
+        _statement(
+            "WriteJobLogs",
+            ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            f"{names.log_group}:log-stream:*",
+        ),
         # PutMetricData has no resource-level form; the namespace condition narrows it.
-        _statement("JobMetrics", ["cloudwatch:PutMetricData"], "*",
-                   {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}),
+        _statement(
+            "JobMetrics",
+            ["cloudwatch:PutMetricData"],
+            "*",
+            {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+        ),
     )
 
 
 def trust_policy(settings: Settings, account: str) -> dict:
     """Only SageMaker, acting for this account (confused-deputy guard), may assume the execution role."""
     names = _Names(settings, account)
-    return {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow",
-        "Principal": {"Service": "sagemaker.amazonaws.com"},
-        "Action": "sts:AssumeRole",
-        "Condition": {"StringEquals": {"aws:SourceAccount": account},
-                      "ArnLike": {"aws:SourceArn": names.sagemaker_any}},
-    }]}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "sagemaker.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": account},
+                    "ArnLike": {"aws:SourceArn": names.sagemaker_any},
+                },
+            }
+        ],
+    }
 
 
 def all_policies(settings: Settings, account: str | None = None) -> dict[str, dict]:

@@ -22,8 +22,13 @@ class BuiltImage:
 
 
 def build_push_command(settings: Settings, push: bool, account: str = "-", dry_run: bool = False) -> list[str]:
-    cmd = [str(settings.repo_root / "bin/gs-env-docker-build-push.sh"), "--py", settings.py,
-           "--torch-backend", settings.torch_backend]
+    cmd = [
+        str(settings.repo_root / "bin/gs-env-docker-build-push.sh"),
+        "--py",
+        settings.py,
+        "--torch-backend",
+        settings.torch_backend,
+    ]
     if settings.base_image:
         cmd += ["--base-image", settings.base_image]
     if not push:
@@ -48,23 +53,37 @@ def _run(cmd: list[str]) -> dict[str, str]:
 
 def build(settings: Settings, dry_run: bool = False) -> BuiltImage:
     result = _run(build_push_command(settings, push=False, dry_run=dry_run))
-    return BuiltImage(uri=result["IMAGE_URI"], content_tag=result["CONTENT_TAG"], local_ref=result["IMAGE_URI"],
-                      base_image=result.get("BASE_IMAGE", ""),
-                      size_bytes=0 if dry_run else image_size(result["IMAGE_URI"]))
+    return BuiltImage(
+        uri=result["IMAGE_URI"],
+        content_tag=result["CONTENT_TAG"],
+        local_ref=result["IMAGE_URI"],
+        base_image=result.get("BASE_IMAGE", ""),
+        size_bytes=0 if dry_run else image_size(result["IMAGE_URI"]),
+    )
 
 
 def push(settings: Settings, account: str) -> BuiltImage:
     result = _run(build_push_command(settings, push=True, account=account))
     local = f"{settings.ecr_repository}:{result['CONTENT_TAG']}"
-    return BuiltImage(uri=result["IMAGE_URI"], content_tag=result["CONTENT_TAG"], local_ref=local,
-                      base_image=result.get("BASE_IMAGE", ""), digest=result.get("IMAGE_DIGEST", ""),
-                      size_bytes=image_size(local), pushed=result.get("PUSHED", "").split())
+    return BuiltImage(
+        uri=result["IMAGE_URI"],
+        content_tag=result["CONTENT_TAG"],
+        local_ref=local,
+        base_image=result.get("BASE_IMAGE", ""),
+        digest=result.get("IMAGE_DIGEST", ""),
+        size_bytes=image_size(local),
+        pushed=result.get("PUSHED", "").split(),
+    )
 
 
 def dry_run_lines(settings: Settings, account: str) -> list[str]:
     """What the script would build and push (its --dry-run output, stderr and stdout), for plans."""
-    completed = subprocess.run(build_push_command(settings, push=True, account=account, dry_run=True), check=True,
-                               capture_output=True, text=True)
+    completed = subprocess.run(
+        build_push_command(settings, push=True, account=account, dry_run=True),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return [line.removeprefix("[image] ") for line in (completed.stderr + completed.stdout).splitlines() if line]
 
 

@@ -23,14 +23,27 @@ from .settings import ConfigError, Settings
 PRICE_TABLE_DATE = "2025-06-01"
 PRICE_TABLE_REGION = "us-east-1"
 PRICE_TABLE = {
-    "ml.m5.large": 0.115, "ml.m5.xlarge": 0.23, "ml.m5.2xlarge": 0.461, "ml.m5.4xlarge": 0.922,
-    "ml.m4.xlarge": 0.24, "ml.m4.2xlarge": 0.48,
-    "ml.m6i.large": 0.115, "ml.m6i.xlarge": 0.23, "ml.m6i.2xlarge": 0.461,
-    "ml.c5.xlarge": 0.204, "ml.c5.2xlarge": 0.408, "ml.c5.4xlarge": 0.816,
-    "ml.c4.xlarge": 0.279, "ml.c4.2xlarge": 0.557,
-    "ml.c6i.xlarge": 0.204, "ml.c6i.2xlarge": 0.408,
-    "ml.r5.large": 0.151, "ml.r5.xlarge": 0.302,
-    "ml.g4dn.xlarge": 0.736, "ml.g5.xlarge": 1.408, "ml.p3.2xlarge": 3.825,
+    "ml.m5.large": 0.115,
+    "ml.m5.xlarge": 0.23,
+    "ml.m5.2xlarge": 0.461,
+    "ml.m5.4xlarge": 0.922,
+    "ml.m4.xlarge": 0.24,
+    "ml.m4.2xlarge": 0.48,
+    "ml.m6i.large": 0.115,
+    "ml.m6i.xlarge": 0.23,
+    "ml.m6i.2xlarge": 0.461,
+    "ml.c5.xlarge": 0.204,
+    "ml.c5.2xlarge": 0.408,
+    "ml.c5.4xlarge": 0.816,
+    "ml.c4.xlarge": 0.279,
+    "ml.c4.2xlarge": 0.557,
+    "ml.c6i.xlarge": 0.204,
+    "ml.c6i.2xlarge": 0.408,
+    "ml.r5.large": 0.151,
+    "ml.r5.xlarge": 0.302,
+    "ml.g4dn.xlarge": 0.736,
+    "ml.g5.xlarge": 1.408,
+    "ml.p3.2xlarge": 3.825,
 }
 # The training image is CPU-only (xgboost-cpu, scikit-learn): accelerators would cost more and add nothing.
 ACCELERATED = re.compile(r"^ml\.(g\d|p\d|trn|inf)")
@@ -62,8 +75,7 @@ class Choice:
         shown = self.rows[:limit]
         if self.instance_type not in {row.instance_type for row in shown}:
             shown += [row for row in self.rows if row.instance_type == self.instance_type]
-        lines = ["| rank | instance type | quota (training) | USD/hour | price source | |",
-                 "|---|---|---|---|---|---|"]
+        lines = ["| rank | instance type | quota (training) | USD/hour | price source | |", "|---|---|---|---|---|---|"]
         for rank, row in enumerate(shown, 1):
             quota = "?" if row.quota is None else f"{row.quota:g}"
             price = "?" if row.price is None else f"{row.price:.3f}"
@@ -72,8 +84,13 @@ class Choice:
         return "\n".join(lines)
 
     def evidence(self) -> str:
-        parts = [f"Picked `{self.instance_type}`: {self.reason}", "", self.table(), "",
-                 f"Accepted types: botocore's SageMaker model (TrainingInstanceType). Quotas: {self.quota_source}."]
+        parts = [
+            f"Picked `{self.instance_type}`: {self.reason}",
+            "",
+            self.table(),
+            "",
+            f"Accepted types: botocore's SageMaker model (TrainingInstanceType). Quotas: {self.quota_source}.",
+        ]
         parts += [f"Warning: {warning}" for warning in self.warnings]
         return "\n".join(parts)
 
@@ -87,8 +104,10 @@ def training_quotas(quota_client) -> tuple[dict[str, float] | None, str]:
     """Applied quota values over AWS defaults; (None, why) when neither can be read."""
     quotas: dict[str, float] = {}
     notes = []
-    for operation, label in (("list_aws_default_service_quotas", "AWS defaults"),
-                             ("list_service_quotas", "applied values")):
+    for operation, label in (
+        ("list_aws_default_service_quotas", "AWS defaults"),
+        ("list_service_quotas", "applied values"),
+    ):
         try:
             for page in quota_client.get_paginator(operation).paginate(ServiceCode="sagemaker"):
                 for quota in page.get("Quotas", []):
@@ -99,18 +118,23 @@ def training_quotas(quota_client) -> tuple[dict[str, float] | None, str]:
         except (ClientError, BotoCoreError) as error:
             notes.append(f"{label} unreadable ({aws.error_code(error)})")
     if not quotas:
-        return None, "Service Quotas could not be read (" + "; ".join(notes) + "): training quotas UNKNOWN, check them in the Service Quotas console"
+        return None, "Service Quotas could not be read (" + "; ".join(
+            notes
+        ) + "): training quotas UNKNOWN, check them in the Service Quotas console"
     return quotas, "Service Quotas, sagemaker, " + " + ".join(notes)
 
 
 def api_prices(pricing_client, region: str) -> dict[str, float]:
     """On-demand training prices for the region from the Price List API ({} when it cannot be read)."""
     prices: dict[str, float] = {}
-    filters = [{"Type": "TERM_MATCH", "Field": field_name, "Value": value}
-               for field_name, value in (("regionCode", region), ("productFamily", "ML Instance"))]
+    filters = [
+        {"Type": "TERM_MATCH", "Field": field_name, "Value": value}
+        for field_name, value in (("regionCode", region), ("productFamily", "ML Instance"))
+    ]
     try:
-        for page in pricing_client.get_paginator("get_products").paginate(ServiceCode="AmazonSageMaker",
-                                                                          Filters=filters):
+        for page in pricing_client.get_paginator("get_products").paginate(
+            ServiceCode="AmazonSageMaker", Filters=filters
+        ):
             for item in page.get("PriceList", []):
                 parsed = _training_price(json.loads(item) if isinstance(item, str) else item)
                 if parsed:
@@ -154,49 +178,65 @@ def choose(settings: Settings, boto_session: boto3.Session, quota_client=None, p
             price, source = None, "no price"
         quota = None if quotas is None else quotas.get(instance_type, 0.0)
         rows.append(Row(instance_type, quota, price, source))
-    rows.sort(key=lambda r: (not r.usable, r.price is None, r.price if r.price is not None else math.inf,
-                             r.instance_type))
+    rows.sort(
+        key=lambda r: (not r.usable, r.price is None, r.price if r.price is not None else math.inf, r.instance_type)
+    )
 
     warnings = [] if quotas is not None else [quota_source]
     if settings.instance_type != "auto":
         return _check_explicit(settings, accepted, rows, quota_source, warnings)
     candidates = [row for row in rows if row.usable and row.price is not None]
     if not candidates:
-        raise ConfigError(f"no CPU training instance type has a quota above 0 in {settings.aws_region}: request "
-                          "one in the Service Quotas console (SageMaker, '<type> for training job usage'), e.g. "
-                          "ml.m5.large, then rerun `inv instance`")
+        raise ConfigError(
+            f"no CPU training instance type has a quota above 0 in {settings.aws_region}: request "
+            "one in the Service Quotas console (SageMaker, '<type> for training job usage'), e.g. "
+            "ml.m5.large, then rerun `inv instance`"
+        )
     best = candidates[0]
     if best.quota is None:
-        reason = (f"the cheapest CPU type CreateTrainingJob accepts in {settings.aws_region} ({best.price:.3f} USD/h "
-                  f"from {best.price_source}); its training quota is UNKNOWN (Service Quotas unreadable): check "
-                  f"'{best.instance_type} for training job usage' in the Service Quotas console before paying; "
-                  "the image is CPU-only and Titanic needs well under 1 GB of memory")
+        reason = (
+            f"the cheapest CPU type CreateTrainingJob accepts in {settings.aws_region} ({best.price:.3f} USD/h "
+            f"from {best.price_source}); its training quota is UNKNOWN (Service Quotas unreadable): check "
+            f"'{best.instance_type} for training job usage' in the Service Quotas console before paying; "
+            "the image is CPU-only and Titanic needs well under 1 GB of memory"
+        )
     else:
-        reason = (f"the cheapest CPU type CreateTrainingJob accepts with a training quota above 0 in "
-                  f"{settings.aws_region} (quota {best.quota:g}, {best.price:.3f} USD/h from {best.price_source}); "
-                  "the image is CPU-only and Titanic needs well under 1 GB of memory")
+        reason = (
+            f"the cheapest CPU type CreateTrainingJob accepts with a training quota above 0 in "
+            f"{settings.aws_region} (quota {best.quota:g}, {best.price:.3f} USD/h from {best.price_source}); "
+            "the image is CPU-only and Titanic needs well under 1 GB of memory"
+        )
     return Choice(best.instance_type, best.price, reason, rows, quota_source, warnings)
 
 
-def _check_explicit(settings: Settings, accepted: list[str], rows: list[Row], quota_source: str,
-                    warnings: list[str]) -> Choice:
+def _check_explicit(
+    settings: Settings, accepted: list[str], rows: list[Row], quota_source: str, warnings: list[str]
+) -> Choice:
     wanted = settings.instance_type
     if wanted not in accepted:
         family = wanted.split(".")[1]
         near = ", ".join(t for t in accepted if t.split(".")[1] == family)
-        raise ConfigError(f"INSTANCE_TYPE={wanted} is not a training instance type SageMaker accepts"
-                          + (f" (same family: {near})" if near else "") + "; or use INSTANCE_TYPE=auto")
+        raise ConfigError(
+            f"INSTANCE_TYPE={wanted} is not a training instance type SageMaker accepts"
+            + (f" (same family: {near})" if near else "")
+            + "; or use INSTANCE_TYPE=auto"
+        )
     row = next(r for r in rows if r.instance_type == wanted)
     if row.quota == 0:
-        raise ConfigError(f"INSTANCE_TYPE={wanted} has a training quota of 0 in {settings.aws_region}: the job "
-                          "would fail with ResourceLimitExceeded; request an increase in Service Quotas or use "
-                          "INSTANCE_TYPE=auto")
+        raise ConfigError(
+            f"INSTANCE_TYPE={wanted} has a training quota of 0 in {settings.aws_region}: the job "
+            "would fail with ResourceLimitExceeded; request an increase in Service Quotas or use "
+            "INSTANCE_TYPE=auto"
+        )
     cheapest = next((r for r in rows if r.usable and r.price is not None), None)
     if cheapest and row.price is not None and cheapest.price < row.price:
-        warnings.append(f"{wanted} costs {row.price:.3f} USD/h; {cheapest.instance_type} would do at "
-                        f"{cheapest.price:.3f} USD/h (INSTANCE_TYPE=auto)")
+        warnings.append(
+            f"{wanted} costs {row.price:.3f} USD/h; {cheapest.instance_type} would do at "
+            f"{cheapest.price:.3f} USD/h (INSTANCE_TYPE=auto)"
+        )
     if ACCELERATED.match(wanted):
         warnings.append(f"{wanted} has accelerators the CPU-only training image does not use")
     quota_text = "training quota UNKNOWN: Service Quotas unreadable" if row.quota is None else f"quota {row.quota:g}"
-    return Choice(wanted, row.price, f"set by INSTANCE_TYPE ({quota_text}, accepted by the API)", rows,
-                  quota_source, warnings)
+    return Choice(
+        wanted, row.price, f"set by INSTANCE_TYPE ({quota_text}, accepted by the API)", rows, quota_source, warnings
+    )

@@ -94,8 +94,9 @@ def run_smoke(venv: Path, theme_dir: Path) -> str:
     if not smoke.is_file():
         return "none"
     try:
-        result = subprocess.run([str(venv / "bin/python"), str(smoke)], cwd=theme_dir, capture_output=True, text=True,
-                                timeout=600)
+        result = subprocess.run(
+            [str(venv / "bin/python"), str(smoke)], cwd=theme_dir, capture_output=True, text=True, timeout=600
+        )
     except (OSError, subprocess.TimeoutExpired) as error:
         return f"FAILED ({type(error).__name__})"
     if result.returncode == 0:
@@ -119,7 +120,8 @@ def list_kernels(repo_root: Path = REPO_ROOT, smoke_now: bool = False) -> list[K
                 venv_bytes=_dir_bytes(venv) if venv.is_dir() else 0,
                 status=_status(venv),
                 registered=values.get("KERNEL_NAME") in registered,
-                smoke=run_smoke(venv, manifest.parent.parent) if smoke_now and venv.is_dir()
+                smoke=run_smoke(venv, manifest.parent.parent)
+                if smoke_now and venv.is_dir()
                 else _recorded_smoke(values),
             )
         )
@@ -129,12 +131,19 @@ def list_kernels(repo_root: Path = REPO_ROOT, smoke_now: bool = False) -> list[K
 def format_table(rows: list[KernelInfo]) -> str:
     header = ("kernel", "theme", "python", "venv size", "status", "registered", "smoke test")
     lines = [header] + [
-        (r.name, r.theme, r.python, f"{r.venv_bytes / 2**20:.0f} MiB", r.status, "yes" if r.registered else "no",
-         r.smoke)
+        (
+            r.name,
+            r.theme,
+            r.python,
+            f"{r.venv_bytes / 2**20:.0f} MiB",
+            r.status,
+            "yes" if r.registered else "no",
+            r.smoke,
+        )
         for r in rows
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines)
 
 
 class KernelError(ValueError):
@@ -147,12 +156,18 @@ def remove_kernel(repo_root: Path, name: str, with_venv: bool, dry_run: bool) ->
     Only kernels a theme manifest names, whose kernelspec runs that theme's venv, are this project's to remove:
     a user's own kernel, one found through JUPYTER_PATH, or `python3` is refused."""
     theme_venv = next(
-        (m.parent / ".venv" for m in repo_root.glob("themes/*/kernel/manifest.env") if dotenv_values(m).get("KERNEL_NAME") == name),
+        (
+            m.parent / ".venv"
+            for m in repo_root.glob("themes/*/kernel/manifest.env")
+            if dotenv_values(m).get("KERNEL_NAME") == name
+        ),
         None,
     )
     if theme_venv is None:
-        raise KernelError(f"kernel {name!r} was not created by this project (no themes/*/kernel/manifest.env names "
-                          f"it): refusing; `inv kernels` lists this project's kernels")
+        raise KernelError(
+            f"kernel {name!r} was not created by this project (no themes/*/kernel/manifest.env names "
+            f"it): refusing; `inv kernels` lists this project's kernels"
+        )
     manager = KernelSpecManager()
     actions = []
     try:
@@ -163,8 +178,10 @@ def remove_kernel(repo_root: Path, name: str, with_venv: bool, dry_run: bool) ->
     if spec is not None:
         interpreter = Path(spec.argv[0]) if spec.argv else Path()
         if not interpreter.is_relative_to(theme_venv):
-            raise KernelError(f"kernelspec {name} ({spec.resource_dir}) runs {interpreter}, not this project's venv "
-                              f"{theme_venv}: refusing; remove it with `jupyter kernelspec remove {name}` if you mean to")
+            raise KernelError(
+                f"kernelspec {name} ({spec.resource_dir}) runs {interpreter}, not this project's venv "
+                f"{theme_venv}: refusing; remove it with `jupyter kernelspec remove {name}` if you mean to"
+            )
         actions.append(f"remove kernelspec {name} ({spec.resource_dir})")
     if with_venv:
         actions.append(f"delete venv {theme_venv}" if theme_venv.exists() else f"no venv found for {name}")

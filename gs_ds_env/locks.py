@@ -89,11 +89,19 @@ def sha256(path: Path) -> str:
 def compile_command(files: ThemeFiles, output: Path, uv: str, upgrade: bool = False) -> list[str]:
     """`uv pip compile` for one theme, run from the repository root so the lock's comments hold relative paths."""
     command = [
-        uv, "pip", "compile", "--quiet", "--universal", "--python-version", MIN_PYTHON,
-        "--custom-compile-command", f"inv lock --theme {files.theme}   (universal: Python >= {MIN_PYTHON}, torch from PyPI)",
+        uv,
+        "pip",
+        "compile",
+        "--quiet",
+        "--universal",
+        "--python-version",
+        MIN_PYTHON,
+        "--custom-compile-command",
+        f"inv lock --theme {files.theme}   (universal: Python >= {MIN_PYTHON}, torch from PyPI)",
         str(files.kernel_requirements.relative_to(files.root.parent.parent)),
         str(files.image_requirements.relative_to(files.root.parent.parent)),
-        "--output-file", str(output),
+        "--output-file",
+        str(output),
     ]
     return command + (["--upgrade"] if upgrade else [])
 
@@ -103,8 +111,13 @@ def _compile(repo_root: Path, files: ThemeFiles, output: Path, upgrade: bool, ca
     env = {k: v for k, v in os.environ.items() if k not in {"UV_TORCH_BACKEND", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL"}}
     if cache_dir:
         env["UV_CACHE_DIR"] = str(cache_dir)  # under WORKING_DIR, not ~/.cache on the root disk
-    result = subprocess.run(compile_command(files, output, uv_binary(repo_root), upgrade), cwd=repo_root, env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        compile_command(files, output, uv_binary(repo_root), upgrade),
+        cwd=repo_root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if result.returncode != 0:
         reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise LockError(f"cannot lock theme {files.theme}: {reason}")
@@ -139,9 +152,17 @@ def stale(repo_root: Path, theme: str, cache_dir: Path | None = None) -> list[st
 
 def _environment(python_version: str) -> dict[str, str]:
     """Marker environment of the Linux x86_64 machines this project runs on (notebook instances, images)."""
-    return {"python_version": ".".join(python_version.split(".")[:2]), "python_full_version": python_version,
-            "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix",
-            "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
+    return {
+        "python_version": ".".join(python_version.split(".")[:2]),
+        "python_full_version": python_version,
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "extra": "",
+    }
 
 
 def pinned(lock_file: Path, python_version: str) -> dict[str, str]:
@@ -192,12 +213,13 @@ def refresh_base_images(repo_root: Path, pythons: list[str]) -> list[str]:
         try:
             digest = client.images.get_registry_data(tag).id
         except docker.errors.APIError as error:
-            raise LockError(f"cannot read the digest of {tag} from its registry ({error.explanation}); "
-                            f"the recorded pins are unchanged") from None
+            raise LockError(
+                f"cannot read the digest of {tag} from its registry ({error.explanation}); "
+                f"the recorded pins are unchanged"
+            ) from None
         line = f"{base_image_key(py)}={tag}@{digest}"
         pattern = re.compile(rf"^{base_image_key(py)}=.*$", re.M)
         text = pattern.sub(line, text) if pattern.search(text) else text.rstrip("\n") + f"\n{line}\n"
         changes.append(line)
     path.write_text(text)
     return changes
-

@@ -75,26 +75,32 @@ class Parity:
     def summary(self) -> str:
         """One line: 0 differences, or the packages that differ."""
         if self.python_differs:
-            return (f"kernel {self.kernel_name} runs Python {self.kernel.python} but image {self.image} runs "
-                    f"{self.container.python}: rebuild one of them for the same PY")
+            return (
+                f"kernel {self.kernel_name} runs Python {self.kernel.python} but image {self.image} runs "
+                f"{self.container.python}: rebuild one of them for the same PY"
+            )
         if not self.differences:
-            return (f"kernel {self.kernel_name} and image {self.image}: {len(self.rows)} shared packages, "
-                    f"0 differences")
+            return f"kernel {self.kernel_name} and image {self.image}: {len(self.rows)} shared packages, 0 differences"
         listed = ", ".join(f"{row.name} {row.kernel} (kernel) != {row.image} (image)" for row in self.differences)
-        return (f"kernel {self.kernel_name} and image {self.image} differ in {len(self.differences)} package(s): "
-                f"{listed}")
+        return (
+            f"kernel {self.kernel_name} and image {self.image} differ in {len(self.differences)} package(s): {listed}"
+        )
 
     def table(self) -> str:
         header = ("package", "kernel", "image", "")
         lines = [header] + [(r.name, r.kernel, r.image, r.note) for r in self.rows]
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-        body = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
+        body = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
         return "\n".join(body + [f"Python: kernel {self.kernel.python}, image {self.container.python}", self.summary()])
 
     def as_record(self, allowed_drift: bool) -> dict:
-        return {"checked": True, "shared_packages": len(self.rows), "python_differs": self.python_differs,
-                "differences": [{"name": r.name, "kernel": r.kernel, "image": r.image} for r in self.differences],
-                "allowed_drift": allowed_drift}
+        return {
+            "checked": True,
+            "shared_packages": len(self.rows),
+            "python_differs": self.python_differs,
+            "differences": [{"name": r.name, "kernel": r.kernel, "image": r.image} for r in self.differences],
+            "allowed_drift": allowed_drift,
+        }
 
     @property
     def ok(self) -> bool:
@@ -112,8 +118,10 @@ def venv_environment(venv: Path) -> Environment:
         raise ParityError(f"no kernel venv at {venv}: create it first (make kernel THEME=... PY=...)")
     result = subprocess.run([str(python), "-c", PROBE], capture_output=True, text=True)
     if result.returncode != 0:
-        raise ParityError(f"the kernel venv {venv} does not start ({result.stderr.strip()[-200:]}): rebuild it with "
-                          f"make kernel FORCE=1")
+        raise ParityError(
+            f"the kernel venv {venv} does not start ({result.stderr.strip()[-200:]}): rebuild it with "
+            f"make kernel FORCE=1"
+        )
     return _parse(result.stdout)
 
 

@@ -18,6 +18,7 @@ from .data import CHANNELS
 from .doctor import FAIL, OK, WARN, Check
 from .settings import Settings
 
+
 class PreflightFailed(RuntimeError):
     """A preflight check failed before anything was pushed or paid for; the message lists the failed lines."""
 
@@ -43,8 +44,13 @@ def identity_check(boto_session: boto3.Session) -> tuple[Check, str]:
     try:
         caller = aws.client(boto_session, "sts").get_caller_identity()
     except (ClientError, BotoCoreError) as error:
-        return Check("preflight", "caller", FAIL, str(aws.explain(error, "sts:GetCallerIdentity")),
-                     "configure credentials (aws configure, AWS_PROFILE, or the notebook's role)"), ""
+        return Check(
+            "preflight",
+            "caller",
+            FAIL,
+            str(aws.explain(error, "sts:GetCallerIdentity")),
+            "configure credentials (aws configure, AWS_PROFILE, or the notebook's role)",
+        ), ""
     return Check("preflight", "caller", OK, f"{caller['Arn']} (account {caller['Account']})"), caller["Arn"]
 
 
@@ -56,19 +62,39 @@ def ecr_checks(settings: Settings, boto_session: boto3.Session) -> list[Check]:
         checks.append(Check("preflight", "ECR repository", OK, f"{settings.ecr_repository} exists"))
     except ClientError as error:
         if aws.error_code(error) == "RepositoryNotFoundException":
-            checks.append(Check("preflight", "ECR repository", OK, f"{settings.ecr_repository} does not exist yet: "
-                                "the push creates it (ecr:CreateRepository)"))
+            checks.append(
+                Check(
+                    "preflight",
+                    "ECR repository",
+                    OK,
+                    f"{settings.ecr_repository} does not exist yet: the push creates it (ecr:CreateRepository)",
+                )
+            )
         else:
-            checks.append(Check("preflight", "ECR repository", FAIL, str(aws.explain(error, "ecr:DescribeRepositories")),
-                                "attach iam/operator-policy.json (inv iam-policy)"))
+            checks.append(
+                Check(
+                    "preflight",
+                    "ECR repository",
+                    FAIL,
+                    str(aws.explain(error, "ecr:DescribeRepositories")),
+                    "attach iam/operator-policy.json (inv iam-policy)",
+                )
+            )
     except BotoCoreError as error:
         checks.append(Check("preflight", "ECR repository", FAIL, str(aws.explain(error, "ecr:DescribeRepositories"))))
     try:
         ecr.get_authorization_token()
         checks.append(Check("preflight", "ECR login", OK, "ecr:GetAuthorizationToken allowed"))
     except (ClientError, BotoCoreError) as error:
-        checks.append(Check("preflight", "ECR login", FAIL, str(aws.explain(error, "ecr:GetAuthorizationToken")),
-                            "the push needs it: attach iam/operator-policy.json (inv iam-policy)"))
+        checks.append(
+            Check(
+                "preflight",
+                "ECR login",
+                FAIL,
+                str(aws.explain(error, "ecr:GetAuthorizationToken")),
+                "the push needs it: attach iam/operator-policy.json (inv iam-policy)",
+            )
+        )
     return checks
 
 
@@ -79,29 +105,53 @@ def role_checks(settings: Settings, boto_session: boto3.Session, caller_arn: str
         role = iam.get_role(RoleName=role_name)["Role"]
     except ClientError as error:
         if aws.error_code(error) == "NoSuchEntity":
-            return [Check("preflight", "execution role", FAIL, f"role {settings.sagemaker_role_arn} does not exist",
-                          "create it with iam/execution-role-trust-policy.json and attach "
-                          "iam/execution-role-policy.json (inv iam-policy --out iam)")]
+            return [
+                Check(
+                    "preflight",
+                    "execution role",
+                    FAIL,
+                    f"role {settings.sagemaker_role_arn} does not exist",
+                    "create it with iam/execution-role-trust-policy.json and attach "
+                    "iam/execution-role-policy.json (inv iam-policy --out iam)",
+                )
+            ]
         return [Check("preflight", "execution role", WARN, f"{aws.explain(error, 'iam:GetRole')}: not verified")]
     except BotoCoreError as error:
         return [Check("preflight", "execution role", WARN, f"{aws.explain(error, 'iam:GetRole')}: not verified")]
     if not _trusts_sagemaker(role.get("AssumeRolePolicyDocument", {})):
-        return [Check("preflight", "execution role", FAIL, f"role {role_name} does not trust {SAGEMAKER_PRINCIPAL}: "
-                      "SageMaker cannot assume it", "replace its trust policy with "
-                      "iam/execution-role-trust-policy.json (inv iam-policy --out iam)")]
+        return [
+            Check(
+                "preflight",
+                "execution role",
+                FAIL,
+                f"role {role_name} does not trust {SAGEMAKER_PRINCIPAL}: SageMaker cannot assume it",
+                "replace its trust policy with iam/execution-role-trust-policy.json (inv iam-policy --out iam)",
+            )
+        ]
     checks = [Check("preflight", "execution role", OK, f"{role_name} exists and trusts {SAGEMAKER_PRINCIPAL}")]
     try:
-        result = iam.simulate_principal_policy(PolicySourceArn=caller_arn, ActionNames=["iam:PassRole"],
-                                               ResourceArns=[settings.sagemaker_role_arn])
+        result = iam.simulate_principal_policy(
+            PolicySourceArn=caller_arn, ActionNames=["iam:PassRole"], ResourceArns=[settings.sagemaker_role_arn]
+        )
         decision = result["EvaluationResults"][0]["EvalDecision"]
         if decision == "allowed":
             checks.append(Check("preflight", "pass role", OK, f"the caller may pass {role_name} (policy simulation)"))
         else:
-            checks.append(Check("preflight", "pass role", FAIL, f"iam:PassRole on {role_name} is {decision} for the "
-                                "caller", "attach iam/operator-policy.json (inv iam-policy)"))
+            checks.append(
+                Check(
+                    "preflight",
+                    "pass role",
+                    FAIL,
+                    f"iam:PassRole on {role_name} is {decision} for the caller",
+                    "attach iam/operator-policy.json (inv iam-policy)",
+                )
+            )
     except aws.CALL_ERRORS as error:
-        checks.append(Check("preflight", "pass role", WARN, f"not verified (policy simulation unavailable: "
-                            f"{aws.error_code(error)})"))
+        checks.append(
+            Check(
+                "preflight", "pass role", WARN, f"not verified (policy simulation unavailable: {aws.error_code(error)})"
+            )
+        )
     return checks
 
 
@@ -111,15 +161,35 @@ def bucket_checks(settings: Settings, boto_session: boto3.Session) -> list[Check
         location = s3.get_bucket_location(Bucket=settings.s3_bucket).get("LocationConstraint") or "us-east-1"
     except ClientError as error:
         if aws.error_code(error) in {"NoSuchBucket", "404"}:
-            return [Check("preflight", "bucket", OK, f"{settings.s3_bucket} does not exist yet: `inv data` creates "
-                          f"it in {settings.aws_region}")]
-        return [Check("preflight", "bucket", FAIL, str(aws.explain(error, "s3:GetBucketLocation")),
-                      "attach iam/operator-policy.json (inv iam-policy), or check S3_BUCKET")]
+            return [
+                Check(
+                    "preflight",
+                    "bucket",
+                    OK,
+                    f"{settings.s3_bucket} does not exist yet: `inv data` creates it in {settings.aws_region}",
+                )
+            ]
+        return [
+            Check(
+                "preflight",
+                "bucket",
+                FAIL,
+                str(aws.explain(error, "s3:GetBucketLocation")),
+                "attach iam/operator-policy.json (inv iam-policy), or check S3_BUCKET",
+            )
+        ]
     except BotoCoreError as error:
         return [Check("preflight", "bucket", FAIL, str(aws.explain(error, "s3:GetBucketLocation")))]
     if location != settings.aws_region:
-        return [Check("preflight", "bucket", FAIL, f"{settings.s3_bucket} is in {location}, the job runs in "
-                      f"{settings.aws_region}", "use a bucket in AWS_REGION (or set AWS_REGION to the bucket's)")]
+        return [
+            Check(
+                "preflight",
+                "bucket",
+                FAIL,
+                f"{settings.s3_bucket} is in {location}, the job runs in {settings.aws_region}",
+                "use a bucket in AWS_REGION (or set AWS_REGION to the bucket's)",
+            )
+        ]
     checks = [Check("preflight", "bucket", OK, f"{settings.s3_bucket} in {location}")]
     for channel in CHANNELS:
         key = s3_data.object_key(settings, channel)
@@ -128,11 +198,24 @@ def bucket_checks(settings: Settings, boto_session: boto3.Session) -> list[Check
             checks.append(Check("preflight", f"channel {channel}", OK, f"s3://{settings.s3_bucket}/{key} readable"))
         except ClientError as error:
             if aws.error_code(error) in {"404", "NoSuchKey"}:
-                checks.append(Check("preflight", f"channel {channel}", OK, f"not uploaded yet: the deploy uploads "
-                                    f"s3://{settings.s3_bucket}/{key}"))
+                checks.append(
+                    Check(
+                        "preflight",
+                        f"channel {channel}",
+                        OK,
+                        f"not uploaded yet: the deploy uploads s3://{settings.s3_bucket}/{key}",
+                    )
+                )
             else:
-                checks.append(Check("preflight", f"channel {channel}", FAIL, str(aws.explain(error, "s3:HeadObject")),
-                                    "attach iam/operator-policy.json (inv iam-policy)"))
+                checks.append(
+                    Check(
+                        "preflight",
+                        f"channel {channel}",
+                        FAIL,
+                        str(aws.explain(error, "s3:HeadObject")),
+                        "attach iam/operator-policy.json (inv iam-policy)",
+                    )
+                )
     return checks
 
 
@@ -144,13 +227,22 @@ def quota_check(settings: Settings, boto_session: boto3.Session) -> Check:
     if wanted == "auto":
         usable = sorted(name for name, value in quotas.items() if value > 0)
         if not usable:
-            return Check("preflight", "instance quota", FAIL, f"no training instance type has a quota above 0 in "
-                         f"{settings.aws_region}", "request one in Service Quotas (e.g. ml.m5.large for training "
-                         "job usage)")
+            return Check(
+                "preflight",
+                "instance quota",
+                FAIL,
+                f"no training instance type has a quota above 0 in {settings.aws_region}",
+                "request one in Service Quotas (e.g. ml.m5.large for training job usage)",
+            )
         return Check("preflight", "instance quota", OK, f"{len(usable)} training type(s) with a quota above 0")
     if quotas.get(wanted, 0) <= 0:
-        return Check("preflight", "instance quota", FAIL, f"{wanted} has a training quota of 0 in "
-                     f"{settings.aws_region}", "request an increase in Service Quotas, or INSTANCE_TYPE=auto")
+        return Check(
+            "preflight",
+            "instance quota",
+            FAIL,
+            f"{wanted} has a training quota of 0 in {settings.aws_region}",
+            "request an increase in Service Quotas, or INSTANCE_TYPE=auto",
+        )
     return Check("preflight", "instance quota", OK, f"{wanted}: quota {quotas[wanted]:g}")
 
 
@@ -159,15 +251,21 @@ def cheap_checks(settings: Settings, boto_session: boto3.Session) -> list[Check]
     caller, caller_arn = identity_check(boto_session)
     if caller.status == FAIL:
         return [caller]
-    return ([caller] + ecr_checks(settings, boto_session) + role_checks(settings, boto_session, caller_arn)
-            + bucket_checks(settings, boto_session) + [quota_check(settings, boto_session)])
+    return (
+        [caller]
+        + ecr_checks(settings, boto_session)
+        + role_checks(settings, boto_session, caller_arn)
+        + bucket_checks(settings, boto_session)
+        + [quota_check(settings, boto_session)]
+    )
 
 
 def image_check(settings: Settings, image_ref: str, channels: dict[str, Path]) -> Check:
     """Run the image's `train` as SageMaker would, on the first SAMPLE_ROWS rows of each channel: it must exit 0
     and leave a non-empty /opt/ml/model."""
-    import docker
     from docker.errors import ContainerError, DockerException
+
+    import docker
 
     with tempfile.TemporaryDirectory(prefix="gs-preflight-") as scratch:
         root = Path(scratch)
@@ -180,29 +278,54 @@ def image_check(settings: Settings, image_ref: str, channels: dict[str, Path]) -
             volumes[str(root / "data" / channel)] = {"bind": f"/opt/ml/input/data/{channel}", "mode": "ro"}
         (root / "config").mkdir()
         (root / "config/hyperparameters.json").write_text(json.dumps(settings.hyperparameters))
-        (root / "config/inputdataconfig.json").write_text(json.dumps({c: {"ContentType": "text/csv"} for c in channels}))
+        (root / "config/inputdataconfig.json").write_text(
+            json.dumps({c: {"ContentType": "text/csv"} for c in channels})
+        )
         (root / "model").mkdir()
         (root / "output").mkdir()
         volumes[str(root / "config")] = {"bind": "/opt/ml/input/config", "mode": "ro"}
         volumes[str(root / "model")] = {"bind": "/opt/ml/model", "mode": "rw"}
         volumes[str(root / "output")] = {"bind": "/opt/ml/output", "mode": "rw"}
         try:
-            docker.from_env().containers.run(image_ref, ["train"], volumes=volumes, remove=True,
-                                             environment={"TRAINING_JOB_NAME": "gs-ds-env-preflight"})
+            docker.from_env().containers.run(
+                image_ref,
+                ["train"],
+                volumes=volumes,
+                remove=True,
+                environment={"TRAINING_JOB_NAME": "gs-ds-env-preflight"},
+            )
         except ContainerError as error:
             failure = root / "output/failure"
-            reason = failure.read_text().strip().splitlines()[0] if failure.is_file() and failure.read_text().strip() \
+            reason = (
+                failure.read_text().strip().splitlines()[0]
+                if failure.is_file() and failure.read_text().strip()
                 else f"exit status {error.exit_status}"
-            return Check("preflight", "image train", FAIL, f"{image_ref} `train` failed on a {SAMPLE_ROWS}-row "
-                         f"sample: {reason}", "fix the training program, rebuild (inv build) and run it locally "
-                         "(make deploy TARGET=local)")
+            )
+            return Check(
+                "preflight",
+                "image train",
+                FAIL,
+                f"{image_ref} `train` failed on a {SAMPLE_ROWS}-row sample: {reason}",
+                "fix the training program, rebuild (inv build) and run it locally (make deploy TARGET=local)",
+            )
         except DockerException as error:
-            return Check("preflight", "image train", FAIL, f"cannot run {image_ref}: {str(error)[:200]}",
-                         "start Docker; build the image (inv build)")
+            return Check(
+                "preflight",
+                "image train",
+                FAIL,
+                f"cannot run {image_ref}: {str(error)[:200]}",
+                "start Docker; build the image (inv build)",
+            )
         saved = [p.name for p in (root / "model").iterdir()]
         if not saved:
-            return Check("preflight", "image train", FAIL, f"{image_ref} `train` exited 0 but left /opt/ml/model "
-                         "empty: SageMaker would store an empty model.tar.gz", "save the model (and metrics.json) "
-                         "to /opt/ml/model (SM_MODEL_DIR) before the program exits")
-    return Check("preflight", "image train", OK, f"`train` on {SAMPLE_ROWS} rows per channel saved "
-                 f"{', '.join(sorted(saved))}")
+            return Check(
+                "preflight",
+                "image train",
+                FAIL,
+                f"{image_ref} `train` exited 0 but left /opt/ml/model "
+                "empty: SageMaker would store an empty model.tar.gz",
+                "save the model (and metrics.json) to /opt/ml/model (SM_MODEL_DIR) before the program exits",
+            )
+    return Check(
+        "preflight", "image train", OK, f"`train` on {SAMPLE_ROWS} rows per channel saved {', '.join(sorted(saved))}"
+    )

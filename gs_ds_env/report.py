@@ -45,8 +45,10 @@ def _parity_line(parity: dict) -> str:
     if not parity["differences"] and not parity.get("python_differs"):
         return f"- Parity with the notebook kernel: {parity['shared_packages']} shared packages, 0 differences."
     listed = ", ".join(f"{d['name']} {d['kernel']} (kernel) vs {d['image']} (image)" for d in parity["differences"])
-    return (f"- **Drift allowed (--allow-drift)**: the kernel and the image differ: {listed or 'in Python version'}. "
-            "This run did not run exactly what the notebook ran.")
+    return (
+        f"- **Drift allowed (--allow-drift)**: the kernel and the image differ: {listed or 'in Python version'}. "
+        "This run did not run exactly what the notebook ran."
+    )
 
 
 def _versions(record: dict) -> list[str]:
@@ -55,9 +57,12 @@ def _versions(record: dict) -> list[str]:
         return []
     rows = {key.replace("_", " "): value for key, value in versions.items() if key != "image_packages"}
     packages = "\n".join(f"{name}=={version}" for name, version in versions.get("image_packages", {}).items())
-    return ["## Versions (what rebuilds this image)", _table(rows),
-            f"<details><summary>{len(versions.get('image_packages', {}))} packages in the image</summary>\n\n"
-            f"```\n{packages}\n```\n</details>"]
+    return [
+        "## Versions (what rebuilds this image)",
+        _table(rows),
+        f"<details><summary>{len(versions.get('image_packages', {}))} packages in the image</summary>\n\n"
+        f"```\n{packages}\n```\n</details>",
+    ]
 
 
 def render(record: dict) -> str:
@@ -70,13 +75,20 @@ def render(record: dict) -> str:
         f"- Image `{record['image']['uri']}` built from theme `{record['theme']}` (kernel `{record['kernel']}`).",
         f"- Data: `{record['data']['source']}` (sha256 {record['data']['sha256'][:12]}…), "
         f"{record['data']['rows'].get('train')} train / {record['data']['rows'].get('validation')} validation rows"
-        + "".join(f"; {name} sha256 {entry['sha256'][:12]}…" for name, entry in record["data"].get("channels", {}).items())
+        + "".join(
+            f"; {name} sha256 {entry['sha256'][:12]}…" for name, entry in record["data"].get("channels", {}).items()
+        )
         + ".",
-        f"- Validation AUC {auc:.4f}, accuracy {metrics.get('validation:accuracy', float('nan')):.4f}." if auc is not None
+        f"- Validation AUC {auc:.4f}, accuracy {metrics.get('validation:accuracy', float('nan')):.4f}."
+        if auc is not None
         else "- No validation metrics were recorded.",
-        f"- Model: `{record['model_artifact']}`" + (
+        f"- Model: `{record['model_artifact']}`"
+        + (
             f"; {record['billable_seconds']} billable seconds on {record['instance_type']}, about "
-            f"{record['cost_usd']:.4f} USD." if record.get("cost_usd") is not None else "."),
+            f"{record['cost_usd']:.4f} USD."
+            if record.get("cost_usd") is not None
+            else "."
+        ),
     ]
     if "parity" in record:
         summary.append(_parity_line(record["parity"]))

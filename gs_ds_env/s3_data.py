@@ -55,14 +55,18 @@ def bucket_plan(settings: Settings) -> list[str]:
 
 def plan(settings: Settings, source: str | None = None) -> str:
     """`inv data --dry-run`: what would be fetched, staged and (for sagemaker) uploaded."""
-    lines = [f"fetch {source or settings.titanic_csv or settings.titanic_url}, verify sha256 "
-             f"{settings.titanic_sha256[:12]}…, split {1 - settings.validation_fraction:g}/"
-             f"{settings.validation_fraction:g} seed {settings.seed} into data/staged/"]
+    lines = [
+        f"fetch {source or settings.titanic_csv or settings.titanic_url}, verify sha256 "
+        f"{settings.titanic_sha256[:12]}…, split {1 - settings.validation_fraction:g}/"
+        f"{settings.validation_fraction:g} seed {settings.seed} into data/staged/"
+    ]
     if settings.target == "sagemaker":
         lines += bucket_plan(settings)
-        lines += [f"s3:PutObject {channel_uri(settings, channel)} ServerSideEncryption={ENCRYPTION} "
-                  "Metadata={sha256: <of the staged file>} (skipped when the object already has that sha256)"
-                  for channel in CHANNELS]
+        lines += [
+            f"s3:PutObject {channel_uri(settings, channel)} ServerSideEncryption={ENCRYPTION} "
+            "Metadata={sha256: <of the staged file>} (skipped when the object already has that sha256)"
+            for channel in CHANNELS
+        ]
     return "\n".join(lines)
 
 
@@ -73,25 +77,47 @@ def ensure_bucket(settings: Settings, s3) -> list[str]:
         head = s3.head_bucket(Bucket=bucket)
         region = head["ResponseMetadata"]["HTTPHeaders"].get("x-amz-bucket-region", settings.aws_region)
         if region != settings.aws_region:
-            raise aws.AwsError(f"S3_BUCKET={bucket} is in {region} but AWS_REGION={settings.aws_region}: SageMaker "
-                               "reads channels from its own region; use a bucket there or change AWS_REGION")
+            raise aws.AwsError(
+                f"S3_BUCKET={bucket} is in {region} but AWS_REGION={settings.aws_region}: SageMaker "
+                "reads channels from its own region; use a bucket there or change AWS_REGION"
+            )
         return []
     except ClientError as error:
         if aws.error_code(error) in {"403", "AccessDenied"}:
-            raise aws.AwsError(f"S3_BUCKET={bucket} exists but this identity may not use it (403): choose another "
-                               "bucket name or grant access (see `inv iam-policy`)") from None
+            raise aws.AwsError(
+                f"S3_BUCKET={bucket} exists but this identity may not use it (403): choose another "
+                "bucket name or grant access (see `inv iam-policy`)"
+            ) from None
         if aws.error_code(error) not in {"404", "NoSuchBucket", "NotFound"}:
             raise aws.explain(error, f"checking bucket {bucket}") from None
-    print(f"[s3] creating bucket {bucket} in {settings.aws_region} (public access blocked, {ENCRYPTION} by default)",
-          flush=True)
+    print(
+        f"[s3] creating bucket {bucket} in {settings.aws_region} (public access blocked, {ENCRYPTION} by default)",
+        flush=True,
+    )
     try:
-        options = {} if settings.aws_region == "us-east-1" else {
-            "CreateBucketConfiguration": {"LocationConstraint": settings.aws_region}}
+        options = (
+            {}
+            if settings.aws_region == "us-east-1"
+            else {"CreateBucketConfiguration": {"LocationConstraint": settings.aws_region}}
+        )
         s3.create_bucket(Bucket=bucket, **options)
-        s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
-        s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [{
-            "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": ENCRYPTION}, "BucketKeyEnabled": True}]})
+        s3.put_public_access_block(
+            Bucket=bucket,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
+        s3.put_bucket_encryption(
+            Bucket=bucket,
+            ServerSideEncryptionConfiguration={
+                "Rules": [
+                    {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": ENCRYPTION}, "BucketKeyEnabled": True}
+                ]
+            },
+        )
     except (ClientError, BotoCoreError) as error:
         raise aws.explain(error, f"creating bucket {bucket}") from None
     return [f"created s3://{bucket} in {settings.aws_region}"]
@@ -132,9 +158,14 @@ def upload(settings: Settings, s3, staged: StagedData) -> Uploaded:
         send = _remote_sha256(s3, settings.s3_bucket, object_name) != sha
         if send:
             try:
-                s3.upload_file(str(path), settings.s3_bucket, object_name, Config=TRANSFER,
-                               ExtraArgs={"ServerSideEncryption": ENCRYPTION, "Metadata": {"sha256": sha}},
-                               Callback=_Progress(object_name, path.stat().st_size))
+                s3.upload_file(
+                    str(path),
+                    settings.s3_bucket,
+                    object_name,
+                    Config=TRANSFER,
+                    ExtraArgs={"ServerSideEncryption": ENCRYPTION, "Metadata": {"sha256": sha}},
+                    Callback=_Progress(object_name, path.stat().st_size),
+                )
             except (ClientError, BotoCoreError, S3UploadFailedError) as error:
                 raise aws.explain(error, f"uploading {path} to {target}") from None
         else:

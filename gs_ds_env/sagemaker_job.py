@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import logging
 import re
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,30 +18,44 @@ from .settings import Settings
 from .sm import SDK_CONFIG, sagemaker
 from .training_job import TrainingFailed
 
-EMPTY_MODEL_HINT = ("empty /opt/ml/model: the training program must save the model (and metrics.json) to "
-                    "/opt/ml/model before it exits")
+EMPTY_MODEL_HINT = (
+    "empty /opt/ml/model: the training program must save the model (and metrics.json) to /opt/ml/model before it exits"
+)
 # FailureReason / last log lines -> what usually causes it and what to do.
 HINTS = [
     # An ECR image URI in an unrelated log line must not trigger the ECR hint: match pull failures only.
-    (r"CannotPullContainer|Cannot pull|pull access denied|manifest .* not found|"
-     r"not authorized to perform: ecr:|ecr:(BatchGetImage|GetDownloadUrlForLayer|GetAuthorizationToken)",
-     "ECR auth or image: the execution role needs ecr:BatchGetImage/GetDownloadUrlForLayer on the repository, and "
-     "the image must be in the job's region (`inv push`; policy from `inv iam-policy`)"),
-    (r"assume role|AssumeRole|not authorized to perform: sts",
-     "role: SAGEMAKER_ROLE_ARN must trust sagemaker.amazonaws.com (trust policy from `inv iam-policy`)"),
-    (r"AccessDenied|Access Denied|\b403\b",
-     "role permissions: the execution role cannot read the channels or write the output prefix "
-     "(execution-role policy from `inv iam-policy`)"),
-    (r"No S3 objects found|Data download failed|does not exist.*s3|NoSuchKey",
-     "channel paths: run `inv data --target sagemaker` and check the train/validation URIs in the request"),
-    (r"executable file not found|exec: \"train\"|no such file or directory.*train|Exec format error",
-     "no entry point: the image must have an executable `train` on PATH (docker/Dockerfile puts training/ there)"),
-    (r"/opt/ml/model",
-     EMPTY_MODEL_HINT),
-    (r"ResourceLimitExceeded|quota",
-     "quota: run `inv instance` and request an increase in Service Quotas, or set INSTANCE_TYPE=auto"),
-    (r"AlgorithmError|Traceback|Error",
-     "the training program failed: read the log lines above; reproduce with `make deploy TARGET=local`"),
+    (
+        r"CannotPullContainer|Cannot pull|pull access denied|manifest .* not found|"
+        r"not authorized to perform: ecr:|ecr:(BatchGetImage|GetDownloadUrlForLayer|GetAuthorizationToken)",
+        "ECR auth or image: the execution role needs ecr:BatchGetImage/GetDownloadUrlForLayer on the repository, and "
+        "the image must be in the job's region (`inv push`; policy from `inv iam-policy`)",
+    ),
+    (
+        r"assume role|AssumeRole|not authorized to perform: sts",
+        "role: SAGEMAKER_ROLE_ARN must trust sagemaker.amazonaws.com (trust policy from `inv iam-policy`)",
+    ),
+    (
+        r"AccessDenied|Access Denied|\b403\b",
+        "role permissions: the execution role cannot read the channels or write the output prefix "
+        "(execution-role policy from `inv iam-policy`)",
+    ),
+    (
+        r"No S3 objects found|Data download failed|does not exist.*s3|NoSuchKey",
+        "channel paths: run `inv data --target sagemaker` and check the train/validation URIs in the request",
+    ),
+    (
+        r"executable file not found|exec: \"train\"|no such file or directory.*train|Exec format error",
+        "no entry point: the image must have an executable `train` on PATH (docker/Dockerfile puts training/ there)",
+    ),
+    (r"/opt/ml/model", EMPTY_MODEL_HINT),
+    (
+        r"ResourceLimitExceeded|quota",
+        "quota: run `inv instance` and request an increase in Service Quotas, or set INSTANCE_TYPE=auto",
+    ),
+    (
+        r"AlgorithmError|Traceback|Error",
+        "the training program failed: read the log lines above; reproduce with `make deploy TARGET=local`",
+    ),
 ]
 
 
@@ -67,19 +80,32 @@ def hint_for(text: str) -> str:
 
 def sdk_session(boto_session: boto3.Session):
     # The SDK's own sagemaker client would use botocore's default 60 s read timeout: give it ours.
-    return sagemaker().Session(boto_session=boto_session, sagemaker_client=aws.client(boto_session, "sagemaker"),
-                               sagemaker_config=SDK_CONFIG)
+    return sagemaker().Session(
+        boto_session=boto_session, sagemaker_client=aws.client(boto_session, "sagemaker"), sagemaker_config=SDK_CONFIG
+    )
 
 
 def job_estimator(settings: Settings, session, image_uri: str, instance_type: str, job_name: str):
     return training_job.estimator(
-        settings, image_uri, session, local=False, output_path=s3_data.uri(settings, "output"),
-        role=settings.sagemaker_role_arn, instance_type=instance_type,
-        checkpoint_s3_uri=s3_data.uri(settings, "checkpoints", job_name))
+        settings,
+        image_uri,
+        session,
+        local=False,
+        output_path=s3_data.uri(settings, "output"),
+        role=settings.sagemaker_role_arn,
+        instance_type=instance_type,
+        checkpoint_s3_uri=s3_data.uri(settings, "checkpoints", job_name),
+    )
 
 
-def planned_request(settings: Settings, boto_session: boto3.Session, image_uri: str, channels: dict[str, str],
-                    instance_type: str, job_name: str) -> dict:
+def planned_request(
+    settings: Settings,
+    boto_session: boto3.Session,
+    image_uri: str,
+    channels: dict[str, str],
+    instance_type: str,
+    job_name: str,
+) -> dict:
     """The exact CreateTrainingJob request the SDK would send, captured before it is sent: nothing is called."""
     session = sdk_session(boto_session)
     captured: dict = {}
@@ -99,15 +125,22 @@ def planned_request(settings: Settings, boto_session: boto3.Session, image_uri: 
     level = sdk_logger.level
     sdk_logger.setLevel(logging.WARNING)  # it would say "Creating training-job", which a dry run does not
     try:
-        job_estimator(settings, session, image_uri, instance_type, job_name).fit(channels, job_name=job_name,
-                                                                                 wait=False, logs=False)
+        job_estimator(settings, session, image_uri, instance_type, job_name).fit(
+            channels, job_name=job_name, wait=False, logs=False
+        )
     finally:
         sdk_logger.setLevel(level)
     return captured["CreateTrainingJob"]
 
 
-def run(settings: Settings, boto_session: boto3.Session, image_uri: str, channels: dict[str, str],
-        instance_type: str, job_name: str) -> None:
+def run(
+    settings: Settings,
+    boto_session: boto3.Session,
+    image_uri: str,
+    channels: dict[str, str],
+    instance_type: str,
+    job_name: str,
+) -> None:
     """Start the job and stream its CloudWatch logs until it ends; a failed job raises TrainingFailed."""
     session = sdk_session(boto_session)
     estimator = job_estimator(settings, session, image_uri, instance_type, job_name)
@@ -131,8 +164,9 @@ def last_log_lines(boto_session: boto3.Session, job_name: str, count: int = 15) 
     try:
         lines = []
         for stream in log_streams(logs, job_name):
-            events = logs.get_log_events(logGroupName=LOG_GROUP, logStreamName=stream,
-                                         limit=count, startFromHead=False)["events"]
+            events = logs.get_log_events(
+                logGroupName=LOG_GROUP, logStreamName=stream, limit=count, startFromHead=False
+            )["events"]
             lines += [event["message"].rstrip() for event in events]
         return lines[-count:]
     except (ClientError, BotoCoreError) as error:
@@ -167,8 +201,9 @@ def fetch_output(boto_session: boto3.Session, model_artifact: str, run_dir: Path
     return target
 
 
-def collect(settings: Settings, boto_session: boto3.Session, job_name: str, price: float | None,
-            run_dir: Path) -> CloudResult:
+def collect(
+    settings: Settings, boto_session: boto3.Session, job_name: str, price: float | None, run_dir: Path
+) -> CloudResult:
     """Verify model.tar.gz really is in S3, copy it to runs/<job>/, read metrics.json, billable time and cost."""
     description = aws.client(boto_session, "sagemaker").describe_training_job(TrainingJobName=job_name)
     artifact = description.get("ModelArtifacts", {}).get("S3ModelArtifacts", "")
@@ -193,8 +228,9 @@ def collect(settings: Settings, boto_session: boto3.Session, job_name: str, pric
         metrics = training_job.read_metrics_from_tarball(local_copy)
     except TrainingFailed as error:
         # SageMaker tars /opt/ml/model even when it is empty: an existing model.tar.gz proves little by itself.
-        raise TrainingFailed(f"{artifact} holds no metrics.json ({error.__cause__ or 'missing'}) "
-                             f"(hint: {EMPTY_MODEL_HINT})") from None
+        raise TrainingFailed(
+            f"{artifact} holds no metrics.json ({error.__cause__ or 'missing'}) (hint: {EMPTY_MODEL_HINT})"
+        ) from None
     billable = description.get("BillableTimeInSeconds") or description.get("TrainingTimeInSeconds")
     if billable is None and description.get("TrainingStartTime") and description.get("TrainingEndTime"):
         billable = int((description["TrainingEndTime"] - description["TrainingStartTime"]).total_seconds())
@@ -204,8 +240,9 @@ def collect(settings: Settings, boto_session: boto3.Session, job_name: str, pric
         streams = log_streams(aws.client(boto_session, "logs"), job_name)
     except (ClientError, BotoCoreError):
         streams = []
-    return CloudResult(description, artifact, local_copy, metrics["metrics"], metrics.get("training_seconds"),
-                       billable, cost, streams)
+    return CloudResult(
+        description, artifact, local_copy, metrics["metrics"], metrics.get("training_seconds"), billable, cost, streams
+    )
 
 
 def console_urls(region: str, job_name: str) -> dict[str, str]:
@@ -213,5 +250,5 @@ def console_urls(region: str, job_name: str) -> dict[str, str]:
     return {
         "job": f"{console}/sagemaker/home?region={region}#/jobs/{job_name}",
         "logs": f"{console}/cloudwatch/home?region={region}#logsV2:log-groups/log-group/"
-                f"$252Faws$252Fsagemaker$252FTrainingJobs$3FlogStreamNameFilter$3D{job_name}",
+        f"$252Faws$252Fsagemaker$252FTrainingJobs$3FlogStreamNameFilter$3D{job_name}",
     }

@@ -77,7 +77,7 @@ class Settings:
             "seed": str(self.seed),
         }
 
-    def replace(self, **changes) -> "Settings":
+    def replace(self, **changes) -> Settings:
         updated = dataclasses.replace(self, **changes)
         _validate(updated)
         return updated
@@ -133,11 +133,15 @@ def _parse_tags(raw: str) -> dict[str, str]:
         if key.lower().startswith("aws:"):
             raise ConfigError(f"TAGS key {key!r} uses the prefix 'aws:', which AWS reserves: rename it")
         if len(key) > MAX_TAG_KEY or len(value) > MAX_TAG_VALUE:
-            raise ConfigError(f"TAGS item {key!r}: keys may have at most {MAX_TAG_KEY} characters and values "
-                              f"{MAX_TAG_VALUE}: shorten it")
+            raise ConfigError(
+                f"TAGS item {key!r}: keys may have at most {MAX_TAG_KEY} characters and values "
+                f"{MAX_TAG_VALUE}: shorten it"
+            )
         if not (TAG_CHARS.fullmatch(key) and TAG_CHARS.fullmatch(value)):
-            raise ConfigError(f"TAGS item {item!r} has characters AWS tags do not allow: use letters, digits, "
-                              "spaces and _ . : / = + - @")
+            raise ConfigError(
+                f"TAGS item {item!r} has characters AWS tags do not allow: use letters, digits, "
+                "spaces and _ . : / = + - @"
+            )
         tags[key] = value
     if len(tags) > MAX_TAGS:
         raise ConfigError(f"TAGS has {len(tags)} tags; AWS allows at most {MAX_TAGS} per resource")
@@ -157,8 +161,10 @@ def load_settings(repo_root: Path = REPO_ROOT, env_file: Path | None = None, **o
     working_dir = raw.get("WORKING_DIR", "").strip()
     values["working_dir"] = Path(working_dir).expanduser() if working_dir else _default_working_dir()
     if not values["working_dir"].is_absolute() or "$" in working_dir:
-        raise ConfigError(f"WORKING_DIR={working_dir!r} is not an absolute path: set it to e.g. "
-                          "/home/ec2-user/SageMaker/.myenv (${HOME}/... is expanded), or leave it empty")
+        raise ConfigError(
+            f"WORKING_DIR={working_dir!r} is not an absolute path: set it to e.g. "
+            "/home/ec2-user/SageMaker/.myenv (${HOME}/... is expanded), or leave it empty"
+        )
     values["tags"] = _parse_tags(raw.get("TAGS", ""))
     values["repo_root"] = repo_root
     values.update({k: v for k, v in overrides.items() if v is not None})
@@ -170,7 +176,10 @@ def load_settings(repo_root: Path = REPO_ROOT, env_file: Path | None = None, **o
 _RULES = {
     "theme": (r"[a-z][a-z0-9_-]{0,63}", "a lowercase theme name under themes/ (at most 64 characters)"),
     "py": (r"3\.\d{1,2}", "of the form 3.N or 3.NN, e.g. 3.12"),
-    "torch_backend": (r"auto|none|cpu|cu\d{2,3}|rocm\d+(\.\d+)*|xpu", "auto, none, cpu, cuNNN (e.g. cu126), rocmX.Y or xpu"),
+    "torch_backend": (
+        r"auto|none|cpu|cu\d{2,3}|rocm\d+(\.\d+)*|xpu",
+        "auto, none, cpu, cuNNN (e.g. cu126), rocmX.Y or xpu",
+    ),
     # The job name becomes runs/<name>-<timestamp> locally and the SageMaker job name: checked on both targets.
     "base_job_name": (r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,37}", "letters, digits and '-', at most 38 characters"),
     "aws_region": (r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d", "a region such as eu-west-1"),
@@ -180,11 +189,18 @@ _RULES = {
 }
 
 _AWS_RULES = {
-    "s3_bucket": (r"(?!\d+\.\d+\.\d+\.\d+$)(?!.*\.\.)(?!xn--|sthree-|amzn-s3-demo-)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
-                  "a bucket name: 3-63 lowercase letters, digits, '.', '-', no '..', not an IP address"),
-    "ecr_repository": (r"(?=.{2,256}$)[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*",
-                       "an ECR repository name (2-256 lowercase characters, e.g. gs-ds-env-tabular)"),
-    "sagemaker_role_arn": (r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", "arn:aws:iam::<12-digit account>:role/<name>"),
+    "s3_bucket": (
+        r"(?!\d+\.\d+\.\d+\.\d+$)(?!.*\.\.)(?!xn--|sthree-|amzn-s3-demo-)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
+        "a bucket name: 3-63 lowercase letters, digits, '.', '-', no '..', not an IP address",
+    ),
+    "ecr_repository": (
+        r"(?=.{2,256}$)[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*",
+        "an ECR repository name (2-256 lowercase characters, e.g. gs-ds-env-tabular)",
+    ),
+    "sagemaker_role_arn": (
+        r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+",
+        "arn:aws:iam::<12-digit account>:role/<name>",
+    ),
     "instance_type": (r"auto|ml\.[a-z0-9]+\.[a-z0-9]+", "auto or an instance type such as ml.m5.large"),
 }
 # ECR_REGISTRY is optional: a host[:port], no scheme, no path.
@@ -220,8 +236,10 @@ def _validate(settings: Settings) -> None:
         themes = sorted(p.name for p in (settings.repo_root / "themes").iterdir() if p.is_dir())
         raise ConfigError(f"THEME={settings.theme!r} does not exist under themes/: choose one of {', '.join(themes)}")
     if int(settings.py.split(".")[1]) < int(MIN_PYTHON.split(".")[1]):
-        raise ConfigError(f"PY={settings.py} is older than the theme locks support (Python >= {MIN_PYTHON}): "
-                          f"use PY={MIN_PYTHON} or newer")
+        raise ConfigError(
+            f"PY={settings.py} is older than the theme locks support (Python >= {MIN_PYTHON}): "
+            f"use PY={MIN_PYTHON} or newer"
+        )
     if not 0.05 <= settings.validation_fraction <= 0.5:  # also false for nan
         raise ConfigError("VALIDATION_FRACTION must be between 0.05 and 0.5")
     for name, lowest, highest, meaning in _RANGES:
@@ -236,7 +254,9 @@ def validate_for_aws(settings: Settings) -> None:
     """The AWS keys, checked before any AWS call (also used by `inv push` / `inv data` on the sagemaker path)."""
     _check(settings, _AWS_RULES)
     if settings.ecr_registry and not REGISTRY.fullmatch(settings.ecr_registry):
-        raise ConfigError(f"ECR_REGISTRY={settings.ecr_registry!r} is not a registry host: use host[:port] without "
-                          "https:// or a path, or leave it empty for <account>.dkr.ecr.<region>.amazonaws.com")
+        raise ConfigError(
+            f"ECR_REGISTRY={settings.ecr_registry!r} is not a registry host: use host[:port] without "
+            "https:// or a path, or leave it empty for <account>.dkr.ecr.<region>.amazonaws.com"
+        )
     if settings.use_spot and settings.max_wait < settings.max_run:
         raise ConfigError(f"MAX_WAIT={settings.max_wait} must be >= MAX_RUN={settings.max_run} when USE_SPOT=true")

@@ -45,8 +45,17 @@ def new_job_name(settings: Settings) -> str:
     return sagemaker().utils.name_from_base(settings.base_job_name)
 
 
-def estimator(settings: Settings, image_uri: str, session, *, local: bool, output_path: str, role: str,
-              instance_type: str, checkpoint_s3_uri: str | None = None):
+def estimator(
+    settings: Settings,
+    image_uri: str,
+    session,
+    *,
+    local: bool,
+    output_path: str,
+    role: str,
+    instance_type: str,
+    checkpoint_s3_uri: str | None = None,
+):
     sagemaker()  # quiet the SDK before its first import
     from sagemaker.estimator import Estimator
 
@@ -110,16 +119,15 @@ def _compose_containers(scratch: Path) -> list[str]:
 
 def _remove_containers(names: list[str]) -> None:
     """Stop (if still running, e.g. after Ctrl-C) and remove local mode's containers: none is left behind."""
-    import docker
     from docker.errors import DockerException, NotFound
+
+    import docker
 
     try:
         client = docker.from_env()
         for name in names:
-            try:
+            with contextlib.suppress(NotFound):
                 client.containers.get(name).remove(force=True)
-            except NotFound:
-                pass
     except DockerException as error:
         print(f"warning: could not remove the containers {', '.join(names)}: {error}", flush=True)
 
@@ -173,20 +181,30 @@ def train_local(settings: Settings, image_uri: str, channels: dict[str, Path], j
     scratch.mkdir(parents=True, exist_ok=True)
     session = local_session(settings, scratch)
     inputs = {channel: f"file://{folder.resolve()}" for channel, folder in channels.items()}
-    job = estimator(settings, image_uri, session, local=True, output_path=f"file://{run_dir.resolve()}",
-                    role=LOCAL_ROLE, instance_type="local")
+    job = estimator(
+        settings,
+        image_uri,
+        session,
+        local=True,
+        output_path=f"file://{run_dir.resolve()}",
+        role=LOCAL_ROLE,
+        instance_type="local",
+    )
     try:
         with _noting_interrupts() as interrupted:
             failure = _fit(job, inputs, job_name)
         # The SDK swallows a Ctrl-C or turns it into other errors in its clean-up: the flag says what happened.
         if interrupted.is_set():
-            (run_dir / "INTERRUPTED").write_text("interrupted (Ctrl-C) before the job finished: nothing here is a "
-                                                 "result\n")
+            (run_dir / "INTERRUPTED").write_text(
+                "interrupted (Ctrl-C) before the job finished: nothing here is a result\n"
+            )
             raise KeyboardInterrupt
         if isinstance(failure, RuntimeError):  # the SDK's "Failed to run: [docker compose ...]"
             reason = _failure_reason(run_dir) or str(failure).splitlines()[0][:300]
-            raise TrainingFailed(f"local training job {job_name} failed: {reason} (the container's log is above; "
-                                 "/opt/ml/output/failure holds the program's reason)")
+            raise TrainingFailed(
+                f"local training job {job_name} failed: {reason} (the container's log is above; "
+                "/opt/ml/output/failure holds the program's reason)"
+            )
         if failure is not None:
             raise failure
     finally:
@@ -194,8 +212,14 @@ def train_local(settings: Settings, image_uri: str, channels: dict[str, Path], j
         shutil.rmtree(scratch, ignore_errors=True)
     artifact = Path(job.model_data.removeprefix("file://"))
     metrics = read_metrics_from_tarball(artifact)
-    return JobResult(job_name, str(artifact), metrics["metrics"], inputs, settings.hyperparameters,
-                     extra={"training_seconds": metrics.get("training_seconds")})
+    return JobResult(
+        job_name,
+        str(artifact),
+        metrics["metrics"],
+        inputs,
+        settings.hyperparameters,
+        extra={"training_seconds": metrics.get("training_seconds")},
+    )
 
 
 def read_metrics_from_tarball(artifact: Path) -> dict:
@@ -204,5 +228,7 @@ def read_metrics_from_tarball(artifact: Path) -> dict:
             member = archive.extractfile("metrics.json")
             return json.load(member)
     except (KeyError, tarfile.TarError, OSError, ValueError) as error:
-        raise TrainingFailed(f"{artifact} holds no readable metrics.json ({error}): the training program must save "
-                             "the model and metrics.json to /opt/ml/model before it exits") from None
+        raise TrainingFailed(
+            f"{artifact} holds no readable metrics.json ({error}): the training program must save "
+            "the model and metrics.json to /opt/ml/model before it exits"
+        ) from None

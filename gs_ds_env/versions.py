@@ -21,8 +21,9 @@ def _base_image_id(reference: str) -> str:
 
 def _uv_version(settings: Settings) -> str:
     try:
-        return subprocess.run([locks.uv_binary(settings.repo_root), "--version"], capture_output=True, text=True,
-                              check=True).stdout.split()[1]
+        return subprocess.run(
+            [locks.uv_binary(settings.repo_root), "--version"], capture_output=True, text=True, check=True
+        ).stdout.split()[1]
     except (locks.LockError, subprocess.CalledProcessError, IndexError):
         return ""
 
@@ -40,8 +41,9 @@ def _git_commit(settings: Settings) -> str:
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=settings.repo_root, capture_output=True, text=True)
     if head.returncode != 0:
         return ""
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=settings.repo_root,
-                           capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=settings.repo_root, capture_output=True, text=True
+    ).stdout.strip()
     return head.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
 
 

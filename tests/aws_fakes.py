@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
-
 from conftest import VENV_BIN
 
 
@@ -47,17 +46,27 @@ class MotoServer:
         self.recording = folder / "moto-recording.jsonl"
         log = folder / "moto.log"
         env = {"MOTO_ENABLE_RECORDING": "1", "MOTO_RECORDER_FILEPATH": str(self.recording), "PATH": "/usr/bin:/bin"}
-        self.process = subprocess.Popen([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
-                                        stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+        self.process = subprocess.Popen(
+            [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         wait_for(f"{self.url}/moto-api/", "moto_server", self.process, log)
 
     def env(self) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL": self.url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "eu-west-1"}
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": "eu-west-1",
+        }
 
     def client(self, service: str, region: str):
-        return boto3.Session(region_name=region, aws_access_key_id="testing",
-                             aws_secret_access_key="testing").client(service, endpoint_url=self.url)
+        return boto3.Session(region_name=region, aws_access_key_id="testing", aws_secret_access_key="testing").client(
+            service, endpoint_url=self.url
+        )
 
     def reset_recording(self) -> None:
         self.recording.write_text("")
@@ -74,8 +83,9 @@ class MotoServer:
             target = entry["headers"].get("X-Amz-Target", "")
             path = entry["url"].split("://", 1)[-1].split("/", 1)[-1]
             if target:
-                calls.append(Call(target.replace("AmazonEC2ContainerRegistry_V20150921", "ECR"),
-                                  json.loads(raw) if raw else {}))
+                calls.append(
+                    Call(target.replace("AmazonEC2ContainerRegistry_V20150921", "ECR"), json.loads(raw) if raw else {})
+                )
             elif "Action=" in raw:
                 action = raw.split("Action=", 1)[1].split("&", 1)[0]
                 calls.append(Call(f"Query {action}", raw))
@@ -95,11 +105,13 @@ class Registry:
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         config = folder / "registry.yml"
-        config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {folder / 'data'}\n"
-                          f"http:\n  addr: {self.host}\n")
+        config.write_text(
+            f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {folder / 'data'}\nhttp:\n  addr: {self.host}\n"
+        )
         log = folder / "registry.log"
-        self.process = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log.open("w"),
-                                        stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            ["docker-registry", "serve", str(config)], stdout=log.open("w"), stderr=subprocess.STDOUT
+        )
         wait_for(f"http://{self.host}/v2/", "docker-registry", self.process, log)
 
     def tags(self, repository: str) -> list[str]:
@@ -107,8 +119,11 @@ class Registry:
             return sorted(json.load(response)["tags"] or [])
 
     def digest(self, repository: str, tag: str) -> str:
-        request = urllib.request.Request(f"http://{self.host}/v2/{repository}/manifests/{tag}", method="HEAD",
-                                         headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+        request = urllib.request.Request(
+            f"http://{self.host}/v2/{repository}/manifests/{tag}",
+            method="HEAD",
+            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        )
         with urllib.request.urlopen(request) as response:
             return response.headers["Docker-Content-Digest"]
 

@@ -16,8 +16,11 @@ VENV_BIN = Path(sys.executable).parent
 
 
 def shared_titanic() -> Path:
-    candidates = [os.environ.get("TITANIC_CSV_SHARED", ""), REPO.parent / "shared/data/titanic.csv",
-                  REPO.parent.parent / "shared/data/titanic.csv"]
+    candidates = [
+        os.environ.get("TITANIC_CSV_SHARED", ""),
+        REPO.parent / "shared/data/titanic.csv",
+        REPO.parent.parent / "shared/data/titanic.csv",
+    ]
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return Path(candidate)
@@ -53,7 +56,9 @@ def tool_env(**extra: str) -> dict[str, str]:
 
 
 def docker_ready() -> bool:
-    return shutil.which("docker") is not None and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+    return (
+        shutil.which("docker") is not None and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+    )
 
 
 @pytest.fixture(scope="session")
@@ -77,8 +82,11 @@ def copy_repo(dest: Path, *parts: str) -> Path:
     for part in parts:
         src = REPO / part
         if src.is_dir():
-            shutil.copytree(src, dest / part, ignore=shutil.ignore_patterns(".venv*", "manifest.env", "__pycache__",
-                                                                           "requirements.lock.txt"))
+            shutil.copytree(
+                src,
+                dest / part,
+                ignore=shutil.ignore_patterns(".venv*", "manifest.env", "__pycache__", "requirements.lock.txt"),
+            )
         else:
             (dest / part).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / part)
@@ -92,8 +100,16 @@ def clone_project(dest: Path) -> Path:
     """A scratch copy of the project's files (tracked, and new ones git does not ignore). `inv` run with this
     copy as its working directory imports the copy's gs_ds_env (invoke puts tasks.py's folder first on sys.path),
     so its kernels, images, data/ and runs/ belong to the copy, never to the real checkout."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
-                            capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=REPO,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         source = REPO / name
         if source.is_file():

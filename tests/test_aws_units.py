@@ -8,6 +8,7 @@ answer with Completed: a botocore before-call hook answers Failed instead.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import subprocess
 import tarfile
@@ -18,8 +19,8 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
-
 from conftest import REPO, copy_repo, tool_env
+
 from gs_ds_env import iam, instance, sagemaker_job
 from gs_ds_env.aws import AwsError
 from gs_ds_env.settings import ConfigError, load_settings
@@ -29,8 +30,15 @@ ROLE = "arn:aws:iam::123456789012:role/gs-ds-env-sagemaker"
 
 
 def settings(**overrides):
-    values = dict(target="sagemaker", aws_region=REGION, s3_bucket="team-bucket", s3_prefix="ds/titanic",
-                  sagemaker_role_arn=ROLE, ecr_repository="gs-ds-env-tabular", base_job_name="gs-ds-env-titanic")
+    values = dict(
+        target="sagemaker",
+        aws_region=REGION,
+        s3_bucket="team-bucket",
+        s3_prefix="ds/titanic",
+        sagemaker_role_arn=ROLE,
+        ecr_repository="gs-ds-env-tabular",
+        base_job_name="gs-ds-env-titanic",
+    )
     return load_settings(**{**values, **overrides})
 
 
@@ -42,8 +50,10 @@ def quota_client(defaults: dict[str, float], applied: dict[str, float]):
     client = offline_session().client("service-quotas")
     stub = Stubber(client)
     for operation, values in (("list_aws_default_service_quotas", defaults), ("list_service_quotas", applied)):
-        quotas = [{"ServiceCode": "sagemaker", "QuotaName": f"{name} for training job usage", "Value": value}
-                  for name, value in values.items()]
+        quotas = [
+            {"ServiceCode": "sagemaker", "QuotaName": f"{name} for training job usage", "Value": value}
+            for name, value in values.items()
+        ]
         quotas.append({"ServiceCode": "sagemaker", "QuotaName": "Number of training jobs", "Value": 50.0})
         stub.add_response(operation, {"Quotas": quotas}, {"ServiceCode": "sagemaker"})
     stub.activate()
@@ -62,15 +72,21 @@ def pricing_client(products: list[dict] | None):
 
 
 def product(usage_type: str, usd: str) -> dict:
-    return {"product": {"productFamily": "ML Instance", "attributes": {"usagetype": usage_type, "regionCode": REGION}},
-            "terms": {"OnDemand": {"SKU.TERM": {"priceDimensions": {"SKU.TERM.RATE": {
-                "unit": "Hrs", "pricePerUnit": {"USD": usd}}}}}}}
+    return {
+        "product": {"productFamily": "ML Instance", "attributes": {"usagetype": usage_type, "regionCode": REGION}},
+        "terms": {
+            "OnDemand": {
+                "SKU.TERM": {"priceDimensions": {"SKU.TERM.RATE": {"unit": "Hrs", "pricePerUnit": {"USD": usd}}}}
+            }
+        },
+    }
 
 
 def test_auto_picks_the_cheapest_type_with_quota_and_says_why():
     # Defaults say 0 for m5.large and c5.xlarge; the account has an applied quota of 2 for c5.xlarge.
-    quotas = quota_client({"ml.m5.large": 0, "ml.c5.xlarge": 0, "ml.m5.xlarge": 1, "ml.m4.xlarge": 0},
-                          {"ml.c5.xlarge": 2})
+    quotas = quota_client(
+        {"ml.m5.large": 0, "ml.c5.xlarge": 0, "ml.m5.xlarge": 1, "ml.m4.xlarge": 0}, {"ml.c5.xlarge": 2}
+    )
     choice = instance.choose(settings(), offline_session(), quotas, pricing_client(None))
     assert choice.instance_type == "ml.c5.xlarge" and choice.price == 0.204
     assert "quota 2" in choice.reason and f"table us-east-1 {instance.PRICE_TABLE_DATE}" in choice.reason
@@ -93,8 +109,11 @@ def test_unreadable_quotas_are_called_unknown_not_above_zero():
 
 
 def test_price_list_api_prices_win_over_the_table():
-    products = [product("EU-Train:ml.m5.large", "0.1340000000"), product("EU-Host:ml.m5.large", "0.0100000000"),
-                product("EU-Train:ml.m5.xlarge", "0.2690000000")]
+    products = [
+        product("EU-Train:ml.m5.large", "0.1340000000"),
+        product("EU-Host:ml.m5.large", "0.0100000000"),
+        product("EU-Train:ml.m5.xlarge", "0.2690000000"),
+    ]
     quotas = quota_client({"ml.m5.large": 1, "ml.m5.xlarge": 1}, {})
     choice = instance.choose(settings(), offline_session(), quotas, pricing_client(products))
     assert choice.instance_type == "ml.m5.large"
@@ -103,23 +122,36 @@ def test_price_list_api_prices_win_over_the_table():
 
 
 def test_zero_quota_stops_before_the_job():
-    with pytest.raises(ConfigError, match=r"INSTANCE_TYPE=ml.m5.large has a training quota of 0 in eu-west-1: "
-                                          r"the job would fail with ResourceLimitExceeded"):
-        instance.choose(settings(instance_type="ml.m5.large"), offline_session(),
-                        quota_client({"ml.m5.large": 0, "ml.c5.xlarge": 1}, {}), pricing_client(None))
+    with pytest.raises(
+        ConfigError,
+        match=r"INSTANCE_TYPE=ml.m5.large has a training quota of 0 in eu-west-1: "
+        r"the job would fail with ResourceLimitExceeded",
+    ):
+        instance.choose(
+            settings(instance_type="ml.m5.large"),
+            offline_session(),
+            quota_client({"ml.m5.large": 0, "ml.c5.xlarge": 1}, {}),
+            pricing_client(None),
+        )
     with pytest.raises(ConfigError, match="no CPU training instance type has a quota above 0 in eu-west-1"):
         instance.choose(settings(), offline_session(), quota_client({"ml.m5.large": 0}, {}), pricing_client(None))
 
 
 def test_explicit_types_are_checked_against_the_same_evidence():
     with pytest.raises(ConfigError, match=r"INSTANCE_TYPE=ml.m5.tiny is not a training instance type .* ml.m5.large"):
-        instance.choose(settings(instance_type="ml.m5.tiny"), offline_session(), quota_client({}, {}),
-                        pricing_client(None))
-    choice = instance.choose(settings(instance_type="ml.m5.2xlarge"), offline_session(),
-                             quota_client({"ml.m5.large": 1, "ml.m5.2xlarge": 1}, {}), pricing_client(None))
+        instance.choose(
+            settings(instance_type="ml.m5.tiny"), offline_session(), quota_client({}, {}), pricing_client(None)
+        )
+    choice = instance.choose(
+        settings(instance_type="ml.m5.2xlarge"),
+        offline_session(),
+        quota_client({"ml.m5.large": 1, "ml.m5.2xlarge": 1}, {}),
+        pricing_client(None),
+    )
     assert choice.instance_type == "ml.m5.2xlarge"
-    assert choice.warnings == ["ml.m5.2xlarge costs 0.461 USD/h; ml.m5.large would do at 0.115 USD/h "
-                               "(INSTANCE_TYPE=auto)"]
+    assert choice.warnings == [
+        "ml.m5.2xlarge costs 0.461 USD/h; ml.m5.large would do at 0.115 USD/h (INSTANCE_TYPE=auto)"
+    ]
 
 
 # ---- failed jobs: real CreateTrainingJob and logs on moto; DescribeTrainingJob answers Failed --------------------
@@ -129,13 +161,19 @@ def failing_session(job_name: str, reason: str):
     def describe_failed(**_):
         now = datetime.now(timezone.utc)
         return AWSResponse(None, 200, {}, None), {
-            "TrainingJobName": job_name, "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:123456789012:training-job/x",
-            "TrainingJobStatus": "Failed", "SecondaryStatus": "Failed", "FailureReason": reason,
+            "TrainingJobName": job_name,
+            "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:123456789012:training-job/x",
+            "TrainingJobStatus": "Failed",
+            "SecondaryStatus": "Failed",
+            "FailureReason": reason,
             "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
             "AlgorithmSpecification": {"TrainingImage": "img", "TrainingInputMode": "File"},
-            "StoppingCondition": {"MaxRuntimeInSeconds": 600}, "CreationTime": now, "LastModifiedTime": now,
+            "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+            "CreationTime": now,
+            "LastModifiedTime": now,
             "SecondaryStatusTransitions": [{"Status": "Failed", "StartTime": now, "StatusMessage": reason}],
-            "ModelArtifacts": {"S3ModelArtifacts": ""}}
+            "ModelArtifacts": {"S3ModelArtifacts": ""},
+        }
 
     session.events.register("before-call.sagemaker.DescribeTrainingJob", describe_failed)
     return session
@@ -145,20 +183,27 @@ def test_failed_job_prints_reason_last_log_lines_and_hint(moto, monkeypatch, cap
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto.url)
     job = "gs-ds-env-titanic-failed-1"
     logs = moto.client("logs", REGION)
-    try:
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
         logs.create_log_group(logGroupName="/aws/sagemaker/TrainingJobs")
-    except logs.exceptions.ResourceAlreadyExistsException:
-        pass
     logs.create_log_stream(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=f"{job}/algo-1-1763800000")
     lines = ["Starting training", 'exec: "train": executable file not found in $PATH']
     now_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
-    logs.put_log_events(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=f"{job}/algo-1-1763800000",
-                        logEvents=[{"timestamp": now_ms + i, "message": line} for i, line in enumerate(lines)])
+    logs.put_log_events(
+        logGroupName="/aws/sagemaker/TrainingJobs",
+        logStreamName=f"{job}/algo-1-1763800000",
+        logEvents=[{"timestamp": now_ms + i, "message": line} for i, line in enumerate(lines)],
+    )
     reason = 'AlgorithmError: framework error: exec: "train": executable file not found in $PATH, exit code: 127'
     moto.reset_recording()
     with pytest.raises(sagemaker_job.TrainingFailed) as failed:
-        sagemaker_job.run(settings(), failing_session(job, reason), "123456789012.dkr.ecr.eu-west-1.amazonaws.com/x:y",
-                          {"train": "s3://team-bucket/ds/titanic/titanic/train/train.csv"}, "ml.m5.large", job)
+        sagemaker_job.run(
+            settings(),
+            failing_session(job, reason),
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/x:y",
+            {"train": "s3://team-bucket/ds/titanic/titanic/train/train.csv"},
+            "ml.m5.large",
+            job,
+        )
     assert "SageMaker.CreateTrainingJob" in [call.operation for call in moto.calls()]
     message = str(failed.value)
     assert message.startswith(f"training job {job} Failed: AlgorithmError") and "\n" not in message
@@ -172,22 +217,31 @@ def test_quota_refused_at_create_gives_one_line_with_the_fix(moto, monkeypatch):
     session = offline_session()
 
     def refuse(**_):
-        return AWSResponse(None, 400, {}, None), {"Error": {
-            "Code": "ResourceLimitExceeded",
-            "Message": "The account-level service limit 'ml.m5.large for training job usage' is 0 Instances"}}
+        return AWSResponse(None, 400, {}, None), {
+            "Error": {
+                "Code": "ResourceLimitExceeded",
+                "Message": "The account-level service limit 'ml.m5.large for training job usage' is 0 Instances",
+            }
+        }
 
     session.events.register("before-call.sagemaker.CreateTrainingJob", refuse)
-    with pytest.raises(AwsError, match=r"starting training job j-1: ResourceLimitExceeded: .* is 0 Instances "
-                                       r"\(the account quota .* run `inv instance`"):
+    with pytest.raises(
+        AwsError,
+        match=r"starting training job j-1: ResourceLimitExceeded: .* is 0 Instances "
+        r"\(the account quota .* run `inv instance`",
+    ):
         sagemaker_job.run(settings(), session, "img:tag", {"train": "s3://b/k"}, "ml.m5.large", "j-1")
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("CannotPullContainerError: pull access denied for 1234.dkr.ecr.eu-west-1.amazonaws.com/x", "ECR auth"),
-    ("ClientError: No S3 objects found under S3 URL \"s3://b/p/titanic/train/\"", "channel paths"),
-    ("ValidationException: Could not assume role arn:aws:iam::123456789012:role/x", "role: SAGEMAKER_ROLE_ARN"),
-    ("AlgorithmError: see the secret sauce, exit code: 1", "the training program failed"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("CannotPullContainerError: pull access denied for 1234.dkr.ecr.eu-west-1.amazonaws.com/x", "ECR auth"),
+        ('ClientError: No S3 objects found under S3 URL "s3://b/p/titanic/train/"', "channel paths"),
+        ("ValidationException: Could not assume role arn:aws:iam::123456789012:role/x", "role: SAGEMAKER_ROLE_ARN"),
+        ("AlgorithmError: see the secret sauce, exit code: 1", "the training program failed"),
+    ],
+)
 def test_hints_for_the_usual_failures(text, expected):
     assert sagemaker_job.hint_for(text).startswith(expected)
 
@@ -202,18 +256,29 @@ def test_an_empty_model_tarball_is_a_failure(moto, monkeypatch, tmp_path):
     s3.upload_file(str(empty), "empty-model-bucket", "p/output/job-e/output/model.tar.gz")
     sm = moto.client("sagemaker", REGION)
     sm.create_training_job(
-        TrainingJobName="job-e", RoleArn=ROLE, AlgorithmSpecification={"TrainingImage": "i", "TrainingInputMode": "File"},
+        TrainingJobName="job-e",
+        RoleArn=ROLE,
+        AlgorithmSpecification={"TrainingImage": "i", "TrainingInputMode": "File"},
         OutputDataConfig={"S3OutputPath": "s3://empty-model-bucket/p/output"},
         ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
-        StoppingCondition={"MaxRuntimeInSeconds": 60})
-    with pytest.raises(sagemaker_job.TrainingFailed, match=r"model.tar.gz holds no metrics.json .* empty /opt/ml/model"):
-        sagemaker_job.collect(settings(s3_bucket="empty-model-bucket", s3_prefix="p"), session, "job-e", 0.115,
-                              tmp_path / "run")
+        StoppingCondition={"MaxRuntimeInSeconds": 60},
+    )
+    with pytest.raises(
+        sagemaker_job.TrainingFailed, match=r"model.tar.gz holds no metrics.json .* empty /opt/ml/model"
+    ):
+        sagemaker_job.collect(
+            settings(s3_bucket="empty-model-bucket", s3_prefix="p"), session, "job-e", 0.115, tmp_path / "run"
+        )
 
 
 # ---- IAM --------------------------------------------------------------------------------------------------------
-UNSCOPABLE = {"ecr:GetAuthorizationToken", "servicequotas:ListServiceQuotas",
-              "servicequotas:ListAWSDefaultServiceQuotas", "pricing:GetProducts", "cloudwatch:PutMetricData"}
+UNSCOPABLE = {
+    "ecr:GetAuthorizationToken",
+    "servicequotas:ListServiceQuotas",
+    "servicequotas:ListAWSDefaultServiceQuotas",
+    "pricing:GetProducts",
+    "cloudwatch:PutMetricData",
+}
 
 
 def analyze(document: dict, community: bool = False):
@@ -229,20 +294,26 @@ def test_iam_policies_are_narrow_and_pass_parliament():
     for document in (operator, execution):
         assert analyze(document) == []
         # The community auditors flag what this job cannot do without: an ECR login token, and passing the role.
-        assert {f.issue for f in analyze(document, community=True)} <= {"CREDENTIALS_EXPOSURE",
-                                                                         "PERMISSIONS_MANAGEMENT_ACTIONS"}
+        assert {f.issue for f in analyze(document, community=True)} <= {
+            "CREDENTIALS_EXPOSURE",
+            "PERMISSIONS_MANAGEMENT_ACTIONS",
+        }
         for statement in document["Statement"]:
             if statement["Resource"] == "*":
                 assert set(statement["Action"]) <= UNSCOPABLE, statement
     by_sid = {s["Sid"]: s for s in operator["Statement"]}
     assert by_sid["PassOnlyTheExecutionRoleToSageMaker"]["Resource"] == ROLE
     assert by_sid["PassOnlyTheExecutionRoleToSageMaker"]["Condition"] == {
-        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
-    assert by_sid["TrainingJobs"]["Resource"] == \
-        f"arn:aws:sagemaker:{REGION}:123456789012:training-job/gs-ds-env-titanic*"
+        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    }
+    assert (
+        by_sid["TrainingJobs"]["Resource"] == f"arn:aws:sagemaker:{REGION}:123456789012:training-job/gs-ds-env-titanic*"
+    )
     assert by_sid["S3DataAndArtifacts"]["Resource"] == "arn:aws:s3:::team-bucket/ds/titanic/*"
-    assert by_sid["EcrPushToThisRepository"]["Resource"] == \
-        f"arn:aws:ecr:{REGION}:123456789012:repository/gs-ds-env-tabular"
+    assert (
+        by_sid["EcrPushToThisRepository"]["Resource"]
+        == f"arn:aws:ecr:{REGION}:123456789012:repository/gs-ds-env-tabular"
+    )
     execution_sids = {s["Sid"]: s for s in execution["Statement"]}
     assert execution_sids["ReadChannels"]["Resource"] == "arn:aws:s3:::team-bucket/ds/titanic/titanic/*"
     assert execution_sids["WriteModel"]["Resource"] == "arn:aws:s3:::team-bucket/ds/titanic/output/*"
@@ -253,27 +324,55 @@ def test_iam_policies_are_narrow_and_pass_parliament():
 
 def test_iam_policy_task_writes_the_files(tmp_path):
     env = tool_env(TARGET="local", S3_BUCKET="team-bucket", SAGEMAKER_ROLE_ARN=ROLE, AWS_REGION=REGION)
-    result = subprocess.run([str(REPO / ".venv/bin/inv"), "iam-policy", "--out", str(tmp_path)], cwd=REPO, env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [str(REPO / ".venv/bin/inv"), "iam-policy", "--out", str(tmp_path)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["execution-role-policy.json",
-                                                          "execution-role-trust-policy.json", "operator-policy.json"]
-    assert json.loads((tmp_path / "operator-policy.json").read_text()) == \
-        iam.operator_policy(settings(s3_prefix="gs-ds-env", ecr_repository="gs-ds-env-tabular"), "123456789012")
-    missing = subprocess.run([str(REPO / ".venv/bin/inv"), "iam-policy"], cwd=REPO, capture_output=True, text=True,
-                             env=tool_env(S3_BUCKET="", SAGEMAKER_ROLE_ARN=ROLE))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "execution-role-policy.json",
+        "execution-role-trust-policy.json",
+        "operator-policy.json",
+    ]
+    assert json.loads((tmp_path / "operator-policy.json").read_text()) == iam.operator_policy(
+        settings(s3_prefix="gs-ds-env", ecr_repository="gs-ds-env-tabular"), "123456789012"
+    )
+    missing = subprocess.run(
+        [str(REPO / ".venv/bin/inv"), "iam-policy"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=tool_env(S3_BUCKET="", SAGEMAKER_ROLE_ARN=ROLE),
+    )
     assert missing.returncode == 2
-    assert missing.stderr.strip() == "error: S3_BUCKET is missing: set it in .env (a bucket name: 3-63 lowercase " \
-                                     "letters, digits, '.', '-', no '..', not an IP address)"
+    assert (
+        missing.stderr.strip() == "error: S3_BUCKET is missing: set it in .env (a bucket name: 3-63 lowercase "
+        "letters, digits, '.', '-', no '..', not an IP address)"
+    )
 
 
 # ---- the push script on its own: immutable tags, and the login password never printed ---------------------------
 def test_push_script_immutable_repository(tmp_path, moto, registry, base_image):
     repo = copy_repo(tmp_path / "repo", "bin", "docker", "training", "themes", ".dockerignore")
     env = tool_env(**moto.env(), DOCKER_CONFIG=str(tmp_path / "docker-config"))
-    command = [str(repo / "bin/gs-env-docker-build-push.sh"), "--py", "3.11", "--base-image", base_image,
-               "--registry", registry.host, "--immutable", "tabular", "123456789012", REGION, "immutable-test",
-               "tabular_311"]
+    command = [
+        str(repo / "bin/gs-env-docker-build-push.sh"),
+        "--py",
+        "3.11",
+        "--base-image",
+        base_image,
+        "--registry",
+        registry.host,
+        "--immutable",
+        "tabular",
+        "123456789012",
+        REGION,
+        "immutable-test",
+        "tabular_311",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     outputs = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)

@@ -59,10 +59,13 @@ def test_download_verifies_checksum_and_keeps_nothing_bad(scratch_settings, http
     assert path == cached and origin.endswith("/titanic.csv") and path.read_bytes()[:11] == b"PassengerId"
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "sha256"),
-    (b"a,b\n1,2\n", "sha256"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "sha256"),
+        (b"a,b\n1,2\n", "sha256"),
+    ],
+)
 def test_bad_local_files_are_refused(scratch_settings, tmp_path, content, message):
     bad = tmp_path / "bad.csv"
     bad.write_bytes(content)

@@ -14,17 +14,30 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import INV, REPO, clone_project, copy_repo, tool_env
 from jupyter_client.kernelspec import KernelSpecManager
 
-from conftest import INV, REPO, clone_project, copy_repo, tool_env
 from gs_ds_env import aws, data
 from gs_ds_env.kernels import KernelError, remove_kernel
 from gs_ds_env.sagemaker_job import hint_for
 from gs_ds_env.settings import ConfigError, load_settings
 from gs_ds_env.training_job import TrainingFailed, read_metrics_from_tarball
 
-SETTING_KEYS = ("THEME", "PY", "TORCH_BACKEND", "AWS_REGION", "ECR_REPOSITORY", "TARGET", "S3_BUCKET",
-                "SAGEMAKER_ROLE_ARN", "WORKING_DIR", "BASE_JOB_NAME", "TAGS", "SEED", "ECR_REGISTRY")
+SETTING_KEYS = (
+    "THEME",
+    "PY",
+    "TORCH_BACKEND",
+    "AWS_REGION",
+    "ECR_REPOSITORY",
+    "TARGET",
+    "S3_BUCKET",
+    "SAGEMAKER_ROLE_ARN",
+    "WORKING_DIR",
+    "BASE_JOB_NAME",
+    "TAGS",
+    "SEED",
+    "ECR_REGISTRY",
+)
 
 
 @pytest.fixture
@@ -50,14 +63,35 @@ def script_args(script: str, key: str, value: str) -> list[str]:
     """The standalone script's arguments with one value replaced by the bad one."""
     if script == KERNEL:
         theme, py, backend = "tabular", "3.12", "none"
-        theme, py, backend = {"THEME": (value, py, backend), "PY": (theme, value, backend),
-                              "TORCH_BACKEND": (theme, py, value)}[key]
+        theme, py, backend = {
+            "THEME": (value, py, backend),
+            "PY": (theme, value, backend),
+            "TORCH_BACKEND": (theme, py, value),
+        }[key]
         return [theme, py, "", backend]
-    args = {"THEME": "tabular", "PY": "3.12", "TORCH_BACKEND": "none", "AWS_REGION": "us-east-1",
-            "ECR_REPOSITORY": "gs-ds-env-tabular"}
+    args = {
+        "THEME": "tabular",
+        "PY": "3.12",
+        "TORCH_BACKEND": "none",
+        "AWS_REGION": "us-east-1",
+        "ECR_REPOSITORY": "gs-ds-env-tabular",
+    }
     args[key] = value
-    return ["--no-push", "--dry-run", "--py", args["PY"], "--torch-backend", args["TORCH_BACKEND"], "--base-image",
-            "python:3.12-slim", args["THEME"], "123456789012", args["AWS_REGION"], args["ECR_REPOSITORY"], "t1"]
+    return [
+        "--no-push",
+        "--dry-run",
+        "--py",
+        args["PY"],
+        "--torch-backend",
+        args["TORCH_BACKEND"],
+        "--base-image",
+        "python:3.12-slim",
+        args["THEME"],
+        "123456789012",
+        args["AWS_REGION"],
+        args["ECR_REPOSITORY"],
+        "t1",
+    ]
 
 
 # key, bad value, the .env around it, the scripts that take the same value
@@ -72,64 +106,76 @@ SHARED_REFUSALS = [
 ]
 
 
-@pytest.mark.parametrize("key, value, context, scripts", SHARED_REFUSALS,
-                         ids=[f"{k}={v[:12]}" for k, v, _, _ in SHARED_REFUSALS])
+@pytest.mark.parametrize(
+    "key, value, context, scripts", SHARED_REFUSALS, ids=[f"{k}={v[:12]}" for k, v, _, _ in SHARED_REFUSALS]
+)
 def test_settings_and_scripts_refuse_the_same_bad_value(tmp_path, clean_env, key, value, context, scripts):
     python_line = settings_refusal(tmp_path, f"{context}{key}={value}\n")
     assert value[:40] in python_line and "\n" not in python_line
     repo = copy_repo(tmp_path / "repo", "bin", "themes", "docker")
     env = tool_env(WORKING_DIR=str(tmp_path / "work"), JUPYTER_DATA_DIR=str(tmp_path / "jupyter"))
     for script in scripts:
-        result = subprocess.run([str(repo / "bin" / script), *script_args(script, key, value)], capture_output=True,
-                                text=True, env=env)
+        result = subprocess.run(
+            [str(repo / "bin" / script), *script_args(script, key, value)], capture_output=True, text=True, env=env
+        )
         assert result.returncode == 2, (script, result.stdout, result.stderr)
         assert len(result.stderr.strip().splitlines()) == 1 and value[:40] in result.stderr, (script, result.stderr)
     assert not (tmp_path / "work").exists(), "a refused value must create nothing"
 
 
-@pytest.mark.parametrize("content, message", [
-    ("SEED=-1\n", "SEED=-1 is out of range"),
-    ("LEARNING_RATE=nan\n", "LEARNING_RATE=nan is out of range"),
-    ("MAX_DEPTH=-1\n", "MAX_DEPTH=-1 is out of range"),
-    ("N_ESTIMATORS=0\n", "N_ESTIMATORS=0 is out of range"),
-    ("MAX_RUN=0\n", "MAX_RUN=0 is out of range"),
-    ("MAX_RUN=2419201\n", "MAX_RUN=2419201 is out of range: expected seconds, 1-2419200"),
-    ("VOLUME_SIZE=100000\n", "VOLUME_SIZE=100000 is out of range"),
-    ("TAGS=aws:owner=me\n", "uses the prefix 'aws:', which AWS reserves"),
-    (f"TAGS={'k' * 129}=v\n", "keys may have at most 128 characters"),
-    (f"TAGS=k={'v' * 257}\n", "values 256"),
-    ("TAGS=team=a,team=b\n", "TAGS has the key 'team' twice"),
-    (SAGEMAKER.replace("my-bucket", "my..bucket"), "S3_BUCKET='my..bucket' is malformed"),
-    (SAGEMAKER.replace("my-bucket", "192.168.1.10"), "S3_BUCKET='192.168.1.10' is malformed"),
-    (SAGEMAKER + "ECR_REGISTRY=https://registry.example.com/v2\n", "ECR_REGISTRY='https://registry.example.com/v2' "
-                                                                   "is not a registry host"),
-    ("BASE_JOB_NAME=../escape\n", "BASE_JOB_NAME='../escape' is malformed"),
-    ("BASE_JOB_NAME=a/b\n", "BASE_JOB_NAME='a/b' is malformed"),
-    ("AWS_REGION=moon\n", "AWS_REGION='moon' is malformed"),
-    ("WORKING_DIR=relative/dir\n", "WORKING_DIR='relative/dir' is not an absolute path"),
-    ("WORKING_DIR=$HOME/x\n", "WORKING_DIR='$HOME/x' is not an absolute path"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("SEED=-1\n", "SEED=-1 is out of range"),
+        ("LEARNING_RATE=nan\n", "LEARNING_RATE=nan is out of range"),
+        ("MAX_DEPTH=-1\n", "MAX_DEPTH=-1 is out of range"),
+        ("N_ESTIMATORS=0\n", "N_ESTIMATORS=0 is out of range"),
+        ("MAX_RUN=0\n", "MAX_RUN=0 is out of range"),
+        ("MAX_RUN=2419201\n", "MAX_RUN=2419201 is out of range: expected seconds, 1-2419200"),
+        ("VOLUME_SIZE=100000\n", "VOLUME_SIZE=100000 is out of range"),
+        ("TAGS=aws:owner=me\n", "uses the prefix 'aws:', which AWS reserves"),
+        (f"TAGS={'k' * 129}=v\n", "keys may have at most 128 characters"),
+        (f"TAGS=k={'v' * 257}\n", "values 256"),
+        ("TAGS=team=a,team=b\n", "TAGS has the key 'team' twice"),
+        (SAGEMAKER.replace("my-bucket", "my..bucket"), "S3_BUCKET='my..bucket' is malformed"),
+        (SAGEMAKER.replace("my-bucket", "192.168.1.10"), "S3_BUCKET='192.168.1.10' is malformed"),
+        (
+            SAGEMAKER + "ECR_REGISTRY=https://registry.example.com/v2\n",
+            "ECR_REGISTRY='https://registry.example.com/v2' is not a registry host",
+        ),
+        ("BASE_JOB_NAME=../escape\n", "BASE_JOB_NAME='../escape' is malformed"),
+        ("BASE_JOB_NAME=a/b\n", "BASE_JOB_NAME='a/b' is malformed"),
+        ("AWS_REGION=moon\n", "AWS_REGION='moon' is malformed"),
+        ("WORKING_DIR=relative/dir\n", "WORKING_DIR='relative/dir' is not an absolute path"),
+        ("WORKING_DIR=$HOME/x\n", "WORKING_DIR='$HOME/x' is not an absolute path"),
+    ],
+)
 def test_every_key_is_checked_against_aws_limits_before_anything_runs(tmp_path, clean_env, content, message):
     assert message in settings_refusal(tmp_path, content)
 
 
 def test_an_out_of_range_value_is_one_line_from_inv(project):
-    result = subprocess.run([INV, "deploy", "--dry-run"], cwd=project, capture_output=True, text=True,
-                            env=tool_env(MAX_RUN="0"))
+    result = subprocess.run(
+        [INV, "deploy", "--dry-run"], cwd=project, capture_output=True, text=True, env=tool_env(MAX_RUN="0")
+    )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["error: MAX_RUN=0 is out of range: expected seconds, "
-                                                  "1-2419200 (SageMaker's 28-day limit)"]
+    assert result.stderr.strip().splitlines() == [
+        "error: MAX_RUN=0 is out of range: expected seconds, 1-2419200 (SageMaker's 28-day limit)"
+    ]
 
 
 # ---- the standalone kernel script reads .env as python-dotenv does ----------------------------------------
-@pytest.mark.parametrize("line, expected", [
-    ("WORKING_DIR=${{HOME}}/wd\n", "{home}/wd"),
-    ("WORKING_DIR={tmp}/wd # where caches live\n", "{tmp}/wd"),
-    ("WORKING_DIR={tmp}/wd\r\n", "{tmp}/wd"),
-    ("export WORKING_DIR={tmp}/wd\n", "{tmp}/wd"),
-    ("WORKING_DIR=\"{tmp}/wd\"  # quoted\n", "{tmp}/wd"),
-    ("WORKING_DIR=${{NO_SUCH_VAR:-{tmp}/fallback}}\n", "{tmp}/fallback"),
-])
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("WORKING_DIR=${{HOME}}/wd\n", "{home}/wd"),
+        ("WORKING_DIR={tmp}/wd # where caches live\n", "{tmp}/wd"),
+        ("WORKING_DIR={tmp}/wd\r\n", "{tmp}/wd"),
+        ("export WORKING_DIR={tmp}/wd\n", "{tmp}/wd"),
+        ('WORKING_DIR="{tmp}/wd"  # quoted\n', "{tmp}/wd"),
+        ("WORKING_DIR=${{NO_SUCH_VAR:-{tmp}/fallback}}\n", "{tmp}/fallback"),
+    ],
+)
 def test_standalone_script_reads_env_like_python_dotenv(tmp_path, clean_env, monkeypatch, line, expected):
     from dotenv import dotenv_values
 
@@ -144,25 +190,34 @@ def test_standalone_script_reads_env_like_python_dotenv(tmp_path, clean_env, mon
     monkeypatch.setenv("HOME", str(home))
     assert dotenv_values(repo / ".env")["WORKING_DIR"] == want  # the reference reading
     # --register-only with no venv stops right after WORKING_DIR is set up: its folders show where it went.
-    result = subprocess.run([str(repo / "bin" / KERNEL), "--register-only", "tabular", "3.12"], capture_output=True,
-                            text=True, env=env)
+    result = subprocess.run(
+        [str(repo / "bin" / KERNEL), "--register-only", "tabular", "3.12"], capture_output=True, text=True, env=env
+    )
     assert result.returncode == 2 and "missing or broken" in result.stderr, result.stderr
     assert (Path(want) / "cache/uv").is_dir(), sorted(str(p) for p in tmp_path.rglob("cache"))
     assert [p for p in tmp_path.rglob("cache") if p.parent != Path(want)] == []
 
 
-@pytest.mark.parametrize("line, message", [
-    ("WORKING_DIR=$HOME/x\n", "uses $ in a form this script cannot expand"),
-    ("WORKING_DIR=relative/x\n", "is not an absolute path"),
-    ("WORKING_DIR=\"/tmp/unterminated\n", "has an unterminated quote"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("WORKING_DIR=$HOME/x\n", "uses $ in a form this script cannot expand"),
+        ("WORKING_DIR=relative/x\n", "is not an absolute path"),
+        ('WORKING_DIR="/tmp/unterminated\n', "has an unterminated quote"),
+    ],
+)
 def test_standalone_script_refuses_what_it_cannot_read(tmp_path, clean_env, line, message):
     repo = copy_repo(tmp_path / "repo", "bin", "themes", "docker")
     (repo / ".env").write_text(line)
     env = tool_env(JUPYTER_DATA_DIR=str(tmp_path / "jupyter"))
     env.pop("WORKING_DIR", None)
-    result = subprocess.run([str(repo / "bin" / KERNEL), "--register-only", "tabular", "3.12"], capture_output=True,
-                            text=True, env=env, cwd=tmp_path)
+    result = subprocess.run(
+        [str(repo / "bin" / KERNEL), "--register-only", "tabular", "3.12"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     assert result.returncode == 2 and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "relative").exists() and not (tmp_path / "$HOME").exists()
@@ -178,18 +233,42 @@ def test_makefile_passes_values_quoted(tmp_path):
     recorder.write_text("#!/usr/bin/env python3\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n")
     recorder.chmod(0o755)
     evil = "x'; touch pwned; echo '"
-    result = subprocess.run(["make", "-s", "deploy", f"VENV={fake_venv}", f"INV={recorder}", f"THEME={evil}",
-                             "PY=3.12; touch pwned2", "TARGET=`touch pwned3`"], cwd=project, capture_output=True,
-                            text=True, env=tool_env())
+    result = subprocess.run(
+        [
+            "make",
+            "-s",
+            "deploy",
+            f"VENV={fake_venv}",
+            f"INV={recorder}",
+            f"THEME={evil}",
+            "PY=3.12; touch pwned2",
+            "TARGET=`touch pwned3`",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=tool_env(),
+    )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout.splitlines()[-1]) == ["deploy", "--theme", evil, "--py", "3.12; touch pwned2",
-                                                         "--target", "`touch pwned3`"]
+    assert json.loads(result.stdout.splitlines()[-1]) == [
+        "deploy",
+        "--theme",
+        evil,
+        "--py",
+        "3.12; touch pwned2",
+        "--target",
+        "`touch pwned3`",
+    ]
     assert not list(project.glob("pwned*"))
 
 
 def test_gitignore_keeps_env_variants_out_but_not_the_example():
-    ignored = subprocess.run(["git", "check-ignore", "--no-index", ".env", ".env.local", ".env.bak", ".env~",
-                              "prod.env.bak"], cwd=REPO, capture_output=True, text=True)
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", ".env", ".env.local", ".env.bak", ".env~", "prod.env.bak"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert ignored.stdout.split() == [".env", ".env.local", ".env.bak", ".env~", "prod.env.bak"]
     example = subprocess.run(["git", "check-ignore", "--no-index", ".env.example"], cwd=REPO, capture_output=True)
     assert example.returncode == 1
@@ -212,19 +291,25 @@ def test_a_changed_staged_file_is_staged_again_not_trained_on(scratch_settings, 
     assert "is not the file staged from the verified source" in capsys.readouterr().out
     assert train_csv.read_bytes() == original
     assert again.rows == first.rows == {"train": 712, "validation": 179}
-    assert again.channel_sha256 == first.channel_sha256 == {
-        channel: data.sha256_of(folder / f"{channel}.csv") for channel, folder in first.channels.items()}
+    assert (
+        again.channel_sha256
+        == first.channel_sha256
+        == {channel: data.sha256_of(folder / f"{channel}.csv") for channel, folder in first.channels.items()}
+    )
     frame = pd.read_csv(first.channels["validation"] / "validation.csv")  # flipped labels: also caught
     frame["Survived"] = 1 - frame["Survived"]
     frame.to_csv(first.channels["validation"] / "validation.csv", index=False)
     assert data.split_and_stage(scratch_settings).channel_sha256 == first.channel_sha256
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda f: f.assign(Survived=f.Survived.astype(float).where(f.index > 3)), "4 rows have no Survived label"),
-    (lambda f: f.assign(Survived=f.Survived.where(f.index != 0, 2)), "Survived must be 0 or 1, found 2"),
-    (lambda f: f.assign(Survived=0), "1 classes: need at least 50 rows and both classes"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda f: f.assign(Survived=f.Survived.astype(float).where(f.index > 3)), "4 rows have no Survived label"),
+        (lambda f: f.assign(Survived=f.Survived.where(f.index != 0, 2)), "Survived must be 0 or 1, found 2"),
+        (lambda f: f.assign(Survived=0), "1 classes: need at least 50 rows and both classes"),
+    ],
+)
 def test_bad_labels_are_one_line_before_training(tmp_path, titanic_csv, change, message):
     broken = tmp_path / "broken.csv"
     change(pd.read_csv(titanic_csv)).to_csv(broken, index=False)
@@ -314,8 +399,10 @@ def test_a_model_archive_without_metrics_is_one_line(tmp_path):
 
 
 def test_an_ecr_uri_in_a_log_line_does_not_trigger_the_ecr_hint():
-    log = ("Pulled 123456789012.dkr.ecr.us-east-1.amazonaws.com/gs-ds-env:tabular_312-abc\n"
-           "Traceback (most recent call last):\nValueError: bad input")
+    log = (
+        "Pulled 123456789012.dkr.ecr.us-east-1.amazonaws.com/gs-ds-env:tabular_312-abc\n"
+        "Traceback (most recent call last):\nValueError: bad input"
+    )
     assert hint_for(log).startswith("the training program failed")
     assert hint_for("CannotPullContainerError: pull access denied").startswith("ECR auth or image")
 
@@ -328,9 +415,15 @@ def test_kernel_remove_refuses_kernels_this_project_did_not_create(tmp_path, mon
     def spec(name: str, python: str) -> Path:
         folder = jupyter / "kernels" / name
         folder.mkdir(parents=True)
-        (folder / "kernel.json").write_text(json.dumps({"argv": [python, "-m", "ipykernel_launcher", "-f",
-                                                                 "{connection_file}"], "display_name": name,
-                                                        "language": "python"}))
+        (folder / "kernel.json").write_text(
+            json.dumps(
+                {
+                    "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                    "display_name": name,
+                    "language": "python",
+                }
+            )
+        )
         return folder
 
     mine = spec("mine", "/usr/bin/python3")
@@ -342,11 +435,17 @@ def test_kernel_remove_refuses_kernels_this_project_did_not_create(tmp_path, mon
             remove_kernel(project, "mine", with_venv=False, dry_run=False)
         with pytest.raises(KernelError, match="runs /usr/bin/python3, not this project's venv"):
             remove_kernel(project, "tabular_312", with_venv=True, dry_run=False)
-        result = subprocess.run([INV, "kernel-remove", "python3"], cwd=project, capture_output=True, text=True,
-                                env=tool_env(JUPYTER_DATA_DIR=str(jupyter)))
+        result = subprocess.run(
+            [INV, "kernel-remove", "python3"],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            env=tool_env(JUPYTER_DATA_DIR=str(jupyter)),
+        )
         assert result.returncode == 1 and result.stderr.strip().splitlines() == [
             "error: kernel 'python3' was not created by this project (no themes/*/kernel/manifest.env names it): "
-            "refusing; `inv kernels` lists this project's kernels"]
+            "refusing; `inv kernels` lists this project's kernels"
+        ]
     finally:
         manifest.unlink()
     assert (mine / "kernel.json").is_file() and (impostor / "kernel.json").is_file()
@@ -369,8 +468,13 @@ def test_make_puts_uv_cache_under_working_dir(tmp_path, working_dir):
     env.pop("WORKING_DIR", None)
     if working_dir:
         env["WORKING_DIR"] = str(tmp_path / working_dir)
-    result = subprocess.run(["make", "-s", "venv", f"VENV={stale_venv}", f"UV={recorder}"], cwd=project,
-                            capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        ["make", "-s", "venv", f"VENV={stale_venv}", f"UV={recorder}"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     expected = tmp_path / working_dir if working_dir else home / ".local/share/gs-ds-env"
     assert (tmp_path / "seen").read_text().strip() == str(expected / "cache/uv")
@@ -401,17 +505,32 @@ def test_concurrent_stagings_of_one_key_take_turns(scratch_settings):
 
 
 # ---- no traceback for what escapes the package's own handling ----------------------------------------------------
-@pytest.mark.parametrize("raised, line, code", [
-    (lambda: __import__("botocore.exceptions").exceptions.EndpointConnectionError(endpoint_url="http://x:1"),
-     'error: an AWS call: Could not connect to the endpoint URL: "http://x:1" (no answer: check the network, '
-     "the region and AWS_ENDPOINT_URL)", 1),
-    (lambda: __import__("botocore.exceptions").exceptions.ParamValidationError(report="Invalid bucket name"),
-     "error: an AWS call: ParamValidationError: Parameter validation failed:\nInvalid bucket name", 1),
-    (lambda: __import__("botocore.parsers").parsers.ResponseParserError("Unable to parse response (not XML)"),
-     "error: an AWS call: ResponseParserError: Unable to parse response (not XML)", 1),
-    (lambda: KeyboardInterrupt(), "error: interrupted (Ctrl-C); what finished is kept, a half-done run says "
-                                  "INTERRUPTED", 130),
-])
+@pytest.mark.parametrize(
+    "raised, line, code",
+    [
+        (
+            lambda: __import__("botocore.exceptions").exceptions.EndpointConnectionError(endpoint_url="http://x:1"),
+            'error: an AWS call: Could not connect to the endpoint URL: "http://x:1" (no answer: check the network, '
+            "the region and AWS_ENDPOINT_URL)",
+            1,
+        ),
+        (
+            lambda: __import__("botocore.exceptions").exceptions.ParamValidationError(report="Invalid bucket name"),
+            "error: an AWS call: ParamValidationError: Parameter validation failed:\nInvalid bucket name",
+            1,
+        ),
+        (
+            lambda: __import__("botocore.parsers").parsers.ResponseParserError("Unable to parse response (not XML)"),
+            "error: an AWS call: ResponseParserError: Unable to parse response (not XML)",
+            1,
+        ),
+        (
+            lambda: KeyboardInterrupt(),
+            "error: interrupted (Ctrl-C); what finished is kept, a half-done run says INTERRUPTED",
+            130,
+        ),
+    ],
+)
 def test_clear_errors_turns_escaping_exceptions_into_one_line(raised, line, code):
     from invoke import Exit
 
@@ -445,12 +564,19 @@ def test_a_garbage_answering_endpoint_is_one_line_from_inv(project, titanic_csv)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        env = tool_env(TARGET="sagemaker", S3_BUCKET="team-bucket", AWS_REGION="eu-west-1",
-                       SAGEMAKER_ROLE_ARN="arn:aws:iam::123456789012:role/x", AWS_ACCESS_KEY_ID="testing",
-                       AWS_SECRET_ACCESS_KEY="testing", AWS_ENDPOINT_URL=f"http://127.0.0.1:{server.server_port}",
-                       TITANIC_CSV=str(titanic_csv))
-        result = subprocess.run([INV, "data", "--target", "sagemaker"], cwd=project, env=env, capture_output=True,
-                                text=True, timeout=300)
+        env = tool_env(
+            TARGET="sagemaker",
+            S3_BUCKET="team-bucket",
+            AWS_REGION="eu-west-1",
+            SAGEMAKER_ROLE_ARN="arn:aws:iam::123456789012:role/x",
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_ENDPOINT_URL=f"http://127.0.0.1:{server.server_port}",
+            TITANIC_CSV=str(titanic_csv),
+        )
+        result = subprocess.run(
+            [INV, "data", "--target", "sagemaker"], cwd=project, env=env, capture_output=True, text=True, timeout=300
+        )
     finally:
         server.shutdown()
     assert result.returncode == 1, result.stderr

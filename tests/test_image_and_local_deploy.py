@@ -8,19 +8,35 @@ import tarfile
 import uuid
 from pathlib import Path
 
-import docker
 import pytest
-
 from conftest import INV, copy_repo, shared_titanic, tool_env
+
+import docker
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 REPOSITORY = "gs-ds-env-test"
 
 
 def build(repo: Path, base_image: str, *extra: str, py: str = "3.11"):
-    return subprocess.run([str(repo / "bin/gs-env-docker-build-push.sh"), "--no-push", "--py", py, "--base-image",
-                           base_image, *extra, "tabular", "-", "-", REPOSITORY, "tabular_311"],
-                          capture_output=True, text=True, env=tool_env())
+    return subprocess.run(
+        [
+            str(repo / "bin/gs-env-docker-build-push.sh"),
+            "--no-push",
+            "--py",
+            py,
+            "--base-image",
+            base_image,
+            *extra,
+            "tabular",
+            "-",
+            "-",
+            REPOSITORY,
+            "tabular_311",
+        ],
+        capture_output=True,
+        text=True,
+        env=tool_env(),
+    )
 
 
 def outputs(result) -> dict[str, str]:
@@ -38,7 +54,9 @@ def test_image_contract_layers_and_failed_builds(tmp_path, base_image):
     assert image.attrs["Config"]["Env"] and "PYTHONUNBUFFERED=1" in image.attrs["Config"]["Env"]
 
     # SageMaker runs `docker run IMAGE train`: `train` is on PATH; with no channels it fails and says why.
-    run = subprocess.run(["docker", "run", "--rm", f"{REPOSITORY}:tabular_311", "train"], capture_output=True, text=True)
+    run = subprocess.run(
+        ["docker", "run", "--rm", f"{REPOSITORY}:tabular_311", "train"], capture_output=True, text=True
+    )
     assert run.returncode == 1
     assert "channel 'train' is empty or missing" in run.stderr
 
@@ -73,9 +91,16 @@ SECRET = f"sentinel-secret-{uuid.uuid4().hex}"
 
 def test_local_deploy_end_to_end(tmp_path, project, base_image, titanic_csv):
     # AWS keys in the environment must not reach the container or any file (local mode needs none).
-    env = tool_env(PY="3.11", BASE_IMAGE=base_image, TITANIC_CSV=str(titanic_csv), TARGET="local",
-                   WORKING_DIR=str(tmp_path / "work"), JUPYTER_DATA_DIR=str(tmp_path / "jupyter"),
-                   AWS_ACCESS_KEY_ID="AKIASENTINEL0000", AWS_SECRET_ACCESS_KEY=SECRET)
+    env = tool_env(
+        PY="3.11",
+        BASE_IMAGE=base_image,
+        TITANIC_CSV=str(titanic_csv),
+        TARGET="local",
+        WORKING_DIR=str(tmp_path / "work"),
+        JUPYTER_DATA_DIR=str(tmp_path / "jupyter"),
+        AWS_ACCESS_KEY_ID="AKIASENTINEL0000",
+        AWS_SECRET_ACCESS_KEY=SECRET,
+    )
     before = set((project / "runs").glob("*")) if (project / "runs").is_dir() else set()
     client = docker.from_env()
     containers_before = {c.id for c in client.containers.list(all=True)}
@@ -124,8 +149,9 @@ def test_local_deploy_end_to_end(tmp_path, project, base_image, titanic_csv):
     # Nothing left behind: no container of this image (running or exited), no scratch compose files, no secret.
     assert {c.id for c in client.containers.list(all=True)} - containers_before == set()
     assert not (run_dir / "container").exists()
-    leaked = subprocess.run(["grep", "-rl", SECRET, str(project / "runs"), str(project / "data")],
-                            capture_output=True, text=True)
+    leaked = subprocess.run(
+        ["grep", "-rl", SECRET, str(project / "runs"), str(project / "data")], capture_output=True, text=True
+    )
     assert leaked.returncode == 1 and not leaked.stdout, leaked.stdout
 
     # A staged file changed after staging is staged again from the verified source, never trained on.
@@ -173,17 +199,24 @@ except Exit as stopped:
 def stub_image(tmp_path_factory, base_image):
     context = tmp_path_factory.mktemp("stub-image")
     (context / "train").write_text(STUB_TRAIN)
-    (context / "Dockerfile").write_text(f"FROM {base_image}\nCOPY train /usr/local/bin/train\n"
-                                        "RUN chmod +x /usr/local/bin/train\n")
+    (context / "Dockerfile").write_text(
+        f"FROM {base_image}\nCOPY train /usr/local/bin/train\nRUN chmod +x /usr/local/bin/train\n"
+    )
     tag = "gs-ds-env-stub:test"
     docker.from_env().images.build(path=str(context), tag=tag, rm=True)
     return tag
 
 
 def run_local(project: Path, image: str, job: str, model: str = "blend", **popen):
-    return subprocess.Popen([str(Path(INV).parent / "python"), "-c", RUN_LOCAL, str(project), image, job, model],
-                            cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=tool_env(TITANIC_CSV=str(shared_titanic())), **popen)
+    return subprocess.Popen(
+        [str(Path(INV).parent / "python"), "-c", RUN_LOCAL, str(project), image, job, model],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=tool_env(TITANIC_CSV=str(shared_titanic())),
+        **popen,
+    )
 
 
 def test_a_failing_local_job_is_one_line_and_leaves_no_container(project, stub_image):
@@ -194,7 +227,8 @@ def test_a_failing_local_job_is_one_line_and_leaves_no_container(project, stub_i
     assert process.returncode == 1, out + err
     assert err.strip().splitlines()[-1] == (
         "error: local training job stub-failure-1 failed: channel train: stub failure for the test (the "
-        "container's log is above; /opt/ml/output/failure holds the program's reason)")
+        "container's log is above; /opt/ml/output/failure holds the program's reason)"
+    )
     assert "Traceback" not in err
     assert {c.id for c in client.containers.list(all=True)} - before == set()
     assert not (project / "runs/stub-failure-1/container").exists()

@@ -14,7 +14,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import INV, clone_project, tool_env
 
 SCRIPT = "bin/gs-env-create-kernel.sh"
@@ -27,8 +26,7 @@ def built(tmp_path_factory):
     repo = clone_project(root / "repo")
     (root / "tmp").mkdir()
     env = tool_env(WORKING_DIR=str(root / "work"), JUPYTER_DATA_DIR=str(root / "jupyter"), TMPDIR=str(root / "tmp"))
-    first = subprocess.run([str(repo / SCRIPT), "tabular", "3.12", "", "none"], env=env, capture_output=True,
-                           text=True)
+    first = subprocess.run([str(repo / SCRIPT), "tabular", "3.12", "", "none"], env=env, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr[-3000:]
     assert list((root / "tmp").iterdir()) == [], "kernel registration must leave no temporary folders"
     return repo, env, root / "jupyter"
@@ -38,8 +36,9 @@ def assert_working_kernel(repo: Path, jupyter: Path) -> None:
     venv = repo / "themes/tabular/kernel/.venv"
     spec = json.loads((jupyter / "kernels/tabular_312/kernel.json").read_text())
     assert spec["argv"][0] == str(venv / "bin/python")
-    probe = subprocess.run([spec["argv"][0], "-c", "import ipykernel, xgboost, sys; print(sys.prefix)"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        [spec["argv"][0], "-c", "import ipykernel, xgboost, sys; print(sys.prefix)"], capture_output=True, text=True
+    )
     assert probe.returncode == 0 and probe.stdout.strip() == str(venv), probe.stderr
 
 
@@ -51,9 +50,13 @@ def leftovers(repo: Path) -> list[str]:
 def interrupted_rebuild(repo: Path, env: dict, step: str, sig: signal.Signals) -> int:
     """Start `--force`, wait until it pauses at `step`, signal its whole process group (as Ctrl-C or a
     shutdown would), return its exit status."""
-    process = subprocess.Popen([str(repo / SCRIPT), "--force", "tabular", "3.12", "", "none"],
-                               env={**env, "GS_KERNEL_PAUSE_AT": step}, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        [str(repo / SCRIPT), "--force", "tabular", "3.12", "", "none"],
+        env={**env, "GS_KERNEL_PAUSE_AT": step},
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     seen = []
     for line in process.stderr:
         seen.append(line)
@@ -67,20 +70,22 @@ def interrupted_rebuild(repo: Path, env: dict, step: str, sig: signal.Signals) -
     return process.wait(timeout=120)
 
 
-@pytest.mark.parametrize("step, sig", [
-    ("installed", signal.SIGTERM),
-    ("moved-aside", signal.SIGTERM),  # the old venv exists only as .venv.previous at this moment
-    ("moved-aside", signal.SIGINT),
-    ("swapped", signal.SIGINT),
-    ("committed", signal.SIGTERM),
-])
+@pytest.mark.parametrize(
+    "step, sig",
+    [
+        ("installed", signal.SIGTERM),
+        ("moved-aside", signal.SIGTERM),  # the old venv exists only as .venv.previous at this moment
+        ("moved-aside", signal.SIGINT),
+        ("swapped", signal.SIGINT),
+        ("committed", signal.SIGTERM),
+    ],
+)
 def test_a_caught_signal_leaves_a_working_kernel_and_nothing_half_done(built, step, sig):
     repo, env, jupyter = built
     assert interrupted_rebuild(repo, env, step, sig) != 0
     assert_working_kernel(repo, jupyter)
     assert leftovers(repo) == []
-    again = subprocess.run([str(repo / SCRIPT), "tabular", "3.12", "", "none"], env=env, capture_output=True,
-                           text=True)
+    again = subprocess.run([str(repo / SCRIPT), "tabular", "3.12", "", "none"], env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     assert_working_kernel(repo, jupyter)
 
@@ -94,8 +99,7 @@ def test_after_sigkill_the_next_run_recovers_or_finishes(built, step):
     assert restore.returncode == 0, restore.stderr[-2000:]
     assert_working_kernel(repo, jupyter)
     assert leftovers(repo) == []
-    again = subprocess.run([str(repo / SCRIPT), "tabular", "3.12", "", "none"], env=env, capture_output=True,
-                           text=True)
+    again = subprocess.run([str(repo / SCRIPT), "tabular", "3.12", "", "none"], env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     assert_working_kernel(repo, jupyter)
     assert "up to date" in again.stderr or "ready" in again.stderr
@@ -103,14 +107,22 @@ def test_after_sigkill_the_next_run_recovers_or_finishes(built, step):
 
 def test_two_rebuilds_at_once_take_turns(built):
     repo, env, jupyter = built
-    first = subprocess.Popen([str(repo / SCRIPT), "--force", "tabular", "3.12", "", "none"],
-                             env={**env, "GS_KERNEL_PAUSE_AT": "installed", "GS_KERNEL_PAUSE_SECONDS": "5"},
-                             stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [str(repo / SCRIPT), "--force", "tabular", "3.12", "", "none"],
+        env={**env, "GS_KERNEL_PAUSE_AT": "installed", "GS_KERNEL_PAUSE_SECONDS": "5"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in first.stderr:
         if "paused at installed" in line:
             break
-    second = subprocess.run([str(repo / SCRIPT), "--force", "tabular", "3.12", "", "none"], env=env,
-                            capture_output=True, text=True, timeout=300)
+    second = subprocess.run(
+        [str(repo / SCRIPT), "--force", "tabular", "3.12", "", "none"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     first_err = first.stderr.read()
     assert first.wait() == 0, first_err[-2000:]
     assert second.returncode == 0, second.stderr[-2000:]
@@ -122,9 +134,14 @@ def test_two_rebuilds_at_once_take_turns(built):
 def test_ctrl_c_through_inv_lets_the_script_roll_back(built):
     # subprocess.run would kill the script 0.25 s after Ctrl-C, in the middle of its rollback.
     repo, env, jupyter = built
-    process = subprocess.Popen([INV, "kernel", "--theme", "tabular", "--py", "3.12", "--torch", "none", "--force"],
-                               cwd=repo, env={**env, "GS_KERNEL_PAUSE_AT": "moved-aside"}, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [INV, "kernel", "--theme", "tabular", "--py", "3.12", "--torch", "none", "--force"],
+        cwd=repo,
+        env={**env, "GS_KERNEL_PAUSE_AT": "moved-aside"},
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     for line in process.stderr:
         if "paused at moved-aside" in line:
             break

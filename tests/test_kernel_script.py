@@ -11,10 +11,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import copy_repo, tool_env, tree_snapshot
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
-
-from conftest import copy_repo, tool_env, tree_snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -46,8 +45,11 @@ def kernel_facts(kernel_name: str, jupyter_dir: Path, monkeypatch) -> dict:
     client.start_channels()
     try:
         client.wait_for_ready(timeout=90)
-        out = execute(client, "import sys, pandas, sklearn, xgboost\nprint(sys.executable)\nprint(sys.version.split()[0])\n"
-                              "!python -c 'import sys; print(sys.executable)'\n!which pip")
+        out = execute(
+            client,
+            "import sys, pandas, sklearn, xgboost\nprint(sys.executable)\nprint(sys.version.split()[0])\n"
+            "!python -c 'import sys; print(sys.executable)'\n!which pip",
+        )
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
@@ -115,9 +117,16 @@ def test_kernel_lifecycle_create_idempotent_restore_failed_rebuild_switch_python
     assert facts["shell_python"] == str(venv / "bin/python")
     assert facts["shell_pip"] == str(venv / "bin/pip")
     text = manifest.read_text()
-    for key in ("KERNEL_NAME=\"tabular_312\"", "PYTHON_VERSION=\"3.12.", "INPUTS_SHA256=", "LOCK_SHA256=", "UV_VERSION=",
-                "SMOKE=\"smoke tabular: ok",
-                "TORCH_BACKEND=\"auto\"", "CREATED_AT="):
+    for key in (
+        'KERNEL_NAME="tabular_312"',
+        'PYTHON_VERSION="3.12.',
+        "INPUTS_SHA256=",
+        "LOCK_SHA256=",
+        "UV_VERSION=",
+        'SMOKE="smoke tabular: ok',
+        'TORCH_BACKEND="auto"',
+        "CREATED_AT=",
+    ):
         assert key in text
     frozen = (repo / "themes/tabular/kernel/requirements.lock.txt").read_text()
     assert "pandas==" in frozen and "ipykernel==" in frozen
@@ -185,9 +194,15 @@ def test_kernel_remove_dry_run_then_for_real(tmp_path, monkeypatch):
     spec_dir.mkdir(parents=True)
     repo = tmp_path / "repo"
     kernel_dir = repo / "themes/demo/kernel"
-    (spec_dir / "kernel.json").write_text(json.dumps({"argv": [str(kernel_dir / ".venv/bin/python"), "-m",
-                                                               "ipykernel_launcher", "-f", "{connection_file}"],
-                                                       "display_name": "demo", "language": "python"}))
+    (spec_dir / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [str(kernel_dir / ".venv/bin/python"), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "demo",
+                "language": "python",
+            }
+        )
+    )
     (kernel_dir / ".venv/bin").mkdir(parents=True)
     (kernel_dir / "manifest.env").write_text('KERNEL_NAME="demo_312"\nTHEME="demo"\nPYTHON_VERSION="3.12.1"\n')
 

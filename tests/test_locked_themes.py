@@ -8,14 +8,13 @@ import io
 import json
 import subprocess
 import uuid
-from pathlib import Path
 
-import docker
 import pytest
+from conftest import INV, clone_project, copy_repo, tool_env
 from dotenv import dotenv_values
 from packaging.version import Version
 
-from conftest import INV, clone_project, copy_repo, tool_env
+import docker
 from gs_ds_env import locks
 from gs_ds_env.kernels import list_kernels
 from gs_ds_env.parity import SEED, venv_environment
@@ -58,8 +57,9 @@ def test_theme_kernel_is_built_from_its_lock_and_passes_its_smoke_test(theme_san
     # Torch themes use TORCH_BACKEND=none: torch from PyPI, the build the lock was made from. The cpu and cuNNN
     # indexes (download.pytorch.org) cannot be reached from this CI; the lock pins torch's version whichever index.
     backend = "none" if theme in TORCH_THEMES else "auto"
-    result = subprocess.run([str(repo / "bin/gs-env-create-kernel.sh"), theme, "3.12", "", backend], env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [str(repo / "bin/gs-env-create-kernel.sh"), theme, "3.12", "", backend], env=env, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
     manifest = dotenv_values(repo / f"themes/{theme}/kernel/manifest.env")
@@ -70,8 +70,9 @@ def test_theme_kernel_is_built_from_its_lock_and_passes_its_smoke_test(theme_san
     # The venv holds exactly the lock's pins for this Python: every pinned package at its version, nothing else.
     installed = venv_environment(repo / f"themes/{theme}/kernel/.venv")
     pins = locks.pinned(lock, installed.python)
-    assert {name: public(v) for name, v in installed.packages.items() if name not in SEED} == \
-           {name: public(v) for name, v in pins.items() if name not in SEED}
+    assert {name: public(v) for name, v in installed.packages.items() if name not in SEED} == {
+        name: public(v) for name, v in pins.items() if name not in SEED
+    }
 
     (row,) = [row for row in list_kernels(repo) if row.theme == theme]
     assert row.smoke == "passed" and row.status == "ok"
@@ -98,9 +99,15 @@ def test_kernels_smoke_now_reruns_the_test_and_reports_a_failure(theme_sandbox):
 @pytest.mark.slow
 def test_parity_zero_then_drift_refused_then_allowed_and_recorded(tmp_path, base_image, titanic_csv):
     project = clone_project(tmp_path / "project")
-    env = tool_env(PY="3.11", BASE_IMAGE=base_image, TITANIC_CSV=str(titanic_csv), TARGET="local",
-                   IMAGE_NAME="gs-ds-env-parity-test", WORKING_DIR=str(tmp_path / "work"),
-                   JUPYTER_DATA_DIR=str(tmp_path / "jupyter"))
+    env = tool_env(
+        PY="3.11",
+        BASE_IMAGE=base_image,
+        TITANIC_CSV=str(titanic_csv),
+        TARGET="local",
+        IMAGE_NAME="gs-ds-env-parity-test",
+        WORKING_DIR=str(tmp_path / "work"),
+        JUPYTER_DATA_DIR=str(tmp_path / "jupyter"),
+    )
 
     def inv(*args: str):
         return subprocess.run([INV, *args], cwd=project, env=env, capture_output=True, text=True)
@@ -115,8 +122,11 @@ def test_parity_zero_then_drift_refused_then_allowed_and_recorded(tmp_path, base
 
     # The user's `%pip install pandas==2.3.3` in the notebook.
     venv = project / "themes/tabular/kernel/.venv"
-    subprocess.run([locks.uv_binary(project), "pip", "install", "--quiet", "--python", str(venv / "bin/python"),
-                    "pandas==2.3.3"], check=True, env={**env, "UV_CACHE_DIR": str(tmp_path / "work/cache/uv")})
+    subprocess.run(
+        [locks.uv_binary(project), "pip", "install", "--quiet", "--python", str(venv / "bin/python"), "pandas==2.3.3"],
+        check=True,
+        env={**env, "UV_CACHE_DIR": str(tmp_path / "work/cache/uv")},
+    )
     drift = f"pandas 2.3.3 (kernel) != {pandas} (image)"
 
     def error_lines(result) -> list[str]:  # (the build script's progress lines on stderr are not errors)
@@ -125,9 +135,11 @@ def test_parity_zero_then_drift_refused_then_allowed_and_recorded(tmp_path, base
 
     refused = inv("parity")
     assert refused.returncode == 1
-    assert error_lines(refused) == [f"error: kernel tabular_311 and image gs-ds-env-parity-test:"
-                                    f"{refused.stderr.split('parity-test:', 1)[1].split(' ')[0]} differ in "
-                                    f"1 package(s): {drift}"]
+    assert error_lines(refused) == [
+        f"error: kernel tabular_311 and image gs-ds-env-parity-test:"
+        f"{refused.stderr.split('parity-test:', 1)[1].split(' ')[0]} differ in "
+        f"1 package(s): {drift}"
+    ]
 
     stopped = inv("deploy")
     assert stopped.returncode == 1
@@ -137,7 +149,7 @@ def test_parity_zero_then_drift_refused_then_allowed_and_recorded(tmp_path, base
 
     allowed = inv("deploy", "--allow-drift")
     assert allowed.returncode == 0, (allowed.stdout + allowed.stderr)[-3000:]
-    assert f"warning: kernel tabular_311 and image" in allowed.stdout and drift in allowed.stdout
+    assert "warning: kernel tabular_311 and image" in allowed.stdout and drift in allowed.stdout
     (run_dir,) = (project / "runs").iterdir()
     record = json.loads((run_dir / "run.json").read_text())
     assert record["parity"]["allowed_drift"] is True
@@ -165,8 +177,10 @@ def test_content_tag_is_stable_when_the_base_image_was_not_on_the_machine(tmp_pa
     # A base image only this test knows: the offline base plus a unique label, pushed to the local registry, pinned
     # by its digest, and removed from this machine, as a user's machine that never pulled python:3.X-slim.
     marker = uuid.uuid4().hex[:12]
-    built, _ = client.images.build(fileobj=io.BytesIO(f"FROM {base_image}\nLABEL gs-test-base={marker}\n".encode()),
-                                   tag=f"{registry.host}/gs-test-base:{marker}")
+    built, _ = client.images.build(
+        fileobj=io.BytesIO(f"FROM {base_image}\nLABEL gs-test-base={marker}\n".encode()),
+        tag=f"{registry.host}/gs-test-base:{marker}",
+    )
     client.images.push(f"{registry.host}/gs-test-base", tag=marker)
     pinned = f"{registry.host}/gs-test-base@{registry.digest('gs-test-base', marker)}"
     client.images.remove(built.id, force=True)
@@ -174,8 +188,19 @@ def test_content_tag_is_stable_when_the_base_image_was_not_on_the_machine(tmp_pa
         client.images.get(pinned)
 
     repo = copy_repo(tmp_path / "repo", "bin", "docker", "training", "themes", ".dockerignore")
-    command = [str(repo / "bin/gs-env-docker-build-push.sh"), "--no-push", "--py", "3.11", "--base-image", pinned,
-               "tabular", "-", "-", "gs-ds-env-tag-test", "tabular_311"]
+    command = [
+        str(repo / "bin/gs-env-docker-build-push.sh"),
+        "--no-push",
+        "--py",
+        "3.11",
+        "--base-image",
+        pinned,
+        "tabular",
+        "-",
+        "-",
+        "gs-ds-env-tag-test",
+        "tabular_311",
+    ]
     first = subprocess.run(command, capture_output=True, text=True, env=tool_env())
     assert first.returncode == 0, first.stderr[-3000:]
     assert client.images.get(pinned).labels["gs-test-base"] == marker  # the build pulled it

@@ -13,10 +13,10 @@ import subprocess
 import time
 from pathlib import Path
 
-import docker
 import pytest
-
 from conftest import INV, clone_project, tool_env
+
+import docker
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,9 @@ def instance(tmp_path_factory):
     notebook_root = root / "SageMaker"
     project = clone_project(notebook_root / "gs-ds-env")
     env = tool_env(WORKING_DIR=str(root / "work"), JUPYTER_DATA_DIR=str(root / "jupyter"), TORCH_BACKEND="none")
-    built = subprocess.run([INV, "kernel", "--theme", "tabular", "--py", "3.12"], cwd=project, env=env,
-                           capture_output=True, text=True)
+    built = subprocess.run(
+        [INV, "kernel", "--theme", "tabular", "--py", "3.12"], cwd=project, env=env, capture_output=True, text=True
+    )
     assert built.returncode == 0, built.stderr[-3000:]
     return root, notebook_root, project, env
 
@@ -42,9 +43,12 @@ def test_doctor_on_a_healthy_setup_is_all_ok(instance, docker_engine):
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()[1:]
     assert lines and all(line.startswith("ok ") for line in lines), result.stdout
-    assert any("tabular_312" in line and "registered, venv healthy, smoke test: smoke tabular: ok" in line for line in lines)
-    checks = json.loads(doctor(project, env, "--json", "--threshold", "99", "--notebook-root",
-                               str(root / "no-notebook-here")).stdout)
+    assert any(
+        "tabular_312" in line and "registered, venv healthy, smoke test: smoke tabular: ok" in line for line in lines
+    )
+    checks = json.loads(
+        doctor(project, env, "--json", "--threshold", "99", "--notebook-root", str(root / "no-notebook-here")).stdout
+    )
     assert checks["ok"] is True and {c["area"] for c in checks["checks"]} >= {"disk", "tools", "kernel", "lifecycle"}
     assert any(c["name"] == "venv tabular" for c in checks["checks"])
 
@@ -61,12 +65,22 @@ def test_lifecycle_moves_docker_root_restores_kernels_and_is_idempotent(instance
     daemon_json.write_text(json.dumps({"log-driver": "json-file"}))
     kernels = root / "jupyter/kernels"
     shutil.rmtree(kernels)  # what a stop/start does to the kernelspecs
-    lifecycle_env = {**env, "PATH": f"{fake_bin}{os.pathsep}{env['PATH']}", "NOTEBOOK_ROOT": str(notebook_root),
-                     "DOCKER_DAEMON_JSON": str(daemon_json), "NOTEBOOK_USER": subprocess.getoutput("id -un")}
+    lifecycle_env = {
+        **env,
+        "PATH": f"{fake_bin}{os.pathsep}{env['PATH']}",
+        "NOTEBOOK_ROOT": str(notebook_root),
+        "DOCKER_DAEMON_JSON": str(daemon_json),
+        "NOTEBOOK_USER": subprocess.getoutput("id -un"),
+    }
     log = notebook_root / ".myenv/restore-kernels.log"
 
-    first = subprocess.run([str(project / "bin/gs-env-lifecycle-on-start.sh")], env=lifecycle_env,
-                           capture_output=True, text=True, timeout=60)
+    first = subprocess.run(
+        [str(project / "bin/gs-env-lifecycle-on-start.sh")],
+        env=lifecycle_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert first.returncode == 0, first.stderr
     assert f"docker data root -> {notebook_root}/.docker" in first.stdout
     assert json.loads(daemon_json.read_text()) == {"log-driver": "json-file", "data-root": f"{notebook_root}/.docker"}
@@ -78,8 +92,13 @@ def test_lifecycle_moves_docker_root_restores_kernels_and_is_idempotent(instance
     assert calls.read_text().splitlines() == ["restart docker", "restart jupyter-server"]
 
     before = daemon_json.read_bytes()
-    second = subprocess.run([str(project / "bin/gs-env-lifecycle-on-start.sh")], env=lifecycle_env,
-                            capture_output=True, text=True, timeout=60)
+    second = subprocess.run(
+        [str(project / "bin/gs-env-lifecycle-on-start.sh")],
+        env=lifecycle_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert second.returncode == 0 and "docker data root already" in second.stdout
     assert daemon_json.read_bytes() == before
     while time.monotonic() < deadline and calls.read_text().count("jupyter-server") < 2:
@@ -91,31 +110,46 @@ def test_doctor_names_each_seeded_fault_and_exits_1(instance, docker_engine):
     root, notebook_root, project, env = instance
     dangling = root / "jupyter/kernels/orphan_311"
     dangling.mkdir(parents=True)
-    (dangling / "kernel.json").write_text(json.dumps({"argv": [str(root / "gone/.venv/bin/python"), "-m",
-                                                               "ipykernel_launcher"], "display_name": "orphan",
-                                                      "language": "python"}))
+    (dangling / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [str(root / "gone/.venv/bin/python"), "-m", "ipykernel_launcher"],
+                "display_name": "orphan",
+                "language": "python",
+            }
+        )
+    )
     shutil.rmtree(project / "themes/tabular/kernel/.venv")
     result = doctor(project, env, "--threshold", "1", "--notebook-root", str(notebook_root))
     assert result.returncode == 1
     out = result.stdout
-    assert "FAIL    kernel     tabular_312" in out and "no longer exists -> fix: make kernel THEME=tabular PY=3.12 " \
-                                                         "FORCE=1" in out
+    assert (
+        "FAIL    kernel     tabular_312" in out
+        and "no longer exists -> fix: make kernel THEME=tabular PY=3.12 FORCE=1" in out
+    )
     assert "kernelspec orphan_311" in out and "`jupyter kernelspec remove orphan_311`" in out
     assert "over the 1% threshold" in out
     # The notebook root exists here and docker's root is on / on this machine: that is a warning, with the fix.
     assert "WARN    disk       docker data root" in out and "lifecycle script moves it" in out
-    report = json.loads(doctor(project, env, "--json", "--threshold", "1", "--notebook-root",
-                               str(notebook_root)).stdout)
+    report = json.loads(
+        doctor(project, env, "--json", "--threshold", "1", "--notebook-root", str(notebook_root)).stdout
+    )
     assert report["ok"] is False and sum(c["status"] == "fail" for c in report["checks"]) >= 3
     refused = doctor(project, env, "--threshold", "250")
-    assert refused.returncode == 2 and refused.stderr.strip() == ("error: --threshold 250 is not a percentage: "
-                                                                  "use 1-100")
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        "error: --threshold 250 is not a percentage: use 1-100"
+    )
 
 
 def test_clean_dry_run_lists_what_the_real_run_removes(instance, base_image):
     root, _, project, env = instance
-    env = {**env, "IMAGE_NAME": "gs-ds-env-clean-test", "ECR_REPOSITORY": "gs-ds-env-clean-test", "PY": "3.11",
-           "BASE_IMAGE": base_image}
+    env = {
+        **env,
+        "IMAGE_NAME": "gs-ds-env-clean-test",
+        "ECR_REPOSITORY": "gs-ds-env-clean-test",
+        "PY": "3.11",
+        "BASE_IMAGE": base_image,
+    }
     runs = project / "runs"
     (runs / "old-job").mkdir(parents=True)
     (runs / "old-job/model.tar.gz").write_bytes(b"x" * 4096)
@@ -132,13 +166,19 @@ def test_clean_dry_run_lists_what_the_real_run_removes(instance, base_image):
     client.images.build(path=str(context), tag="gs-ds-env-clean-test:tabular_311-0000stale000", rm=True)
 
     def clean(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([INV, "clean", "--docker", "--runs", "--older-than", "30", *args], cwd=project,
-                              env=env, capture_output=True, text=True)
+        return subprocess.run(
+            [INV, "clean", "--docker", "--runs", "--older-than", "30", *args],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
 
     planned = clean("--dry-run")
     assert planned.returncode == 0, planned.stderr
-    listed = [line.removeprefix("would remove: ") for line in planned.stdout.splitlines()
-              if line.startswith("would remove: ")]
+    listed = [
+        line.removeprefix("would remove: ") for line in planned.stdout.splitlines() if line.startswith("would remove: ")
+    ]
     assert any("gs-ds-env-clean-test:tabular_311-0000stale000" in line for line in listed)
     assert any(f"{runs / 'old-job'}" in line for line in listed)
     assert not any("new-job" in line for line in listed)

@@ -14,10 +14,10 @@ import hashlib
 import json
 import subprocess
 import tarfile
+import urllib.error
 from pathlib import Path
 
 import pytest
-
 from conftest import INV, tool_env
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -33,10 +33,20 @@ def aws(moto, service: str):
 
 
 def sagemaker_env(tmp_path: Path, moto, base_image: str, titanic_csv: Path, **extra: str) -> dict[str, str]:
-    settings = dict(TARGET="sagemaker", PY="3.11", BASE_IMAGE=base_image, TITANIC_CSV=str(titanic_csv),
-                    AWS_REGION=REGION, S3_BUCKET=BUCKET, S3_PREFIX="team/titanic-run", ECR_REPOSITORY=REPOSITORY,
-                    SAGEMAKER_ROLE_ARN=ROLE, WORKING_DIR=str(tmp_path / "work"),
-                    JUPYTER_DATA_DIR=str(tmp_path / "jupyter"), DOCKER_CONFIG=str(tmp_path / "docker-config"))
+    settings = dict(
+        TARGET="sagemaker",
+        PY="3.11",
+        BASE_IMAGE=base_image,
+        TITANIC_CSV=str(titanic_csv),
+        AWS_REGION=REGION,
+        S3_BUCKET=BUCKET,
+        S3_PREFIX="team/titanic-run",
+        ECR_REPOSITORY=REPOSITORY,
+        SAGEMAKER_ROLE_ARN=ROLE,
+        WORKING_DIR=str(tmp_path / "work"),
+        JUPYTER_DATA_DIR=str(tmp_path / "jupyter"),
+        DOCKER_CONFIG=str(tmp_path / "docker-config"),
+    )
     return tool_env(**moto.env(), **{**settings, **extra})
 
 
@@ -44,10 +54,14 @@ def inv(project: Path, env: dict[str, str], *args: str):
     return subprocess.run([INV, *args], cwd=project, env=env, capture_output=True, text=True)
 
 
-TRUST_SAGEMAKER = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                           "Principal": {"Service": "sagemaker.amazonaws.com"}}]}
-TRUST_EC2 = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                     "Principal": {"Service": "ec2.amazonaws.com"}}]}
+TRUST_SAGEMAKER = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "sagemaker.amazonaws.com"}}],
+}
+TRUST_EC2 = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "ec2.amazonaws.com"}}],
+}
 
 
 def execution_role(moto, name: str, trust: dict) -> str:
@@ -75,8 +89,9 @@ def play_sagemaker(moto, request: dict, job_name: str, scratch: Path) -> None:
     (root / "input/config/hyperparameters.json").write_text(json.dumps(request["HyperParameters"]))
     image = request["AlgorithmSpecification"]["TrainingImage"]
     subprocess.run(["docker", "pull", "--quiet", image], check=True, capture_output=True)
-    run = subprocess.run(["docker", "run", "--rm", "-v", f"{root}:/opt/ml", image, "train"], capture_output=True,
-                         text=True)
+    run = subprocess.run(
+        ["docker", "run", "--rm", "-v", f"{root}:/opt/ml", image, "train"], capture_output=True, text=True
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     tarball = scratch / "model.tar.gz"
     with tarfile.open(tarball, "w:gz") as archive:
@@ -97,14 +112,31 @@ def operations(calls) -> list[str]:
 
 def mutating(operation: str) -> bool:
     """A call that creates, uploads or starts something (what a preflight must never make)."""
-    return operation.startswith(("ECR.CreateRepository", "ECR.PutImage", "ECR.InitiateLayerUpload", "S3 PUT",
-                                 "S3 POST", "SageMaker.CreateTrainingJob"))
+    return operation.startswith(
+        (
+            "ECR.CreateRepository",
+            "ECR.PutImage",
+            "ECR.InitiateLayerUpload",
+            "S3 PUT",
+            "S3 POST",
+            "SageMaker.CreateTrainingJob",
+        )
+    )
 
 
 def test_sagemaker_deploy_push_upload_train_report(tmp_path, project, moto, registry, base_image, titanic_csv):
     assert execution_role(moto, "gs-ds-env-sagemaker", TRUST_SAGEMAKER) == ROLE
-    env = sagemaker_env(tmp_path, moto, base_image, titanic_csv, ECR_REGISTRY=registry.host, USE_SPOT="true",
-                        MAX_RUN="1800", MAX_WAIT="3600", TAGS="project=gs-ds-env,owner=tests")
+    env = sagemaker_env(
+        tmp_path,
+        moto,
+        base_image,
+        titanic_csv,
+        ECR_REGISTRY=registry.host,
+        USE_SPOT="true",
+        MAX_RUN="1800",
+        MAX_WAIT="3600",
+        TAGS="project=gs-ds-env,owner=tests",
+    )
 
     # The preflight on its own, before anything exists: green (warnings only where moto cannot answer).
     preflight = inv(project, env, "doctor", "--preflight")
@@ -116,13 +148,17 @@ def test_sagemaker_deploy_push_upload_train_report(tmp_path, project, moto, regi
     first = inv(project, env, "deploy", "--job-name", "gs-test-job-a")
     output = first.stdout + first.stderr
     assert first.returncode != 0
-    assert "gs-test-job-a is Completed but s3://gs-ds-env-test-bucket/team/titanic-run/output/gs-test-job-a/output/" \
-           "model.tar.gz does not exist in S3" in output
+    assert (
+        "gs-test-job-a is Completed but s3://gs-ds-env-test-bucket/team/titanic-run/output/gs-test-job-a/output/"
+        "model.tar.gz does not exist in S3" in output
+    )
     assert "empty /opt/ml/model" in output and "Traceback" not in output
     # The preflight passed (role and trust, ECR login, bucket, image on a sample) and the deploy went on.
-    for line in ("preflight ok   execution role: gs-ds-env-sagemaker exists and trusts sagemaker.amazonaws.com",
-                 "preflight ok   ECR login: ecr:GetAuthorizationToken allowed",
-                 "preflight ok   image train: `train` on 20 rows per channel saved"):
+    for line in (
+        "preflight ok   execution role: gs-ds-env-sagemaker exists and trusts sagemaker.amazonaws.com",
+        "preflight ok   ECR login: ecr:GetAuthorizationToken allowed",
+        "preflight ok   image train: `train` on 20 rows per channel saved",
+    ):
         assert line in output
     calls = moto.calls()
     ops = operations(calls)
@@ -164,8 +200,13 @@ def test_sagemaker_deploy_push_upload_train_report(tmp_path, project, moto, regi
     assert create["ResourceConfig"] == {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5}
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in create["InputDataConfig"]}
     assert channels == {ch: f"s3://{BUCKET}/team/titanic-run/titanic/{ch}/{ch}.csv" for ch in ("train", "validation")}
-    assert create["HyperParameters"] == {"model": "blend", "n_estimators": "500", "max_depth": "3",
-                                         "learning_rate": "0.03", "seed": "42"}
+    assert create["HyperParameters"] == {
+        "model": "blend",
+        "n_estimators": "500",
+        "max_depth": "3",
+        "learning_rate": "0.03",
+        "seed": "42",
+    }
     assert create["EnableManagedSpotTraining"] is True
     assert create["StoppingCondition"] == {"MaxRuntimeInSeconds": 1800, "MaxWaitTimeInSeconds": 3600}
     assert create["CheckpointConfig"]["S3Uri"] == f"s3://{BUCKET}/team/titanic-run/checkpoints/gs-test-job-a"
@@ -188,12 +229,14 @@ def test_sagemaker_deploy_push_upload_train_report(tmp_path, project, moto, regi
     assert "starting a paid training job gs-test-job-b: 1 x ml.m5.large at 0.115 USD/h, at most" in second.stdout
     assert registry.tags(REPOSITORY) == tags
     (create_b,) = [call.body for call in moto.calls() if call.operation == "SageMaker.CreateTrainingJob"]
-    assert {k: v for k, v in create_b.items() if k not in {"TrainingJobName", "CheckpointConfig"}} == \
-           {k: v for k, v in create.items() if k not in {"TrainingJobName", "CheckpointConfig"}}
+    assert {k: v for k, v in create_b.items() if k not in {"TrainingJobName", "CheckpointConfig"}} == {
+        k: v for k, v in create.items() if k not in {"TrainingJobName", "CheckpointConfig"}
+    }
 
     run_dir = project / "runs/gs-test-job-b"
     record = json.loads((run_dir / "run.json").read_text())
-    expected_metrics = json.load(tarfile.open(run_dir / "model.tar.gz").extractfile("metrics.json"))["metrics"]
+    with tarfile.open(run_dir / "model.tar.gz") as archive:
+        expected_metrics = json.load(archive.extractfile("metrics.json"))["metrics"]
     assert record["target"] == "sagemaker" and record["region"] == REGION and record["account"] == "123456789012"
     assert record["s3_prefix_uri"] == f"s3://{BUCKET}/team/titanic-run"
     assert record["ecr_repository"] == REPOSITORY
@@ -213,9 +256,19 @@ def test_sagemaker_deploy_push_upload_train_report(tmp_path, project, moto, regi
     assert record["parity"]["checked"] and record["parity"]["differences"] == []
     assert record["versions"]["lock_sha256"] and record["versions"]["image_packages"]["pandas"]
     report = (run_dir / "report.md").read_text()
-    for needle in ("## Summary", "## Flow", "## Instance choice", "## Hyperparameters", "## Metrics",
-                   "Billable seconds", "Estimated cost (USD)", "CloudWatch log group / stream", "## Reproduce",
-                   record["image"]["digest"], record["model_artifact"]):
+    for needle in (
+        "## Summary",
+        "## Flow",
+        "## Instance choice",
+        "## Hyperparameters",
+        "## Metrics",
+        "Billable seconds",
+        "Estimated cost (USD)",
+        "CloudWatch log group / stream",
+        "## Reproduce",
+        record["image"]["digest"],
+        record["model_artifact"],
+    ):
         assert needle in report
     # The job's pictures (from output.tar.gz in S3) are shown in the report.
     assert record["pictures"] == ["confusion_matrix.png", "roc_curve.png"]
@@ -231,11 +284,13 @@ def test_dry_run_plans_everything_and_calls_nothing(tmp_path, project, moto, bas
     plan = result.stdout
     assert "docker login --username AWS --password-stdin 123456789012.dkr.ecr.eu-west-1.amazonaws.com" in plan
     assert f"s3:PutObject s3://{BUCKET}/team/titanic-run/titanic/train/train.csv ServerSideEncryption=AES256" in plan
-    request = json.loads(plan.split("sagemaker:CreateTrainingJob (as the SDK's Estimator.fit sends it):\n", 1)[1]
-                         .split("\n  8.", 1)[0])
+    request = json.loads(
+        plan.split("sagemaker:CreateTrainingJob (as the SDK's Estimator.fit sends it):\n", 1)[1].split("\n  8.", 1)[0]
+    )
     assert request["RoleArn"] == ROLE and request["TrainingJobName"].startswith("gs-plan-")
     assert request["AlgorithmSpecification"]["TrainingImage"].startswith(
-        f"123456789012.dkr.ecr.{REGION}.amazonaws.com/{REPOSITORY}:tabular_311-")
+        f"123456789012.dkr.ecr.{REGION}.amazonaws.com/{REPOSITORY}:tabular_311-"
+    )
     assert "Creating training-job" not in result.stdout + result.stderr
 
 
@@ -245,24 +300,42 @@ def test_missing_role_stops_before_any_aws_call(tmp_path, project, moto, base_im
     result = inv(project, env, "deploy")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: SAGEMAKER_ROLE_ARN is missing: set it in .env (arn:aws:iam::<12-digit account>:role/<name>)"]
+        "error: SAGEMAKER_ROLE_ARN is missing: set it in .env (arn:aws:iam::<12-digit account>:role/<name>)"
+    ]
     assert moto.calls() == []
 
 
 # ---- preflight: each seeded fault is one line, before anything is pushed or paid for ---------------------------
-@pytest.mark.parametrize("role, trust, message", [
-    ("gs-ds-env-no-such-role", None, "execution role: role arn:aws:iam::123456789012:role/gs-ds-env-no-such-role "
-                                     "does not exist"),
-    ("gs-ds-env-ec2-role", TRUST_EC2, "execution role: role gs-ds-env-ec2-role does not trust "
-                                      "sagemaker.amazonaws.com"),
-])
-def test_preflight_names_a_bad_role_and_stops_the_deploy(tmp_path, project, moto, registry, base_image, titanic_csv,
-                                                        role, trust, message):
+@pytest.mark.parametrize(
+    "role, trust, message",
+    [
+        (
+            "gs-ds-env-no-such-role",
+            None,
+            "execution role: role arn:aws:iam::123456789012:role/gs-ds-env-no-such-role does not exist",
+        ),
+        (
+            "gs-ds-env-ec2-role",
+            TRUST_EC2,
+            "execution role: role gs-ds-env-ec2-role does not trust sagemaker.amazonaws.com",
+        ),
+    ],
+)
+def test_preflight_names_a_bad_role_and_stops_the_deploy(
+    tmp_path, project, moto, registry, base_image, titanic_csv, role, trust, message
+):
     if trust:
         execution_role(moto, role, trust)
     repository = f"preflight-{role}"
-    env = sagemaker_env(tmp_path, moto, base_image, titanic_csv, ECR_REGISTRY=registry.host, ECR_REPOSITORY=repository,
-                        SAGEMAKER_ROLE_ARN=f"arn:aws:iam::123456789012:role/{role}")
+    env = sagemaker_env(
+        tmp_path,
+        moto,
+        base_image,
+        titanic_csv,
+        ECR_REGISTRY=registry.host,
+        ECR_REPOSITORY=repository,
+        SAGEMAKER_ROLE_ARN=f"arn:aws:iam::123456789012:role/{role}",
+    )
     doctor = inv(project, env, "doctor", "--preflight")
     assert doctor.returncode == 1, doctor.stdout + doctor.stderr
     failed = [line for line in doctor.stdout.splitlines() if line.startswith("FAIL")]
@@ -273,12 +346,13 @@ def test_preflight_names_a_bad_role_and_stops_the_deploy(tmp_path, project, moto
     (line,) = deploy.stderr.strip().splitlines()
     assert line.startswith(f"error: {message}") and "nothing was pushed or started" in line
     assert not [op for op in operations(moto.calls()) if mutating(op)]
-    with pytest.raises(Exception):
+    with pytest.raises(urllib.error.HTTPError):
         registry.tags(repository)  # the registry never heard of it
 
 
-def test_preflight_catches_an_image_that_saves_no_model_before_any_push(tmp_path, moto, registry, base_image,
-                                                                        titanic_csv):
+def test_preflight_catches_an_image_that_saves_no_model_before_any_push(
+    tmp_path, moto, registry, base_image, titanic_csv
+):
     from conftest import clone_project
 
     execution_role(moto, "gs-ds-env-sagemaker", TRUST_SAGEMAKER)
@@ -293,5 +367,5 @@ def test_preflight_catches_an_image_that_saves_no_model_before_any_push(tmp_path
     assert line.startswith("error: image train: ") and "left /opt/ml/model empty" in line
     assert "Traceback" not in deploy.stderr and deploy.stderr.count("error:") == 1
     assert not [op for op in operations(moto.calls()) if mutating(op)]
-    with pytest.raises(Exception):
+    with pytest.raises(urllib.error.HTTPError):
         registry.tags(repository)

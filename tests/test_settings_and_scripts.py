@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-
 from conftest import REPO, tool_env
+
 from gs_ds_env.settings import ConfigError, load_settings
 
 
@@ -22,17 +22,26 @@ def test_layers_example_then_env_file_then_environment(tmp_path, monkeypatch):
     assert settings.hyperparameters["seed"] == "9"
 
 
-@pytest.mark.parametrize("content, message", [
-    ("PY=3\n", "PY='3' is malformed"),
-    ("THEME=nope\n", "THEME='nope' does not exist under themes/"),
-    ("SEED=abc\n", "SEED='abc' is not a valid int"),
-    ("TARGET=cloud\n", "TARGET='cloud' is malformed"),
-    ("TARGET=sagemaker\nS3_BUCKET=\n", "S3_BUCKET is missing"),
-    ("TARGET=sagemaker\nS3_BUCKET=my-bucket\nSAGEMAKER_ROLE_ARN=admin\n", "SAGEMAKER_ROLE_ARN='admin' is malformed"),
-    ("TARGET=sagemaker\nS3_BUCKET=my-bucket\nSAGEMAKER_ROLE_ARN=arn:aws:iam::123456789012:role/x\n"
-     "USE_SPOT=true\nMAX_RUN=100\nMAX_WAIT=50\n", "MAX_WAIT=50 must be >= MAX_RUN=100"),
-    ("TAGS=justakey\n", "TAGS item 'justakey' is not key=value"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("PY=3\n", "PY='3' is malformed"),
+        ("THEME=nope\n", "THEME='nope' does not exist under themes/"),
+        ("SEED=abc\n", "SEED='abc' is not a valid int"),
+        ("TARGET=cloud\n", "TARGET='cloud' is malformed"),
+        ("TARGET=sagemaker\nS3_BUCKET=\n", "S3_BUCKET is missing"),
+        (
+            "TARGET=sagemaker\nS3_BUCKET=my-bucket\nSAGEMAKER_ROLE_ARN=admin\n",
+            "SAGEMAKER_ROLE_ARN='admin' is malformed",
+        ),
+        (
+            "TARGET=sagemaker\nS3_BUCKET=my-bucket\nSAGEMAKER_ROLE_ARN=arn:aws:iam::123456789012:role/x\n"
+            "USE_SPOT=true\nMAX_RUN=100\nMAX_WAIT=50\n",
+            "MAX_WAIT=50 must be >= MAX_RUN=100",
+        ),
+        ("TAGS=justakey\n", "TAGS item 'justakey' is not key=value"),
+    ],
+)
 def test_bad_settings_name_the_key(tmp_path, monkeypatch, content, message):
     for key in ("PY", "THEME", "SEED", "TARGET", "S3_BUCKET", "SAGEMAKER_ROLE_ARN", "TAGS"):
         monkeypatch.delenv(key, raising=False)
@@ -43,8 +52,13 @@ def test_bad_settings_name_the_key(tmp_path, monkeypatch, content, message):
 
 
 def test_inv_reports_bad_settings_as_one_line(tmp_path):
-    result = subprocess.run([str(REPO / ".venv/bin/inv"), "deploy", "--dry-run"], cwd=REPO, capture_output=True,
-                            text=True, env=tool_env(PY="3"))
+    result = subprocess.run(
+        [str(REPO / ".venv/bin/inv"), "deploy", "--dry-run"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=tool_env(PY="3"),
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == "error: PY='3' is malformed: expected of the form 3.N or 3.NN, e.g. 3.12"
 
@@ -60,24 +74,36 @@ def test_sagemaker_sdk_is_quiet_and_telemetry_opted_out():
     from sagemaker.utils import resolve_value_from_config
 
     session = sdk.session.Session(boto_session=boto3.Session(region_name="us-east-1"), sagemaker_config=SDK_CONFIG)
-    assert resolve_value_from_config(None, TELEMETRY_OPT_OUT_PATH, default_value=False, sagemaker_session=session) is True
-    probe = subprocess.run([str(REPO / ".venv/bin/python"), "-c", "from gs_ds_env.sm import sagemaker; sagemaker()"],
-                           capture_output=True, text=True, cwd=REPO)
+    assert (
+        resolve_value_from_config(None, TELEMETRY_OPT_OUT_PATH, default_value=False, sagemaker_session=session) is True
+    )
+    probe = subprocess.run(
+        [str(REPO / ".venv/bin/python"), "-c", "from gs_ds_env.sm import sagemaker; sagemaker()"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
     assert "v2" not in probe.stderr and "deprecation" not in probe.stderr.lower()
 
 
 BUILD_PUSH = str(REPO / "bin/gs-env-docker-build-push.sh")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["nosuch", "123456789012", "us-east-1", "repo", "t"], "theme 'nosuch' has no themes/nosuch/docker/requirements.txt"),
-    (["tabular", "12345", "us-east-1", "repo", "t"], "aws_account_id '12345' must be 12 digits"),
-    (["tabular", "123456789012", "mars-1", "repo", "t"], "region 'mars-1' is not an AWS region"),
-    (["tabular", "123456789012", "us-east-1", "Repo!", "t"], "ecr_repo_name 'Repo!' is invalid"),
-    (["tabular", "123456789012", "us-east-1", "repo", "-bad"], "unknown option '-bad'"),
-    (["tabular", "123456789012", "us-east-1", "repo", "bad tag"], "tag 'bad tag' is invalid"),
-    (["--py", "3", "tabular", "123456789012", "us-east-1", "repo", "t"], "python version '3' is not of the form"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["nosuch", "123456789012", "us-east-1", "repo", "t"],
+            "theme 'nosuch' has no themes/nosuch/docker/requirements.txt",
+        ),
+        (["tabular", "12345", "us-east-1", "repo", "t"], "aws_account_id '12345' must be 12 digits"),
+        (["tabular", "123456789012", "mars-1", "repo", "t"], "region 'mars-1' is not an AWS region"),
+        (["tabular", "123456789012", "us-east-1", "Repo!", "t"], "ecr_repo_name 'Repo!' is invalid"),
+        (["tabular", "123456789012", "us-east-1", "repo", "-bad"], "unknown option '-bad'"),
+        (["tabular", "123456789012", "us-east-1", "repo", "bad tag"], "tag 'bad tag' is invalid"),
+        (["--py", "3", "tabular", "123456789012", "us-east-1", "repo", "t"], "python version '3' is not of the form"),
+    ],
+)
 def test_build_push_validates_before_doing_anything(args, message):
     result = subprocess.run([BUILD_PUSH, *args], capture_output=True, text=True, env=tool_env())
     assert result.returncode == 2
@@ -85,11 +111,28 @@ def test_build_push_validates_before_doing_anything(args, message):
 
 
 def test_build_push_dry_run_prints_the_plan_and_content_tag():
-    result = subprocess.run([BUILD_PUSH, "--dry-run", "--py", "3.11", "--registry", "127.0.0.1:5000", "tabular",
-                             "123456789012", "eu-west-1", "gs-ds-env-tabular", "tabular_311"],
-                            capture_output=True, text=True, env=tool_env())
+    result = subprocess.run(
+        [
+            BUILD_PUSH,
+            "--dry-run",
+            "--py",
+            "3.11",
+            "--registry",
+            "127.0.0.1:5000",
+            "tabular",
+            "123456789012",
+            "eu-west-1",
+            "gs-ds-env-tabular",
+            "tabular_311",
+        ],
+        capture_output=True,
+        text=True,
+        env=tool_env(),
+    )
     assert result.returncode == 0, result.stderr
-    assert "aws ecr get-login-password --region eu-west-1 | docker login --username AWS --password-stdin" in result.stderr
+    assert (
+        "aws ecr get-login-password --region eu-west-1 | docker login --username AWS --password-stdin" in result.stderr
+    )
     assert "[dry-run] would push 127.0.0.1:5000/gs-ds-env-tabular:tabular_311-" in result.stderr
     lines = dict(line.split("=", 1) for line in result.stdout.splitlines())
     assert lines["CONTENT_TAG"].startswith("tabular_311-") and len(lines["CONTENT_TAG"]) == len("tabular_311-") + 12
@@ -97,7 +140,9 @@ def test_build_push_dry_run_prints_the_plan_and_content_tag():
 
 def test_shell_scripts_are_shellcheck_clean():
     scripts = sorted(str(p) for p in (REPO / "bin").glob("*.sh")) + sorted(str(p) for p in (REPO / ".ci").glob("*.sh"))
-    result = subprocess.run([str(REPO / ".venv/bin/shellcheck"), "-S", "style", *scripts], capture_output=True, text=True)
+    result = subprocess.run(
+        [str(REPO / ".venv/bin/shellcheck"), "-S", "style", *scripts], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout
 
 

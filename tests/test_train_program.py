@@ -10,9 +10,8 @@ from pathlib import Path
 import joblib
 import pandas as pd
 import pytest
-from sklearn.model_selection import train_test_split
-
 from conftest import REPO
+from sklearn.model_selection import train_test_split
 
 TRAIN = REPO / "training/train"
 
@@ -31,8 +30,9 @@ def sm_root(tmp_path: Path, frame: pd.DataFrame, seed: int, hyperparameters: dic
 
 
 def run_train(root: Path, *args: str):
-    return subprocess.run([sys.executable, str(TRAIN), "train", "--sm-root", str(root), *args],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, str(TRAIN), "train", "--sm-root", str(root), *args], capture_output=True, text=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,13 @@ def titanic(titanic_csv) -> pd.DataFrame:
 
 
 # SageMaker sends every hyperparameter as a (JSON-encoded) string.
-STRING_HYPERPARAMETERS = {"model": '"blend"', "n_estimators": "500", "max_depth": "3", "learning_rate": "0.03", "seed": "7"}
+STRING_HYPERPARAMETERS = {
+    "model": '"blend"',
+    "n_estimators": "500",
+    "max_depth": "3",
+    "learning_rate": "0.03",
+    "seed": "7",
+}
 
 
 @pytest.mark.parametrize("split_seed", [3, 11, 2024])
@@ -53,8 +59,13 @@ def test_contract_outputs_and_quality_bar(tmp_path, titanic, split_seed):
     assert set(metric_lines) == {"validation:auc", "validation:accuracy", "validation:f1", "validation:logloss"}
 
     document = json.loads((root / "model/metrics.json").read_text())
-    assert document["hyperparameters"] == {"model": "blend", "n_estimators": 500, "max_depth": 3,
-                                           "learning_rate": 0.03, "seed": 7}
+    assert document["hyperparameters"] == {
+        "model": "blend",
+        "n_estimators": 500,
+        "max_depth": 3,
+        "learning_rate": 0.03,
+        "seed": 7,
+    }
     assert document["metrics"]["validation:auc"] == pytest.approx(float(metric_lines["validation:auc"]), abs=1e-4)
     assert document["metrics"]["validation:auc"] >= 0.85
     for name in ("metrics.json", "roc_curve.png", "confusion_matrix.png"):
@@ -96,11 +107,14 @@ def test_empty_channel_fails_with_causes_in_failure_file(tmp_path, titanic):
     assert not (root / "model/model.joblib").exists()
 
 
-@pytest.mark.parametrize("hyperparameters, message", [
-    ({"max_depth": "deep"}, "invalid int value"),
-    ({"model": "forest"}, "invalid choice"),
-    ({"colour": "red"}, "unknown hyperparameter 'colour'"),
-])
+@pytest.mark.parametrize(
+    "hyperparameters, message",
+    [
+        ({"max_depth": "deep"}, "invalid int value"),
+        ({"model": "forest"}, "invalid choice"),
+        ({"colour": "red"}, "unknown hyperparameter 'colour'"),
+    ],
+)
 def test_bad_hyperparameters_fail_cleanly(tmp_path, titanic, hyperparameters, message):
     root = sm_root(tmp_path, titanic, 1, hyperparameters)
     result = run_train(root)

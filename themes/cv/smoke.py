@@ -16,5 +16,7 @@ model = resnet18(weights=None, num_classes=3).eval()
 with torch.no_grad():
     logits = model(batch)
 assert logits.shape == (1, 3), logits.shape
-print(f"smoke cv: ok (torch {torch.__version__}, torchvision {torchvision.__version__}, Pillow {PIL.__version__}, "
-      f"OpenCV {cv2.__version__})")
+print(
+    f"smoke cv: ok (torch {torch.__version__}, torchvision {torchvision.__version__}, Pillow {PIL.__version__}, "
+    f"OpenCV {cv2.__version__})"
+)

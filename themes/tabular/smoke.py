@@ -25,5 +25,7 @@ assert auc > 0.9, auc
 joblib.dump(linear, io.BytesIO())
 plt.plot(frame.a)
 plt.savefig(io.BytesIO(), format="png")
-print(f"smoke tabular: ok (pandas {pd.__version__}, scikit-learn {sklearn.__version__}, xgboost {xgboost.__version__}, "
-      f"auc {auc:.3f})")
+print(
+    f"smoke tabular: ok (pandas {pd.__version__}, scikit-learn {sklearn.__version__}, xgboost {xgboost.__version__}, "
+    f"auc {auc:.3f})"
+)

@@ -6,8 +6,8 @@ warnings.filterwarnings("ignore")  # torch.jit deprecation noise from tsai's imp
 
 import numpy as np
 import torch
-from tsai.all import InceptionTimePlus, TSClassification, accuracy, get_splits, get_ts_dls, ts_learner
 from tsai.all import *  # noqa: F403 - the import users type; it must work
+from tsai.all import InceptionTimePlus, TSClassification, accuracy, get_splits, get_ts_dls, ts_learner
 
 torch.manual_seed(0)
 X = np.random.default_rng(0).normal(size=(32, 1, 24)).astype("float32")
@@ -19,4 +19,6 @@ with learn.no_bar(), learn.no_logging():
     learn.fit_one_cycle(1, 1e-3)
 import tsai  # noqa: E402
 
-print(f"smoke tsai: ok (tsai {tsai.__version__}, torch {torch.__version__}, valid loss {learn.recorder.values[-1][1]:.3f})")
+print(
+    f"smoke tsai: ok (tsai {tsai.__version__}, torch {torch.__version__}, valid loss {learn.recorder.values[-1][1]:.3f})"
+)

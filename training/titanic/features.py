@@ -15,11 +15,26 @@ RAW_FEATURES = ["PassengerId", "Pclass", "Name", "Sex", "Age", "SibSp", "Parch",
 REQUIRED_COLUMNS = ["Pclass", "Name", "Sex", "Age", "SibSp", "Parch", "Ticket", "Fare", "Cabin", "Embarked"]
 
 _TITLE_GROUPS = {
-    "Mr": "Mr", "Mrs": "Mrs", "Mme": "Mrs", "Miss": "Miss", "Mlle": "Miss", "Ms": "Miss", "Master": "Master",
+    "Mr": "Mr",
+    "Mrs": "Mrs",
+    "Mme": "Mrs",
+    "Miss": "Miss",
+    "Mlle": "Miss",
+    "Ms": "Miss",
+    "Master": "Master",
 }
 NUMERIC = [
-    "Pclass", "Age", "SibSp", "Parch", "Fare", "FamilySize", "IsAlone", "HasCabin", "FarePerPerson",
-    "TicketGroupSize", "GroupSurvival",
+    "Pclass",
+    "Age",
+    "SibSp",
+    "Parch",
+    "Fare",
+    "FamilySize",
+    "IsAlone",
+    "HasCabin",
+    "FarePerPerson",
+    "TicketGroupSize",
+    "GroupSurvival",
 ]
 CATEGORICAL = ["Sex", "Embarked", "Title", "Deck"]
 

@@ -97,8 +97,15 @@ def save_plots(y: pd.Series, proba: np.ndarray, out_dir) -> list[str]:
     ax.imshow(matrix, cmap="Blues")
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, str(count), ha="center", va="center")
-    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["died", "survived"], yticklabels=["died", "survived"],
-           xlabel="predicted", ylabel="actual", title="Confusion matrix")
+    ax.set(
+        xticks=[0, 1],
+        yticks=[0, 1],
+        xticklabels=["died", "survived"],
+        yticklabels=["died", "survived"],
+        xlabel="predicted",
+        ylabel="actual",
+        title="Confusion matrix",
+    )
     fig.tight_layout()
     fig.savefig(out_dir / "confusion_matrix.png", dpi=100)
     plt.close(fig)

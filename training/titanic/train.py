@@ -58,7 +58,9 @@ def parse_arguments(argv: list[str], hyperparameters: dict[str, str]) -> argpars
         if key.startswith("sagemaker_"):
             continue  # the SDK's own bookkeeping keys
         if key not in known or key in {"sm_root", "help"}:
-            raise TrainingError(f"unknown hyperparameter {key!r}; accepted: model ({', '.join(MODELS)}), n_estimators, max_depth, learning_rate, seed")
+            raise TrainingError(
+                f"unknown hyperparameter {key!r}; accepted: model ({', '.join(MODELS)}), n_estimators, max_depth, learning_rate, seed"
+            )
         # The SDK JSON-encodes values; a plain string may also arrive unquoted.
         try:
             decoded = json.loads(value) if isinstance(value, str) else value
@@ -87,7 +89,9 @@ def read_channel(root: Path, channel: str) -> pd.DataFrame:
     frames = [pd.read_csv(path) for path in files]
     frame = pd.concat(frames, ignore_index=True)
     if frame.empty:
-        raise TrainingError(f"channel {channel!r} has CSV files but no rows ({', '.join(p.name for p in files)}); {causes}")
+        raise TrainingError(
+            f"channel {channel!r} has CSV files but no rows ({', '.join(p.name for p in files)}); {causes}"
+        )
     missing = [c for c in REQUIRED_COLUMNS + [TARGET] if c not in frame.columns]
     if missing:
         raise TrainingError(f"channel {channel!r} lacks the Titanic columns {missing}; is it the Kaggle train.csv?")
