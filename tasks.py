@@ -205,19 +205,55 @@ def data(c, source=None, target=None, dry_run=False):
 @task(
     help={
         "target": "local or sagemaker",
+        "theme": "theme (its image runs the job)",
+        "py": "Python 3.N",
+        "entry_point": "your script (script mode, run by the SageMaker training toolkit in the theme image)",
+        "source_dir": "the folder shipped with it (default: the entry point's folder)",
+        "channel": "name=path of a local folder, repeatable (script mode)",
+        "hyperparameter": "key=value passed to the script as --key value, repeatable (script mode)",
         "job_name": "training job name (default: BASE_JOB_NAME + timestamp)",
         "dry_run": "print the plan, start nothing",
         "allow_drift": "train even if the kernel and the image differ (the report records it)",
         "skip_preflight": "sagemaker: skip the checks run before anything is pushed or paid for",
-    }
+    },
+    iterable=["channel", "hyperparameter"],
 )
 @clear_errors
-def train(c, target=None, job_name=None, dry_run=False, allow_drift=False, skip_preflight=False):
-    """Run the training job on the theme image and the staged data (built/pushed/uploaded first if needed)."""
+def train(
+    c,
+    target=None,
+    theme=None,
+    py=None,
+    entry_point=None,
+    source_dir=None,
+    channel=None,
+    hyperparameter=None,
+    job_name=None,
+    dry_run=False,
+    allow_drift=False,
+    skip_preflight=False,
+):
+    """Train in the theme image: your --entry-point (script mode), or the Titanic program on the staged data."""
     from gs_ds_env import deploy as deploy_mod
 
+    settings = load_settings(target=target, theme=theme, py=py, entry_point=entry_point, source_dir=source_dir)
+    if settings.entry_point and dry_run:
+        channels = deploy_mod.parse_channels(channel or [], settings.target)
+        hyperparameters = deploy_mod.parse_hyperparameters(hyperparameter or [])
+        print(deploy_mod.script_plan(settings, hyperparameters, channels))
+        return
+    if settings.entry_point:
+        deploy_mod.run_script(
+            settings,
+            channels=deploy_mod.parse_channels(channel or [], settings.target),
+            hyperparameters=deploy_mod.parse_hyperparameters(hyperparameter or []),
+            job_name=job_name,
+            allow_drift=allow_drift,
+            skip_preflight=skip_preflight,
+        )
+        return
     deploy_mod.run(
-        load_settings(target=target),
+        settings,
         skip_kernel=True,
         job_name=job_name,
         dry_run=dry_run,

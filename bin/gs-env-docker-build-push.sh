@@ -81,6 +81,9 @@ fi
 [[ "$py" =~ ^3\.[0-9]{1,2}$ ]] || die "python version '$py' is not of the form 3.N (use --py 3.12)"
 [[ -f "$REPO_ROOT/themes/$theme/requirements.lock" ]] ||
   die "theme '$theme' has no lock themes/$theme/requirements.lock: create it with 'inv lock --theme $theme'"
+# A training theme's image gets the SageMaker training toolkit; an app theme (theme.env KIND=app) does not.
+toolkit=1
+if grep -Eq '^KIND=app([[:space:]]|$)' "$REPO_ROOT/themes/$theme/theme.env" 2>/dev/null; then toolkit=0; fi
 [[ "$torch_backend" =~ ^(auto|none|cpu|cu[0-9]{2,3}|rocm[0-9]+(\.[0-9]+)*|xpu)$ ]] ||
   die "torch backend '$torch_backend' is not one of auto, none, cpu, cuNNN (e.g. cu126), rocmX.Y, xpu"
 pins_value() { # KEY -> value from docker/pins.env (plain KEY=value lines, written by this project)
@@ -113,7 +116,8 @@ base_identity() {
 }
 content_digest() {
   {
-    printf 'py=%s\nbase=%s\ntheme=%s\ntorch=%s\nuv=%s\n' "$py" "$(base_identity)" "$theme" "$torch_backend" "$uv_version"
+    printf 'py=%s\nbase=%s\ntheme=%s\ntorch=%s\nuv=%s\ntoolkit=%s\n' "$py" "$(base_identity)" "$theme" "$torch_backend" \
+      "$uv_version" "$toolkit"
     cd "$REPO_ROOT"
     find docker training "themes/$theme/docker" "themes/$theme/requirements.lock" "themes/$theme/smoke.py" .dockerignore \
       -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 2>/dev/null |
@@ -149,7 +153,7 @@ else
   docker build --force-rm "${cache_args[@]}" \
     --file "$REPO_ROOT/docker/Dockerfile" \
     --build-arg "PY=$py" --build-arg "THEME=$theme" --build-arg "BASE_IMAGE=$base_image" \
-    --build-arg "UV_VERSION=$uv_version" --build-arg "TORCH_BACKEND=$torch_backend" \
+    --build-arg "UV_VERSION=$uv_version" --build-arg "TORCH_BACKEND=$torch_backend" --build-arg "TOOLKIT=$toolkit" \
     --label "gs-ds-env.theme=$theme" --label "gs-ds-env.python=$py" --label "gs-ds-env.content-tag=$content_tag" \
     --label "gs-ds-env.base-image=$base_image" --label "gs-ds-env.torch-backend=$torch_backend" \
     --label "gs-ds-env.lock-sha256=$(sha256sum "$REPO_ROOT/themes/$theme/requirements.lock" | cut -d' ' -f1)" \

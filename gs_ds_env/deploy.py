@@ -204,6 +204,220 @@ def deploy_local(
     )
 
 
+def script_mode(settings: Settings, hyperparameters: dict[str, str]) -> training_job.ScriptMode:
+    """ENTRY_POINT / SOURCE_DIR checked and made relative: the entry point must be a file inside the source dir."""
+    entry = Path(settings.entry_point).expanduser()
+    entry = entry if entry.is_absolute() else (Path.cwd() / entry)
+    if not entry.is_file():
+        raise ConfigError(
+            f"ENTRY_POINT {settings.entry_point!r} is not a file: give the script to run, e.g. "
+            f"themes/{settings.theme}/example/train.py"
+        )
+    source_dir = Path(settings.source_dir).expanduser().resolve() if settings.source_dir else entry.parent.resolve()
+    if not source_dir.is_dir():
+        raise ConfigError(f"SOURCE_DIR {settings.source_dir!r} is not a folder")
+    if not entry.resolve().is_relative_to(source_dir):
+        raise ConfigError(
+            f"ENTRY_POINT {settings.entry_point!r} is not inside SOURCE_DIR {str(source_dir)!r}: "
+            "the source dir is what is shipped to the job"
+        )
+    return training_job.ScriptMode(
+        str(entry.resolve().relative_to(source_dir)), source_dir, {"seed": str(settings.seed), **hyperparameters}
+    )
+
+
+def parse_channels(specs: list[str], target: str = "local") -> dict[str, str]:
+    """--channel name=path-or-s3-uri -> {name: local folder or s3:// URI}. Local mode reads local folders; on
+    SageMaker a local folder is uploaded under the prefix and an s3:// URI is used as it is."""
+    channels: dict[str, str] = {}
+    for spec in specs:
+        name, sep, where = spec.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name):
+            raise ConfigError(f"--channel {spec!r} is not name=path: e.g. --channel train=data/my-train")
+        if where.startswith("s3://"):
+            if target == "local":
+                raise ConfigError(
+                    f"--channel {spec!r}: local mode reads local folders; s3:// channels need TARGET=sagemaker"
+                )
+            channels[name] = where
+            continue
+        path = Path(where).expanduser().resolve()
+        if not path.exists():
+            raise ConfigError(f"--channel {spec!r}: {where} does not exist")
+        channels[name] = str(path if path.is_dir() else path.parent)
+    return channels
+
+
+def parse_hyperparameters(specs: list[str]) -> dict[str, str]:
+    values = {}
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", key):
+            raise ConfigError(f"--hyperparameter {spec!r} is not key=value: e.g. --hyperparameter horizon=12")
+        values[key] = value
+    return values
+
+
+def run_script(
+    settings: Settings,
+    *,
+    channels: dict[str, str],
+    hyperparameters: dict[str, str],
+    job_name: str | None = None,
+    allow_drift: bool = False,
+    skip_preflight: bool = False,
+) -> Path:
+    """`inv train --entry-point FILE`: the user's code as a job in the theme's image (local mode or SageMaker)."""
+    script = script_mode(settings, hyperparameters)
+    if settings.target == "sagemaker":
+        return _run_script_on_sagemaker(settings, script, channels, job_name, allow_drift, skip_preflight)
+    timer = Timer()
+    with timer.step("build"):
+        built = image.build(settings)
+    with timer.step("parity"):
+        parity_record, container = check_parity(settings, built, allow_drift)
+    job_name = job_name or training_job.new_job_name(settings)
+    with timer.step("train"):
+        folders = {name: Path(folder) for name, folder in channels.items()}
+        result = training_job.train_local(settings, built.uri, folders, job_name, script=script)
+    record = {
+        "target": settings.target,
+        "theme": settings.theme,
+        "kernel": settings.kernel_name,
+        "job_name": job_name,
+        "entry_point": script.entry_point,
+        "source_dir": str(script.source_dir),
+        "hyperparameters": script.hyperparameters,
+        "channels": result.channels,
+        "image": {"uri": built.uri, "content_tag": built.content_tag, "size_bytes": built.size_bytes},
+        "parity": parity_record,
+        "versions": versions_mod.collect(settings, built, container),
+        "metrics": result.metrics,
+        "model_artifact": result.model_artifact,
+        "timings": {**timer.seconds, "training computation (in container)": 0.0},
+    }
+    run_json, report_md = report.write_script(settings.runs_dir / job_name, record)
+    print(f"report: {report_md}\nrun record: {run_json}\nmodel: {result.model_artifact}", flush=True)
+    return run_json
+
+
+def script_plan(settings: Settings, hyperparameters: dict[str, str], channels: dict[str, str]) -> str:
+    """What `inv train --entry-point` would do, for either target; nothing is called."""
+    script = script_mode(settings, hyperparameters)
+    image_step = " ".join(
+        image.build_push_command(
+            settings,
+            push=settings.target == "sagemaker",
+            account=iam.account_of(settings.sagemaker_role_arn) if settings.target == "sagemaker" else "-",
+        )
+    )
+    lines = [
+        f"plan for inv train --entry-point (theme {settings.theme}, Python {settings.py}, TARGET={settings.target}):",
+        f"  1. {image_step}",
+        "  2. parity: the kernel venv's packages vs the image's (stop on any difference unless --allow-drift)",
+    ]
+    if settings.target == "sagemaker":
+        uploads = {
+            name: where if where.startswith("s3://") else s3_data.uri(settings, "channels", name)
+            for name, where in channels.items()
+        }
+        lines += [
+            f"  3. channels: {uploads or 'none'} (local folders uploaded with s3:PutObject, SSE {s3_data.ENCRYPTION})",
+            f"  4. the SDK tars {script.source_dir} and uploads it as "
+            f"{s3_data.uri(settings, 'code')}/<job>/source/sourcedir.tar.gz",
+            f"  5. sagemaker:CreateTrainingJob with hyperparameters {script.hyperparameters} + sagemaker_program="
+            f"{script.entry_point}, sagemaker_submit_directory=<that sourcedir.tar.gz>; the image's toolkit "
+            "runs it",
+            "  6. model.tar.gz checked in S3, runs/<job>/report.md + run.json",
+        ]
+    else:
+        lines += [
+            f"  3. Estimator(instance_type='local', entry_point={script.entry_point!r}, "
+            f"source_dir={str(script.source_dir)!r}, hyperparameters={script.hyperparameters}).fit({channels})",
+            "  4. runs/<job>/model.tar.gz, report.md + run.json",
+        ]
+    return "\n".join(lines)
+
+
+def _upload_channels(settings: Settings, boto_session, channels: dict[str, str]) -> dict[str, str]:
+    """Local channel folders go under <prefix>/channels/<name>/ (encrypted); s3:// URIs are used as they are."""
+    s3 = aws.client(boto_session, "s3")
+    s3_data.ensure_bucket(settings, s3)
+    uris = {}
+    for name, where in channels.items():
+        if where.startswith("s3://"):
+            uris[name] = where
+            continue
+        for path in sorted(p for p in Path(where).rglob("*") if p.is_file()):
+            key = s3_data.key(settings, "channels", name, str(path.relative_to(where)))
+            try:
+                s3.upload_file(
+                    str(path), settings.s3_bucket, key, ExtraArgs={"ServerSideEncryption": s3_data.ENCRYPTION}
+                )
+            except aws.CALL_ERRORS as error:
+                raise aws.explain(error, f"uploading {path} to s3://{settings.s3_bucket}/{key}") from None
+        uris[name] = s3_data.uri(settings, "channels", name)
+        print(f"[s3] channel {name}: {where} -> {uris[name]}", flush=True)
+    return uris
+
+
+def _run_script_on_sagemaker(
+    settings: Settings,
+    script: training_job.ScriptMode,
+    channels: dict[str, str],
+    job_name: str | None,
+    allow_drift: bool,
+    skip_preflight: bool,
+) -> Path:
+    """The same script as a SageMaker job: the SDK uploads source_dir as sourcedir.tar.gz under <prefix>/code/."""
+    timer = Timer()
+    boto_session = aws.session(settings)
+    if not skip_preflight:
+        with timer.step("preflight"):
+            _stop_on_failures(preflight.cheap_checks(settings, boto_session))
+    with timer.step("account and instance"):
+        account = aws.account_id(boto_session)
+        choice = instance.choose(settings, boto_session)
+        print(f"instance: {choice.instance_type} ({choice.reason})", flush=True)
+    with timer.step("build and push"):
+        pushed = image.push(settings, account)
+    with timer.step("parity"):
+        parity_record, container = check_parity(settings, pushed, allow_drift)
+    with timer.step("channels"):
+        uris = _upload_channels(settings, boto_session, channels)
+    job_name = job_name or training_job.new_job_name(settings)
+    run_dir = settings.runs_dir / job_name
+    with timer.step("train"):
+        sagemaker_job.run(settings, boto_session, pushed.uri, uris, choice.instance_type, job_name, script)
+    with timer.step("results"):
+        result = sagemaker_job.collect(settings, boto_session, job_name, choice.price, run_dir)
+    record = {
+        "target": settings.target,
+        "theme": settings.theme,
+        "kernel": settings.kernel_name,
+        "job_name": job_name,
+        "entry_point": script.entry_point,
+        "source_dir": str(script.source_dir),
+        "hyperparameters": script.hyperparameters,
+        "channels": uris,
+        "image": {
+            "uri": pushed.uri,
+            "digest": pushed.digest,
+            "content_tag": pushed.content_tag,
+            "size_bytes": pushed.size_bytes,
+        },
+        "parity": parity_record,
+        "versions": versions_mod.collect(settings, pushed, container),
+        "metrics": result.metrics,
+        "model_artifact": result.model_artifact,
+        "instance_type": choice.instance_type,
+        "timings": timer.seconds,
+    }
+    run_json, report_md = report.write_script(run_dir, record)
+    print(f"report: {report_md}\nrun record: {run_json}\nmodel: {result.model_artifact}", flush=True)
+    return run_json
+
+
 def local_plan(settings: Settings) -> str:
     build_cmd = " ".join(image.build_push_command(settings, push=False))
     return "\n".join(

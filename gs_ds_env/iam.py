@@ -118,11 +118,21 @@ def execution_role_policy(settings: Settings, account: str) -> dict:
     names = _Names(settings, account)
     return _policy(
         _statement("ReadChannels", ["s3:GetObject"], names.under("titanic")),
+        # Script mode: the user's channels (inv train --channel) and the SDK's sourcedir.tar.gz.
+        _statement("ReadScriptChannelsAndCode", ["s3:GetObject"], [names.under("channels"), names.under("code")]),
         _statement(
             "ListChannelsAndCheckpoints",
             ["s3:ListBucket"],
             names.bucket,
-            {"StringLike": {"s3:prefix": [names.s3_prefix("titanic"), names.s3_prefix("checkpoints")]}},
+            {
+                "StringLike": {
+                    "s3:prefix": [
+                        names.s3_prefix("titanic"),
+                        names.s3_prefix("channels"),
+                        names.s3_prefix("checkpoints"),
+                    ]
+                }
+            },
         ),
         _statement("WriteModel", ["s3:PutObject"], names.under("output")),
         _statement("SpotCheckpoints", ["s3:GetObject", "s3:PutObject"], names.under("checkpoints")),

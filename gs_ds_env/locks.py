@@ -23,6 +23,7 @@ from packaging.requirements import Requirement
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 MIN_PYTHON = "3.11"
 LOCK_NAME = "requirements.lock"
+TOOLKIT_REQUIREMENTS = "docker/toolkit.txt"  # relative to the repository root
 PINS_FILE = "docker/pins.env"
 
 
@@ -51,6 +52,14 @@ class ThemeFiles:
     @property
     def image_requirements(self) -> Path:
         return self.root / "docker/requirements.txt"
+
+    @property
+    def toolkit_requirements(self) -> Path | None:
+        """docker/toolkit.txt for a training theme; None for an app theme (theme.env KIND=app)."""
+        settings = dotenv_values(self.root / "theme.env") if (self.root / "theme.env").is_file() else {}
+        if (settings.get("KIND") or "training").split()[0] == "app":
+            return None
+        return self.root.parent.parent / TOOLKIT_REQUIREMENTS
 
     @property
     def smoke(self) -> Path:
@@ -100,6 +109,7 @@ def compile_command(files: ThemeFiles, output: Path, uv: str, upgrade: bool = Fa
         f"inv lock --theme {files.theme}   (universal: Python >= {MIN_PYTHON}, torch from PyPI)",
         str(files.kernel_requirements.relative_to(files.root.parent.parent)),
         str(files.image_requirements.relative_to(files.root.parent.parent)),
+        *([TOOLKIT_REQUIREMENTS] if files.toolkit_requirements else []),
         "--output-file",
         str(output),
     ]
@@ -176,6 +186,40 @@ def pinned(lock_file: Path, python_version: str) -> dict[str, str]:
         if requirement.marker is None or requirement.marker.evaluate(environment):
             pins[normalise(requirement.name)] = str(requirement.specifier).removeprefix("==")
     return pins
+
+
+def kernel_pins(repo_root: Path, theme: str, python_version: str) -> dict[str, str]:
+    """What the kernel venv must hold: the kernel's and the image's lists resolved under the lock for this Python
+    on Linux x86_64 (the lock also pins the training toolkit's dependencies, which only the image installs)."""
+    files = theme_files(repo_root, theme)
+    with tempfile.TemporaryDirectory() as tmp:
+        output = Path(tmp) / "kernel.txt"
+        command = [
+            uv_binary(repo_root),
+            "pip",
+            "compile",
+            "--quiet",
+            "--no-header",
+            "--no-annotate",
+            "--python-version",
+            python_version,
+            "--python-platform",
+            "x86_64-unknown-linux-gnu",
+            str(files.kernel_requirements),
+            str(files.image_requirements),
+            "-c",
+            str(files.lock),
+            "--output-file",
+            str(output),
+        ]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise LockError(f"cannot resolve the kernel of theme {theme}: {result.stderr.strip()[-300:]}")
+        return {
+            normalise(Requirement(line).name): str(Requirement(line).specifier).removeprefix("==")
+            for line in output.read_text().splitlines()
+            if line and line[0] not in "# "
+        }
 
 
 def normalise(name: str) -> str:

@@ -136,3 +136,29 @@ def render(record: dict) -> str:
         parts += ["## Instance choice", record["instance_evidence"]]
     parts += ["## Reproduce", "```bash\n" + "\n".join(record.get("reproduce", [])) + "\n```"]
     return "\n\n".join(parts) + "\n"
+
+
+def write_script(run_dir: Path, record: dict) -> tuple[Path, Path]:
+    """run.json and a short report.md for a script-mode job (the user's own code, not the Titanic program)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_json = run_dir / "run.json"
+    run_json.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    parts = [
+        f"# Run report: {record['job_name']}",
+        "## Summary",
+        f"- Ran `{record['entry_point']}` from `{record['source_dir']}` in image `{record['image']['uri']}` "
+        f"(theme `{record['theme']}`, kernel `{record['kernel']}`), "
+        + ("SageMaker local mode." if record["target"] == "local" else f"SageMaker ({record.get('instance_type')})."),
+        f"- Model: `{record['model_artifact']}`.",
+        _parity_line(record["parity"]),
+        "## Hyperparameters",
+        _table(record["hyperparameters"]),
+        "## Channels",
+        _table(record["channels"]) if record["channels"] else "none (the script brings or generates its data)",
+        "## Metrics",
+        _table({name: f"{value:.6g}" for name, value in record["metrics"].items()}),
+    ]
+    parts += _versions(record)
+    report_md = run_dir / "report.md"
+    report_md.write_text("\n\n".join(parts) + "\n")
+    return run_json, report_md

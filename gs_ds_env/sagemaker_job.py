@@ -85,7 +85,7 @@ def sdk_session(boto_session: boto3.Session):
     )
 
 
-def job_estimator(settings: Settings, session, image_uri: str, instance_type: str, job_name: str):
+def job_estimator(settings: Settings, session, image_uri: str, instance_type: str, job_name: str, script=None):
     return training_job.estimator(
         settings,
         image_uri,
@@ -95,6 +95,8 @@ def job_estimator(settings: Settings, session, image_uri: str, instance_type: st
         role=settings.sagemaker_role_arn,
         instance_type=instance_type,
         checkpoint_s3_uri=s3_data.uri(settings, "checkpoints", job_name),
+        script=script,
+        code_location=s3_data.uri(settings, "code"),
     )
 
 
@@ -140,10 +142,11 @@ def run(
     channels: dict[str, str],
     instance_type: str,
     job_name: str,
+    script=None,
 ) -> None:
     """Start the job and stream its CloudWatch logs until it ends; a failed job raises TrainingFailed."""
     session = sdk_session(boto_session)
-    estimator = job_estimator(settings, session, image_uri, instance_type, job_name)
+    estimator = job_estimator(settings, session, image_uri, instance_type, job_name, script)
     exceptions = sagemaker().exceptions
     try:
         estimator.fit(channels, job_name=job_name, wait=True, logs="All")

@@ -52,6 +52,8 @@ class Settings:
     max_wait: int
     volume_size: int
     base_job_name: str
+    entry_point: str
+    source_dir: str
     tags: dict[str, str] = field(default_factory=dict)
     repo_root: Path = REPO_ROOT
 

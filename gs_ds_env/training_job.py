@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import signal
 import tarfile
@@ -21,6 +22,15 @@ METRIC_DEFINITIONS = [
     for metric in ("auc", "accuracy", "f1", "logloss")
 ]
 LOCAL_ROLE = "arn:aws:iam::000000000000:role/local-mode-unused"  # local mode needs a role string, never uses it
+
+
+@dataclass(frozen=True)
+class ScriptMode:
+    """The user's code for script mode: an entry point inside source_dir, and its hyperparameters."""
+
+    entry_point: str  # relative to source_dir
+    source_dir: Path
+    hyperparameters: dict[str, str]
 
 
 class TrainingFailed(RuntimeError):
@@ -55,6 +65,8 @@ def estimator(
     role: str,
     instance_type: str,
     checkpoint_s3_uri: str | None = None,
+    script: ScriptMode | None = None,
+    code_location: str | None = None,
 ):
     sagemaker()  # quiet the SDK before its first import
     from sagemaker.estimator import Estimator
@@ -66,13 +78,19 @@ def estimator(
         instance_type="local" if local else instance_type,
         output_path=output_path,
         base_job_name=settings.base_job_name,
-        hyperparameters=settings.hyperparameters,
+        hyperparameters=script.hyperparameters if script else settings.hyperparameters,
         metric_definitions=METRIC_DEFINITIONS,
         sagemaker_session=session,
         # The debugger hook and profiler start extra processing jobs: they cost and use quota.
         debugger_hook_config=False,
         disable_profiler=True,
     )
+    if script:
+        # Script mode: the SDK ships source_dir (mounted in local mode, sourcedir.tar.gz on SageMaker) and sets
+        # sagemaker_program / sagemaker_submit_directory, which the toolkit in the image reads.
+        options.update(entry_point=script.entry_point, source_dir=str(script.source_dir))
+        if code_location:  # sourcedir.tar.gz under the project's prefix, not the SDK's default bucket
+            options.update(code_location=code_location)
     if not local:
         options.update(
             volume_size=settings.volume_size,
@@ -133,14 +151,24 @@ def _remove_containers(names: list[str]) -> None:
 
 
 def _failure_reason(run_dir: Path) -> str:
-    """The first line of /opt/ml/output/failure as the training program wrote it. Local mode tars /opt/ml/output
-    into runs/<job>/output.tar.gz even for a failed job; empty when the program wrote no reason."""
+    """The reason in /opt/ml/output/failure as the training program wrote it. Local mode tars /opt/ml/output
+    into runs/<job>/output.tar.gz even for a failed job; empty when the program wrote no reason. The toolkit's
+    ExecuteUserScriptError carries the script's stderr: its last line is the script's own error."""
     try:
         with tarfile.open(run_dir / "output.tar.gz") as archive:
             member = archive.extractfile("failure")
             text = member.read().decode(errors="replace").strip() if member else ""
     except (KeyError, OSError, tarfile.TarError):
         return ""
+    if 'ErrorMessage "' in text:
+        message = text.split('ErrorMessage "', 1)[1].split('"\nCommand', 1)[0].rstrip('"')
+        lines = [line.strip() for line in message.splitlines() if line.strip()]
+        if lines:
+            last = lines[-1]
+            # The toolkit turns "ValueError: boom" into two lines: put the exception's name back.
+            if len(lines) > 1 and re.fullmatch(r"[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)", lines[-2]):
+                last = f"{lines[-2]}: {last}"
+            return f"{text.splitlines()[0].rstrip(':')}: {last[:300]}"
     return text.splitlines()[0][:300] if text else ""
 
 
@@ -171,7 +199,9 @@ def _noting_interrupts():
         signal.signal(signal.SIGINT, previous)
 
 
-def train_local(settings: Settings, image_uri: str, channels: dict[str, Path], job_name: str) -> JobResult:
+def train_local(
+    settings: Settings, image_uri: str, channels: dict[str, Path], job_name: str, script: ScriptMode | None = None
+) -> JobResult:
     """Run the real image through SageMaker local mode; artifacts land in runs/<job>/.
 
     Afterwards, whatever happened, the containers are removed and the SDK's scratch folder (compose file,
@@ -189,6 +219,7 @@ def train_local(settings: Settings, image_uri: str, channels: dict[str, Path], j
         output_path=f"file://{run_dir.resolve()}",
         role=LOCAL_ROLE,
         instance_type="local",
+        script=script,
     )
     try:
         with _noting_interrupts() as interrupted:
@@ -217,7 +248,7 @@ def train_local(settings: Settings, image_uri: str, channels: dict[str, Path], j
         str(artifact),
         metrics["metrics"],
         inputs,
-        settings.hyperparameters,
+        script.hyperparameters if script else settings.hyperparameters,
         extra={"training_seconds": metrics.get("training_seconds")},
     )
 

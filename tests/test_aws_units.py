@@ -316,6 +316,10 @@ def test_iam_policies_are_narrow_and_pass_parliament():
     )
     execution_sids = {s["Sid"]: s for s in execution["Statement"]}
     assert execution_sids["ReadChannels"]["Resource"] == "arn:aws:s3:::team-bucket/ds/titanic/titanic/*"
+    assert execution_sids["ReadScriptChannelsAndCode"]["Resource"] == [
+        "arn:aws:s3:::team-bucket/ds/titanic/channels/*",
+        "arn:aws:s3:::team-bucket/ds/titanic/code/*",
+    ]
     assert execution_sids["WriteModel"]["Resource"] == "arn:aws:s3:::team-bucket/ds/titanic/output/*"
     (trust,) = policies["execution-role-trust-policy.json"]["Statement"]
     assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"} and trust["Action"] == "sts:AssumeRole"

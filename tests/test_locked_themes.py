@@ -28,16 +28,16 @@ def public(version: str) -> str:
 
 
 def test_every_lock_matches_its_inputs_and_a_changed_input_is_caught(tmp_path):
-    repo = copy_repo(tmp_path / "repo", "themes")
+    repo = copy_repo(tmp_path / "repo", "themes", "docker")
     for theme in THEMES:
         lock = (repo / f"themes/{theme}/requirements.lock").read_text()
         assert f"inv lock --theme {theme}" in lock.splitlines()[1], "the header says how to regenerate the lock"
         assert locks.stale(repo, theme) == [], f"themes/{theme}/requirements.lock is stale: run make lock"
     # The check can fail: an input the lock has not seen is reported (and nothing is written).
     requirements = repo / "themes/tabular/docker/requirements.txt"
-    requirements.write_text(requirements.read_text() + "six>=1.16\n")
+    requirements.write_text(requirements.read_text() + "tabulate>=0.9\n")
     before = (repo / "themes/tabular/requirements.lock").read_text()
-    assert any(line.startswith("+ six==") for line in locks.stale(repo, "tabular"))
+    assert any(line.startswith("+ tabulate==") for line in locks.stale(repo, "tabular"))
     assert (repo / "themes/tabular/requirements.lock").read_text() == before
 
 
@@ -67,12 +67,17 @@ def test_theme_kernel_is_built_from_its_lock_and_passes_its_smoke_test(theme_san
     lock = repo / f"themes/{theme}/requirements.lock"
     assert manifest["LOCK_SHA256"] == locks.sha256(lock)
 
-    # The venv holds exactly the lock's pins for this Python: every pinned package at its version, nothing else.
+    # The venv holds exactly the lock's pins for this Python (the training toolkit's aside, which only the image
+    # installs): every package at the lock's version, nothing else.
     installed = venv_environment(repo / f"themes/{theme}/kernel/.venv")
     pins = locks.pinned(lock, installed.python)
+    expected = locks.kernel_pins(repo, theme, installed.python)
+    assert all(pins[name] == version for name, version in expected.items())
     assert {name: public(v) for name, v in installed.packages.items() if name not in SEED} == {
-        name: public(v) for name, v in pins.items() if name not in SEED
+        name: public(v) for name, v in expected.items() if name not in SEED
     }
+    if theme != "streamlit":
+        assert "sagemaker-training" in pins and "sagemaker-training" not in installed.packages
 
     (row,) = [row for row in list_kernels(repo) if row.theme == theme]
     assert row.smoke == "passed" and row.status == "ok"
