@@ -331,6 +331,25 @@ def iam_policy(c, out=None):
         print(folder / name)
 
 
+@task(
+    help={
+        "theme": "an app theme (default streamlit)",
+        "py": "Python 3.N",
+        "port": "host port (default 8501)",
+        "check": "start it, wait for its health endpoint, stop it (exit 1 if it never answers)",
+    }
+)
+@clear_errors
+def app(c, theme="streamlit", py=None, port=8501, check=False):
+    """Serve an app theme's app.py from its image on 127.0.0.1:<port>, checked over HTTP."""
+    from gs_ds_env import app as app_mod
+
+    try:
+        app_mod.run(load_settings(theme=theme, py=py), int(port), check)
+    except app_mod.AppError as error:
+        raise Exit(f"error: {error}", code=1) from None
+
+
 # ---- operating the machine ------------------------------------------------------------------------------------
 @task(
     help={
@@ -412,5 +431,6 @@ ns = Collection(
     instance,
     doctor,
     clean,
+    app,
     iam_policy,
 )

@@ -119,7 +119,10 @@ content_digest() {
     printf 'py=%s\nbase=%s\ntheme=%s\ntorch=%s\nuv=%s\ntoolkit=%s\n' "$py" "$(base_identity)" "$theme" "$torch_backend" \
       "$uv_version" "$toolkit"
     cd "$REPO_ROOT"
-    find docker training "themes/$theme/docker" "themes/$theme/requirements.lock" "themes/$theme/smoke.py" .dockerignore \
+    local inputs=(docker training "themes/$theme/docker" "themes/$theme/requirements.lock" "themes/$theme/smoke.py"
+      .dockerignore)
+    [[ -f "themes/$theme/app.py" ]] && inputs+=("themes/$theme/app.py")
+    find "${inputs[@]}" \
       -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 2>/dev/null |
       LC_ALL=C sort -z | xargs -0 sha256sum
   } | sha256sum | cut -c1-12

@@ -154,3 +154,22 @@ def test_bad_script_mode_input_is_one_line(project, args, message):
     )
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+
+
+def test_the_streamlit_image_serves_its_app_and_answers_the_health_check(project, base_image):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = tool_env(PY="3.11", BASE_IMAGE=base_image)
+    result = subprocess.run(
+        [INV, "app", "--check", "--port", str(port)], cwd=project, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert f"app: http://127.0.0.1:{port}/ (/_stcore/health answers ok" in result.stdout
+    refused = subprocess.run([INV, "app", "--theme", "tabular"], cwd=project, env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+        "error: theme 'tabular' is not an app theme (theme.env KIND=app): run its code with "
+        "`inv train --theme tabular --entry-point FILE`"
+    ]

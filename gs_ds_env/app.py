@@ -1,0 +1,63 @@
+"""`inv app`: an app theme's image (theme.env KIND=app, e.g. streamlit) serving its app.py, checked over HTTP."""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+
+from . import image, locks
+from .settings import ConfigError, Settings
+
+CONTAINER_PORT = 8501
+HEALTH_PATH = "/_stcore/health"  # Streamlit's own health endpoint
+STARTUP_SECONDS = 60
+
+
+class AppError(RuntimeError):
+    """The app container did not come up; the message says what it printed."""
+
+
+def _healthy(url: str, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200 and response.read().strip() == b"ok":
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def run(settings: Settings, port: int, check_only: bool) -> None:
+    """Build the theme's image, serve its app on 127.0.0.1:<port> and wait for the health endpoint; with
+    `check_only` stop it once healthy, else follow its log until Ctrl-C."""
+    import docker
+
+    if locks.theme_files(settings.repo_root, settings.theme).toolkit_requirements is not None:
+        raise ConfigError(
+            f"theme {settings.theme!r} is not an app theme (theme.env KIND=app): run its code with "
+            f"`inv train --theme {settings.theme} --entry-point FILE`"
+        )
+    if not 1024 <= port <= 65535:
+        raise ConfigError(f"--port {port} is not a usable port: choose 1024-65535")
+    built = image.build(settings)
+    container = docker.from_env().containers.run(
+        built.uri, ["app"], detach=True, remove=True, ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)}
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if not _healthy(url + HEALTH_PATH, time.monotonic() + STARTUP_SECONDS):
+            last = container.logs(tail=5).decode(errors="replace").strip().replace("\n", " | ")
+            raise AppError(f"{built.uri} did not answer {url}{HEALTH_PATH} within {STARTUP_SECONDS} s: {last}")
+        print(
+            f"app: {url}/ ({HEALTH_PATH} answers ok; on a notebook instance: <notebook URL>/proxy/{port}/)", flush=True
+        )
+        if check_only:
+            return
+        print("Ctrl-C stops it", flush=True)
+        for chunk in container.logs(stream=True, follow=True):
+            print(chunk.decode(errors="replace"), end="", flush=True)
+    finally:
+        container.stop(timeout=5)
