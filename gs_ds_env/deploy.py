@@ -258,6 +258,57 @@ def parse_hyperparameters(specs: list[str]) -> dict[str, str]:
     return values
 
 
+def _write_script_run(
+    settings: Settings,
+    script: training_job.ScriptMode,
+    job_name: str,
+    channels: dict,
+    image_record: dict,
+    parity_record: dict,
+    versions: dict,
+    metrics: dict,
+    model_artifact: str,
+    timings: dict,
+    **extra,
+) -> Path:
+    """run.json + report.md of a script-mode job, the same record for both targets."""
+    record = {
+        "target": settings.target,
+        "theme": settings.theme,
+        "kernel": settings.kernel_name,
+        "job_name": job_name,
+        "entry_point": script.entry_point,
+        "source_dir": str(script.source_dir),
+        "hyperparameters": script.hyperparameters,
+        "channels": channels,
+        "image": image_record,
+        "parity": parity_record,
+        "versions": versions,
+        "metrics": metrics,
+        "model_artifact": model_artifact,
+        "timings": timings,
+        **extra,
+    }
+    run_json, report_md = report.write_script(settings.runs_dir / job_name, record)
+    print(f"report: {report_md}\nrun record: {run_json}\nmodel: {model_artifact}", flush=True)
+    return run_json
+
+
+def _account_and_instance(settings: Settings, boto_session, timer: Timer, skip_preflight: bool):
+    """The paid path's first steps, shared by `deploy` and `train --entry-point`: the cheap preflight, the
+    account, and the instance choice (a zero quota stops here, before anything slow or paid)."""
+    if not skip_preflight:
+        with timer.step("preflight"):
+            _stop_on_failures(preflight.cheap_checks(settings, boto_session))
+    with timer.step("account and instance"):
+        account = aws.account_id(boto_session)
+        choice = instance.choose(settings, boto_session)
+        for warning in choice.warnings:
+            print(f"warning: {warning}", flush=True)
+        print(f"instance: {choice.instance_type} ({choice.reason})", flush=True)
+    return account, choice
+
+
 def run_script(
     settings: Settings,
     *,
@@ -280,25 +331,19 @@ def run_script(
     with timer.step("train"):
         folders = {name: Path(folder) for name, folder in channels.items()}
         result = training_job.train_local(settings, built.uri, folders, job_name, script=script)
-    record = {
-        "target": settings.target,
-        "theme": settings.theme,
-        "kernel": settings.kernel_name,
-        "job_name": job_name,
-        "entry_point": script.entry_point,
-        "source_dir": str(script.source_dir),
-        "hyperparameters": script.hyperparameters,
-        "channels": result.channels,
-        "image": {"uri": built.uri, "content_tag": built.content_tag, "size_bytes": built.size_bytes},
-        "parity": parity_record,
-        "versions": versions_mod.collect(settings, built, container),
-        "metrics": result.metrics,
-        "model_artifact": result.model_artifact,
-        "timings": {**timer.seconds, "training computation (in container)": 0.0},
-    }
-    run_json, report_md = report.write_script(settings.runs_dir / job_name, record)
-    print(f"report: {report_md}\nrun record: {run_json}\nmodel: {result.model_artifact}", flush=True)
-    return run_json
+    image_record = {"uri": built.uri, "content_tag": built.content_tag, "size_bytes": built.size_bytes}
+    return _write_script_run(
+        settings,
+        script,
+        job_name,
+        result.channels,
+        image_record,
+        parity_record,
+        versions_mod.collect(settings, built, container),
+        result.metrics,
+        result.model_artifact,
+        {**timer.seconds, "training computation (in container)": 0.0},
+    )
 
 
 def script_plan(settings: Settings, hyperparameters: dict[str, str], channels: dict[str, str]) -> str:
@@ -372,13 +417,7 @@ def _run_script_on_sagemaker(
     """The same script as a SageMaker job: the SDK uploads source_dir as sourcedir.tar.gz under <prefix>/code/."""
     timer = Timer()
     boto_session = aws.session(settings)
-    if not skip_preflight:
-        with timer.step("preflight"):
-            _stop_on_failures(preflight.cheap_checks(settings, boto_session))
-    with timer.step("account and instance"):
-        account = aws.account_id(boto_session)
-        choice = instance.choose(settings, boto_session)
-        print(f"instance: {choice.instance_type} ({choice.reason})", flush=True)
+    account, choice = _account_and_instance(settings, boto_session, timer, skip_preflight)
     with timer.step("build and push"):
         pushed = image.push(settings, account)
     with timer.step("parity"):
@@ -391,31 +430,25 @@ def _run_script_on_sagemaker(
         sagemaker_job.run(settings, boto_session, pushed.uri, uris, choice.instance_type, job_name, script)
     with timer.step("results"):
         result = sagemaker_job.collect(settings, boto_session, job_name, choice.price, run_dir)
-    record = {
-        "target": settings.target,
-        "theme": settings.theme,
-        "kernel": settings.kernel_name,
-        "job_name": job_name,
-        "entry_point": script.entry_point,
-        "source_dir": str(script.source_dir),
-        "hyperparameters": script.hyperparameters,
-        "channels": uris,
-        "image": {
-            "uri": pushed.uri,
-            "digest": pushed.digest,
-            "content_tag": pushed.content_tag,
-            "size_bytes": pushed.size_bytes,
-        },
-        "parity": parity_record,
-        "versions": versions_mod.collect(settings, pushed, container),
-        "metrics": result.metrics,
-        "model_artifact": result.model_artifact,
-        "instance_type": choice.instance_type,
-        "timings": timer.seconds,
+    image_record = {
+        "uri": pushed.uri,
+        "digest": pushed.digest,
+        "content_tag": pushed.content_tag,
+        "size_bytes": pushed.size_bytes,
     }
-    run_json, report_md = report.write_script(run_dir, record)
-    print(f"report: {report_md}\nrun record: {run_json}\nmodel: {result.model_artifact}", flush=True)
-    return run_json
+    return _write_script_run(
+        settings,
+        script,
+        job_name,
+        uris,
+        image_record,
+        parity_record,
+        versions_mod.collect(settings, pushed, container),
+        result.metrics,
+        result.model_artifact,
+        timer.seconds,
+        instance_type=choice.instance_type,
+    )
 
 
 def local_plan(settings: Settings) -> str:
@@ -459,15 +492,7 @@ def deploy_sagemaker(
     -> verified model -> report."""
     timer = Timer()
     boto_session = aws.session(settings)
-    if not skip_preflight:
-        with timer.step("preflight"):
-            _stop_on_failures(preflight.cheap_checks(settings, boto_session))
-    with timer.step("account and instance"):
-        account = aws.account_id(boto_session)
-        choice = instance.choose(settings, boto_session)  # before anything slow or paid: a zero quota stops here
-        for warning in choice.warnings:
-            print(f"warning: {warning}", flush=True)
-        print(f"instance: {choice.instance_type} ({choice.reason})", flush=True)
+    account, choice = _account_and_instance(settings, boto_session, timer, skip_preflight)
     if not skip_kernel:
         with timer.step("kernel"):
             kernels.create_kernel(settings)
