@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import subprocess
+from pathlib import Path
 
 from botocore.exceptions import BotoCoreError
 from botocore.parsers import ResponseParserError
@@ -333,6 +334,29 @@ def iam_policy(c, out=None):
 
 @task(
     help={
+        "path": "the notebook (default notebooks/titanic-sagemaker.ipynb)",
+        "theme": "its theme (default: from the notebook's kernel name)",
+        "py": "Python 3.N of the kernel",
+        "timeout": "seconds a cell may run",
+    }
+)
+@clear_errors
+def notebook(c, path="notebooks/titanic-sagemaker.ipynb", theme=None, py=None, timeout=1800):
+    """Run a notebook top to bottom on its theme kernel with nbclient (as CI does); the executed copy goes to runs/."""
+    from gs_ds_env import notebook as notebook_mod
+
+    notebook_path = Path(path).expanduser().resolve()
+    if not notebook_path.is_file():
+        raise ConfigError(f"notebook {path} does not exist: e.g. notebooks/titanic-sagemaker.ipynb")
+    settings = load_settings(theme=theme or notebook_mod.theme_of(notebook_path), py=py)
+    try:
+        notebook_mod.execute(settings, notebook_path, int(timeout))
+    except notebook_mod.NotebookFailed as error:
+        raise Exit(f"error: {error}", code=1) from None
+
+
+@task(
+    help={
         "theme": "an app theme (default streamlit)",
         "py": "Python 3.N",
         "port": "host port (default 8501)",
@@ -432,5 +456,6 @@ ns = Collection(
     doctor,
     clean,
     app,
+    notebook,
     iam_policy,
 )

@@ -238,7 +238,7 @@ fi
 
 # Everything the venv is made from: a change to any of these rebuilds it.
 inputs_sha="$(cat "$lock" "$theme_dir/kernel/requirements.txt" "$theme_dir/docker/requirements.txt" \
-  ${requirements:+"$requirements"} "$([[ -f "$smoke" ]] && echo "$smoke" || echo /dev/null)" | sha256sum | cut -d' ' -f1)"
+  "$([[ -f "$theme_dir/theme.env" ]] && echo "$theme_dir/theme.env" || echo /dev/null)" ${requirements:+"$requirements"} "$([[ -f "$smoke" ]] && echo "$smoke" || echo /dev/null)" | sha256sum | cut -d' ' -f1)"
 lock_sha="$(sha256sum "$lock" | cut -d' ' -f1)"
 
 # ---- idempotence: same inputs and a healthy venv -> nothing to do ---------------------------------
@@ -297,6 +297,15 @@ install_cmd=("$UV" pip install --python "$staging/bin/python" "${requirement_arg
 log "+ ${install_cmd[*]}"
 "${install_cmd[@]}" || { log "installing under $lock failed"; exit 4; }
 venv_healthy "$staging" || { log "the new venv cannot import ipykernel"; exit 4; }
+# A theme whose notebooks drive training jobs (theme.env KERNEL_WITH_PROJECT=1, e.g. tabular) gets this
+# project's package, editable and without dependencies: kernel/requirements.txt lists them, so the lock pins them.
+if grep -Eq '^KERNEL_WITH_PROJECT=1([[:space:]]|$)' "$theme_dir/theme.env" 2>/dev/null; then
+  log "+ $UV pip install --python $staging/bin/python --no-deps --editable $REPO_ROOT"
+  "$UV" pip install --quiet --python "$staging/bin/python" --no-deps --editable "$REPO_ROOT" ||
+    { log "installing this project (editable) into the new venv failed"; exit 4; }
+  "$staging/bin/python" -c 'import gs_ds_env.deploy, titanic.train' ||
+    { log "gs_ds_env does not import in the new venv: is one of its dependencies missing from themes/$theme/kernel/requirements.txt?"; exit 4; }
+fi
 checkpoint installed
 
 smoke_result="none (no themes/$theme/smoke.py)"

@@ -133,8 +133,11 @@ IMPORT_PROBE = (
 )
 
 
-def _cold_build(client, repo: Path, tag: str, py: str, base_image: str, **build_args: str) -> float:
-    for image in client.images.list(name=tag.split(":")[0]):
+def _cold_build(
+    client, repo: Path, tag: str, py: str, base_image: str, nocache: bool = True, **build_args: str
+) -> float:
+    """Build the tabular image (THEME= overrides) from nothing (nocache) or on the layer cache; seconds."""
+    for image in client.images.list(name=tag):
         client.images.remove(image.id, force=True)
     args = {
         "PY": py,
@@ -149,7 +152,7 @@ def _cold_build(client, repo: Path, tag: str, py: str, base_image: str, **build_
         dockerfile="docker/Dockerfile",
         tag=tag,
         buildargs=args,
-        nocache=True,
+        nocache=nocache,
         rm=True,
         forcerm=True,
         decode=True,
@@ -215,6 +218,30 @@ def bench_image(scratch: Path, py: str, base_image: str) -> None:
         client.images.remove(f"{name}-{mode}:cold", force=True)
 
 
+def bench_toolkit(scratch: Path, py: str, base_image: str, themes: list[str]) -> None:
+    """What the SageMaker training toolkit adds to each theme image: the same theme built with TOOLKIT=0 and 1."""
+    import docker
+
+    repo = _copy(scratch / "toolkit-repo", "bin", "docker", "training", "themes", ".dockerignore")
+    base = base_image or locks.pinned_base_image(REPO_ROOT, py)
+    client = docker.from_env()
+    print(f"training toolkit per theme image (Python {py}; the same lock, TOOLKIT=0 vs 1):")
+    print("  theme         dependency layer          image")
+    for theme in themes:
+        sizes = {}
+        for toolkit in ("0", "1"):
+            tag = f"gs-ds-env-bench-toolkit-{theme}:{toolkit}"
+            _cold_build(client, repo, tag, py, base, nocache=False, THEME=theme, TOOLKIT=toolkit, TORCH_BACKEND="none")
+            sizes[toolkit] = (_layers(client, tag)[0], client.images.get(tag).attrs["Size"])
+            client.images.remove(tag, force=True)
+        client.images.prune(filters={"dangling": True})  # a torch theme's build stage alone is ~6 GB
+        (layer0, image0), (layer1, image1) = sizes["0"], sizes["1"]
+        print(
+            f"  {theme:<12} {layer0 / 1e6:6.0f} -> {layer1 / 1e6:6.0f} MB (+{(layer1 - layer0) / 1e6:3.0f})"
+            f"   {image0 / 1e6:6.0f} -> {image1 / 1e6:6.0f} MB (+{(image1 - image0) / 1e6:3.0f})"
+        )
+
+
 def bench_deploy(scratch: Path, py: str, env: dict) -> None:
     from . import deploy
 
@@ -244,9 +271,17 @@ def main() -> None:
             "JUPYTER_DATA_DIR": str(scratch / "jupyter"),
             "PATH": os.pathsep.join([str(Path(locks.uv_binary(REPO_ROOT)).parent), os.environ.get("PATH", "")]),
         }
-        bench_kernels(scratch, py, env)
-        bench_image(scratch, py, settings.base_image)
-        bench_deploy(scratch, py, env)
+        parts = os.environ.get("BENCH_ONLY", "kernels image toolkit deploy").split()  # e.g. BENCH_ONLY=toolkit
+        if "kernels" in parts:
+            bench_kernels(scratch, py, env)
+        if "image" in parts:
+            bench_image(scratch, py, settings.base_image)
+        if "toolkit" in parts:
+            # The torch themes' images are ~6 GB each: BENCH_TOOLKIT_THEMES="tabular forecasting cv tsai" adds them.
+            themes = os.environ.get("BENCH_TOOLKIT_THEMES", "tabular forecasting").split()
+            bench_toolkit(scratch, py, settings.base_image, themes)
+        if "deploy" in parts:
+            bench_deploy(scratch, py, env)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,8 @@ class Timer:
         self.seconds[name] = round(time.perf_counter() - started, 2)
 
 
+TITANIC_THEME = "tabular"  # its image trains Titanic by default; its example reads the same channels
+
 AWS_KEYS = (
     "AWS_REGION",
     "S3_BUCKET",
@@ -221,8 +223,11 @@ def script_mode(settings: Settings, hyperparameters: dict[str, str]) -> training
             f"ENTRY_POINT {settings.entry_point!r} is not inside SOURCE_DIR {str(source_dir)!r}: "
             "the source dir is what is shipped to the job"
         )
+    defaults = {"seed": str(settings.seed)}
+    if settings.instance_count > 1 and locks.has_torch(locks.theme_files(settings.repo_root, settings.theme).lock):
+        defaults[training_job.TORCH_DISTRIBUTED] = "true"  # torchrun on every host (a --hyperparameter overrides)
     return training_job.ScriptMode(
-        str(entry.resolve().relative_to(source_dir)), source_dir, {"seed": str(settings.seed), **hyperparameters}
+        str(entry.resolve().relative_to(source_dir)), source_dir, {**defaults, **hyperparameters}
     )
 
 
@@ -246,6 +251,15 @@ def parse_channels(specs: list[str], target: str = "local") -> dict[str, str]:
             raise ConfigError(f"--channel {spec!r}: {where} does not exist")
         channels[name] = str(path if path.is_dir() else path.parent)
     return channels
+
+
+def titanic_channels(settings: Settings) -> dict[str, str]:
+    """No --channel for the Titanic theme: its example reads the staged Titanic data, as `inv deploy` does."""
+    if settings.theme != TITANIC_THEME:
+        return {}
+    staged = data.split_and_stage(settings)
+    print(f"channels: none given; the staged Titanic data ({', '.join(staged.channels)})", flush=True)
+    return {name: str(folder) for name, folder in staged.channels.items()}
 
 
 def parse_hyperparameters(specs: list[str]) -> dict[str, str]:
@@ -320,6 +334,7 @@ def run_script(
 ) -> Path:
     """`inv train --entry-point FILE`: the user's code as a job in the theme's image (local mode or SageMaker)."""
     script = script_mode(settings, hyperparameters)
+    channels = channels or titanic_channels(settings)
     if settings.target == "sagemaker":
         return _run_script_on_sagemaker(settings, script, channels, job_name, allow_drift, skip_preflight)
     timer = Timer()
@@ -331,6 +346,9 @@ def run_script(
     with timer.step("train"):
         folders = {name: Path(folder) for name, folder in channels.items()}
         result = training_job.train_local(settings, built.uri, folders, job_name, script=script)
+    pictures = report.extract_pictures(
+        Path(result.model_artifact).with_name("output.tar.gz"), settings.runs_dir / job_name
+    )
     image_record = {"uri": built.uri, "content_tag": built.content_tag, "size_bytes": built.size_bytes}
     return _write_script_run(
         settings,
@@ -343,12 +361,15 @@ def run_script(
         result.metrics,
         result.model_artifact,
         {**timer.seconds, "training computation (in container)": 0.0},
+        pictures=pictures,
     )
 
 
 def script_plan(settings: Settings, hyperparameters: dict[str, str], channels: dict[str, str]) -> str:
     """What `inv train --entry-point` would do, for either target; nothing is called."""
     script = script_mode(settings, hyperparameters)
+    if not channels and settings.theme == TITANIC_THEME:
+        channels = {name: f"<staged Titanic {name}>" for name in data.CHANNELS}
     image_step = " ".join(
         image.build_push_command(
             settings,
@@ -377,10 +398,19 @@ def script_plan(settings: Settings, hyperparameters: dict[str, str], channels: d
         ]
     else:
         lines += [
-            f"  3. Estimator(instance_type='local', entry_point={script.entry_point!r}, "
-            f"source_dir={str(script.source_dir)!r}, hyperparameters={script.hyperparameters}).fit({channels})",
+            f"  3. Estimator(instance_type='local', instance_count={settings.instance_count}, "
+            f"entry_point={script.entry_point!r}, "
+            f"source_dir={str(script.source_dir)!r}, hyperparameters={script.hyperparameters}).fit({channels or None})",
             "  4. runs/<job>/model.tar.gz, report.md + run.json",
         ]
+    if settings.instance_count > 1:
+        launcher = (
+            "the toolkit starts the script with torchrun on each host: one process group (RANK, WORLD_SIZE, "
+            "MASTER_ADDR = the first host)"
+            if script.hyperparameters.get(training_job.TORCH_DISTRIBUTED) == "true"
+            else "each host runs the script on its own (no distributed launcher: not a torch theme)"
+        )
+        lines.append(f"  hosts: {settings.instance_count}; {launcher}")
     return "\n".join(lines)
 
 
@@ -430,6 +460,8 @@ def _run_script_on_sagemaker(
         sagemaker_job.run(settings, boto_session, pushed.uri, uris, choice.instance_type, job_name, script)
     with timer.step("results"):
         result = sagemaker_job.collect(settings, boto_session, job_name, choice.price, run_dir)
+        output = sagemaker_job.fetch_output(boto_session, result.model_artifact, run_dir)
+        pictures = report.extract_pictures(output, run_dir) if output else []
     image_record = {
         "uri": pushed.uri,
         "digest": pushed.digest,
@@ -448,6 +480,7 @@ def _run_script_on_sagemaker(
         result.model_artifact,
         timer.seconds,
         instance_type=choice.instance_type,
+        pictures=pictures,
     )
 
 

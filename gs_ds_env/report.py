@@ -158,6 +158,8 @@ def write_script(run_dir: Path, record: dict) -> tuple[Path, Path]:
         "## Metrics",
         _table({name: f"{value:.6g}" for name, value in record["metrics"].items()}),
     ]
+    if record.get("pictures"):
+        parts += ["## Pictures", "\n\n".join(f"![{PICTURES.get(name, name)}]({name})" for name in record["pictures"])]
     parts += _versions(record)
     report_md = run_dir / "report.md"
     report_md.write_text("\n\n".join(parts) + "\n")

@@ -128,7 +128,7 @@ def planned_request(
     sdk_logger.setLevel(logging.WARNING)  # it would say "Creating training-job", which a dry run does not
     try:
         job_estimator(settings, session, image_uri, instance_type, job_name).fit(
-            channels, job_name=job_name, wait=False, logs=False
+            channels or None, job_name=job_name, wait=False, logs=False
         )
     finally:
         sdk_logger.setLevel(level)
@@ -149,7 +149,8 @@ def run(
     estimator = job_estimator(settings, session, image_uri, instance_type, job_name, script)
     exceptions = sagemaker().exceptions
     try:
-        estimator.fit(channels, job_name=job_name, wait=True, logs="All")
+        # No channels: fit(None), so the request has no InputDataConfig (an empty list is refused by the API).
+        estimator.fit(channels or None, job_name=job_name, wait=True, logs="All")
     except ClientError as error:
         raise aws.explain(error, f"starting training job {job_name}") from None
     except exceptions.UnexpectedStatusException:

@@ -21,6 +21,9 @@ METRIC_DEFINITIONS = [
     for split in ("train", "validation")
     for metric in ("auc", "accuracy", "f1", "logloss")
 ]
+# Script mode on several hosts: the toolkit starts the script with torchrun (what the SDK's PyTorch estimator
+# sets for distribution={"torch_distributed": {"enabled": True}}; the generic Estimator takes it as a hyperparameter).
+TORCH_DISTRIBUTED = "sagemaker_torch_distributed_enabled"
 LOCAL_ROLE = "arn:aws:iam::000000000000:role/local-mode-unused"  # local mode needs a role string, never uses it
 
 
@@ -74,7 +77,7 @@ def estimator(
     options = dict(
         image_uri=image_uri,
         role=role,
-        instance_count=1 if local else settings.instance_count,
+        instance_count=settings.instance_count,  # local mode too: one container per host, on one network
         instance_type="local" if local else instance_type,
         output_path=output_path,
         base_job_name=settings.base_job_name,
@@ -174,7 +177,7 @@ def _failure_reason(run_dir: Path) -> str:
 
 def _fit(job, inputs: dict[str, str], job_name: str) -> BaseException | None:
     try:
-        job.fit(inputs, job_name=job_name, wait=True, logs=True)
+        job.fit(inputs or None, job_name=job_name, wait=True, logs=True)
     except BaseException as error:  # noqa: BLE001 - the caller decides, knowing whether Ctrl-C was pressed
         return error
     return None

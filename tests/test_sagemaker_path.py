@@ -469,3 +469,40 @@ def test_script_mode_job_ships_the_source_dir_and_the_image_runs_it(
     metrics = json.loads((root / "model/metrics.json").read_text())
     assert metrics["horizon"] == 6 and metrics["metrics"]["validation:mae"] > 0
     assert (root / "model/model.pkl").is_file()
+
+
+TWO_HOST_JOB = """
+from gs_ds_env import aws, deploy, s3_data, sagemaker_job
+from gs_ds_env.settings import load_settings
+
+settings = load_settings(theme="cv", entry_point="themes/cv/example/train.py")
+boto_session = aws.session(settings)
+s3_data.ensure_bucket(settings, aws.client(boto_session, "s3"))
+image = f"{settings.ecr_registry}/{settings.ecr_repository}:cv_311"
+sagemaker_job.run(settings, boto_session, image, {}, "ml.c5.xlarge", "gs-two-hosts", deploy.script_mode(settings, {}))
+"""
+
+
+def test_two_hosts_of_a_torch_theme_reach_sagemaker_with_the_torchrun_launcher(tmp_path, project, moto, titanic_csv):
+    """INSTANCE_COUNT=2 for a torch theme: the plan says torchrun on each host, and the Estimator sends two
+    instances and the toolkit's torch_distributed switch (the cv image itself is not pushed: ~6 GB; its two-host
+    run is proven in local mode by test_torch_examples)."""
+    execution_role(moto, "gs-ds-env-sagemaker", TRUST_SAGEMAKER)
+    env = sagemaker_env(tmp_path, moto, "unused-base", titanic_csv, INSTANCE_COUNT="2", ECR_REGISTRY="127.0.0.1:5000")
+    moto.reset_recording()
+    plan = inv(project, env, "train", "--theme", "cv", "--entry-point", "themes/cv/example/train.py", "--dry-run")
+    assert plan.returncode == 0 and moto.calls() == [], plan.stderr
+    assert "hosts: 2; the toolkit starts the script with torchrun on each host" in plan.stdout
+    assert "'sagemaker_torch_distributed_enabled': 'true'" in plan.stdout
+
+    moto.reset_recording()
+    job = subprocess.run(
+        [str(Path(INV).parent / "python"), "-c", TWO_HOST_JOB], cwd=project, env=env, capture_output=True, text=True
+    )
+    assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
+    (create,) = [call.body for call in moto.calls() if call.operation == "SageMaker.CreateTrainingJob"]
+    assert create["ResourceConfig"]["InstanceCount"] == 2
+    hyperparameters = {key: value.strip('"') for key, value in create["HyperParameters"].items()}
+    assert hyperparameters["sagemaker_torch_distributed_enabled"] == "true"
+    assert hyperparameters["sagemaker_program"] == "train.py"
+    assert "InputDataConfig" not in create  # the example makes its data: fit(None), as the API requires

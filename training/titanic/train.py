@@ -77,8 +77,7 @@ def read_hyperparameters(root: Path) -> dict[str, str]:
     return json.loads(path.read_text() or "{}")
 
 
-def read_channel(root: Path, channel: str) -> pd.DataFrame:
-    folder = root / "input/data" / channel
+def read_channel(folder: Path, channel: str) -> pd.DataFrame:
     files = sorted(p for p in folder.rglob("*.csv") if p.is_file()) if folder.is_dir() else []
     causes = (
         f"check the channel name is {channel!r} in fit({{...}}), that its S3 URI or file:// path points at the "
@@ -99,9 +98,17 @@ def read_channel(root: Path, channel: str) -> pd.DataFrame:
 
 
 def train(root: Path, args: argparse.Namespace) -> dict[str, float]:
+    """The bring-your-own-container layout under `root` (/opt/ml in the container)."""
+    channels = {channel: root / "input/data" / channel for channel in CHANNELS}
+    return fit(channels, root / "model", root / "output/data", args)
+
+
+def fit(channels: dict[str, Path], model_dir: Path, output_dir: Path, args: argparse.Namespace) -> dict[str, float]:
+    """Train on the `train` and `validation` CSV folders; the model and metrics.json go to `model_dir`, metrics and
+    pictures to `output_dir`. The image's default program and the script-mode example both call this."""
     started = time.time()
     hp = Hyperparameters(args.model, args.n_estimators, args.max_depth, args.learning_rate, args.seed)
-    train_frame, validation_frame = (read_channel(root, channel) for channel in CHANNELS)
+    train_frame, validation_frame = (read_channel(Path(channels[channel]), channel) for channel in CHANNELS)
     X_train, y_train = train_frame.drop(columns=[TARGET]), train_frame[TARGET].astype(int)
     X_val, y_val = validation_frame.drop(columns=[TARGET]), validation_frame[TARGET].astype(int)
     print(f"training {hp.model} on {len(X_train)} rows, validating on {len(X_val)} rows: {hp}", flush=True)
@@ -110,7 +117,7 @@ def train(root: Path, args: argparse.Namespace) -> dict[str, float]:
     train_metrics, _ = evaluate(pipeline, X_train, y_train)
     validation_metrics, proba = evaluate(pipeline, X_val, y_val)
 
-    model_dir, output_dir = root / "model", root / "output/data"
+    model_dir, output_dir = Path(model_dir), Path(output_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     output_dir.mkdir(parents=True, exist_ok=True)
     import joblib
