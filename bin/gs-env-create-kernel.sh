@@ -299,7 +299,10 @@ log "+ ${install_cmd[*]}"
 venv_healthy "$staging" || { log "the new venv cannot import ipykernel"; exit 4; }
 # A theme whose notebooks drive training jobs (theme.env KERNEL_WITH_PROJECT=1, e.g. tabular) gets this
 # project's package, editable and without dependencies: kernel/requirements.txt lists them, so the lock pins them.
-if grep -Eq '^KERNEL_WITH_PROJECT=1([[:space:]]|$)' "$theme_dir/theme.env" 2>/dev/null; then
+# (Not with a requirements file of your own: that kernel holds what the file says.)
+if [[ -z "$requirements" ]] && grep -Eq '^KERNEL_WITH_PROJECT=1([[:space:]]|$)' "$theme_dir/theme.env" 2>/dev/null; then
+  [[ -f "$REPO_ROOT/pyproject.toml" ]] ||
+    { log "theme $theme installs this project into its kernel, but $REPO_ROOT has no pyproject.toml"; exit 4; }
   log "+ $UV pip install --python $staging/bin/python --no-deps --editable $REPO_ROOT"
   "$UV" pip install --quiet --python "$staging/bin/python" --no-deps --editable "$REPO_ROOT" ||
     { log "installing this project (editable) into the new venv failed"; exit 4; }

@@ -36,6 +36,8 @@ def _du_bytes(*paths: Path) -> int:
 
 
 def _copy(scratch: Path, *parts: str) -> Path:
+    if "themes" in parts:  # the tabular kernel installs this project (theme.env KERNEL_WITH_PROJECT)
+        parts = tuple(dict.fromkeys((*parts, "pyproject.toml", "README.md", "gs_ds_env", "training")))
     for part in parts:
         source = REPO_ROOT / part
         if source.is_dir():

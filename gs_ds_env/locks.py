@@ -116,21 +116,57 @@ def compile_command(files: ThemeFiles, output: Path, uv: str, upgrade: bool = Fa
     return command + (["--upgrade"] if upgrade else [])
 
 
+# A pin that changes inside one Python minor, e.g. `soupsieve==2.10 ; python_full_version < '3.11.5'`: a kernel
+# on 3.11.7 and an image on 3.11.2 would install different versions of it.
+PATCH_LEVEL_FORK = re.compile(r"^([A-Za-z0-9._-]+)==(\S+) ; .*python_full_version < '\d+\.\d+\.[1-9]\d*'")
+
+
+def patch_level_forks(lock_text: str) -> dict[str, str]:
+    """{package: the version pinned below the patch boundary} for every pin that forks inside a Python minor."""
+    return {m.group(1): m.group(2) for m in map(PATCH_LEVEL_FORK.match, lock_text.splitlines()) if m}
+
+
+def _without_constraint_notes(lock_text: str, constraints: Path) -> str:
+    """Drop uv's `-c <constraints file>` from the `# via` notes, written as uv writes a note with one source."""
+    lines, out, i = lock_text.splitlines(), [], 0
+    while i < len(lines):
+        if lines[i] != "    # via":
+            out.append(lines[i])
+            i += 1
+            continue
+        j = i + 1
+        while j < len(lines) and lines[j].startswith("    #   "):
+            j += 1
+        sources = [line for line in lines[i + 1 : j] if line.strip() != f"#   -c {constraints}"]
+        out += [f"    # via {sources[0].removeprefix('    #   ')}"] if len(sources) == 1 else [lines[i], *sources]
+        i = j
+    return "\n".join(out) + "\n"
+
+
 def _compile(repo_root: Path, files: ThemeFiles, output: Path, upgrade: bool, cache_dir: Path | None) -> None:
+    """uv pip compile, then once more if a pin forks inside a Python minor: the version below the boundary for
+    every patch release, so the kernel and the image agree whatever their patch versions (uv's
+    `--fork-strategy fewest` would do it for every package, across minors too)."""
     # A user's UV_TORCH_BACKEND would make the lock depend on their machine: the lock is always PyPI's.
     env = {k: v for k, v in os.environ.items() if k not in {"UV_TORCH_BACKEND", "UV_INDEX_URL", "UV_EXTRA_INDEX_URL"}}
     if cache_dir:
         env["UV_CACHE_DIR"] = str(cache_dir)  # under WORKING_DIR, not ~/.cache on the root disk
-    result = subprocess.run(
-        compile_command(files, output, uv_binary(repo_root), upgrade),
-        cwd=repo_root,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise LockError(f"cannot lock theme {files.theme}: {reason}")
+    command = compile_command(files, output, uv_binary(repo_root), upgrade)
+    for attempt in range(2):
+        result = subprocess.run(command, cwd=repo_root, env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise LockError(f"cannot lock theme {files.theme}: {reason}")
+        forks = patch_level_forks(output.read_text())
+        if not forks:
+            break
+        if attempt:
+            raise LockError(f"cannot lock theme {files.theme} with one version per Python minor: {forks}")
+        constraints = output.with_name("patch-level-pins.txt")
+        constraints.write_text("".join(f"{name}=={version}\n" for name, version in forks.items()))
+        command = [*command, "--constraint", str(constraints)]
+    if "--constraint" in command:
+        output.write_text(_without_constraint_notes(output.read_text(), constraints))
 
 
 def lock(repo_root: Path, theme: str, upgrade: bool = False, cache_dir: Path | None = None) -> Path:

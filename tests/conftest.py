@@ -77,8 +77,14 @@ def base_image(docker_engine) -> str:
     return os.environ.get("GS_TEST_BASE_IMAGE", "python:3.11-slim")
 
 
+# The tabular kernel installs this project (theme.env KERNEL_WITH_PROJECT): a copy with themes/ carries it too.
+PROJECT_PACKAGE = ("pyproject.toml", "README.md", "gs_ds_env", "training")
+
+
 def copy_repo(dest: Path, *parts: str) -> Path:
     """A scratch copy of the parts of the repo a script needs, so tests never touch the real tree."""
+    if "themes" in parts:
+        parts = tuple(dict.fromkeys((*parts, *PROJECT_PACKAGE)))
     for part in parts:
         src = REPO / part
         if src.is_dir():

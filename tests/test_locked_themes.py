@@ -10,7 +10,7 @@ import subprocess
 import uuid
 
 import pytest
-from conftest import INV, clone_project, copy_repo, tool_env
+from conftest import INV, REPO, clone_project, copy_repo, tool_env
 from dotenv import dotenv_values
 from packaging.version import Version
 
@@ -73,7 +73,10 @@ def test_theme_kernel_is_built_from_its_lock_and_passes_its_smoke_test(theme_san
     pins = locks.pinned(lock, installed.python)
     expected = locks.kernel_pins(repo, theme, installed.python)
     assert all(pins[name] == version for name, version in expected.items())
-    assert {name: public(v) for name, v in installed.packages.items() if name not in SEED} == {
+    # The tabular kernel also holds this project, installed editable (theme.env KERNEL_WITH_PROJECT), not locked.
+    project = {"gs-ds-env"} if theme == "tabular" else set()
+    assert project <= set(installed.packages)
+    assert {name: public(v) for name, v in installed.packages.items() if name not in SEED | project} == {
         name: public(v) for name, v in expected.items() if name not in SEED
     }
     if theme != "streamlit":
@@ -216,3 +219,19 @@ def test_content_tag_is_stable_when_the_base_image_was_not_on_the_machine(tmp_pa
     image = client.images.get("gs-ds-env-tag-test:tabular_311")
     assert image.labels["gs-ds-env.base-image"] == pinned
     assert image.labels["gs-ds-env.lock-sha256"] == locks.sha256(repo / "themes/tabular/requirements.lock")
+
+
+def test_a_pin_that_forks_inside_one_python_minor_is_found():
+    # tsai's lock once had these: its kernel (Python 3.11.7) and its image (Debian's 3.11.2) got different soupsieves.
+    text = (
+        "soupsieve==2.10 ; python_full_version < '3.11.5'\n    # via beautifulsoup4\n"
+        "soupsieve==4.1.3 ; python_full_version >= '3.11.5'\n    # via beautifulsoup4\n"
+        "numpy==2.4.6 ; python_full_version < '3.12'\nnumpy==2.5.5 ; python_full_version >= '3.12'\n"
+    )
+    assert locks.patch_level_forks(text) == {"soupsieve": "2.10"}
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_every_lock_pins_one_version_per_python_minor(theme):
+    """`inv lock` re-locks a pin that forks inside a minor: kernel and image agree whatever their patch releases."""
+    assert locks.patch_level_forks((REPO / f"themes/{theme}/requirements.lock").read_text()) == {}
