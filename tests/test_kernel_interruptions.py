@@ -42,6 +42,12 @@ def assert_working_kernel(repo: Path, jupyter: Path) -> None:
     assert probe.returncode == 0 and probe.stdout.strip() == str(venv), probe.stderr
 
 
+def as_from_a_terminal() -> None:
+    """Ctrl-C as a person's shell delivers it: a test run started in the background (`pytest &`) passes SIGINT on
+    ignored, and bash cannot trap a signal ignored at entry."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def leftovers(repo: Path) -> list[str]:
     kernel_dir = repo / "themes/tabular/kernel"
     return [name for name in LEFTOVERS if (kernel_dir / name).exists()]
@@ -56,6 +62,7 @@ def interrupted_rebuild(repo: Path, env: dict, step: str, sig: signal.Signals) -
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=as_from_a_terminal,
     )
     seen = []
     for line in process.stderr:
@@ -141,6 +148,7 @@ def test_ctrl_c_through_inv_lets_the_script_roll_back(built):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=as_from_a_terminal,
     )
     for line in process.stderr:
         if "paused at moved-aside" in line:
