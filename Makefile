@@ -16,8 +16,9 @@ INV := $(VENV)/bin/inv
 quote = '$(subst ','\'',$(1))'
 OPTS = $(if $(THEME),--theme $(call quote,$(THEME))) $(if $(PY),--py $(call quote,$(PY)))
 TARGET_OPT = $(if $(TARGET),--target $(call quote,$(TARGET)))
+# The entry points a person types; every other task is `inv <task>` (`inv --list`), tested against this file.
 
-.PHONY: help doctor format venv kernel kernels kernels-restore lock parity build push data instance iam-policy deploy deploy-dry-run test lint bench clean
+.PHONY: help venv kernel deploy doctor test lint format bench
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,38 +36,8 @@ venv: $(VENV)/.synced ## Create/refresh the project's tool venv (.venv) from uv.
 kernel: venv ## Build the theme kernel: make kernel THEME=tabular PY=3.12 [FORCE=1]
 	$(INV) kernel $(OPTS) $(if $(FORCE),--force)
 
-kernels: venv ## List theme kernels with Python, venv size and status
-	$(INV) kernels
-
-kernels-restore: venv ## Re-register every kernel from its manifest (after a notebook restart)
-	$(INV) kernels-restore
-
-lock: venv ## Re-lock themes/<theme>/requirements.lock (THEME= one theme; UPGRADE=1 newest versions)
-	$(INV) lock $(if $(THEME),--theme $(call quote,$(THEME))) $(if $(UPGRADE),--upgrade)
-
-parity: venv ## Compare the kernel venv's packages with the theme image's; fails on any difference
-	$(INV) parity $(OPTS)
-
-build: venv ## Build the theme's training image
-	$(INV) build $(OPTS)
-
-push: venv ## Build the theme image and push it to ECR (TARGET=sagemaker settings)
-	$(INV) push $(OPTS)
-
-data: venv ## Fetch, verify, split and stage the Titanic data (TARGET=sagemaker: upload to S3)
-	$(INV) data $(TARGET_OPT)
-
-instance: venv ## Rank training instance types (API, quotas, price) and show the pick
-	$(INV) instance
-
-iam-policy: venv ## Write least-privilege IAM policies for this .env into iam/
-	$(INV) iam-policy --out iam
-
-deploy: venv ## Kernel -> image -> data -> training job -> report (TARGET=local by default)
-	$(INV) deploy $(OPTS) $(TARGET_OPT)
-
-deploy-dry-run: venv ## Print the deploy plan (every command and AWS call) and run nothing
-	$(INV) deploy $(OPTS) $(TARGET_OPT) --dry-run
+deploy: venv ## Kernel -> image -> data -> training job -> report (TARGET=local by default; DRY_RUN=1: the plan)
+	$(INV) deploy $(OPTS) $(TARGET_OPT) $(if $(DRY_RUN),--dry-run)
 
 doctor: venv ## Health table: disk (THRESHOLD=80), caches, Docker, tools, kernels, lifecycle; exit 1 on a fail
 	$(INV) doctor $(if $(THRESHOLD),--threshold $(call quote,$(THRESHOLD)))
@@ -87,5 +58,3 @@ format: venv ## Fix what ruff can: format, then import order and simple rewrites
 bench: venv ## Benchmarks: kernel creation vs venv+pip, disk per venv, image build and deploy timings
 	$(VENV)/bin/python -m gs_ds_env.bench
 
-clean: ## Remove runs/ and staged data (keeps kernels, venvs and images)
-	rm -rf runs data/staged

@@ -95,7 +95,7 @@ def kernels(c, smoke=False):
 def lock(c, theme=None, upgrade=False, check=False, base=False):
     """(Re)lock themes/<theme>/requirements.lock with uv pip compile (universal, Python >= 3.11)."""
     settings = load_settings()
-    repo_root, cache_dir = settings.repo_root, settings.working_dir / "cache/uv"
+    repo_root, cache_dir = settings.repo_root, settings.paths.uv_cache
     chosen = [theme] if theme else locks_mod.themes(repo_root)
     if check:
         stale = {name: locks_mod.stale(repo_root, name, cache_dir) for name in chosen}
@@ -103,7 +103,7 @@ def lock(c, theme=None, upgrade=False, check=False, base=False):
             print(f"{name}: {'up to date' if not lines else f'{len(lines)} line(s) would change'}")
             print("\n".join(f"  {line}" for line in lines[:20]))
         if any(stale.values()):
-            raise Exit("error: a lock is stale: run inv lock (make lock) and commit the result", code=1)
+            raise Exit("error: a lock is stale: run inv lock and commit the result", code=1)
         return
     for name in chosen:
         print(f"locked {locks_mod.lock(repo_root, name, upgrade=upgrade, cache_dir=cache_dir).relative_to(repo_root)}")
@@ -121,9 +121,7 @@ def parity(c, theme=None, py=None):
 
     settings = load_settings(theme=theme, py=py)
     built = image.build(settings)
-    result = parity_mod.check(
-        settings.kernel_name, locks_mod.theme_files(settings.repo_root, settings.theme).venv, built.local_ref
-    )
+    result = parity_mod.check(settings.kernel_name, settings.theme_files.venv, built.local_ref)
     print(result.table())
     if not result.ok:
         raise Exit(f"error: {result.summary()}", code=1)
@@ -170,7 +168,8 @@ def push(c, theme=None, py=None, dry_run=False):
 
     settings = aws_settings(theme=theme, py=py)
     if dry_run:
-        print("\n".join(image.dry_run_lines(settings, iam.account_of(settings.sagemaker_role_arn))))
+        plan = image.push_plan(settings, iam.account_of(settings.sagemaker_role_arn))
+        print("\n".join([*plan.commands, f"image: {plan.image_uri}"]))
         return
     pushed = image.push(settings, aws.account_id(aws.session(settings)))
     print(
@@ -440,22 +439,52 @@ def clean(c, uv=False, pip=False, docker=False, runs=False, older_than=30.0, all
         print(f"freed {clean_mod.execute(settings, steps) / 1e6:.0f} MB")
 
 
-ns = Collection(
-    kernel,
-    kernels,
-    kernel_remove,
-    kernels_restore,
-    lock,
-    parity,
-    build,
-    push,
-    data,
-    train,
-    deploy,
-    instance,
-    doctor,
-    clean,
-    app,
-    notebook,
-    iam_policy,
-)
+def _group(name: str, *tasks, default=None) -> Collection:
+    """A namespace of tasks under their short names (`inv kernel.list`); `default` runs as `inv <name>`."""
+    group = Collection(name)
+    for short, function in tasks:
+        group.add_task(function, name=short, default=function is default)
+    return group
+
+
+NAMESPACES = [
+    _group(
+        "kernel",
+        ("create", kernel),
+        ("list", kernels),
+        ("remove", kernel_remove),
+        ("restore", kernels_restore),
+        ("lock", lock),
+        ("parity", parity),
+        default=kernel,
+    ),
+    _group("image", ("build", build), ("push", push), ("app", app), default=build),
+    _group("data", ("stage", data), default=data),
+    _group("job", ("train", train), ("deploy", deploy), ("notebook", notebook), default=deploy),
+    _group("aws", ("instance", instance), ("iam-policy", iam_policy)),
+    _group("ops", ("doctor", doctor), ("clean", clean)),
+]
+# The flat names the README, older notes and muscle memory use: each is the same task as in its namespace.
+FLAT_ALIASES = {
+    "kernels": kernels,
+    "kernel-remove": kernel_remove,
+    "kernels-restore": kernels_restore,
+    "lock": lock,
+    "parity": parity,
+    "build": build,
+    "push": push,
+    "app": app,
+    "train": train,
+    "deploy": deploy,
+    "notebook": notebook,
+    "instance": instance,
+    "iam-policy": iam_policy,
+    "doctor": doctor,
+    "clean": clean,
+}
+
+ns = Collection()
+for namespace in NAMESPACES:
+    ns.add_collection(namespace)
+for alias, function in FLAT_ALIASES.items():
+    ns.add_task(function, name=alias)

@@ -20,11 +20,12 @@ Options:
   --registry HOST     registry host override (private endpoints, tests); also $ECR_REGISTRY
   --no-cache          build without Docker's layer cache (a cold build)
   --immutable         create the repository with tag immutability (then only the content tag is pushed)
-  --dry-run           print what would be built and pushed, do nothing
+  --dry-run           print every command it would run, in order (the by-hand recipe), do nothing
+  --result-file FILE  also write the KEY=value results to FILE (as docker build --iidfile does): what inv reads
   -h, --help          this help
 
-Prints IMAGE_URI=, CONTENT_TAG= and, when pushing, IMAGE_DIGEST= and PUSHED= (tags sent; empty when the
-registry already had the content tag) lines on stdout; progress on stderr.
+Results: CONTENT_TAG=, BASE_IMAGE=, IMAGE_URI= and, when pushing, IMAGE_DIGEST= and PUSHED= (tags sent; empty
+when the registry already had the content tag), on stdout and in --result-file; progress on stderr.
 Needs docker; pushing also needs the AWS CLI (AWS_PROFILE / AWS_ENDPOINT_URL are honoured).
 EOF
 }
@@ -42,6 +43,7 @@ py="${PY:-}"
 base_image="${BASE_IMAGE:-}"
 torch_backend="${TORCH_BACKEND:-none}"
 registry="${ECR_REGISTRY:-}"
+result_file=""
 positional=()
 while (($#)); do
   case "$1" in
@@ -54,6 +56,7 @@ while (($#)); do
     --base-image) [[ $# -ge 2 ]] || die "--base-image needs a value"; base_image="$2"; shift ;;
     --torch-backend) [[ $# -ge 2 ]] || die "--torch-backend needs a value"; torch_backend="$2"; shift ;;
     --registry) [[ $# -ge 2 ]] || die "--registry needs a value"; registry="$2"; shift ;;
+    --result-file) [[ $# -ge 2 ]] || die "--result-file needs a value"; result_file="$2"; shift ;;
     -?*) die "unknown option '$1' (see --help)" ;;
     *) positional+=("$1") ;;
   esac
@@ -134,16 +137,44 @@ if ((push)); then
   remote="$registry/$repo"
 fi
 
+result() { # KEY VALUE -> stdout, and the --result-file
+  printf '%s=%s\n' "$1" "$2"
+  if [[ -n "$result_file" ]]; then printf '%s=%s\n' "$1" "$2" >>"$result_file"; fi
+}
+if [[ -n "$result_file" ]]; then : >"$result_file"; fi
+
+# The commands, built once: run below, or printed by --dry-run as the by-hand recipe.
+build_cmd=(docker build --force-rm "${cache_args[@]}"
+  --file "$REPO_ROOT/docker/Dockerfile"
+  --build-arg "PY=$py" --build-arg "THEME=$theme" --build-arg "BASE_IMAGE=$base_image"
+  --build-arg "UV_VERSION=$uv_version" --build-arg "TORCH_BACKEND=$torch_backend" --build-arg "TOOLKIT=$toolkit"
+  --label "gs-ds-env.theme=$theme" --label "gs-ds-env.python=$py" --label "gs-ds-env.content-tag=$content_tag"
+  --label "gs-ds-env.base-image=$base_image" --label "gs-ds-env.torch-backend=$torch_backend"
+  --label "gs-ds-env.lock-sha256=$(sha256sum "$REPO_ROOT/themes/$theme/requirements.lock" | cut -d' ' -f1)"
+  --tag "$repo:$content_tag" --tag "$local_image"
+  "$REPO_ROOT")
+if ((push)); then
+  describe_repo_cmd=(aws ecr describe-repositories --region "$region" --repository-names "$repo")
+  create_repo_cmd=(aws ecr create-repository --region "$region" --repository-name "$repo"
+    --image-scanning-configuration scanOnPush=true
+    --image-tag-mutability "$( ((immutable)) && echo IMMUTABLE || echo MUTABLE)")
+  tags_to_push=("$content_tag")
+  ((immutable)) || tags_to_push+=("$tag")
+fi
+
 if ((dry_run)); then
-  log "[dry-run] would build $repo:$content_tag (also tagged $local_image) from docker/Dockerfile, theme $theme, Python $py, base $base_image"
+  # Each line: what it would do, then the command that does it (not run when the result already exists).
+  log "[dry-run] would build $repo:$content_tag (unless it exists): ${build_cmd[*]}"
   if ((push)); then
-    log "[dry-run] would ensure ECR repository $repo in $region (scan on push$( ((immutable)) && echo ', immutable tags'))"
-    log "[dry-run] would run: aws ecr get-login-password --region $region | docker login --username AWS --password-stdin $registry"
-    log "[dry-run] would push $remote:$content_tag$( ((immutable)) || echo " and $remote:$tag")"
+    log "[dry-run] would ensure ECR repository $repo in $region: ${describe_repo_cmd[*]} || ${create_repo_cmd[*]}"
+    log "[dry-run] would log in: aws ecr get-login-password --region $region | docker login --username AWS --password-stdin $registry"
+    for push_tag in "${tags_to_push[@]}"; do
+      log "[dry-run] would push $remote:$push_tag (unless the registry has $remote:$content_tag): docker tag $repo:$content_tag $remote:$push_tag && docker push $remote:$push_tag"
+    done
   fi
-  echo "CONTENT_TAG=$content_tag"
-  echo "BASE_IMAGE=$base_image"
-  echo "IMAGE_URI=${remote:-$repo}:$content_tag"
+  result CONTENT_TAG "$content_tag"
+  result BASE_IMAGE "$base_image"
+  result IMAGE_URI "${remote:-$repo}:$content_tag"
   exit 0
 fi
 
@@ -153,30 +184,20 @@ if ((${#cache_args[@]} == 0)) && docker image inspect "$repo:$content_tag" >/dev
   docker tag "$repo:$content_tag" "$local_image"
 else
   log "building $repo:$content_tag (theme $theme, Python $py, base $base_image)"
-  docker build --force-rm "${cache_args[@]}" \
-    --file "$REPO_ROOT/docker/Dockerfile" \
-    --build-arg "PY=$py" --build-arg "THEME=$theme" --build-arg "BASE_IMAGE=$base_image" \
-    --build-arg "UV_VERSION=$uv_version" --build-arg "TORCH_BACKEND=$torch_backend" --build-arg "TOOLKIT=$toolkit" \
-    --label "gs-ds-env.theme=$theme" --label "gs-ds-env.python=$py" --label "gs-ds-env.content-tag=$content_tag" \
-    --label "gs-ds-env.base-image=$base_image" --label "gs-ds-env.torch-backend=$torch_backend" \
-    --label "gs-ds-env.lock-sha256=$(sha256sum "$REPO_ROOT/themes/$theme/requirements.lock" | cut -d' ' -f1)" \
-    --tag "$repo:$content_tag" --tag "$local_image" \
-    "$REPO_ROOT" >&2
+  "${build_cmd[@]}" >&2
 fi
-echo "CONTENT_TAG=$content_tag"
-echo "BASE_IMAGE=$base_image"
+result CONTENT_TAG "$content_tag"
+result BASE_IMAGE "$base_image"
 
 if ((!push)); then
-  echo "IMAGE_URI=$repo:$content_tag"
+  result IMAGE_URI "$repo:$content_tag"
   exit 0
 fi
 
 # ---- push to ECR --------------------------------------------------------------------------------------
-if ! aws ecr describe-repositories --region "$region" --repository-names "$repo" >/dev/null 2>&1; then
+if ! "${describe_repo_cmd[@]}" >/dev/null 2>&1; then
   log "creating ECR repository $repo in $region (scan on push$( ((immutable)) && echo ', immutable tags'))"
-  aws ecr create-repository --region "$region" --repository-name "$repo" \
-    --image-scanning-configuration scanOnPush=true \
-    --image-tag-mutability "$( ((immutable)) && echo IMMUTABLE || echo MUTABLE)" >/dev/null
+  "${create_repo_cmd[@]}" >/dev/null
 fi
 
 log "logging in to $registry"
@@ -190,8 +211,6 @@ pushed=()
 if docker manifest inspect "${manifest_args[@]}" "$remote:$content_tag" >/dev/null 2>&1; then
   log "$remote:$content_tag is already in the registry; nothing to push"
 else
-  tags_to_push=("$content_tag")
-  ((immutable)) || tags_to_push+=("$tag")
   for push_tag in "${tags_to_push[@]}"; do
     docker tag "$repo:$content_tag" "$remote:$push_tag"
     log "pushing $remote:$push_tag"
@@ -202,6 +221,6 @@ fi
 
 docker pull --quiet "$remote:$content_tag" >/dev/null 2>&1 || true # records the registry digest locally
 digest="$(docker image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' "$repo:$content_tag" | grep -F "$remote@" | head -n 1 | cut -d@ -f2)"
-echo "IMAGE_URI=$remote:$content_tag"
-echo "IMAGE_DIGEST=${digest:-unknown}"
-echo "PUSHED=${pushed[*]}"
+result IMAGE_URI "$remote:$content_tag"
+result IMAGE_DIGEST "${digest:-unknown}"
+result PUSHED "${pushed[*]}"

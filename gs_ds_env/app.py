@@ -6,7 +6,7 @@ import time
 import urllib.error
 import urllib.request
 
-from . import image, locks
+from . import image
 from .settings import ConfigError, Settings
 
 CONTAINER_PORT = 8501
@@ -35,7 +35,7 @@ def run(settings: Settings, port: int, check_only: bool) -> None:
     `check_only` stop it once healthy, else follow its log until Ctrl-C."""
     import docker
 
-    if locks.theme_files(settings.repo_root, settings.theme).toolkit_requirements is not None:
+    if settings.theme_files.toolkit_requirements is not None:
         raise ConfigError(
             f"theme {settings.theme!r} is not an app theme (theme.env KIND=app): run its code with "
             f"`inv train --theme {settings.theme} --entry-point FILE`"

@@ -33,15 +33,9 @@ def _size(path: Path) -> int:
 def current_content_tags(settings: Settings) -> set[str]:
     """The content tag each theme's image has now, for PY and every kernel's Python (the build script's
     --dry-run: nothing is built)."""
-    from dotenv import dotenv_values
+    from . import image, kernels, locks
 
-    from . import image, locks
-
-    pythons = {settings.py} | {
-        ".".join(version.split(".")[:2])
-        for manifest in settings.repo_root.glob("themes/*/kernel/manifest.env")
-        if (version := dotenv_values(manifest).get("PYTHON_VERSION"))
-    }
+    pythons = {settings.py} | {manifest.py for manifest in kernels.manifests(settings.repo_root) if manifest.py}
     tags = set()
     for theme in locks.themes(settings.repo_root):
         for py in sorted(pythons):
@@ -63,16 +57,16 @@ def _ours(reference: str, repositories: set[str]) -> bool:
 def plan(settings: Settings, *, uv: bool, pip: bool, docker: bool, runs: bool, older_than: float) -> list[Step]:
     steps = []
     if uv:
-        cache = settings.working_dir / "cache/uv"
+        cache = settings.paths.uv_cache
         steps.append(Step(f"uv cache prune on {cache} (unused entries)", _size(cache), "uv", str(cache)))
     if pip:
-        cache = settings.working_dir / "cache/pip"
+        cache = settings.paths.pip_cache
         steps.append(Step(f"pip cache purge on {cache}", _size(cache), "pip", str(cache)))
     if docker:
         steps += _image_steps(settings)
     if runs:
         cutoff = time.time() - older_than * 86400
-        for folder in sorted(settings.runs_dir.glob("*")):
+        for folder in sorted(settings.paths.runs.glob("*")):
             if folder.is_dir() and folder.stat().st_mtime < cutoff:
                 steps.append(
                     Step(f"run folder {folder} (older than {older_than:g} days)", _size(folder), "run", str(folder))

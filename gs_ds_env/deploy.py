@@ -20,7 +20,6 @@ from . import (
     preflight,
     report,
     s3_data,
-    sagemaker_job,
     training_job,
 )
 from . import versions as versions_mod
@@ -57,7 +56,7 @@ AWS_KEYS = (
 )
 
 
-def reproduce_commands(settings: Settings, instance_type: str | None = None, job_name: str | None = None) -> list[str]:
+def reproduce_commands(settings: Settings, job_name: str | None = None) -> list[str]:
     lines = [
         "git clone <this repository> && cd gs-ds-env",
         "cp .env.example .env   # then edit; values used by this run:",
@@ -68,7 +67,6 @@ def reproduce_commands(settings: Settings, instance_type: str | None = None, job
         lines.append(f"# BASE_IMAGE={settings.base_image}")
     if settings.target == "sagemaker":
         values = {key: getattr(settings, key.lower()) for key in AWS_KEYS}
-        values["INSTANCE_TYPE"] = instance_type or settings.instance_type
         lines += [
             f"# {key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in values.items()
         ]
@@ -84,7 +82,7 @@ def reproduce_commands(settings: Settings, instance_type: str | None = None, job
 
 def check_parity(settings: Settings, built: image.BuiltImage, allow_drift: bool) -> tuple[dict, parity.Environment]:
     """Kernel venv vs image, before any training: a difference stops the run unless `allow_drift`."""
-    venv = locks.theme_files(settings.repo_root, settings.theme).venv
+    venv = settings.theme_files.venv
     container = parity.image_environment(built.local_ref)
     if not venv.is_dir():
         print(f"note: no kernel venv for {settings.theme} ({venv}): parity with the notebook not checked", flush=True)
@@ -103,34 +101,52 @@ def check_parity(settings: Settings, built: image.BuiltImage, allow_drift: bool)
     return result.as_record(allow_drift), container
 
 
-def _record(
-    settings: Settings, job_name: str, staged: data.StagedData, timer: Timer, training_seconds: float | None, **fields
-) -> dict:
-    """The run record both targets share (report.render reads it); `fields` adds the target's own."""
+def titanic_data(staged: data.StagedData) -> dict:
+    """The run record's `data`: the verified source, and each staged channel's sha256 and rows."""
     return {
-        "target": settings.target,
-        "theme": settings.theme,
-        "kernel": settings.kernel_name,
-        "region": settings.aws_region,
-        "job_name": job_name,
-        "data": {
-            "source": staged.source,
-            "sha256": staged.sha256,
-            "rows": staged.rows,
-            "channels": {
-                channel: {"sha256": staged.channel_sha256[channel], "rows": staged.rows[channel]}
-                for channel in staged.channels
-            },
+        "source": staged.source,
+        "sha256": staged.sha256,
+        "rows": staged.rows,
+        "channels": {
+            channel: {"sha256": staged.channel_sha256[channel], "rows": staged.rows[channel]}
+            for channel in staged.channels
         },
-        "hyperparameters": settings.hyperparameters,
-        "timings": {**timer.seconds, "training computation (in container)": training_seconds or 0.0},
-        **fields,
     }
 
 
-def _write_report(settings: Settings, record: dict) -> Path:
-    run_json, report_md = report.write(settings.runs_dir / record["job_name"], record)
-    print(f"report: {report_md}\nrun record: {run_json}", flush=True)
+def image_record(built: image.BuiltImage) -> dict:
+    record = {"uri": built.uri, "content_tag": built.content_tag, "size_bytes": built.size_bytes}
+    if built.digest:  # pushed: the registry's digest, and the tags this run sent
+        record.update(digest=built.digest, pushed=built.pushed)
+    return record
+
+
+def sagemaker_fields(settings: Settings, account: str, choice, result: training_job.JobResult, job_name: str) -> dict:
+    """The run record's SageMaker part: account, resources, instance evidence, bill, logs, console links."""
+    urls = training_job.console_urls(settings.aws_region, job_name)
+    return {
+        "account": account,
+        "s3_prefix_uri": s3_data.uri(settings),
+        "ecr_repository": settings.ecr_repository,
+        "role_arn": settings.sagemaker_role_arn,
+        "model_local_copy": str(result.local_copy),
+        "instance_type": settings.instance_type,
+        "instance_count": settings.instance_count,
+        "spot": settings.use_spot,
+        "instance_evidence": choice.evidence(),
+        "billable_seconds": result.billable_seconds,
+        "price_usd_per_hour": choice.price,
+        "cost_usd": result.cost_usd,
+        "log_stream": f"{iam.LOG_GROUP} / {', '.join(result.log_streams) or job_name + '/algo-1-*'}",
+        "console_url": urls["job"],
+        "logs_url": urls["logs"],
+        "job_status": result.description.get("TrainingJobStatus"),
+    }
+
+
+def _write_report(settings: Settings, record: report.RunRecord) -> Path:
+    run_json, report_md = report.write(settings.paths.run(record.job_name), record)
+    print(f"report: {report_md}\nrun record: {run_json}\nmodel: {record.model_artifact}", flush=True)
     return run_json
 
 
@@ -183,25 +199,28 @@ def deploy_local(
     with timer.step("train"):
         result = training_job.train_local(settings, built.uri, staged.channels, job_name)
     pictures = report.extract_pictures(
-        Path(result.model_artifact).with_name("output.tar.gz"), settings.runs_dir / job_name
+        Path(result.model_artifact).with_name("output.tar.gz"), settings.paths.run(job_name)
     )
     return _write_report(
         settings,
-        _record(
-            settings,
-            job_name,
-            staged,
-            timer,
-            result.extra.get("training_seconds"),
-            image={"uri": built.uri, "content_tag": built.content_tag, "size_bytes": built.size_bytes},
+        report.RunRecord(
+            target=settings.target,
+            theme=settings.theme,
+            kernel=settings.kernel_name,
+            region=settings.aws_region,
+            job_name=job_name,
+            image=image_record(built),
             parity=parity_record,
             versions=versions_mod.collect(settings, built, container),
+            hyperparameters=settings.hyperparameters,
             channels=result.channels,
             metrics=result.metrics,
             model_artifact=result.model_artifact,
+            timings={**timer.seconds, "training computation (in container)": result.training_seconds or 0.0},
+            pictures=pictures,
+            data=titanic_data(staged),
             output_path=str(Path(result.model_artifact).parent),
             reproduce=reproduce_commands(settings),
-            pictures=pictures,
         ),
     )
 
@@ -224,7 +243,7 @@ def script_mode(settings: Settings, hyperparameters: dict[str, str]) -> training
             "the source dir is what is shipped to the job"
         )
     defaults = {"seed": str(settings.seed)}
-    if settings.instance_count > 1 and locks.has_torch(locks.theme_files(settings.repo_root, settings.theme).lock):
+    if settings.instance_count > 1 and locks.has_torch(settings.theme_files.lock):
         defaults[training_job.TORCH_DISTRIBUTED] = "true"  # torchrun on every host (a --hyperparameter overrides)
     return training_job.ScriptMode(
         str(entry.resolve().relative_to(source_dir)), source_dir, {**defaults, **hyperparameters}
@@ -272,45 +291,28 @@ def parse_hyperparameters(specs: list[str]) -> dict[str, str]:
     return values
 
 
-def _write_script_run(
-    settings: Settings,
-    script: training_job.ScriptMode,
-    job_name: str,
-    channels: dict,
-    image_record: dict,
-    parity_record: dict,
-    versions: dict,
-    metrics: dict,
-    model_artifact: str,
-    timings: dict,
-    **extra,
-) -> Path:
-    """run.json + report.md of a script-mode job, the same record for both targets."""
-    record = {
-        "target": settings.target,
-        "theme": settings.theme,
-        "kernel": settings.kernel_name,
-        "job_name": job_name,
-        "entry_point": script.entry_point,
-        "source_dir": str(script.source_dir),
-        "hyperparameters": script.hyperparameters,
-        "channels": channels,
-        "image": image_record,
-        "parity": parity_record,
-        "versions": versions,
-        "metrics": metrics,
-        "model_artifact": model_artifact,
-        "timings": timings,
-        **extra,
-    }
-    run_json, report_md = report.write_script(settings.runs_dir / job_name, record)
-    print(f"report: {report_md}\nrun record: {run_json}\nmodel: {model_artifact}", flush=True)
-    return run_json
+def script_record(
+    settings: Settings, script: training_job.ScriptMode, job_name: str, built: image.BuiltImage, **fields
+) -> report.RunRecord:
+    """The run record of a script-mode job (your entry point instead of the Titanic program), either target."""
+    return report.RunRecord(
+        target=settings.target,
+        theme=settings.theme,
+        kernel=settings.kernel_name,
+        region=settings.aws_region,
+        job_name=job_name,
+        image=image_record(built),
+        hyperparameters=script.hyperparameters,
+        entry_point=script.entry_point,
+        source_dir=str(script.source_dir),
+        **fields,
+    )
 
 
 def _account_and_instance(settings: Settings, boto_session, timer: Timer, skip_preflight: bool):
     """The paid path's first steps, shared by `deploy` and `train --entry-point`: the cheap preflight, the
-    account, and the instance choice (a zero quota stops here, before anything slow or paid)."""
+    account, and the instance choice (a zero quota stops here, before anything slow or paid). Returns the settings
+    with INSTANCE_TYPE resolved (auto -> the chosen type): every later step reads it from there."""
     if not skip_preflight:
         with timer.step("preflight"):
             _stop_on_failures(preflight.cheap_checks(settings, boto_session))
@@ -320,7 +322,7 @@ def _account_and_instance(settings: Settings, boto_session, timer: Timer, skip_p
         for warning in choice.warnings:
             print(f"warning: {warning}", flush=True)
         print(f"instance: {choice.instance_type} ({choice.reason})", flush=True)
-    return account, choice
+    return account, choice, settings.replace(instance_type=choice.instance_type)
 
 
 def run_script(
@@ -347,21 +349,23 @@ def run_script(
         folders = {name: Path(folder) for name, folder in channels.items()}
         result = training_job.train_local(settings, built.uri, folders, job_name, script=script)
     pictures = report.extract_pictures(
-        Path(result.model_artifact).with_name("output.tar.gz"), settings.runs_dir / job_name
+        Path(result.model_artifact).with_name("output.tar.gz"), settings.paths.run(job_name)
     )
-    image_record = {"uri": built.uri, "content_tag": built.content_tag, "size_bytes": built.size_bytes}
-    return _write_script_run(
+    return _write_report(
         settings,
-        script,
-        job_name,
-        result.channels,
-        image_record,
-        parity_record,
-        versions_mod.collect(settings, built, container),
-        result.metrics,
-        result.model_artifact,
-        {**timer.seconds, "training computation (in container)": 0.0},
-        pictures=pictures,
+        script_record(
+            settings,
+            script,
+            job_name,
+            built,
+            parity=parity_record,
+            versions=versions_mod.collect(settings, built, container),
+            channels=result.channels,
+            metrics=result.metrics,
+            model_artifact=result.model_artifact,
+            timings={**timer.seconds, "training computation (in container)": result.training_seconds or 0.0},
+            pictures=pictures,
+        ),
     )
 
 
@@ -447,7 +451,7 @@ def _run_script_on_sagemaker(
     """The same script as a SageMaker job: the SDK uploads source_dir as sourcedir.tar.gz under <prefix>/code/."""
     timer = Timer()
     boto_session = aws.session(settings)
-    account, choice = _account_and_instance(settings, boto_session, timer, skip_preflight)
+    account, choice, settings = _account_and_instance(settings, boto_session, timer, skip_preflight)
     with timer.step("build and push"):
         pushed = image.push(settings, account)
     with timer.step("parity"):
@@ -455,32 +459,29 @@ def _run_script_on_sagemaker(
     with timer.step("channels"):
         uris = _upload_channels(settings, boto_session, channels)
     job_name = job_name or training_job.new_job_name(settings)
-    run_dir = settings.runs_dir / job_name
+    run_dir = settings.paths.run(job_name)
     with timer.step("train"):
-        sagemaker_job.run(settings, boto_session, pushed.uri, uris, choice.instance_type, job_name, script)
+        training_job.run_on_sagemaker(settings, boto_session, pushed.uri, uris, job_name, script)
     with timer.step("results"):
-        result = sagemaker_job.collect(settings, boto_session, job_name, choice.price, run_dir)
-        output = sagemaker_job.fetch_output(boto_session, result.model_artifact, run_dir)
+        result = training_job.collect_sagemaker(settings, boto_session, job_name, choice.price, run_dir)
+        output = training_job.fetch_output(boto_session, result.model_artifact, run_dir)
         pictures = report.extract_pictures(output, run_dir) if output else []
-    image_record = {
-        "uri": pushed.uri,
-        "digest": pushed.digest,
-        "content_tag": pushed.content_tag,
-        "size_bytes": pushed.size_bytes,
-    }
-    return _write_script_run(
+    return _write_report(
         settings,
-        script,
-        job_name,
-        uris,
-        image_record,
-        parity_record,
-        versions_mod.collect(settings, pushed, container),
-        result.metrics,
-        result.model_artifact,
-        timer.seconds,
-        instance_type=choice.instance_type,
-        pictures=pictures,
+        script_record(
+            settings,
+            script,
+            job_name,
+            pushed,
+            parity=parity_record,
+            versions=versions_mod.collect(settings, pushed, container),
+            channels=uris,
+            metrics=result.metrics,
+            model_artifact=result.model_artifact,
+            timings=timer.seconds,
+            pictures=pictures,
+            **sagemaker_fields(settings, account, choice, result, job_name),
+        ),
     )
 
 
@@ -525,7 +526,7 @@ def deploy_sagemaker(
     -> verified model -> report."""
     timer = Timer()
     boto_session = aws.session(settings)
-    account, choice = _account_and_instance(settings, boto_session, timer, skip_preflight)
+    account, choice, settings = _account_and_instance(settings, boto_session, timer, skip_preflight)
     if not skip_kernel:
         with timer.step("kernel"):
             kernels.create_kernel(settings)
@@ -542,76 +543,65 @@ def deploy_sagemaker(
         staged = data.split_and_stage(settings, source)
         uploaded = s3_data.upload(settings, aws.client(boto_session, "s3"), staged)
     job_name = job_name or training_job.new_job_name(settings)
-    run_dir = settings.runs_dir / job_name
+    run_dir = settings.paths.run(job_name)
     if choice.price is not None:
         ceiling = (
             choice.price * settings.instance_count * (settings.max_wait if settings.use_spot else settings.max_run)
         )
         print(
-            f"starting a paid training job {job_name}: {settings.instance_count} x {choice.instance_type} at "
+            f"starting a paid training job {job_name}: {settings.instance_count} x {settings.instance_type} at "
             f"{choice.price:.3f} USD/h, at most {ceiling / 3600:.2f} USD (MAX_RUN/MAX_WAIT bound)",
             flush=True,
         )
     with timer.step("train"):
-        sagemaker_job.run(settings, boto_session, pushed.uri, uploaded.channels, choice.instance_type, job_name)
+        training_job.run_on_sagemaker(settings, boto_session, pushed.uri, uploaded.channels, job_name)
     with timer.step("results"):
-        result = sagemaker_job.collect(settings, boto_session, job_name, choice.price, run_dir)
-        output = sagemaker_job.fetch_output(boto_session, result.model_artifact, run_dir)
+        result = training_job.collect_sagemaker(settings, boto_session, job_name, choice.price, run_dir)
+        output = training_job.fetch_output(boto_session, result.model_artifact, run_dir)
         pictures = report.extract_pictures(output, run_dir) if output else []
-    urls = sagemaker_job.console_urls(settings.aws_region, job_name)
-    record = _record(
+    return _write_report(
         settings,
-        job_name,
-        staged,
-        timer,
-        result.training_seconds,
-        image={
-            "uri": pushed.uri,
-            "digest": pushed.digest,
-            "content_tag": pushed.content_tag,
-            "size_bytes": pushed.size_bytes,
-            "pushed": pushed.pushed,
-        },
-        parity=parity_record,
-        versions=versions_mod.collect(settings, pushed, container),
-        channels=uploaded.channels,
-        metrics=result.metrics,
-        model_artifact=result.model_artifact,
-        output_path=s3_data.uri(settings, "output"),
-        reproduce=reproduce_commands(settings, choice.instance_type, job_name),
-        account=account,
-        s3_prefix_uri=s3_data.uri(settings),
-        ecr_repository=settings.ecr_repository,
-        role_arn=settings.sagemaker_role_arn,
-        model_local_copy=str(result.local_copy),
-        instance_type=choice.instance_type,
-        instance_count=settings.instance_count,
-        spot=settings.use_spot,
-        instance_evidence=choice.evidence(),
-        billable_seconds=result.billable_seconds,
-        price_usd_per_hour=choice.price,
-        cost_usd=result.cost_usd,
-        log_stream=f"{iam.LOG_GROUP} / {', '.join(result.log_streams) or job_name + '/algo-1-*'}",
-        console_url=urls["job"],
-        logs_url=urls["logs"],
-        job_status=result.description.get("TrainingJobStatus"),
-        pictures=pictures,
+        report.RunRecord(
+            target=settings.target,
+            theme=settings.theme,
+            kernel=settings.kernel_name,
+            region=settings.aws_region,
+            job_name=job_name,
+            image=image_record(pushed),
+            parity=parity_record,
+            versions=versions_mod.collect(settings, pushed, container),
+            hyperparameters=settings.hyperparameters,
+            channels=uploaded.channels,
+            metrics=result.metrics,
+            model_artifact=result.model_artifact,
+            timings={**timer.seconds, "training computation (in container)": result.training_seconds or 0.0},
+            pictures=pictures,
+            data={
+                **titanic_data(staged),
+                "objects": uploaded.objects,
+                "bucket_actions": uploaded.bucket_actions,
+            },
+            output_path=s3_data.uri(settings, "output"),
+            reproduce=reproduce_commands(settings, job_name),
+            **sagemaker_fields(settings, account, choice, result, job_name),
+        ),
     )
-    record["data"].update(objects=uploaded.objects, bucket_actions=uploaded.bucket_actions)
-    print(f"model: {result.model_artifact}", flush=True)
-    return _write_report(settings, record)
 
 
 def sagemaker_plan(settings: Settings) -> str:
     """Every command and AWS call of `deploy_sagemaker`, with parameters; nothing is called."""
     account = iam.account_of(settings.sagemaker_role_arn)
     boto_session = aws.session(settings)
-    planned_type = settings.instance_type if settings.instance_type != "auto" else "ml.m5.large"
+    if settings.instance_type == "auto":  # resolved once, as the run does; here from the price table alone
+        settings = settings.replace(instance_type=instance.cheapest_by_table(boto_session))
+        auto_note = f" (auto: shown as {settings.instance_type}, the cheapest in the price table; the run picks the cheapest with quota > 0 from live quotas and prices)"
+    else:
+        auto_note = ""
     job_name = training_job.new_job_name(settings)
-    push_lines = image.dry_run_lines(settings, account)
-    image_uri = next(line.split("=", 1)[1] for line in push_lines if line.startswith("IMAGE_URI="))
+    push = image.push_plan(settings, account)
+    image_uri = push.image_uri
     channels = {channel: s3_data.channel_uri(settings, channel) for channel in data.CHANNELS}
-    request = sagemaker_job.planned_request(settings, boto_session, image_uri, channels, planned_type, job_name)
+    request = training_job.planned_request(settings, boto_session, image_uri, channels, job_name)
     data_plan = s3_data.plan(settings).splitlines()
     steps = [
         (
@@ -624,16 +614,11 @@ def sagemaker_plan(settings: Settings) -> str:
         (
             "instance evidence: botocore model TrainingInstanceType; service-quotas:ListAWSDefaultServiceQuotas + "
             f"ListServiceQuotas ServiceCode=sagemaker; pricing:GetProducts (us-east-1) ServiceCode=AmazonSageMaker "
-            f"regionCode={settings.aws_region}; INSTANCE_TYPE={settings.instance_type}"
-            + (
-                " (shown below as ml.m5.large; the run picks the cheapest with quota > 0)"
-                if settings.instance_type == "auto"
-                else ""
-            ),
+            f"regionCode={settings.aws_region}; INSTANCE_TYPE={settings.instance_type}{auto_note}",
             [],
         ),
         (f"bin/gs-env-create-kernel.sh {settings.theme} {settings.py} '' {settings.torch_backend}", []),
-        (" ".join(image.build_push_command(settings, push=True, account=account)), push_lines),
+        (" ".join(image.build_push_command(settings, push=True, account=account)), push.commands),
         ("parity: the kernel venv's packages vs the image's (stop on any difference unless --allow-drift)", []),
         (data_plan[0], data_plan[1:]),
         (

@@ -14,10 +14,9 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dotenv import dotenv_values
 from jupyter_client.kernelspec import KernelSpecManager
 
-from . import locks
+from . import kernels, locks
 from .kernels import _dir_bytes
 from .settings import Settings
 
@@ -73,10 +72,10 @@ def disk_checks(settings: Settings, threshold: float, notebook_root: Path) -> li
 def usage_breakdown(settings: Settings) -> list[Check]:
     """What takes the space, hardlink-aware (a venv linked from uv's cache counts only what it adds)."""
     parts = [
-        ("uv cache", settings.working_dir / "cache/uv"),
-        ("pip cache", settings.working_dir / "cache/pip"),
-        ("uv-managed Pythons", settings.working_dir / "python"),
-        ("runs/", settings.runs_dir),
+        ("uv cache", settings.paths.uv_cache),
+        ("pip cache", settings.paths.pip_cache),
+        ("uv-managed Pythons", settings.paths.pythons),
+        ("runs/", settings.paths.runs),
     ]
     parts += [
         (f"venv {venv.parent.parent.name}", venv) for venv in sorted(settings.repo_root.glob("themes/*/kernel/.venv"))
@@ -185,18 +184,15 @@ def kernel_checks(settings: Settings) -> list[Check]:
     manager = KernelSpecManager()
     specs = manager.find_kernel_specs()
     checks = []
-    for manifest in sorted(settings.repo_root.glob("themes/*/kernel/manifest.env")):
-        values = dotenv_values(manifest)
-        name, theme = values.get("KERNEL_NAME", "?"), values.get("THEME", manifest.parent.parent.name)
-        py = ".".join((values.get("PYTHON_VERSION") or "3.12").split(".")[:2])
-        rebuild = f"make kernel THEME={theme} PY={py} FORCE=1"
-        venv = manifest.parent / ".venv"
+    for manifest in kernels.manifests(settings.repo_root):
+        name, venv = manifest.kernel_name, manifest.venv
+        rebuild = f"make kernel THEME={manifest.theme} PY={manifest.py or settings.py} FORCE=1"
         python = venv / "bin/python"
         if not python.exists():
             checks.append(Check("kernel", name, FAIL, f"its venv {venv} no longer exists", rebuild))
             continue
         healthy = subprocess.run([str(python), "-c", "import ipykernel"], capture_output=True).returncode == 0
-        smoke = values.get("SMOKE", "")
+        smoke = manifest.smoke
         if not healthy:
             checks.append(Check("kernel", name, FAIL, f"{python} cannot import ipykernel (broken venv)", rebuild))
         elif smoke.startswith("FAILED"):

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
 
 import docker
 
@@ -46,9 +50,12 @@ def build_push_command(settings: Settings, push: bool, account: str = "-", dry_r
 
 
 def _run(cmd: list[str]) -> dict[str, str]:
-    # stderr (build progress) streams to the terminal; stdout carries KEY=value results.
-    completed = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
-    return dict(line.split("=", 1) for line in completed.stdout.splitlines() if "=" in line)
+    """Run the build/push script; its results come from --result-file (as docker build's --iidfile), not from
+    parsing its output. Its progress streams to the terminal."""
+    with tempfile.TemporaryDirectory(prefix="gs-image-") as scratch:
+        result_file = Path(scratch) / "result.env"
+        subprocess.run([cmd[0], "--result-file", str(result_file), *cmd[1:]], check=True, stdout=subprocess.DEVNULL)
+        return {key: value or "" for key, value in dotenv_values(result_file).items()}
 
 
 def build(settings: Settings, dry_run: bool = False) -> BuiltImage:
@@ -76,15 +83,27 @@ def push(settings: Settings, account: str) -> BuiltImage:
     )
 
 
-def dry_run_lines(settings: Settings, account: str) -> list[str]:
-    """What the script would build and push (its --dry-run output, stderr and stdout), for plans."""
-    completed = subprocess.run(
-        build_push_command(settings, push=True, account=account, dry_run=True),
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return [line.removeprefix("[image] ") for line in (completed.stderr + completed.stdout).splitlines() if line]
+@dataclass(frozen=True)
+class PushPlan:
+    """The script's own --dry-run: the commands it would run, in order (the by-hand recipe), and its results."""
+
+    commands: list[str]
+    image_uri: str
+    content_tag: str
+
+
+def push_plan(settings: Settings, account: str) -> PushPlan:
+    with tempfile.TemporaryDirectory(prefix="gs-image-") as scratch:
+        result_file = Path(scratch) / "result.env"
+        command = build_push_command(settings, push=True, account=account, dry_run=True)
+        completed = subprocess.run(
+            [command[0], "--result-file", str(result_file), *command[1:]], check=True, capture_output=True, text=True
+        )
+        results = dotenv_values(result_file)
+    commands = [
+        line.removeprefix("[image] [dry-run] ") for line in completed.stderr.splitlines() if "[dry-run]" in line
+    ]
+    return PushPlan(commands, results["IMAGE_URI"] or "", results["CONTENT_TAG"] or "")
 
 
 def image_size(reference: str) -> int:

@@ -100,6 +100,13 @@ def accepted_types(boto_session: boto3.Session) -> list[str]:
     return sorted(model.shape_for("TrainingInstanceType").enum)
 
 
+def cheapest_by_table(boto_session: boto3.Session) -> str:
+    """What a dry run shows for INSTANCE_TYPE=auto, without calling AWS: the cheapest CPU type CreateTrainingJob
+    accepts, by the price table (the run itself reads quotas and live prices)."""
+    priced = [t for t in accepted_types(boto_session) if t in PRICE_TABLE and not ACCELERATED.match(t)]
+    return min(priced, key=lambda t: (PRICE_TABLE[t], t))
+
+
 def training_quotas(quota_client) -> tuple[dict[str, float] | None, str]:
     """Applied quota values over AWS defaults; (None, why) when neither can be read."""
     quotas: dict[str, float] = {}

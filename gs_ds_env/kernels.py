@@ -82,11 +82,46 @@ def _status(venv: Path) -> str:
     return "ok" if probe.returncode == 0 else "python broken"
 
 
-def _recorded_smoke(values: dict) -> str:
-    recorded = values.get("SMOKE") or ""
-    if not recorded:
+@dataclass(frozen=True)
+class Manifest:
+    """themes/<theme>/kernel/manifest.env as bin/gs-env-create-kernel.sh wrote it; the one reader in Python."""
+
+    path: Path
+    kernel_name: str
+    theme: str
+    python_version: str  # the full version, e.g. 3.11.7 ("" if unrecorded)
+    smoke: str  # the smoke test's last line at creation ("" if unrecorded)
+
+    @property
+    def venv(self) -> Path:
+        return self.path.parent / ".venv"
+
+    @property
+    def py(self) -> str:
+        """3.N, as PY= takes it."""
+        return ".".join(self.python_version.split(".")[:2])
+
+
+def manifests(repo_root: Path) -> list[Manifest]:
+    found = []
+    for path in sorted(repo_root.glob("themes/*/kernel/manifest.env")):
+        values = dotenv_values(path)
+        found.append(
+            Manifest(
+                path,
+                kernel_name=values.get("KERNEL_NAME") or "?",
+                theme=values.get("THEME") or path.parent.parent.name,
+                python_version=values.get("PYTHON_VERSION") or "",
+                smoke=values.get("SMOKE") or "",
+            )
+        )
+    return found
+
+
+def _recorded_smoke(manifest: Manifest) -> str:
+    if not manifest.smoke:
         return "not recorded"
-    return "passed" if ": ok" in recorded else recorded
+    return "passed" if ": ok" in manifest.smoke else manifest.smoke
 
 
 def run_smoke(venv: Path, theme_dir: Path) -> str:
@@ -108,21 +143,20 @@ def run_smoke(venv: Path, theme_dir: Path) -> str:
 def list_kernels(repo_root: Path = REPO_ROOT, smoke_now: bool = False) -> list[KernelInfo]:
     registered = set(KernelSpecManager().find_kernel_specs())
     rows = []
-    for manifest in sorted(repo_root.glob("themes/*/kernel/manifest.env")):
-        values = dotenv_values(manifest)
-        venv = manifest.parent / ".venv"
+    for manifest in manifests(repo_root):
+        venv = manifest.venv
         rows.append(
             KernelInfo(
-                name=values.get("KERNEL_NAME", "?"),
-                theme=values.get("THEME", manifest.parent.parent.name),
-                python=values.get("PYTHON_VERSION", "?"),
+                name=manifest.kernel_name,
+                theme=manifest.theme,
+                python=manifest.python_version or "?",
                 venv=venv,
                 venv_bytes=_dir_bytes(venv) if venv.is_dir() else 0,
                 status=_status(venv),
-                registered=values.get("KERNEL_NAME") in registered,
-                smoke=run_smoke(venv, manifest.parent.parent)
+                registered=manifest.kernel_name in registered,
+                smoke=run_smoke(venv, manifest.path.parent.parent)
                 if smoke_now and venv.is_dir()
-                else _recorded_smoke(values),
+                else _recorded_smoke(manifest),
             )
         )
     return rows

@@ -14,16 +14,15 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from dotenv import dotenv_values
 from packaging.requirements import Requirement
 
+from .paths import LOCK_NAME, TOOLKIT_REQUIREMENTS, Paths, ThemeFiles
+
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 MIN_PYTHON = "3.11"
-LOCK_NAME = "requirements.lock"
-TOOLKIT_REQUIREMENTS = "docker/toolkit.txt"  # relative to the repository root
 PINS_FILE = "docker/pins.env"
 
 
@@ -31,55 +30,12 @@ class LockError(RuntimeError):
     """A lock is missing, stale or cannot be made; the message says how to fix it."""
 
 
-@dataclass(frozen=True)
-class ThemeFiles:
-    """Every path of one theme, from one place."""
-
-    root: Path
-
-    @property
-    def theme(self) -> str:
-        return self.root.name
-
-    @property
-    def lock(self) -> Path:
-        return self.root / LOCK_NAME
-
-    @property
-    def kernel_requirements(self) -> Path:
-        return self.root / "kernel/requirements.txt"
-
-    @property
-    def image_requirements(self) -> Path:
-        return self.root / "docker/requirements.txt"
-
-    @property
-    def toolkit_requirements(self) -> Path | None:
-        """docker/toolkit.txt for a training theme; None for an app theme (theme.env KIND=app)."""
-        settings = dotenv_values(self.root / "theme.env") if (self.root / "theme.env").is_file() else {}
-        if (settings.get("KIND") or "training").split()[0] == "app":
-            return None
-        return self.root.parent.parent / TOOLKIT_REQUIREMENTS
-
-    @property
-    def smoke(self) -> Path:
-        return self.root / "smoke.py"
-
-    @property
-    def venv(self) -> Path:
-        return self.root / "kernel/.venv"
-
-    @property
-    def manifest(self) -> Path:
-        return self.root / "kernel/manifest.env"
-
-
 def theme_files(repo_root: Path, theme: str) -> ThemeFiles:
-    return ThemeFiles(repo_root / "themes" / theme)
+    return Paths(repo_root).theme(theme)
 
 
 def themes(repo_root: Path) -> list[str]:
-    return sorted(p.parent.parent.name for p in (repo_root / "themes").glob("*/kernel/requirements.txt"))
+    return Paths(repo_root).themes()
 
 
 def uv_binary(repo_root: Path) -> str:

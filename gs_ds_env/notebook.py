@@ -36,7 +36,7 @@ def execute(settings: Settings, notebook: Path, timeout: int = 1800) -> Path:
             f"there is no Jupyter kernel {kernel}: create it with `make kernel THEME={settings.theme} PY={settings.py}`"
         )
     document = nbformat.read(notebook, as_version=4)
-    executed = settings.runs_dir / "notebooks" / notebook.name
+    executed = settings.paths.runs / "notebooks" / notebook.name
     executed.parent.mkdir(parents=True, exist_ok=True)
     client = NotebookClient(
         document, kernel_name=kernel, timeout=timeout, resources={"metadata": {"path": str(settings.repo_root)}}

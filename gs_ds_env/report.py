@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 PICTURES = {"roc_curve.png": "ROC curve (validation)", "confusion_matrix.png": "Confusion matrix (validation)"}
@@ -24,10 +25,59 @@ def extract_pictures(output_archive: Path, run_dir: Path) -> list[str]:
     return sorted(found)
 
 
-def write(run_dir: Path, record: dict) -> tuple[Path, Path]:
+@dataclass
+class RunRecord:
+    """One training run, either target, the Titanic program or your script (script mode). run.json is this
+    record (fields left None are left out); report.md is rendered from it."""
+
+    target: str  # local | sagemaker
+    theme: str
+    kernel: str
+    region: str
+    job_name: str
+    image: dict  # uri, content_tag, size_bytes; on SageMaker also digest and what was pushed
+    parity: dict  # the kernel venv vs the image (parity.Result.as_record)
+    versions: dict  # what rebuilds the image (versions.collect)
+    hyperparameters: dict[str, str]
+    channels: dict[str, str]  # name -> file:// or s3:// URI
+    metrics: dict[str, float]
+    model_artifact: str
+    timings: dict[str, float]  # step -> seconds
+    pictures: list[str] = field(default_factory=list)  # PNGs from output.tar.gz, beside report.md
+    # The Titanic program: its data (source, sha256, rows and sha256 per channel) and the commands to reproduce it
+    data: dict | None = None
+    output_path: str | None = None
+    reproduce: list[str] | None = None
+    # Script mode: your entry point and the folder shipped with it
+    entry_point: str | None = None
+    source_dir: str | None = None
+    # TARGET=sagemaker
+    account: str | None = None
+    s3_prefix_uri: str | None = None
+    ecr_repository: str | None = None
+    role_arn: str | None = None
+    model_local_copy: str | None = None
+    instance_type: str | None = None
+    instance_count: int | None = None
+    spot: bool | None = None
+    instance_evidence: str | None = None
+    billable_seconds: int | None = None
+    price_usd_per_hour: float | None = None
+    cost_usd: float | None = None
+    log_stream: str | None = None
+    console_url: str | None = None
+    logs_url: str | None = None
+    job_status: str | None = None
+
+    def as_json(self) -> dict:
+        return {name: value for name, value in asdict(self).items() if value is not None}
+
+
+def write(run_dir: Path, record: RunRecord) -> tuple[Path, Path]:
+    """runs/<job>/run.json and report.md, both from the one record."""
     run_dir.mkdir(parents=True, exist_ok=True)
     run_json = run_dir / "run.json"
-    run_json.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    run_json.write_text(json.dumps(record.as_json(), indent=2, default=str) + "\n")
     report_md = run_dir / "report.md"
     report_md.write_text(render(record))
     return run_json, report_md
@@ -51,8 +101,7 @@ def _parity_line(parity: dict) -> str:
     )
 
 
-def _versions(record: dict) -> list[str]:
-    versions = record.get("versions")
+def _versions(versions: dict) -> list[str]:
     if not versions:
         return []
     rows = {key.replace("_", " "): value for key, value in versions.items() if key != "image_packages"}
@@ -65,102 +114,91 @@ def _versions(record: dict) -> list[str]:
     ]
 
 
-def render(record: dict) -> str:
-    metrics = record.get("metrics", {})
-    auc = metrics.get("validation:auc")
-    target = record["target"]
-    where = "SageMaker local mode (Docker on this machine)" if target == "local" else f"SageMaker in {record['region']}"
-    summary = [
-        f"- Trained the Titanic survival model ({record['hyperparameters'].get('model')}) as job `{record['job_name']}` on {where}.",
-        f"- Image `{record['image']['uri']}` built from theme `{record['theme']}` (kernel `{record['kernel']}`).",
-        f"- Data: `{record['data']['source']}` (sha256 {record['data']['sha256'][:12]}…), "
-        f"{record['data']['rows'].get('train')} train / {record['data']['rows'].get('validation')} validation rows"
-        + "".join(
-            f"; {name} sha256 {entry['sha256'][:12]}…" for name, entry in record["data"].get("channels", {}).items()
+def _summary(record: RunRecord) -> list[str]:
+    where = (
+        "SageMaker local mode (Docker on this machine)"
+        if record.target == "local"
+        else f"SageMaker in {record.region} ({record.instance_count or 1} x {record.instance_type})"
+    )
+    if record.entry_point:
+        what = f"- Ran `{record.entry_point}` from `{record.source_dir}` (script mode) as job `{record.job_name}` on {where}."
+    else:
+        what = (
+            f"- Trained the Titanic survival model ({record.hyperparameters.get('model')}) as job `{record.job_name}` "
+            f"on {where}."
         )
-        + ".",
-        f"- Validation AUC {auc:.4f}, accuracy {metrics.get('validation:accuracy', float('nan')):.4f}."
-        if auc is not None
-        else "- No validation metrics were recorded.",
-        f"- Model: `{record['model_artifact']}`"
-        + (
-            f"; {record['billable_seconds']} billable seconds on {record['instance_type']}, about "
-            f"{record['cost_usd']:.4f} USD."
-            if record.get("cost_usd") is not None
-            else "."
-        ),
-    ]
-    if "parity" in record:
-        summary.append(_parity_line(record["parity"]))
+    lines = [what, f"- Image `{record.image['uri']}` built from theme `{record.theme}` (kernel `{record.kernel}`)."]
+    if record.data:
+        rows = record.data["rows"]
+        lines.append(
+            f"- Data: `{record.data['source']}` (sha256 {record.data['sha256'][:12]}…), {rows.get('train')} train / "
+            f"{rows.get('validation')} validation rows"
+            + "".join(f"; {name} sha256 {entry['sha256'][:12]}…" for name, entry in record.data["channels"].items())
+            + "."
+        )
+    auc = record.metrics.get("validation:auc")
+    if auc is not None:
+        lines.append(
+            f"- Validation AUC {auc:.4f}, accuracy {record.metrics.get('validation:accuracy', float('nan')):.4f}."
+        )
+    elif not record.metrics:
+        lines.append("- No validation metrics were recorded.")
+    cost = (
+        f"; {record.billable_seconds} billable seconds on {record.instance_type}, about {record.cost_usd:.4f} USD."
+        if record.cost_usd is not None
+        else "."
+    )
+    lines += [f"- Model: `{record.model_artifact}`{cost}", _parity_line(record.parity)]
+    return lines
+
+
+def render(record: RunRecord) -> str:
     resources = {
-        "Target": target,
-        "Account": record.get("account"),
-        "Region": record.get("region"),
-        "S3 bucket / prefix": record.get("s3_prefix_uri"),
-        "ECR repository": record.get("ecr_repository"),
-        "Image URI": record["image"]["uri"],
-        "Image digest": record["image"].get("digest"),
-        "Image size (MB)": round(record["image"].get("size_bytes", 0) / 1e6, 1) or None,
-        "Training job name": record["job_name"],
-        "model.tar.gz": record["model_artifact"],
-        "Execution role": record.get("role_arn"),
-        "Instance type": record.get("instance_type"),
-        "Instance count / spot": f"{record['instance_count']} / {record['spot']}" if "spot" in record else None,
-        "Price (USD per instance-hour)": record.get("price_usd_per_hour"),
-        "Billable seconds": record.get("billable_seconds"),
-        "Estimated cost (USD)": record.get("cost_usd"),
-        "CloudWatch log group / stream": record.get("log_stream"),
-        "Console (job)": record.get("console_url"),
-        "Console (logs)": record.get("logs_url"),
+        "Target": record.target,
+        "Account": record.account,
+        "Region": record.region,
+        "S3 bucket / prefix": record.s3_prefix_uri,
+        "ECR repository": record.ecr_repository,
+        "Image URI": record.image["uri"],
+        "Image digest": record.image.get("digest"),
+        "Image size (MB)": round(record.image.get("size_bytes", 0) / 1e6, 1) or None,
+        "Training job name": record.job_name,
+        "model.tar.gz": record.model_artifact,
+        "Execution role": record.role_arn,
+        "Instance type": record.instance_type,
+        "Instance count / spot": f"{record.instance_count} / {record.spot}" if record.target == "sagemaker" else None,
+        "Price (USD per instance-hour)": record.price_usd_per_hour,
+        "Billable seconds": record.billable_seconds,
+        "Estimated cost (USD)": record.cost_usd,
+        "CloudWatch log group / stream": record.log_stream,
+        "Console (job)": record.console_url,
+        "Console (logs)": record.logs_url,
     }
+    source = f"`{record.data['source']}`" if record.data else f"`{record.entry_point}` (script mode)"
+    channels = (
+        ", ".join(f"{name}: {uri}" for name, uri in record.channels.items()) or "none (the script makes its data)"
+    )
     parts = [
-        f"# Run report: {record['job_name']}",
+        f"# Run report: {record.job_name}",
         "## Summary",
-        "\n".join(summary),
+        "\n".join(_summary(record)),
         "## Flow",
-        f"`{record['data']['source']}` → channels train/validation ({', '.join(record['channels'].values())}) → "
-        f"training job `{record['job_name']}` (image `{record['image']['uri']}`) → `{record['model_artifact']}`",
+        f"{source} → channels ({channels}) → training job `{record.job_name}` (image `{record.image['uri']}`) → "
+        f"`{record.model_artifact}`",
         "## Resources",
         _table(resources),
         "## Hyperparameters",
-        _table(record["hyperparameters"]),
+        _table(record.hyperparameters),
         "## Metrics",
-        _table({name: f"{value:.4f}" for name, value in metrics.items()}),
+        _table({name: f"{value:.6g}" for name, value in record.metrics.items()}),
         "## Step timings (seconds)",
-        _table({step: f"{seconds:.1f}" for step, seconds in record.get("timings", {}).items()}),
+        _table({step: f"{seconds:.1f}" for step, seconds in record.timings.items()}),
     ]
-    if record.get("pictures"):
-        parts += ["## Pictures", "\n\n".join(f"![{PICTURES.get(name, name)}]({name})" for name in record["pictures"])]
-    parts += _versions(record)
-    if record.get("instance_evidence"):
-        parts += ["## Instance choice", record["instance_evidence"]]
-    parts += ["## Reproduce", "```bash\n" + "\n".join(record.get("reproduce", [])) + "\n```"]
+    if record.pictures:
+        parts += ["## Pictures", "\n\n".join(f"![{PICTURES.get(name, name)}]({name})" for name in record.pictures)]
+    parts += _versions(record.versions)
+    if record.instance_evidence:
+        parts += ["## Instance choice", record.instance_evidence]
+    if record.reproduce:
+        parts += ["## Reproduce", "```bash\n" + "\n".join(record.reproduce) + "\n```"]
     return "\n\n".join(parts) + "\n"
-
-
-def write_script(run_dir: Path, record: dict) -> tuple[Path, Path]:
-    """run.json and a short report.md for a script-mode job (the user's own code, not the Titanic program)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run_json = run_dir / "run.json"
-    run_json.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    parts = [
-        f"# Run report: {record['job_name']}",
-        "## Summary",
-        f"- Ran `{record['entry_point']}` from `{record['source_dir']}` in image `{record['image']['uri']}` "
-        f"(theme `{record['theme']}`, kernel `{record['kernel']}`), "
-        + ("SageMaker local mode." if record["target"] == "local" else f"SageMaker ({record.get('instance_type')})."),
-        f"- Model: `{record['model_artifact']}`.",
-        _parity_line(record["parity"]),
-        "## Hyperparameters",
-        _table(record["hyperparameters"]),
-        "## Channels",
-        _table(record["channels"]) if record["channels"] else "none (the script brings or generates its data)",
-        "## Metrics",
-        _table({name: f"{value:.6g}" for name, value in record["metrics"].items()}),
-    ]
-    if record.get("pictures"):
-        parts += ["## Pictures", "\n\n".join(f"![{PICTURES.get(name, name)}]({name})" for name in record["pictures"])]
-    parts += _versions(record)
-    report_md = run_dir / "report.md"
-    report_md.write_text("\n\n".join(parts) + "\n")
-    return run_json, report_md

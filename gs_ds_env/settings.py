@@ -11,6 +11,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from .locks import MIN_PYTHON
+from .paths import Paths, ThemeFiles
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,17 +58,32 @@ class Settings:
     tags: dict[str, str] = field(default_factory=dict)
     repo_root: Path = REPO_ROOT
 
+    def replace(self, **changes) -> Settings:
+        """A copy with `changes`, checked like the original: e.g. INSTANCE_TYPE=auto once the instance is chosen."""
+        updated = dataclasses.replace(self, **changes)
+        _validate(updated)
+        return updated
+
     @property
     def kernel_name(self) -> str:
         return f"{self.theme}_{self.py.replace('.', '')}"
 
     @property
+    def paths(self) -> Paths:
+        return Paths(self.repo_root, self.working_dir)
+
+    @property
+    def theme_files(self) -> ThemeFiles:
+        """The paths of this run's theme (lock, requirement lists, venv, manifest, smoke test)."""
+        return self.paths.theme(self.theme)
+
+    @property
     def runs_dir(self) -> Path:
-        return self.repo_root / "runs"
+        return self.paths.runs
 
     @property
     def data_dir(self) -> Path:
-        return self.repo_root / "data"
+        return self.paths.data
 
     @property
     def hyperparameters(self) -> dict[str, str]:
@@ -78,11 +94,6 @@ class Settings:
             "learning_rate": str(self.learning_rate),
             "seed": str(self.seed),
         }
-
-    def replace(self, **changes) -> Settings:
-        updated = dataclasses.replace(self, **changes)
-        _validate(updated)
-        return updated
 
 
 def _layers(repo_root: Path, env_file: Path | None) -> dict[str, str]:

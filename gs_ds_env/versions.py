@@ -48,9 +48,9 @@ def _git_commit(settings: Settings) -> str:
 
 
 def collect(settings: Settings, built: BuiltImage, image: Environment) -> dict:
-    from .sm import sagemaker
+    from .training_job import sagemaker
 
-    files = locks.theme_files(settings.repo_root, settings.theme)
+    files = settings.theme_files
     return {
         "git_commit": _git_commit(settings),
         "python": image.python,

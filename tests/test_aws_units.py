@@ -21,7 +21,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
 from conftest import REPO, copy_repo, tool_env
 
-from gs_ds_env import iam, instance, sagemaker_job
+from gs_ds_env import iam, instance, training_job
 from gs_ds_env.aws import AwsError
 from gs_ds_env.settings import ConfigError, load_settings
 
@@ -195,13 +195,12 @@ def test_failed_job_prints_reason_last_log_lines_and_hint(moto, monkeypatch, cap
     )
     reason = 'AlgorithmError: framework error: exec: "train": executable file not found in $PATH, exit code: 127'
     moto.reset_recording()
-    with pytest.raises(sagemaker_job.TrainingFailed) as failed:
-        sagemaker_job.run(
-            settings(),
+    with pytest.raises(training_job.TrainingFailed) as failed:
+        training_job.run_on_sagemaker(
+            settings(instance_type="ml.m5.large"),
             failing_session(job, reason),
             "123456789012.dkr.ecr.eu-west-1.amazonaws.com/x:y",
             {"train": "s3://team-bucket/ds/titanic/titanic/train/train.csv"},
-            "ml.m5.large",
             job,
         )
     assert "SageMaker.CreateTrainingJob" in [call.operation for call in moto.calls()]
@@ -230,7 +229,9 @@ def test_quota_refused_at_create_gives_one_line_with_the_fix(moto, monkeypatch):
         match=r"starting training job j-1: ResourceLimitExceeded: .* is 0 Instances "
         r"\(the account quota .* run `inv instance`",
     ):
-        sagemaker_job.run(settings(), session, "img:tag", {"train": "s3://b/k"}, "ml.m5.large", "j-1")
+        training_job.run_on_sagemaker(
+            settings(instance_type="ml.m5.large"), session, "img:tag", {"train": "s3://b/k"}, "j-1"
+        )
 
 
 @pytest.mark.parametrize(
@@ -243,7 +244,7 @@ def test_quota_refused_at_create_gives_one_line_with_the_fix(moto, monkeypatch):
     ],
 )
 def test_hints_for_the_usual_failures(text, expected):
-    assert sagemaker_job.hint_for(text).startswith(expected)
+    assert training_job.hint_for(text).startswith(expected)
 
 
 def test_an_empty_model_tarball_is_a_failure(moto, monkeypatch, tmp_path):
@@ -263,10 +264,8 @@ def test_an_empty_model_tarball_is_a_failure(moto, monkeypatch, tmp_path):
         ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
         StoppingCondition={"MaxRuntimeInSeconds": 60},
     )
-    with pytest.raises(
-        sagemaker_job.TrainingFailed, match=r"model.tar.gz holds no metrics.json .* empty /opt/ml/model"
-    ):
-        sagemaker_job.collect(
+    with pytest.raises(training_job.TrainingFailed, match=r"model.tar.gz holds no metrics.json .* empty /opt/ml/model"):
+        training_job.collect_sagemaker(
             settings(s3_bucket="empty-model-bucket", s3_prefix="p"), session, "job-e", 0.115, tmp_path / "run"
         )
 

@@ -19,9 +19,8 @@ from jupyter_client.kernelspec import KernelSpecManager
 
 from gs_ds_env import aws, data
 from gs_ds_env.kernels import KernelError, remove_kernel
-from gs_ds_env.sagemaker_job import hint_for
 from gs_ds_env.settings import ConfigError, load_settings
-from gs_ds_env.training_job import TrainingFailed, read_metrics_from_tarball
+from gs_ds_env.training_job import TrainingFailed, hint_for, read_metrics_from_tarball
 
 SETTING_KEYS = (
     "THEME",

@@ -32,7 +32,7 @@ def test_every_lock_matches_its_inputs_and_a_changed_input_is_caught(tmp_path):
     for theme in THEMES:
         lock = (repo / f"themes/{theme}/requirements.lock").read_text()
         assert f"inv lock --theme {theme}" in lock.splitlines()[1], "the header says how to regenerate the lock"
-        assert locks.stale(repo, theme) == [], f"themes/{theme}/requirements.lock is stale: run make lock"
+        assert locks.stale(repo, theme) == [], f"themes/{theme}/requirements.lock is stale: run inv lock"
     # The check can fail: an input the lock has not seen is reported (and nothing is written).
     requirements = repo / "themes/tabular/docker/requirements.txt"
     requirements.write_text(requirements.read_text() + "tabulate>=0.9\n")

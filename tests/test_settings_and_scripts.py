@@ -66,7 +66,7 @@ def test_inv_reports_bad_settings_as_one_line(tmp_path):
 def test_sagemaker_sdk_is_quiet_and_telemetry_opted_out():
     import boto3
 
-    from gs_ds_env.sm import SDK_CONFIG, sagemaker
+    from gs_ds_env.training_job import SDK_CONFIG, sagemaker
 
     sdk = sagemaker()
     assert sdk.__version__.startswith("2.")
@@ -78,7 +78,7 @@ def test_sagemaker_sdk_is_quiet_and_telemetry_opted_out():
         resolve_value_from_config(None, TELEMETRY_OPT_OUT_PATH, default_value=False, sagemaker_session=session) is True
     )
     probe = subprocess.run(
-        [str(REPO / ".venv/bin/python"), "-c", "from gs_ds_env.sm import sagemaker; sagemaker()"],
+        [str(REPO / ".venv/bin/python"), "-c", "from gs_ds_env.training_job import sagemaker; sagemaker()"],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -148,5 +148,5 @@ def test_shell_scripts_are_shellcheck_clean():
 
 def test_make_help_lists_every_target():
     out = subprocess.run(["make", "-s", "help"], cwd=REPO, capture_output=True, text=True).stdout
-    for target in ("kernel", "deploy", "test", "bench", "kernels-restore"):
-        assert target in out
+    for target in ("kernel", "deploy", "doctor", "test", "lint", "format", "bench"):
+        assert f"\x1b[36m{target} " in out  # one help line per entry point
