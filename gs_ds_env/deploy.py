@@ -144,6 +144,41 @@ def sagemaker_fields(settings: Settings, account: str, choice, result: training_
     }
 
 
+def _record(
+    settings: Settings,
+    job_name: str,
+    built: image.BuiltImage,
+    checked: tuple[dict, parity.Environment],
+    result: training_job.JobResult,
+    timer: Timer,
+    pictures: list[str],
+    *,
+    channels: dict[str, str],
+    hyperparameters: dict[str, str],
+    **fields,
+) -> report.RunRecord:
+    """The run record: what every run shares (settings, image, parity, the job's result, timings); `fields` adds
+    the program's part (the Titanic data, or the entry point) and the target's (sagemaker_fields)."""
+    parity_record, container = checked
+    return report.RunRecord(
+        target=settings.target,
+        theme=settings.theme,
+        kernel=settings.kernel_name,
+        region=settings.aws_region,
+        job_name=job_name,
+        image=image_record(built),
+        parity=parity_record,
+        versions=versions_mod.collect(settings, built, container),
+        hyperparameters=hyperparameters,
+        channels=channels,
+        metrics=result.metrics,
+        model_artifact=result.model_artifact,
+        timings={**timer.seconds, "training computation (in container)": result.training_seconds or 0.0},
+        pictures=pictures,
+        **fields,
+    )
+
+
 def _write_report(settings: Settings, record: report.RunRecord) -> Path:
     run_json, report_md = report.write(settings.paths.run(record.job_name), record)
     print(f"report: {report_md}\nrun record: {run_json}\nmodel: {record.model_artifact}", flush=True)
@@ -192,7 +227,7 @@ def deploy_local(
     with timer.step("build"):
         built = image.build(settings)
     with timer.step("parity"):
-        parity_record, container = check_parity(settings, built, allow_drift)
+        checked = check_parity(settings, built, allow_drift)
     with timer.step("data"):
         staged = data.split_and_stage(settings, source)
     job_name = job_name or training_job.new_job_name(settings)
@@ -203,21 +238,16 @@ def deploy_local(
     )
     return _write_report(
         settings,
-        report.RunRecord(
-            target=settings.target,
-            theme=settings.theme,
-            kernel=settings.kernel_name,
-            region=settings.aws_region,
-            job_name=job_name,
-            image=image_record(built),
-            parity=parity_record,
-            versions=versions_mod.collect(settings, built, container),
-            hyperparameters=settings.hyperparameters,
+        _record(
+            settings,
+            job_name,
+            built,
+            checked,
+            result,
+            timer,
+            pictures,
             channels=result.channels,
-            metrics=result.metrics,
-            model_artifact=result.model_artifact,
-            timings={**timer.seconds, "training computation (in container)": result.training_seconds or 0.0},
-            pictures=pictures,
+            hyperparameters=settings.hyperparameters,
             data=titanic_data(staged),
             output_path=str(Path(result.model_artifact).parent),
             reproduce=reproduce_commands(settings),
@@ -291,24 +321,6 @@ def parse_hyperparameters(specs: list[str]) -> dict[str, str]:
     return values
 
 
-def script_record(
-    settings: Settings, script: training_job.ScriptMode, job_name: str, built: image.BuiltImage, **fields
-) -> report.RunRecord:
-    """The run record of a script-mode job (your entry point instead of the Titanic program), either target."""
-    return report.RunRecord(
-        target=settings.target,
-        theme=settings.theme,
-        kernel=settings.kernel_name,
-        region=settings.aws_region,
-        job_name=job_name,
-        image=image_record(built),
-        hyperparameters=script.hyperparameters,
-        entry_point=script.entry_point,
-        source_dir=str(script.source_dir),
-        **fields,
-    )
-
-
 def _account_and_instance(settings: Settings, boto_session, timer: Timer, skip_preflight: bool):
     """The paid path's first steps, shared by `deploy` and `train --entry-point`: the cheap preflight, the
     account, and the instance choice (a zero quota stops here, before anything slow or paid). Returns the settings
@@ -343,7 +355,7 @@ def run_script(
     with timer.step("build"):
         built = image.build(settings)
     with timer.step("parity"):
-        parity_record, container = check_parity(settings, built, allow_drift)
+        checked = check_parity(settings, built, allow_drift)
     job_name = job_name or training_job.new_job_name(settings)
     with timer.step("train"):
         folders = {name: Path(folder) for name, folder in channels.items()}
@@ -353,18 +365,18 @@ def run_script(
     )
     return _write_report(
         settings,
-        script_record(
+        _record(
             settings,
-            script,
             job_name,
             built,
-            parity=parity_record,
-            versions=versions_mod.collect(settings, built, container),
+            checked,
+            result,
+            timer,
+            pictures,
             channels=result.channels,
-            metrics=result.metrics,
-            model_artifact=result.model_artifact,
-            timings={**timer.seconds, "training computation (in container)": result.training_seconds or 0.0},
-            pictures=pictures,
+            hyperparameters=script.hyperparameters,
+            entry_point=script.entry_point,
+            source_dir=str(script.source_dir),
         ),
     )
 
@@ -455,7 +467,7 @@ def _run_script_on_sagemaker(
     with timer.step("build and push"):
         pushed = image.push(settings, account)
     with timer.step("parity"):
-        parity_record, container = check_parity(settings, pushed, allow_drift)
+        checked = check_parity(settings, pushed, allow_drift)
     with timer.step("channels"):
         uris = _upload_channels(settings, boto_session, channels)
     job_name = job_name or training_job.new_job_name(settings)
@@ -468,18 +480,18 @@ def _run_script_on_sagemaker(
         pictures = report.extract_pictures(output, run_dir) if output else []
     return _write_report(
         settings,
-        script_record(
+        _record(
             settings,
-            script,
             job_name,
             pushed,
-            parity=parity_record,
-            versions=versions_mod.collect(settings, pushed, container),
+            checked,
+            result,
+            timer,
+            pictures,
             channels=uris,
-            metrics=result.metrics,
-            model_artifact=result.model_artifact,
-            timings=timer.seconds,
-            pictures=pictures,
+            hyperparameters=script.hyperparameters,
+            entry_point=script.entry_point,
+            source_dir=str(script.source_dir),
             **sagemaker_fields(settings, account, choice, result, job_name),
         ),
     )
@@ -538,7 +550,7 @@ def deploy_sagemaker(
     with timer.step("build and push"):
         pushed = image.push(settings, account)
     with timer.step("parity"):
-        parity_record, container = check_parity(settings, pushed, allow_drift)
+        checked = check_parity(settings, pushed, allow_drift)
     with timer.step("data"):
         staged = data.split_and_stage(settings, source)
         uploaded = s3_data.upload(settings, aws.client(boto_session, "s3"), staged)
@@ -561,26 +573,17 @@ def deploy_sagemaker(
         pictures = report.extract_pictures(output, run_dir) if output else []
     return _write_report(
         settings,
-        report.RunRecord(
-            target=settings.target,
-            theme=settings.theme,
-            kernel=settings.kernel_name,
-            region=settings.aws_region,
-            job_name=job_name,
-            image=image_record(pushed),
-            parity=parity_record,
-            versions=versions_mod.collect(settings, pushed, container),
-            hyperparameters=settings.hyperparameters,
+        _record(
+            settings,
+            job_name,
+            pushed,
+            checked,
+            result,
+            timer,
+            pictures,
             channels=uploaded.channels,
-            metrics=result.metrics,
-            model_artifact=result.model_artifact,
-            timings={**timer.seconds, "training computation (in container)": result.training_seconds or 0.0},
-            pictures=pictures,
-            data={
-                **titanic_data(staged),
-                "objects": uploaded.objects,
-                "bucket_actions": uploaded.bucket_actions,
-            },
+            hyperparameters=settings.hyperparameters,
+            data={**titanic_data(staged), "objects": uploaded.objects, "bucket_actions": uploaded.bucket_actions},
             output_path=s3_data.uri(settings, "output"),
             reproduce=reproduce_commands(settings, job_name),
             **sagemaker_fields(settings, account, choice, result, job_name),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -152,3 +153,24 @@ def registry(tmp_path_factory, docker_engine):
     server = Registry(tmp_path_factory.mktemp("registry"))
     yield server
     server.stop()
+
+
+def example_metrics_in_kernel(project: Path, theme: str, model_dir: Path, *args: str) -> dict:
+    """Run themes/<theme>/example/train.py as a plain process in the theme's kernel venv (seed 42, as a job's
+    default); the metrics it wrote to model_dir/metrics.json."""
+    result = subprocess.run(
+        [
+            str(project / f"themes/{theme}/kernel/.venv/bin/python"),
+            f"themes/{theme}/example/train.py",
+            "--model-dir",
+            str(model_dir),
+            "--seed",
+            "42",
+            *args,
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((model_dir / "metrics.json").read_text())["metrics"]

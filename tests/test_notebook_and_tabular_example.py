@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import INV, REPO, clone_project, tool_env
+from conftest import INV, REPO, clone_project, example_metrics_in_kernel, tool_env
 
 NOTEBOOK = "notebooks/titanic-sagemaker.ipynb"
 
@@ -134,25 +134,11 @@ def test_the_tabular_example_gives_the_same_metrics_in_the_kernel_and_as_a_job(t
     assert {"roc_curve.png", "confusion_matrix.png"} <= set(record["pictures"])
 
     folders = {name: uri.removeprefix("file://") for name, uri in record["channels"].items()}
-    in_kernel = subprocess.run(
-        [
-            str(project / "themes/tabular/kernel/.venv/bin/python"),
-            "themes/tabular/example/train.py",
-            "--train",
-            folders["train"],
-            "--validation",
-            folders["validation"],
-            "--model-dir",
-            str(root / "kernel-model"),
-            "--output-data-dir",
-            str(root / "kernel-output"),
-            "--seed",
-            "42",
-        ],
-        cwd=project,
-        capture_output=True,
-        text=True,
+    kernel_metrics = example_metrics_in_kernel(
+        project,
+        "tabular",
+        root / "kernel-model",
+        *("--train", folders["train"], "--validation", folders["validation"]),
+        *("--output-data-dir", str(root / "kernel-output")),
     )
-    assert in_kernel.returncode == 0, in_kernel.stderr[-3000:]
-    kernel_metrics = json.loads((root / "kernel-model/metrics.json").read_text())["metrics"]
     assert record["metrics"] == kernel_metrics and kernel_metrics["validation:auc"] > 0.8

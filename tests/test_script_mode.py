@@ -13,7 +13,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import INV, clone_project, tool_env
+from conftest import INV, clone_project, example_metrics_in_kernel, tool_env
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -53,22 +53,7 @@ def runs(project: Path) -> set[Path]:
 
 def test_the_example_gives_the_same_metrics_in_the_kernel_and_as_a_job_in_the_image(forecasting):
     root, project, env = forecasting
-    kernel_model = root / "kernel-model"
-    in_kernel = subprocess.run(
-        [
-            str(project / "themes/forecasting/kernel/.venv/bin/python"),
-            "themes/forecasting/example/train.py",
-            "--model-dir",
-            str(kernel_model),
-            "--seed",
-            "42",
-        ],
-        cwd=project,
-        capture_output=True,
-        text=True,
-    )
-    assert in_kernel.returncode == 0, in_kernel.stderr[-3000:]
-    kernel_metrics = json.loads((kernel_model / "metrics.json").read_text())["metrics"]
+    kernel_metrics = example_metrics_in_kernel(project, "forecasting", root / "kernel-model")
 
     before = runs(project)
     job = train(project, env, "--entry-point", "themes/forecasting/example/train.py")

@@ -15,7 +15,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import INV, clone_project, tool_env
+from conftest import INV, clone_project, example_metrics_in_kernel, tool_env
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -80,21 +80,7 @@ def model_files(record: dict) -> tuple[set[str], dict]:
 
 def test_the_example_gives_the_same_metrics_in_the_kernel_and_as_a_job_in_the_image(torch_theme):
     theme, root, project, env = torch_theme
-    in_kernel = subprocess.run(
-        [
-            str(project / f"themes/{theme}/kernel/.venv/bin/python"),
-            f"themes/{theme}/example/train.py",
-            "--model-dir",
-            str(root / "kernel-model"),
-            "--seed",
-            "42",
-        ],
-        cwd=project,
-        capture_output=True,
-        text=True,
-    )
-    assert in_kernel.returncode == 0, in_kernel.stderr[-3000:]
-    kernel_metrics = json.loads((root / "kernel-model/metrics.json").read_text())["metrics"]
+    kernel_metrics = example_metrics_in_kernel(project, theme, root / "kernel-model")
 
     job, record = train(project, env, theme)
     assert "Invoking script with the following command" in job.stdout  # the toolkit ran it
