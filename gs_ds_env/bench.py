@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from . import locks
+from .paths import PROJECT_PACKAGE
 from .settings import REPO_ROOT, load_settings
 
 
@@ -37,7 +38,7 @@ def _du_bytes(*paths: Path) -> int:
 
 def _copy(scratch: Path, *parts: str) -> Path:
     if "themes" in parts:  # the tabular kernel installs this project (theme.env KERNEL_WITH_PROJECT)
-        parts = tuple(dict.fromkeys((*parts, "pyproject.toml", "README.md", "gs_ds_env", "training")))
+        parts = tuple(dict.fromkeys((*parts, *PROJECT_PACKAGE)))
     for part in parts:
         source = REPO_ROOT / part
         if source.is_dir():

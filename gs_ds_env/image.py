@@ -49,17 +49,17 @@ def build_push_command(settings: Settings, push: bool, account: str = "-", dry_r
     return cmd + [settings.theme, account, region, repository, settings.kernel_name]
 
 
-def _run(cmd: list[str]) -> dict[str, str]:
+def _run(cmd: list[str], **run_options) -> tuple[subprocess.CompletedProcess, dict[str, str]]:
     """Run the build/push script; its results come from --result-file (as docker build's --iidfile), not from
-    parsing its output. Its progress streams to the terminal."""
+    parsing its output."""
     with tempfile.TemporaryDirectory(prefix="gs-image-") as scratch:
         result_file = Path(scratch) / "result.env"
-        subprocess.run([cmd[0], "--result-file", str(result_file), *cmd[1:]], check=True, stdout=subprocess.DEVNULL)
-        return {key: value or "" for key, value in dotenv_values(result_file).items()}
+        completed = subprocess.run([cmd[0], "--result-file", str(result_file), *cmd[1:]], check=True, **run_options)
+        return completed, {key: value or "" for key, value in dotenv_values(result_file).items()}
 
 
 def build(settings: Settings, dry_run: bool = False) -> BuiltImage:
-    result = _run(build_push_command(settings, push=False, dry_run=dry_run))
+    _, result = _run(build_push_command(settings, push=False, dry_run=dry_run), stdout=subprocess.DEVNULL)
     return BuiltImage(
         uri=result["IMAGE_URI"],
         content_tag=result["CONTENT_TAG"],
@@ -70,7 +70,7 @@ def build(settings: Settings, dry_run: bool = False) -> BuiltImage:
 
 
 def push(settings: Settings, account: str) -> BuiltImage:
-    result = _run(build_push_command(settings, push=True, account=account))
+    _, result = _run(build_push_command(settings, push=True, account=account), stdout=subprocess.DEVNULL)
     local = f"{settings.ecr_repository}:{result['CONTENT_TAG']}"
     return BuiltImage(
         uri=result["IMAGE_URI"],
@@ -93,17 +93,13 @@ class PushPlan:
 
 
 def push_plan(settings: Settings, account: str) -> PushPlan:
-    with tempfile.TemporaryDirectory(prefix="gs-image-") as scratch:
-        result_file = Path(scratch) / "result.env"
-        command = build_push_command(settings, push=True, account=account, dry_run=True)
-        completed = subprocess.run(
-            [command[0], "--result-file", str(result_file), *command[1:]], check=True, capture_output=True, text=True
-        )
-        results = dotenv_values(result_file)
+    completed, results = _run(
+        build_push_command(settings, push=True, account=account, dry_run=True), capture_output=True, text=True
+    )
     commands = [
         line.removeprefix("[image] [dry-run] ") for line in completed.stderr.splitlines() if "[dry-run]" in line
     ]
-    return PushPlan(commands, results["IMAGE_URI"] or "", results["CONTENT_TAG"] or "")
+    return PushPlan(commands, results["IMAGE_URI"], results["CONTENT_TAG"])
 
 
 def image_size(reference: str) -> int:

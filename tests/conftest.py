@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from gs_ds_env.paths import PROJECT_PACKAGE
+
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
@@ -76,10 +78,6 @@ def docker_engine():
 def base_image(docker_engine) -> str:
     """BASE_IMAGE for test builds: $GS_TEST_BASE_IMAGE (CI: the offline Debian image), else python:3.11-slim."""
     return os.environ.get("GS_TEST_BASE_IMAGE", "python:3.11-slim")
-
-
-# The tabular kernel installs this project (theme.env KERNEL_WITH_PROJECT): a copy with themes/ carries it too.
-PROJECT_PACKAGE = ("pyproject.toml", "README.md", "gs_ds_env", "training")
 
 
 def copy_repo(dest: Path, *parts: str) -> Path:
