@@ -46,9 +46,15 @@ def outputs(result) -> dict[str, str]:
 def test_image_contract_layers_and_failed_builds(tmp_path, base_image):
     repo = copy_repo(tmp_path / "repo", "bin", "docker", "training", "themes", ".dockerignore")
     client = docker.from_env()
+    program = repo / "training/titanic/__init__.py"
 
+    # Inputs never built before, so this build really runs and leaves its stages' layers for the cache check below
+    # (an image with these inputs left by an earlier run would make it "up to date" even after its build stages
+    # were pruned as dangling images, and the cache check would then test nothing but that prune).
+    program.write_text(f"{program.read_text()}# first {uuid.uuid4()}\n")
     first = build(repo, base_image)
     assert first.returncode == 0, first.stderr[-3000:]
+    assert "building" in first.stderr
     image = client.images.get(f"{REPOSITORY}:tabular_311")
     assert image.labels["gs-ds-env.content-tag"] == outputs(first)["CONTENT_TAG"]
     assert image.attrs["Config"]["Env"] and "PYTHONUNBUFFERED=1" in image.attrs["Config"]["Env"]
@@ -64,7 +70,7 @@ def test_image_contract_layers_and_failed_builds(tmp_path, base_image):
     same = build(repo, base_image)
     assert "is up to date" in same.stderr and outputs(same)["CONTENT_TAG"] == outputs(first)["CONTENT_TAG"]
     # A change never seen before (earlier runs on this machine may have built other edits already).
-    (repo / "training/titanic/__init__.py").write_text(f'"""changed {uuid.uuid4()}"""\n')
+    program.write_text(f'"""changed {uuid.uuid4()}"""\n')
     changed = build(repo, base_image)
     assert changed.returncode == 0, changed.stderr[-3000:]
     assert outputs(changed)["CONTENT_TAG"] != outputs(first)["CONTENT_TAG"]
