@@ -144,7 +144,7 @@ def sagemaker_fields(settings: Settings, account: str, choice, result: training_
     }
 
 
-def _record(
+def _write_run(
     settings: Settings,
     job_name: str,
     built: image.BuiltImage,
@@ -156,11 +156,12 @@ def _record(
     channels: dict[str, str],
     hyperparameters: dict[str, str],
     **fields,
-) -> report.RunRecord:
-    """The run record: what every run shares (settings, image, parity, the job's result, timings); `fields` adds
-    the program's part (the Titanic data, or the entry point) and the target's (sagemaker_fields)."""
+) -> Path:
+    """Write the run record (run.json) and its report: what every run shares (settings, image, parity, the job's
+    result, timings); `fields` adds the program's part (the Titanic data, or the entry point) and the target's
+    (sagemaker_fields)."""
     parity_record, container = checked
-    return report.RunRecord(
+    record = report.RunRecord(
         target=settings.target,
         theme=settings.theme,
         kernel=settings.kernel_name,
@@ -177,12 +178,14 @@ def _record(
         pictures=pictures,
         **fields,
     )
-
-
-def _write_report(settings: Settings, record: report.RunRecord) -> Path:
     run_json, report_md = report.write(settings.paths.run(record.job_name), record)
     print(f"report: {report_md}\nrun record: {run_json}\nmodel: {record.model_artifact}", flush=True)
     return run_json
+
+
+def _local_pictures(settings: Settings, result: training_job.JobResult, job_name: str) -> list[str]:
+    """The pictures a local-mode job left in output.tar.gz (beside model.tar.gz), unpacked into the run folder."""
+    return report.extract_pictures(Path(result.model_artifact).with_name("output.tar.gz"), settings.paths.run(job_name))
 
 
 def run(
@@ -233,25 +236,20 @@ def deploy_local(
     job_name = job_name or training_job.new_job_name(settings)
     with timer.step("train"):
         result = training_job.train_local(settings, built.uri, staged.channels, job_name)
-    pictures = report.extract_pictures(
-        Path(result.model_artifact).with_name("output.tar.gz"), settings.paths.run(job_name)
-    )
-    return _write_report(
+    pictures = _local_pictures(settings, result, job_name)
+    return _write_run(
         settings,
-        _record(
-            settings,
-            job_name,
-            built,
-            checked,
-            result,
-            timer,
-            pictures,
-            channels=result.channels,
-            hyperparameters=settings.hyperparameters,
-            data=titanic_data(staged),
-            output_path=str(Path(result.model_artifact).parent),
-            reproduce=reproduce_commands(settings),
-        ),
+        job_name,
+        built,
+        checked,
+        result,
+        timer,
+        pictures,
+        channels=result.channels,
+        hyperparameters=settings.hyperparameters,
+        data=titanic_data(staged),
+        output_path=str(Path(result.model_artifact).parent),
+        reproduce=reproduce_commands(settings),
     )
 
 
@@ -360,24 +358,19 @@ def run_script(
     with timer.step("train"):
         folders = {name: Path(folder) for name, folder in channels.items()}
         result = training_job.train_local(settings, built.uri, folders, job_name, script=script)
-    pictures = report.extract_pictures(
-        Path(result.model_artifact).with_name("output.tar.gz"), settings.paths.run(job_name)
-    )
-    return _write_report(
+    pictures = _local_pictures(settings, result, job_name)
+    return _write_run(
         settings,
-        _record(
-            settings,
-            job_name,
-            built,
-            checked,
-            result,
-            timer,
-            pictures,
-            channels=result.channels,
-            hyperparameters=script.hyperparameters,
-            entry_point=script.entry_point,
-            source_dir=str(script.source_dir),
-        ),
+        job_name,
+        built,
+        checked,
+        result,
+        timer,
+        pictures,
+        channels=result.channels,
+        hyperparameters=script.hyperparameters,
+        entry_point=script.entry_point,
+        source_dir=str(script.source_dir),
     )
 
 
@@ -478,22 +471,19 @@ def _run_script_on_sagemaker(
         result = training_job.collect_sagemaker(settings, boto_session, job_name, choice.price, run_dir)
         output = training_job.fetch_output(boto_session, result.model_artifact, run_dir)
         pictures = report.extract_pictures(output, run_dir) if output else []
-    return _write_report(
+    return _write_run(
         settings,
-        _record(
-            settings,
-            job_name,
-            pushed,
-            checked,
-            result,
-            timer,
-            pictures,
-            channels=uris,
-            hyperparameters=script.hyperparameters,
-            entry_point=script.entry_point,
-            source_dir=str(script.source_dir),
-            **sagemaker_fields(settings, account, choice, result, job_name),
-        ),
+        job_name,
+        pushed,
+        checked,
+        result,
+        timer,
+        pictures,
+        channels=uris,
+        hyperparameters=script.hyperparameters,
+        entry_point=script.entry_point,
+        source_dir=str(script.source_dir),
+        **sagemaker_fields(settings, account, choice, result, job_name),
     )
 
 
@@ -571,23 +561,20 @@ def deploy_sagemaker(
         result = training_job.collect_sagemaker(settings, boto_session, job_name, choice.price, run_dir)
         output = training_job.fetch_output(boto_session, result.model_artifact, run_dir)
         pictures = report.extract_pictures(output, run_dir) if output else []
-    return _write_report(
+    return _write_run(
         settings,
-        _record(
-            settings,
-            job_name,
-            pushed,
-            checked,
-            result,
-            timer,
-            pictures,
-            channels=uploaded.channels,
-            hyperparameters=settings.hyperparameters,
-            data={**titanic_data(staged), "objects": uploaded.objects, "bucket_actions": uploaded.bucket_actions},
-            output_path=s3_data.uri(settings, "output"),
-            reproduce=reproduce_commands(settings, job_name),
-            **sagemaker_fields(settings, account, choice, result, job_name),
-        ),
+        job_name,
+        pushed,
+        checked,
+        result,
+        timer,
+        pictures,
+        channels=uploaded.channels,
+        hyperparameters=settings.hyperparameters,
+        data={**titanic_data(staged), "objects": uploaded.objects, "bucket_actions": uploaded.bucket_actions},
+        output_path=s3_data.uri(settings, "output"),
+        reproduce=reproduce_commands(settings, job_name),
+        **sagemaker_fields(settings, account, choice, result, job_name),
     )
 
 
