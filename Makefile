@@ -14,6 +14,12 @@ export UV_CACHE_DIR ?= $(WORKING_DIR_DEFAULT)/cache/uv
 INV := $(VENV)/bin/inv
 # Every value passed on to the shell is single-quoted, so THEME='x;rm -rf ~' reaches inv as a (refused) name.
 quote = '$(subst ','\'',$(1))'
+# A line break would split the recipe's shell command (a syntax error, or a second command): refused in one line.
+define newline
+
+
+endef
+$(foreach name,THEME PY TARGET THRESHOLD,$(if $(findstring $(newline),$($(name))),$(error $(name) contains a line break: give it on one line, e.g. $(name)=tabular)))
 OPTS = $(if $(THEME),--theme $(call quote,$(THEME))) $(if $(PY),--py $(call quote,$(PY)))
 TARGET_OPT = $(if $(TARGET),--target $(call quote,$(TARGET)))
 # The entry points a person types; every other task is `inv <task>` (`inv --list`), tested against this file.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import subprocess
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from gs_ds_env import data as data_mod
 from gs_ds_env import kernels as kernels_mod
 from gs_ds_env import locks as locks_mod
 from gs_ds_env.aws import AwsError, explain
+from gs_ds_env.clean import CleanError
+from gs_ds_env.interrupts import interruptible
 from gs_ds_env.parity import ParityError
 from gs_ds_env.preflight import PreflightFailed
 from gs_ds_env.settings import ConfigError, load_settings, validate_for_aws
@@ -26,10 +29,18 @@ def clear_errors(func):
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
-            return func(*args, **kwargs)
+            with interruptible():  # SIGTERM and SIGHUP end a task as Ctrl-C does
+                return func(*args, **kwargs)
         except (ConfigError, data_mod.DataError) as error:
             raise Exit(f"error: {error}", code=2) from None
-        except (AwsError, ParityError, PreflightFailed, locks_mod.LockError, kernels_mod.KernelError) as error:
+        except (
+            AwsError,
+            ParityError,
+            PreflightFailed,
+            locks_mod.LockError,
+            kernels_mod.KernelError,
+            CleanError,
+        ) as error:
             raise Exit(f"error: {error}", code=1) from None
         except TrainingFailed as error:
             if error.details:
@@ -37,9 +48,11 @@ def clear_errors(func):
             raise Exit(f"error: {error}", code=1) from None
         except (BotoCoreError, ResponseParserError) as error:  # outside the package's own handling
             raise Exit(f"error: {explain(error, 'an AWS call')}", code=1) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupted:
+            status = getattr(interrupted, "status", "interrupted (Ctrl-C)")
             raise Exit(
-                "error: interrupted (Ctrl-C); what finished is kept, a half-done run says INTERRUPTED", code=130
+                f"error: {status}; what finished is kept, a half-done run says so in runs/<job>/run.json",
+                code=getattr(interrupted, "exit_code", 130),
             ) from None
         except subprocess.CalledProcessError as error:
             raise Exit(
@@ -48,6 +61,19 @@ def clear_errors(func):
             ) from None
 
     return wrapper
+
+
+def number(value, option: str, kind: type = float):
+    """An option's value as a finite number, or one line saying what to give."""
+    try:
+        parsed = kind(value)
+        if not math.isfinite(parsed):
+            raise ValueError(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{option} {value!r} is not a{'' if kind is float else 'n'} {'number' if kind is float else 'integer'}: e.g. {option} 30"
+        ) from None
+    return parsed
 
 
 def aws_settings(**overrides):
@@ -209,14 +235,16 @@ def data(c, source=None, target=None, dry_run=False):
         "py": "Python 3.N",
         "entry_point": "your script (script mode, run by the SageMaker training toolkit in the theme image)",
         "source_dir": "the folder shipped with it (default: the entry point's folder)",
-        "channel": "name=path of a local folder, repeatable (script mode)",
-        "hyperparameter": "key=value passed to the script as --key value, repeatable (script mode)",
-        "job_name": "training job name (default: BASE_JOB_NAME + timestamp)",
+        "channel": "name=folder, name=file or (sagemaker) name=s3://…, repeatable (script mode)",
+        "hyperparameter": "key=value passed to the script as --key value, repeatable; nothing else is passed",
+        "metric_definition": "name=regex with one (group) for the value, repeatable (the SDK's metric_definitions)",
+        "job_name": "training job name (default: BASE_JOB_NAME-<theme>-<script>-<timestamp>)",
         "dry_run": "print the plan, start nothing",
         "allow_drift": "train even if the kernel and the image differ (the report records it)",
         "skip_preflight": "sagemaker: skip the checks run before anything is pushed or paid for",
+        "detach": "sagemaker: start the job and return; `inv job attach NAME` follows it and collects its results",
     },
-    iterable=["channel", "hyperparameter"],
+    iterable=["channel", "hyperparameter", "metric_definition"],
 )
 @clear_errors
 def train(
@@ -228,38 +256,60 @@ def train(
     source_dir=None,
     channel=None,
     hyperparameter=None,
+    metric_definition=None,
     job_name=None,
     dry_run=False,
     allow_drift=False,
     skip_preflight=False,
+    detach=False,
 ):
     """Train in the theme image: your --entry-point (script mode), or the Titanic program on the staged data."""
     from gs_ds_env import deploy as deploy_mod
+    from gs_ds_env import metrics, script_mode
 
+    if entry_point is not None and not entry_point.strip():
+        raise ConfigError("--entry-point is empty: give the script to run, e.g. --entry-point train.py")
     settings = load_settings(target=target, theme=theme, py=py, entry_point=entry_point, source_dir=source_dir)
-    if settings.entry_point and dry_run:
-        channels = deploy_mod.parse_channels(channel or [], settings.target)
-        hyperparameters = deploy_mod.parse_hyperparameters(hyperparameter or [])
-        print(deploy_mod.script_plan(settings, hyperparameters, channels))
-        return
-    if settings.entry_point:
-        deploy_mod.run_script(
+    if detach and settings.target != "sagemaker":
+        raise ConfigError("--detach is for TARGET=sagemaker: a local job runs on this machine while you wait")
+    if not settings.entry_point:
+        if channel or hyperparameter or metric_definition:
+            raise ConfigError("--channel, --hyperparameter and --metric-definition go with --entry-point (script mode)")
+        deploy_mod.run(
             settings,
-            channels=deploy_mod.parse_channels(channel or [], settings.target),
-            hyperparameters=deploy_mod.parse_hyperparameters(hyperparameter or []),
+            skip_kernel=True,
             job_name=job_name,
+            dry_run=dry_run,
             allow_drift=allow_drift,
             skip_preflight=skip_preflight,
+            detach=detach,
         )
         return
-    deploy_mod.run(
+    channels = script_mode.parse_channels(channel or [], settings.target)
+    hyperparameters = script_mode.parse_hyperparameters(hyperparameter or [])
+    definitions = metrics.parse_definitions(metric_definition or [])
+    if dry_run:
+        print(deploy_mod.script_plan(settings, hyperparameters, channels, definitions))
+        return
+    deploy_mod.run_script(
         settings,
-        skip_kernel=True,
+        channels=channels,
+        hyperparameters=hyperparameters,
+        metric_definitions=definitions,
         job_name=job_name,
-        dry_run=dry_run,
         allow_drift=allow_drift,
         skip_preflight=skip_preflight,
+        detach=detach,
     )
+
+
+@task(help={"name": "the job's name (runs/<name>/ holds its record)"})
+@clear_errors
+def attach(c, name):
+    """Follow a SageMaker job started with --detach until it ends (Ctrl-C stops it), then collect its results."""
+    from gs_ds_env import deploy as deploy_mod
+
+    deploy_mod.attach(aws_settings(), name)
 
 
 @task(
@@ -272,6 +322,7 @@ def train(
         "dry_run": "print the plan (every command and AWS call), do nothing",
         "allow_drift": "train even if the kernel and the image differ (the report records it)",
         "skip_preflight": "sagemaker: skip the checks run before anything is pushed or paid for",
+        "detach": "sagemaker: start the job and return; `inv job attach NAME` follows it and collects its results",
     }
 )
 @clear_errors
@@ -285,17 +336,22 @@ def deploy(
     dry_run=False,
     allow_drift=False,
     skip_preflight=False,
+    detach=False,
 ):
     """kernel -> build -> parity -> (instance, push) -> data -> training job -> runs/<job>/report.md."""
     from gs_ds_env import deploy as deploy_mod
 
+    settings = load_settings(target=target, theme=theme, py=py)
+    if detach and settings.target != "sagemaker":
+        raise ConfigError("--detach is for TARGET=sagemaker: a local job runs on this machine while you wait")
     deploy_mod.run(
-        load_settings(target=target, theme=theme, py=py),
+        settings,
         source=source,
         job_name=job_name,
         dry_run=dry_run,
         allow_drift=allow_drift,
         skip_preflight=skip_preflight,
+        detach=detach,
     )
 
 
@@ -349,7 +405,7 @@ def notebook(c, path="notebooks/titanic-sagemaker.ipynb", theme=None, py=None, t
         raise ConfigError(f"notebook {path} does not exist: e.g. notebooks/titanic-sagemaker.ipynb")
     settings = load_settings(theme=theme or notebook_mod.theme_of(notebook_path), py=py)
     try:
-        notebook_mod.execute(settings, notebook_path, int(timeout))
+        notebook_mod.execute(settings, notebook_path, number(timeout, "--timeout", int))
     except notebook_mod.NotebookFailed as error:
         raise Exit(f"error: {error}", code=1) from None
 
@@ -368,7 +424,7 @@ def app(c, theme="streamlit", py=None, port=8501, check=False):
     from gs_ds_env import app as app_mod
 
     try:
-        app_mod.run(load_settings(theme=theme, py=py), int(port), check)
+        app_mod.run(load_settings(theme=theme, py=py), number(port, "--port", int), check)
     except app_mod.AppError as error:
         raise Exit(f"error: {error}", code=1) from None
 
@@ -390,21 +446,28 @@ def doctor(c, threshold=80.0, json=False, notebook_root=None, preflight=False):
 
     from gs_ds_env import doctor as doctor_mod
 
-    threshold = float(threshold)
-    if not 0 < threshold <= 100:
-        raise Exit(f"error: --threshold {threshold:g} is not a percentage: use 1-100", code=2)
-    if preflight:
-        from gs_ds_env import aws, image
-        from gs_ds_env import preflight as preflight_mod
+    try:
+        threshold = number(threshold, "--threshold")
+        if not 0 < threshold <= 100:
+            raise ConfigError(f"--threshold {threshold:g} is not a percentage: use 1-100")
+        if preflight:
+            from gs_ds_env import aws, image
+            from gs_ds_env import preflight as preflight_mod
 
-        settings = aws_settings()
-        checks = preflight_mod.cheap_checks(settings, aws.session(settings))
-        built = image.build(settings)
-        staged = data_mod.split_and_stage(settings)
-        checks.append(preflight_mod.image_check(settings, built.local_ref, staged.channels))
-    else:
-        root = Path(notebook_root) if notebook_root else doctor_mod.NOTEBOOK_ROOT
-        checks = doctor_mod.run(load_settings(), threshold, root)
+            settings = aws_settings()
+            checks = preflight_mod.cheap_checks(settings, aws.session(settings))
+            built = image.build(settings)
+            staged = data_mod.split_and_stage(settings)
+            checks.append(preflight_mod.image_check(settings, built.local_ref, staged.channels))
+        else:
+            root = Path(notebook_root) if notebook_root else doctor_mod.NOTEBOOK_ROOT
+            checks = doctor_mod.run(load_settings(), threshold, root)
+    except (ConfigError, data_mod.DataError) as error:
+        if json:  # --json prints JSON whatever it finds
+            import json as json_mod
+
+            print(json_mod.dumps({"ok": False, "error": str(error), "checks": []}, indent=2))
+        raise
     print(doctor_mod.as_json(checks) if json else doctor_mod.table(checks))
     if doctor_mod.failed(checks):
         raise Exit(code=1)
@@ -428,11 +491,12 @@ def clean(c, uv=False, pip=False, docker=False, runs=False, older_than=30.0, all
 
     if not (uv or pip or docker or runs or all):
         raise Exit("error: say what to clean: --uv, --pip, --docker, --runs [--older-than DAYS] or --all", code=2)
-    if float(older_than) < 0:
-        raise Exit(f"error: --older-than {older_than} is negative: give a number of days", code=2)
+    older_than = number(older_than, "--older-than")
+    if older_than < 0:
+        raise Exit(f"error: --older-than {older_than:g} is negative: give a number of days", code=2)
     settings = load_settings()
     steps = clean_mod.plan(
-        settings, uv=uv or all, pip=pip or all, docker=docker or all, runs=runs or all, older_than=float(older_than)
+        settings, uv=uv or all, pip=pip or all, docker=docker or all, runs=runs or all, older_than=older_than
     )
     print("\n".join(clean_mod.describe(steps, dry_run)), flush=True)
     if not dry_run and steps:
@@ -460,7 +524,7 @@ NAMESPACES = [
     ),
     _group("image", ("build", build), ("push", push), ("app", app), default=build),
     _group("data", ("stage", data), default=data),
-    _group("job", ("train", train), ("deploy", deploy), ("notebook", notebook), default=deploy),
+    _group("job", ("train", train), ("deploy", deploy), ("attach", attach), ("notebook", notebook), default=deploy),
     _group("aws", ("instance", instance), ("iam-policy", iam_policy)),
     _group("ops", ("doctor", doctor), ("clean", clean)),
 ]
@@ -476,6 +540,7 @@ FLAT_ALIASES = {
     "app": app,
     "train": train,
     "deploy": deploy,
+    "attach": attach,
     "notebook": notebook,
     "instance": instance,
     "iam-policy": iam_policy,

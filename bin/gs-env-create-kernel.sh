@@ -168,6 +168,16 @@ venv_healthy() { # DIR -> 0 when its python starts and imports ipykernel
   [[ -x "$1/bin/python" ]] && "$1/bin/python" -c 'import ipykernel' >/dev/null 2>&1
 }
 
+spec_healthy() { # VENV -> 0 when the kernelspec <kernel_name> parses and starts this venv's python
+  local spec
+  spec="$(kernelspec_root "$1/bin/python")/kernels/$kernel_name/kernel.json"
+  [[ -f "$spec" ]] && "$1/bin/python" - "$spec" "$1" >/dev/null 2>&1 <<'PY'
+import json, os, sys
+spec, venv = json.load(open(sys.argv[1])), os.path.abspath(sys.argv[2])
+sys.exit(0 if os.path.abspath(spec["argv"][0]).startswith(venv + os.sep) else 1)
+PY
+}
+
 register_kernel() { # VENV -> writes the kernelspec <kernel_name> with ipykernel from the venv's own python
   local python="$1/bin/python" full_version scratch
   full_version="$("$python" -c 'import platform; print(platform.python_version())')"
@@ -187,6 +197,7 @@ register_kernel() { # VENV -> writes the kernelspec <kernel_name> with ipykernel
 
 staging="$kernel_dir/.venv.new"
 previous="$kernel_dir/.venv.previous"
+discarded="$kernel_dir/.venv.discarded" # a venv renamed aside before it is deleted: the swap back is instant
 frozen_tmp="$kernel_dir/.requirements.lock.txt.new"
 spec_backup="$kernel_dir/.kernelspec.previous"
 
@@ -204,7 +215,7 @@ echo "$$" >&9
 if [[ -d "$previous" ]]; then
   if [[ ! -d "$venv" ]] || ! venv_healthy "$venv"; then
     log "an interrupted run left the previous venv aside: putting it back"
-    rm -rf "$venv"
+    [[ -e "$venv" ]] && mv "$venv" "$discarded.$$"
     mv "$previous" "$venv"
     if [[ -d "$spec_backup" ]]; then
       spec_target="$(kernelspec_root "$venv/bin/python")/kernels/$(manifest_value KERNEL_NAME)"
@@ -217,9 +228,9 @@ if [[ -d "$previous" ]]; then
     rm -rf "$previous"
   fi
 fi
-if [[ -e "$staging" || -e "$frozen_tmp" || -e "$manifest.new" || -e "$spec_backup" ]]; then
+if compgen -G "$discarded*" >/dev/null || [[ -e "$staging" || -e "$frozen_tmp" || -e "$manifest.new" || -e "$spec_backup" ]]; then
   log "removing what an interrupted run left half-done (.venv.new and temporary files)"
-  rm -rf "$staging" "$frozen_tmp" "$manifest.new" "$spec_backup"
+  rm -rf "$staging" "$frozen_tmp" "$manifest.new" "$spec_backup" "$discarded"*
 fi
 
 # A test can stop the build at a named step (fault injection); unset, this does nothing.
@@ -246,10 +257,10 @@ if ((!force)) && [[ -f "$manifest" ]] && venv_healthy "$venv" &&
   [[ "$(manifest_value KERNEL_NAME)" == "$kernel_name" &&
     "$(manifest_value INPUTS_SHA256)" == "$inputs_sha" &&
     "$(manifest_value TORCH_BACKEND)" == "$torch_backend" ]]; then
-  if [[ -f "$(kernelspec_root "$venv/bin/python")/kernels/$kernel_name/kernel.json" ]]; then
+  if spec_healthy "$venv"; then
     log "kernel $kernel_name is up to date and healthy ($venv); nothing to do (--force rebuilds)"
   else
-    log "venv is up to date; kernelspec $kernel_name was missing, registering it again"
+    log "venv is up to date; kernelspec $kernel_name was missing or broken (it must parse and start $venv/bin/python): registering it again"
     register_kernel "$venv"
   fi
   exit 0
@@ -264,7 +275,9 @@ rollback() {
   trap '' INT TERM HUP # finish putting things back even if the user presses Ctrl-C again
   if ((swapped)) && [[ -d "$previous" ]]; then
     log "stopped after the swap: restoring the previous venv and kernelspec"
-    rm -rf "$venv"
+    # Rename aside first, put the previous venv back, delete last: the kernel works again at once, not after an
+    # rm -rf of hundreds of MB (a kernel started right after the command returns must find its venv).
+    mv "$venv" "$discarded.$$"
   fi
   # Between the two renames of the swap the old venv exists only as .venv.previous: it always goes back.
   if [[ ! -d "$venv" && -d "$previous" ]]; then
@@ -274,7 +287,7 @@ rollback() {
       mv "$spec_backup" "$spec_target"
     fi
   fi
-  rm -rf "$staging" "$frozen_tmp" "$manifest.new" "$spec_backup"
+  rm -rf "$staging" "$frozen_tmp" "$manifest.new" "$spec_backup" "$discarded.$$"
   [[ -d "$venv" ]] && rm -rf "$previous"
   if ((rc != 0)); then
     log "kernel $kernel_name was NOT changed; the previous kernel (if any) still works"

@@ -19,6 +19,8 @@ Options:
   --no-push           build and tag locally only; account and region may then be '-'
   --registry HOST     registry host override (private endpoints, tests); also $ECR_REGISTRY
   --no-cache          build without Docker's layer cache (a cold build)
+  --ca-bundle FILE    PEM certificates the build stages trust in addition (a TLS-inspecting corporate proxy's CA);
+                      also $BUILD_CA_BUNDLE. Only the build stages install from the network; the image is unchanged
   --immutable         create the repository with tag immutability (then only the content tag is pushed)
   --dry-run           print every command it would run, in order (the by-hand recipe), do nothing
   --result-file FILE  also write the KEY=value results to FILE (as docker build --iidfile does): what inv reads
@@ -43,6 +45,7 @@ py="${PY:-}"
 base_image="${BASE_IMAGE:-}"
 torch_backend="${TORCH_BACKEND:-none}"
 registry="${ECR_REGISTRY:-}"
+ca_bundle="${BUILD_CA_BUNDLE:-}"
 result_file=""
 positional=()
 while (($#)); do
@@ -56,6 +59,7 @@ while (($#)); do
     --base-image) [[ $# -ge 2 ]] || die "--base-image needs a value"; base_image="$2"; shift ;;
     --torch-backend) [[ $# -ge 2 ]] || die "--torch-backend needs a value"; torch_backend="$2"; shift ;;
     --registry) [[ $# -ge 2 ]] || die "--registry needs a value"; registry="$2"; shift ;;
+    --ca-bundle) [[ $# -ge 2 ]] || die "--ca-bundle needs a value"; ca_bundle="$2"; shift ;;
     --result-file) [[ $# -ge 2 ]] || die "--result-file needs a value"; result_file="$2"; shift ;;
     -?*) die "unknown option '$1' (see --help)" ;;
     *) positional+=("$1") ;;
@@ -99,6 +103,14 @@ if [[ -z "$base_image" ]]; then
   [[ -n "$base_image" ]] ||
     die "no pinned base image for Python $py in docker/pins.env: add BASE_IMAGE_${py//./_} (inv lock --base) or pass --base-image"
 fi
+ca_args=()
+if [[ -n "$ca_bundle" ]]; then
+  [[ -f "$ca_bundle" && -r "$ca_bundle" ]] || die "CA bundle '$ca_bundle' is not a readable file (BUILD_CA_BUNDLE / --ca-bundle)"
+  grep -q -- '-----BEGIN CERTIFICATE-----' "$ca_bundle" ||
+    die "CA bundle '$ca_bundle' holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+  # A CA certificate is public: as a build argument it reaches only the build stages (see docker/Dockerfile).
+  ca_args=(--build-arg "EXTRA_CA_CERTS=$(cat "$ca_bundle")")
+fi
 command -v docker >/dev/null 2>&1 || die "docker is not installed (or not on PATH)"
 if ((push)); then
   command -v aws >/dev/null 2>&1 || die "the AWS CLI is needed to push (pip install awscli, or use --no-push)"
@@ -106,16 +118,23 @@ fi
 
 # ---- content tag: a digest of every build input ------------------------------------------------------
 # The base counts by what it is: a digest-pinned reference names its content; an unpinned one counts by its local
-# image Id (the same on every run once present) and is warned about, since its tag may move.
+# image Id, pulled first when it is not here yet, so the first build and the next give the same tag.
 base_identity() {
   if [[ "$base_image" == *@sha256:* ]]; then
     echo "$base_image"
-  elif docker image inspect --format '{{.Id}}' "$base_image" 2>/dev/null; then
-    log "note: base image $base_image is not pinned by digest; its local Id stands for it in the content tag"
-  else
-    log "warning: base image $base_image is neither pinned by digest nor present locally: the build pulls whatever the tag names today"
-    echo "$base_image"
+    return
   fi
+  if ! docker image inspect "$base_image" >/dev/null 2>&1; then
+    if ((dry_run)); then
+      log "warning: base image $base_image is neither pinned by digest nor present locally: a real run pulls it first"
+      echo "$base_image"
+      return
+    fi
+    log "base image $base_image is not pinned by digest and not here: pulling it to pin what the tag names today"
+    docker pull --quiet "$base_image" >&2 || die "cannot pull base image $base_image: pin BASE_IMAGE by digest or load it (docker load)"
+  fi
+  log "note: base image $base_image is not pinned by digest; its local Id stands for it in the content tag"
+  docker image inspect --format '{{.Id}}' "$base_image"
 }
 content_digest() {
   {
@@ -148,6 +167,7 @@ build_cmd=(docker build --force-rm "${cache_args[@]}"
   --file "$REPO_ROOT/docker/Dockerfile"
   --build-arg "PY=$py" --build-arg "THEME=$theme" --build-arg "BASE_IMAGE=$base_image"
   --build-arg "UV_VERSION=$uv_version" --build-arg "TORCH_BACKEND=$torch_backend" --build-arg "TOOLKIT=$toolkit"
+  "${ca_args[@]}"
   --label "gs-ds-env.theme=$theme" --label "gs-ds-env.python=$py" --label "gs-ds-env.content-tag=$content_tag"
   --label "gs-ds-env.base-image=$base_image" --label "gs-ds-env.torch-backend=$torch_backend"
   --label "gs-ds-env.lock-sha256=$(sha256sum "$REPO_ROOT/themes/$theme/requirements.lock" | cut -d' ' -f1)"

@@ -45,20 +45,30 @@ chown "$notebook_user" "$log_dir"
 data_root="$notebook_root/.docker"
 if command -v python3 >/dev/null 2>&1; then
   mkdir -p "$(dirname "$daemon_json")" "$data_root"
-  # Merge, never overwrite: other daemon.json settings (runtimes, log drivers) stay as they are.
-  changed="$(python3 - "$daemon_json" "$data_root" <<'EOF_PY'
+  # Merge, never overwrite: other daemon.json settings (runtimes, log drivers) stay as they are. A data-root set
+  # on purpose elsewhere is kept. A file this cannot read is left untouched with a warning: a failing start
+  # script would stop the notebook instance from starting, and the kernels would not be restored.
+  changed="$(python3 - "$daemon_json" "$data_root" <<'EOF_PY' || echo "skipped: could not edit $daemon_json"
 import json, os, sys
 path, root = sys.argv[1], sys.argv[2]
 config = {}
-if os.path.exists(path) and os.path.getsize(path):
-    with open(path) as handle:
-        config = json.load(handle)
-if config.get("data-root") == root:
+try:
+    if os.path.exists(path) and os.path.getsize(path):
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+except (OSError, ValueError) as error:
+    print(f"skipped: {path} is not valid JSON ({type(error).__name__}: {str(error)[:80]}); left as it is")
+    sys.exit(0)
+if not isinstance(config, dict):
+    print(f"skipped: {path} holds a {type(config).__name__}, not a JSON object; left as it is")
+elif config.get("data-root") == root:
     print("unchanged")
+elif config.get("data-root"):
+    print(f"kept: data-root is set to {config['data-root']} on purpose; not moving it")
 else:
-    print(f"moved from {config.get('data-root', '/var/lib/docker')}")
+    print("moved from /var/lib/docker")
     config["data-root"] = root
-    with open(path + ".new", "w") as handle:
+    with open(path + ".new", "w", encoding="utf-8") as handle:
         json.dump(config, handle, indent=2)
     os.replace(path + ".new", path)
 EOF_PY
@@ -66,8 +76,10 @@ EOF_PY
   if [[ "$changed" == moved* ]]; then
     echo "docker data root -> $data_root ($changed; old images are not copied); restarting docker"
     systemctl restart docker || echo "warning: could not restart docker; it uses $data_root from its next start"
-  else
+  elif [[ "$changed" == unchanged ]]; then
     echo "docker data root already $data_root"
+  else
+    echo "warning: docker data root not changed: ${changed#*: }"
   fi
 else
   echo "warning: no python3 to edit $daemon_json; docker's data root stays where it is"

@@ -30,6 +30,19 @@ def _healthy(url: str, deadline: float) -> bool:
     return False
 
 
+def ensure_free(port: int) -> None:
+    """Before any build: the port must be free on 127.0.0.1 (else Docker fails late with an API traceback)."""
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise ConfigError(
+                f"port {port} is already in use on 127.0.0.1: stop what listens there or choose another --port"
+            ) from None
+
+
 def run(settings: Settings, port: int, check_only: bool) -> None:
     """Build the theme's image, serve its app on 127.0.0.1:<port> and wait for the health endpoint; with
     `check_only` stop it once healthy, else follow its log until Ctrl-C."""
@@ -42,6 +55,7 @@ def run(settings: Settings, port: int, check_only: bool) -> None:
         )
     if not 1024 <= port <= 65535:
         raise ConfigError(f"--port {port} is not a usable port: choose 1024-65535")
+    ensure_free(port)
     built = image.build(settings)
     container = docker.from_env().containers.run(
         built.uri, ["app"], detach=True, remove=True, ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)}

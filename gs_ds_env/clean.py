@@ -67,11 +67,24 @@ def plan(settings: Settings, *, uv: bool, pip: bool, docker: bool, runs: bool, o
     if runs:
         cutoff = time.time() - older_than * 86400
         for folder in sorted(settings.paths.runs.glob("*")):
-            if folder.is_dir() and folder.stat().st_mtime < cutoff:
+            if is_run(folder) and folder.stat().st_mtime < cutoff:
                 steps.append(
                     Step(f"run folder {folder} (older than {older_than:g} days)", _size(folder), "run", str(folder))
                 )
     return steps
+
+
+RUN_MARKERS = ("run.json", "INTERRUPTED")  # what every run this project writes leaves in its folder
+
+
+def is_run(folder: Path) -> bool:
+    """A folder this project wrote for a run: a real folder (a link is never followed) holding its record. A
+    user's own folder under runs/ (notes, an analysis) is not one."""
+    return (
+        not folder.is_symlink()
+        and folder.is_dir()
+        and any((folder / marker).is_file() and not (folder / marker).is_symlink() for marker in RUN_MARKERS)
+    )
 
 
 def _image_steps(settings: Settings) -> list[Step]:
@@ -83,7 +96,10 @@ def _image_steps(settings: Settings) -> list[Step]:
     for found in docker.from_env().images.list(filters={"label": CONTENT_LABEL}):
         tag = found.labels.get(CONTENT_LABEL, "")
         ours = [reference for reference in found.tags if _ours(reference, repositories)]
-        if tag in keep or not ours:
+        # The project built it only if it carries its own content tag (<repository>:<label>): an image built FROM
+        # a project image inherits the label, never that tag.
+        built_here = any(reference.rsplit(":", 1)[-1] == tag for reference in ours)
+        if tag in keep or not built_here:
             continue
         others = len(found.tags) - len(ours)
         size = 0 if others else int(found.attrs.get("Size", 0))
@@ -107,12 +123,23 @@ def describe(steps: list[Step], dry_run: bool) -> list[str]:
     return lines
 
 
+class CleanError(RuntimeError):
+    """The plan no longer holds (something changed since it was printed): nothing was removed."""
+
+
 def execute(settings: Settings, steps: list[Step]) -> int:
-    """Carry out the plan; returns the bytes really freed."""
+    """Carry out the plan exactly as printed; returns the bytes really freed. Every run folder is checked again
+    first: if one is no longer a run (replaced by a link, its record gone), nothing at all is removed."""
     from docker.errors import APIError
 
     import docker
 
+    changed = [step.target for step in steps if step.kind == "run" and not is_run(Path(step.target))]
+    if changed:
+        raise CleanError(
+            f"{', '.join(changed)} changed since the plan was made (no longer a run folder): nothing was removed; "
+            "run inv clean again"
+        )
     freed = 0
     for step in steps:
         if step.kind == "uv":

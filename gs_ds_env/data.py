@@ -9,12 +9,13 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
-from sklearn.model_selection import train_test_split
+from typing import TYPE_CHECKING
 
 from .locking import exclusive
 from .settings import Settings
+
+if TYPE_CHECKING:  # pandas and scikit-learn cost seconds to import: only the steps that split data load them
+    import pandas as pd
 
 TITANIC_COLUMNS = [
     "PassengerId",
@@ -107,6 +108,8 @@ def _verify(path: Path, expected: str, label: str) -> None:
 
 
 def load(path: Path) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         frame = pd.read_csv(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
@@ -141,6 +144,14 @@ def _recorded_channels(stage: Path) -> dict | None:
         return None
     for channel in CHANNELS:
         path = _channel_file(stage, channel)
+        extra = sorted(p.name for p in path.parent.iterdir() if p.name != path.name) if path.parent.is_dir() else []
+        if extra:
+            # A job reads every file of its channel: an extra one would be trained on, and the record would
+            # vouch only for the staged file. Not deleted here: it may be someone's.
+            raise DataError(
+                f"{path.parent} holds {', '.join(extra)} besides {path.name}: the job would train on it too; "
+                f"move it out of {path.parent} (nothing was removed) and run again"
+            )
         entry = recorded.get(channel, {})
         if not path.is_file() or sha256_of(path) != entry.get("sha256"):
             print(
@@ -165,6 +176,8 @@ def split_and_stage(settings: Settings, source: str | None = None) -> StagedData
     with exclusive(stage.with_name(stage.name + ".lock"), f"staging {key}"):
         recorded = _recorded_channels(stage)
         if recorded is None:
+            from sklearn.model_selection import train_test_split
+
             train, validation = train_test_split(
                 frame, test_size=settings.validation_fraction, stratify=frame["Survived"], random_state=settings.seed
             )

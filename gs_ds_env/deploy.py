@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,11 +17,11 @@ from . import (
     image,
     instance,
     kernels,
-    locks,
     parity,
     preflight,
     report,
     s3_data,
+    script_mode,
     training_job,
 )
 from . import versions as versions_mod
@@ -121,27 +123,35 @@ def image_record(built: image.BuiltImage) -> dict:
     return record
 
 
-def sagemaker_fields(settings: Settings, account: str, choice, result: training_job.JobResult, job_name: str) -> dict:
-    """The run record's SageMaker part: account, resources, instance evidence, bill, logs, console links."""
+def sagemaker_fields(
+    settings: Settings, account: str, choice, result: training_job.JobResult | None, job_name: str
+) -> dict:
+    """The run record's SageMaker part: account, resources, instance evidence, bill, logs, console links (the
+    job's own facts, `result`, once it has ended)."""
     urls = training_job.console_urls(settings.aws_region, job_name)
-    return {
+    fields = {
         "account": account,
         "s3_prefix_uri": s3_data.uri(settings),
         "ecr_repository": settings.ecr_repository,
         "role_arn": settings.sagemaker_role_arn,
-        "model_local_copy": str(result.local_copy),
         "instance_type": settings.instance_type,
         "instance_count": settings.instance_count,
         "spot": settings.use_spot,
-        "instance_evidence": choice.evidence(),
-        "billable_seconds": result.billable_seconds,
-        "price_usd_per_hour": choice.price,
-        "cost_usd": result.cost_usd,
-        "log_stream": f"{iam.LOG_GROUP} / {', '.join(result.log_streams) or job_name + '/algo-1-*'}",
+        "instance_evidence": choice.evidence() if choice else None,
+        "price_usd_per_hour": choice.price if choice else None,
+        "log_stream": f"{iam.LOG_GROUP} / {job_name}/algo-1-*",
         "console_url": urls["job"],
         "logs_url": urls["logs"],
-        "job_status": result.description.get("TrainingJobStatus"),
     }
+    if result is not None:
+        fields.update(
+            model_local_copy=str(result.local_copy),
+            billable_seconds=result.billable_seconds,
+            cost_usd=result.cost_usd,
+            log_stream=f"{iam.LOG_GROUP} / {', '.join(result.log_streams) or job_name + '/algo-1-*'}",
+            job_status=result.description.get("TrainingJobStatus"),
+        )
+    return fields
 
 
 def _write_run(
@@ -149,7 +159,7 @@ def _write_run(
     job_name: str,
     built: image.BuiltImage,
     checked: tuple[dict, parity.Environment],
-    result: training_job.JobResult,
+    result: training_job.JobResult | None,
     timer: Timer,
     pictures: list[str],
     *,
@@ -158,9 +168,13 @@ def _write_run(
     **fields,
 ) -> Path:
     """Write the run record (run.json) and its report: what every run shares (settings, image, parity, the job's
-    result, timings); `fields` adds the program's part (the Titanic data, or the entry point) and the target's
-    (sagemaker_fields)."""
+    result, timings, the command); `fields` adds the program's part (the Titanic data, or the entry point), the
+    target's (sagemaker_fields) and, for a job that did not complete, its status and reason."""
     parity_record, container = checked
+    versions = fields.pop("versions", None) or versions_mod.collect(settings, built, container)
+    timings = dict(timer.seconds)
+    if result is not None:
+        timings["training computation (in container)"] = result.training_seconds or 0.0
     record = report.RunRecord(
         target=settings.target,
         theme=settings.theme,
@@ -169,18 +183,57 @@ def _write_run(
         job_name=job_name,
         image=image_record(built),
         parity=parity_record,
-        versions=versions_mod.collect(settings, built, container),
+        versions=versions,
         hyperparameters=hyperparameters,
         channels=channels,
-        metrics=result.metrics,
-        model_artifact=result.model_artifact,
-        timings={**timer.seconds, "training computation (in container)": result.training_seconds or 0.0},
+        metrics=result.metrics if result else {},
+        model_artifact=result.model_artifact if result else "",
+        timings=timings,
         pictures=pictures,
+        command=invoked_command(),
+        environment={script_mode.SEED_VARIABLE: str(settings.seed)},
+        **({"log_path": result.log_path} if result and result.log_path else {}),
         **fields,
     )
     run_json, report_md = report.write(settings.paths.run(record.job_name), record)
-    print(f"report: {report_md}\nrun record: {run_json}\nmodel: {record.model_artifact}", flush=True)
+    print(
+        f"report: {report_md}\nrun record: {run_json}" + (f"\nmodel: {record.model_artifact}" if result else ""),
+        flush=True,
+    )
     return run_json
+
+
+def invoked_command() -> str:
+    """The command line this run came from, as the person typed it (`inv train …`)."""
+    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+@contextmanager
+def recording_failures(write):
+    """A job that does not complete still leaves its record: `write(status=…, reason=…, **facts)` runs before the
+    failure or interruption goes on to the one-line error."""
+    try:
+        yield
+    except training_job.TrainingFailed as failed:
+        write(status=failed.status, reason=failed.reason, **failed.facts)
+        raise
+    except KeyboardInterrupt as interrupted:
+        status = getattr(interrupted, "status", "interrupted (Ctrl-C)")
+        write(status=status, reason=status)
+        raise
+
+
+def claim_job_name(settings: Settings, job_name: str | None, program: str) -> str:
+    """The job's name (given, or BASE_JOB_NAME-<theme>-<program>-<timestamp>); runs/<name> must not exist yet: a
+    run is never overwritten."""
+    if job_name is not None and not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", job_name):
+        raise ConfigError(f"job name {job_name!r} is invalid: letters, digits and '-', at most 63 characters")
+    name = job_name or training_job.new_job_name(settings, program)
+    if settings.paths.run(name).exists():
+        raise ConfigError(
+            f"runs/{name} already exists: a run is never overwritten; choose another --job-name (or leave it out)"
+        )
+    return name
 
 
 def _local_pictures(settings: Settings, result: training_job.JobResult, job_name: str) -> list[str]:
@@ -197,10 +250,9 @@ def run(
     dry_run: bool = False,
     allow_drift: bool = False,
     skip_preflight: bool = False,
+    detach: bool = False,
 ) -> Path | None:
     """`inv deploy` / `inv train` for either target; a dry run prints the plan and calls nothing."""
-    if job_name and not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", job_name):
-        raise ConfigError(f"job name {job_name!r} is invalid: letters, digits and '-', at most 63 characters")
     if dry_run:
         print(sagemaker_plan(settings) if settings.target == "sagemaker" else local_plan(settings), flush=True)
         return None
@@ -212,8 +264,18 @@ def run(
             job_name=job_name,
             allow_drift=allow_drift,
             skip_preflight=skip_preflight,
+            detach=detach,
         )
     return deploy_local(settings, skip_kernel=skip_kernel, source=source, job_name=job_name, allow_drift=allow_drift)
+
+
+def _write_failed_local(settings, job_name, built, checked, timer, **fields):
+    """The record of a local job that did not complete (whatever it left, e.g. output.tar.gz, stays beside it)."""
+
+    def write(**outcome):
+        _write_run(settings, job_name, built, checked, None, timer, [], **fields, **outcome)
+
+    return write
 
 
 def deploy_local(
@@ -223,6 +285,7 @@ def deploy_local(
     job_name: str | None = None,
     allow_drift: bool = False,
 ) -> Path:
+    job_name = claim_job_name(settings, job_name, "titanic")
     timer = Timer()
     if not skip_kernel:
         with timer.step("kernel"):
@@ -233,8 +296,13 @@ def deploy_local(
         checked = check_parity(settings, built, allow_drift)
     with timer.step("data"):
         staged = data.split_and_stage(settings, source)
-    job_name = job_name or training_job.new_job_name(settings)
-    with timer.step("train"):
+    common = dict(
+        hyperparameters=settings.hyperparameters, data=titanic_data(staged), reproduce=reproduce_commands(settings)
+    )
+    failed = _write_failed_local(
+        settings, job_name, built, checked, timer, channels={k: str(v) for k, v in staged.channels.items()}, **common
+    )
+    with timer.step("train"), recording_failures(failed):
         result = training_job.train_local(settings, built.uri, staged.channels, job_name)
     pictures = _local_pictures(settings, result, job_name)
     return _write_run(
@@ -246,58 +314,9 @@ def deploy_local(
         timer,
         pictures,
         channels=result.channels,
-        hyperparameters=settings.hyperparameters,
-        data=titanic_data(staged),
         output_path=str(Path(result.model_artifact).parent),
-        reproduce=reproduce_commands(settings),
+        **common,
     )
-
-
-def script_mode(settings: Settings, hyperparameters: dict[str, str]) -> training_job.ScriptMode:
-    """ENTRY_POINT / SOURCE_DIR checked and made relative: the entry point must be a file inside the source dir."""
-    entry = Path(settings.entry_point).expanduser()
-    entry = entry if entry.is_absolute() else (Path.cwd() / entry)
-    if not entry.is_file():
-        raise ConfigError(
-            f"ENTRY_POINT {settings.entry_point!r} is not a file: give the script to run, e.g. "
-            f"themes/{settings.theme}/example/train.py"
-        )
-    source_dir = Path(settings.source_dir).expanduser().resolve() if settings.source_dir else entry.parent.resolve()
-    if not source_dir.is_dir():
-        raise ConfigError(f"SOURCE_DIR {settings.source_dir!r} is not a folder")
-    if not entry.resolve().is_relative_to(source_dir):
-        raise ConfigError(
-            f"ENTRY_POINT {settings.entry_point!r} is not inside SOURCE_DIR {str(source_dir)!r}: "
-            "the source dir is what is shipped to the job"
-        )
-    defaults = {"seed": str(settings.seed)}
-    if settings.instance_count > 1 and locks.has_torch(settings.theme_files.lock):
-        defaults[training_job.TORCH_DISTRIBUTED] = "true"  # torchrun on every host (a --hyperparameter overrides)
-    return training_job.ScriptMode(
-        str(entry.resolve().relative_to(source_dir)), source_dir, {**defaults, **hyperparameters}
-    )
-
-
-def parse_channels(specs: list[str], target: str = "local") -> dict[str, str]:
-    """--channel name=path-or-s3-uri -> {name: local folder or s3:// URI}. Local mode reads local folders; on
-    SageMaker a local folder is uploaded under the prefix and an s3:// URI is used as it is."""
-    channels: dict[str, str] = {}
-    for spec in specs:
-        name, sep, where = spec.partition("=")
-        if not sep or not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name):
-            raise ConfigError(f"--channel {spec!r} is not name=path: e.g. --channel train=data/my-train")
-        if where.startswith("s3://"):
-            if target == "local":
-                raise ConfigError(
-                    f"--channel {spec!r}: local mode reads local folders; s3:// channels need TARGET=sagemaker"
-                )
-            channels[name] = where
-            continue
-        path = Path(where).expanduser().resolve()
-        if not path.exists():
-            raise ConfigError(f"--channel {spec!r}: {where} does not exist")
-        channels[name] = str(path if path.is_dir() else path.parent)
-    return channels
 
 
 def titanic_channels(settings: Settings) -> dict[str, str]:
@@ -307,16 +326,6 @@ def titanic_channels(settings: Settings) -> dict[str, str]:
     staged = data.split_and_stage(settings)
     print(f"channels: none given; the staged Titanic data ({', '.join(staged.channels)})", flush=True)
     return {name: str(folder) for name, folder in staged.channels.items()}
-
-
-def parse_hyperparameters(specs: list[str]) -> dict[str, str]:
-    values = {}
-    for spec in specs:
-        key, sep, value = spec.partition("=")
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", key):
-            raise ConfigError(f"--hyperparameter {spec!r} is not key=value: e.g. --hyperparameter horizon=12")
-        values[key] = value
-    return values
 
 
 def _account_and_instance(settings: Settings, boto_session, timer: Timer, skip_preflight: bool):
@@ -340,45 +349,65 @@ def run_script(
     *,
     channels: dict[str, str],
     hyperparameters: dict[str, str],
+    metric_definitions: list[dict[str, str]] | None = None,
     job_name: str | None = None,
     allow_drift: bool = False,
     skip_preflight: bool = False,
+    detach: bool = False,
 ) -> Path:
     """`inv train --entry-point FILE`: the user's code as a job in the theme's image (local mode or SageMaker)."""
-    script = script_mode(settings, hyperparameters)
+    script = script_mode.prepare(settings, hyperparameters, metric_definitions)
+    job_name = claim_job_name(settings, job_name, script.entry_point)
     channels = channels or titanic_channels(settings)
+    fields = dict(
+        hyperparameters=script.hyperparameters,
+        entry_point=script.entry_point,
+        source_dir=str(script.source_dir),
+        shipped=script.shipped_summary(),
+        metric_definitions=script.metric_definitions,
+        reproduce=script_reproduce_commands(settings),
+    )
     if settings.target == "sagemaker":
-        return _run_script_on_sagemaker(settings, script, channels, job_name, allow_drift, skip_preflight)
+        return _run_script_on_sagemaker(
+            settings, script, channels, job_name, allow_drift, skip_preflight, detach, fields
+        )
     timer = Timer()
     with timer.step("build"):
         built = image.build(settings)
     with timer.step("parity"):
         checked = check_parity(settings, built, allow_drift)
-    job_name = job_name or training_job.new_job_name(settings)
-    with timer.step("train"):
-        folders = {name: Path(folder) for name, folder in channels.items()}
+    folders = script_mode.local_folders(channels, settings.paths.run(job_name) / "channels")
+    failed = _write_failed_local(
+        settings, job_name, built, checked, timer, channels={k: str(v) for k, v in folders.items()}, **fields
+    )
+    with timer.step("train"), recording_failures(failed):
         result = training_job.train_local(settings, built.uri, folders, job_name, script=script)
     pictures = _local_pictures(settings, result, job_name)
-    return _write_run(
-        settings,
-        job_name,
-        built,
-        checked,
-        result,
-        timer,
-        pictures,
-        channels=result.channels,
-        hyperparameters=script.hyperparameters,
-        entry_point=script.entry_point,
-        source_dir=str(script.source_dir),
-    )
+    return _write_run(settings, job_name, built, checked, result, timer, pictures, channels=result.channels, **fields)
 
 
-def script_plan(settings: Settings, hyperparameters: dict[str, str], channels: dict[str, str]) -> str:
+def script_reproduce_commands(settings: Settings) -> list[str]:
+    return [
+        "git clone <this repository> && cd gs-ds-env",
+        f"# THEME={settings.theme} PY={settings.py} TARGET={settings.target} TORCH_BACKEND={settings.torch_backend}",
+        invoked_command(),
+    ]
+
+
+def script_plan(
+    settings: Settings,
+    hyperparameters: dict[str, str],
+    channels: dict[str, str],
+    metric_definitions: list[dict[str, str]] | None = None,
+) -> str:
     """What `inv train --entry-point` would do, for either target; nothing is called."""
-    script = script_mode(settings, hyperparameters)
+    script = script_mode.prepare(settings, hyperparameters, metric_definitions)
     if not channels and settings.theme == TITANIC_THEME:
         channels = {name: f"<staged Titanic {name}>" for name in data.CHANNELS}
+    described = {
+        name: where if where.startswith("<") else script_mode.describe_channel(where)
+        for name, where in channels.items()
+    }
     image_step = " ".join(
         image.build_push_command(
             settings,
@@ -386,72 +415,62 @@ def script_plan(settings: Settings, hyperparameters: dict[str, str], channels: d
             account=iam.account_of(settings.sagemaker_role_arn) if settings.target == "sagemaker" else "-",
         )
     )
+    user_metrics = [d["Name"] for d in (metric_definitions or [])]
     lines = [
         f"plan for inv train --entry-point (theme {settings.theme}, Python {settings.py}, TARGET={settings.target}):",
         f"  1. {image_step}",
         "  2. parity: the kernel venv's packages vs the image's (stop on any difference unless --allow-drift)",
+        f"  ships: {script.source_dir}/ — {script.shipped_summary()}",
+        f"  channels: {described or 'none'}",
+        f"  hyperparameters, exactly: {script.hyperparameters} (the script gets `--key value` for each, nothing "
+        f"else); environment {script_mode.SEED_VARIABLE}={settings.seed}",
+        f"  metrics: `train:|validation:|test:<name>=<number>` lines{', and ' + ', '.join(user_metrics) if user_metrics else ''}"
+        "; metrics.json in the model when there is one",
     ]
     if settings.target == "sagemaker":
         uploads = {
-            name: where if where.startswith("s3://") else s3_data.uri(settings, "channels", name)
+            name: where if where.startswith(("s3://", "<")) else s3_data.planned_channel_uri(settings, name, where)
             for name, where in channels.items()
         }
         lines += [
-            f"  3. channels: {uploads or 'none'} (local folders uploaded with s3:PutObject, SSE {s3_data.ENCRYPTION})",
+            f"  3. channels: {uploads or 'none'} (content-addressed prefixes holding exactly these files; a file "
+            f"already there with the same sha256 is not sent; s3:PutObject, SSE {s3_data.ENCRYPTION})",
             f"  4. the SDK tars {script.source_dir} and uploads it as "
             f"{s3_data.uri(settings, 'code')}/<job>/source/sourcedir.tar.gz",
             f"  5. sagemaker:CreateTrainingJob with hyperparameters {script.hyperparameters} + sagemaker_program="
-            f"{script.entry_point}, sagemaker_submit_directory=<that sourcedir.tar.gz>; the image's toolkit "
-            "runs it",
-            "  6. model.tar.gz checked in S3, runs/<job>/report.md + run.json",
+            f"{script.entry_point}, sagemaker_submit_directory=<that sourcedir.tar.gz>, MaxRuntimeInSeconds="
+            f"{settings.max_run}, {len(script.metric_definitions)} metric definitions; the image's toolkit runs it",
+            "  6. follow its logs (Ctrl-C stops it: sagemaker:StopTrainingJob; --detach returns at once, then "
+            "`inv job attach <job>`), model.tar.gz checked in S3, runs/<job>/report.md + run.json",
         ]
     else:
         lines += [
             f"  3. Estimator(instance_type='local', instance_count={settings.instance_count}, "
             f"entry_point={script.entry_point!r}, "
-            f"source_dir={str(script.source_dir)!r}, hyperparameters={script.hyperparameters}).fit({channels or None})",
-            "  4. runs/<job>/model.tar.gz, report.md + run.json",
+            f"source_dir={str(script.source_dir)!r}, hyperparameters={script.hyperparameters}).fit({list(channels) or None}), "
+            f"stopped after MAX_RUN={settings.max_run} s",
+            "  4. runs/<job>/model.tar.gz, job.log, report.md + run.json (also when the job fails or is interrupted)",
         ]
     if settings.instance_count > 1:
         launcher = (
             "the toolkit starts the script with torchrun on each host: one process group (RANK, WORLD_SIZE, "
             "MASTER_ADDR = the first host)"
-            if script.hyperparameters.get(training_job.TORCH_DISTRIBUTED) == "true"
+            if script.hyperparameters.get(script_mode.TORCH_DISTRIBUTED) == "true"
             else "each host runs the script on its own (no distributed launcher: not a torch theme)"
         )
         lines.append(f"  hosts: {settings.instance_count}; {launcher}")
     return "\n".join(lines)
 
 
-def _upload_channels(settings: Settings, boto_session, channels: dict[str, str]) -> dict[str, str]:
-    """Local channel folders go under <prefix>/channels/<name>/ (encrypted); s3:// URIs are used as they are."""
-    s3 = aws.client(boto_session, "s3")
-    s3_data.ensure_bucket(settings, s3)
-    uris = {}
-    for name, where in channels.items():
-        if where.startswith("s3://"):
-            uris[name] = where
-            continue
-        for path in sorted(p for p in Path(where).rglob("*") if p.is_file()):
-            key = s3_data.key(settings, "channels", name, str(path.relative_to(where)))
-            try:
-                s3.upload_file(
-                    str(path), settings.s3_bucket, key, ExtraArgs={"ServerSideEncryption": s3_data.ENCRYPTION}
-                )
-            except aws.CALL_ERRORS as error:
-                raise aws.explain(error, f"uploading {path} to s3://{settings.s3_bucket}/{key}") from None
-        uris[name] = s3_data.uri(settings, "channels", name)
-        print(f"[s3] channel {name}: {where} -> {uris[name]}", flush=True)
-    return uris
-
-
 def _run_script_on_sagemaker(
     settings: Settings,
-    script: training_job.ScriptMode,
+    script: script_mode.ScriptMode,
     channels: dict[str, str],
-    job_name: str | None,
+    job_name: str,
     allow_drift: bool,
     skip_preflight: bool,
+    detach: bool,
+    fields: dict,
 ) -> Path:
     """The same script as a SageMaker job: the SDK uploads source_dir as sourcedir.tar.gz under <prefix>/code/."""
     timer = Timer()
@@ -462,29 +481,66 @@ def _run_script_on_sagemaker(
     with timer.step("parity"):
         checked = check_parity(settings, pushed, allow_drift)
     with timer.step("channels"):
-        uris = _upload_channels(settings, boto_session, channels)
-    job_name = job_name or training_job.new_job_name(settings)
-    run_dir = settings.paths.run(job_name)
-    with timer.step("train"):
-        training_job.run_on_sagemaker(settings, boto_session, pushed.uri, uris, job_name, script)
-    with timer.step("results"):
-        result = training_job.collect_sagemaker(settings, boto_session, job_name, choice.price, run_dir)
-        output = training_job.fetch_output(boto_session, result.model_artifact, run_dir)
-        pictures = report.extract_pictures(output, run_dir) if output else []
-    return _write_run(
-        settings,
-        job_name,
-        pushed,
-        checked,
-        result,
-        timer,
-        pictures,
-        channels=uris,
-        hyperparameters=script.hyperparameters,
-        entry_point=script.entry_point,
-        source_dir=str(script.source_dir),
-        **sagemaker_fields(settings, account, choice, result, job_name),
-    )
+        uploaded = s3_data.upload_channels(settings, aws.client(boto_session, "s3"), channels)
+    job = SageMakerJob(settings, boto_session, account, choice, pushed, checked, timer, job_name)
+    return job.run(uploaded.channels, script, detach, **fields)
+
+
+class SageMakerJob:
+    """The paid part both SageMaker flows share: announce the cost ceiling, start the job, follow it (or return
+    at once with --detach), collect its results, write its record — also when it fails or is stopped."""
+
+    def __init__(self, settings, boto_session, account, choice, pushed, checked, timer, job_name) -> None:
+        self.settings, self.boto_session, self.account, self.choice = settings, boto_session, account, choice
+        self.pushed, self.checked, self.timer, self.job_name = pushed, checked, timer, job_name
+        self.run_dir = settings.paths.run(job_name)
+
+    def _write(self, result, pictures, channels, **fields) -> Path:
+        target = sagemaker_fields(self.settings, self.account, self.choice, result, self.job_name)
+        return _write_run(
+            self.settings, self.job_name, self.pushed, self.checked, result, self.timer, pictures,
+            channels=channels, **{**target, **fields},
+        )  # fmt: skip
+
+    def run(self, channels: dict[str, str], script, detach: bool, **fields) -> Path:
+        settings, price = self.settings, self.choice.price
+        if price is not None:
+            ceiling = price * settings.instance_count * (settings.max_wait if settings.use_spot else settings.max_run)
+            print(
+                f"starting a paid training job {self.job_name}: {settings.instance_count} x {settings.instance_type} "
+                f"at {price:.3f} USD/h, at most {ceiling / 3600:.2f} USD (MAX_RUN/MAX_WAIT bound)",
+                flush=True,
+            )
+
+        def failed(**outcome):
+            self._write(None, [], channels, **fields, **outcome)
+
+        with self.timer.step("train"), recording_failures(failed):
+            training_job.run_on_sagemaker(
+                settings, self.boto_session, self.pushed.uri, channels, self.job_name, script, detach=detach
+            )
+        if detach:
+            run_json = self._write(None, [], channels, status=training_job.IN_PROGRESS, **fields)
+            print(
+                f"training job {self.job_name} started and left running (--detach): follow it and collect its "
+                f"results with `inv job attach {self.job_name}`; stop it with "
+                f"`aws sagemaker stop-training-job --training-job-name {self.job_name}`",
+                flush=True,
+            )
+            return run_json
+        return self.collect(channels, script.metric_definitions if script else None, **fields)
+
+    def collect(self, channels: dict[str, str], definitions, **fields) -> Path:
+        def failed(**outcome):
+            self._write(None, [], channels, **fields, **outcome)
+
+        with self.timer.step("results"), recording_failures(failed):
+            result = training_job.collect_sagemaker(
+                self.settings, self.boto_session, self.job_name, self.choice.price, self.run_dir, definitions
+            )
+            output = training_job.fetch_output(self.boto_session, result.model_artifact, self.run_dir)
+            pictures = report.extract_pictures(output, self.run_dir) if output else []
+        return self._write(result, pictures, channels, **fields)
 
 
 def local_plan(settings: Settings) -> str:
@@ -523,9 +579,11 @@ def deploy_sagemaker(
     job_name: str | None = None,
     allow_drift: bool = False,
     skip_preflight: bool = False,
+    detach: bool = False,
 ) -> Path:
     """preflight -> kernel -> instance evidence -> build -> image check -> ECR push -> S3 upload -> training job
     -> verified model -> report."""
+    job_name = claim_job_name(settings, job_name, "titanic")
     timer = Timer()
     boto_session = aws.session(settings)
     account, choice, settings = _account_and_instance(settings, boto_session, timer, skip_preflight)
@@ -544,38 +602,62 @@ def deploy_sagemaker(
     with timer.step("data"):
         staged = data.split_and_stage(settings, source)
         uploaded = s3_data.upload(settings, aws.client(boto_session, "s3"), staged)
-    job_name = job_name or training_job.new_job_name(settings)
-    run_dir = settings.paths.run(job_name)
-    if choice.price is not None:
-        ceiling = (
-            choice.price * settings.instance_count * (settings.max_wait if settings.use_spot else settings.max_run)
-        )
-        print(
-            f"starting a paid training job {job_name}: {settings.instance_count} x {settings.instance_type} at "
-            f"{choice.price:.3f} USD/h, at most {ceiling / 3600:.2f} USD (MAX_RUN/MAX_WAIT bound)",
-            flush=True,
-        )
-    with timer.step("train"):
-        training_job.run_on_sagemaker(settings, boto_session, pushed.uri, uploaded.channels, job_name)
-    with timer.step("results"):
-        result = training_job.collect_sagemaker(settings, boto_session, job_name, choice.price, run_dir)
-        output = training_job.fetch_output(boto_session, result.model_artifact, run_dir)
-        pictures = report.extract_pictures(output, run_dir) if output else []
-    return _write_run(
-        settings,
-        job_name,
-        pushed,
-        checked,
-        result,
-        timer,
-        pictures,
-        channels=uploaded.channels,
+    job = SageMakerJob(settings, boto_session, account, choice, pushed, checked, timer, job_name)
+    return job.run(
+        uploaded.channels,
+        None,
+        detach,
         hyperparameters=settings.hyperparameters,
         data={**titanic_data(staged), "objects": uploaded.objects, "bucket_actions": uploaded.bucket_actions},
         output_path=s3_data.uri(settings, "output"),
         reproduce=reproduce_commands(settings, job_name),
-        **sagemaker_fields(settings, account, choice, result, job_name),
     )
+
+
+def attach(settings: Settings, job_name: str) -> Path:
+    """`inv job attach NAME`: follow a SageMaker job started with --detach until it ends (Ctrl-C stops it), then
+    collect its results into runs/<job>/ and complete its record."""
+    run_json = settings.paths.run(job_name) / "run.json"
+    try:
+        record = report.RunRecord.load(run_json)
+    except (OSError, ValueError, TypeError) as error:
+        raise ConfigError(
+            f"no readable run record {run_json} ({type(error).__name__}): attach follows jobs started here with "
+            "`inv train|deploy --target sagemaker --detach`"
+        ) from None
+    if record.target != "sagemaker":
+        raise ConfigError(f"{job_name} ran in local mode: there is no SageMaker job to attach to")
+    if record.status != training_job.IN_PROGRESS:
+        raise ConfigError(f"{job_name} has already ended ({record.status}): its results are in {run_json.parent}")
+    settings = settings.replace(target="sagemaker", theme=record.theme, aws_region=record.region)
+    boto_session = aws.session(settings)
+    timer = Timer()
+    timer.seconds.update(record.timings)
+    choice = AttachedChoice(record.price_usd_per_hour, record.instance_evidence)
+    built = image.BuiltImage.from_record(record.image)
+    settings = settings.replace(
+        instance_type=record.instance_type or settings.instance_type, instance_count=record.instance_count or 1
+    )
+    checked = (record.parity, None)
+    job = SageMakerJob(settings, boto_session, record.account, choice, built, checked, timer, job_name)
+    fields = {**record.program_fields(), "versions": record.versions}
+
+    def failed(**outcome):
+        job._write(None, [], record.channels, **fields, **outcome)
+
+    with timer.step("train"), recording_failures(failed):
+        training_job.wait_for(boto_session, job_name)
+    return job.collect(record.channels, record.metric_definitions, **fields)
+
+
+class AttachedChoice:
+    """The instance choice as the detached run recorded it (price and evidence), for the attached run's record."""
+
+    def __init__(self, price: float | None, evidence: str | None) -> None:
+        self.price, self._evidence = price, evidence
+
+    def evidence(self) -> str | None:
+        return self._evidence
 
 
 def sagemaker_plan(settings: Settings) -> str:

@@ -207,6 +207,9 @@ def kernel_checks(settings: Settings) -> list[Check]:
                     "`inv kernels-restore` (the lifecycle script does it on every start)",
                 )
             )
+        elif problem := kernels.spec_problem(specs, name, venv):
+            repair = f"make kernel THEME={manifest.theme} PY={manifest.py or settings.py} (registers it again)"
+            checks.append(Check("kernel", name, FAIL, f"broken kernelspec: {problem}", repair))
         else:
             checks.append(Check("kernel", name, OK, f"registered, venv healthy, smoke test: {smoke or 'not recorded'}"))
     for name, folder in sorted(specs.items()):

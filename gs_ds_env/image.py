@@ -24,6 +24,12 @@ class BuiltImage:
     size_bytes: int = 0
     pushed: list[str] = field(default_factory=list)  # tags sent to the registry by this run (empty: already there)
 
+    @classmethod
+    def from_record(cls, record: dict) -> BuiltImage:
+        """The image as a run record kept it (run.json's `image`)."""
+        keys = ("uri", "content_tag", "size_bytes", "digest", "pushed")
+        return cls(**{key: record[key] for key in keys if key in record})
+
 
 def build_push_command(settings: Settings, push: bool, account: str = "-", dry_run: bool = False) -> list[str]:
     cmd = [
@@ -35,6 +41,8 @@ def build_push_command(settings: Settings, push: bool, account: str = "-", dry_r
     ]
     if settings.base_image:
         cmd += ["--base-image", settings.base_image]
+    if settings.build_ca_bundle:
+        cmd += ["--ca-bundle", str(Path(settings.build_ca_bundle).expanduser())]
     if not push:
         cmd.append("--no-push")
     else:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +25,7 @@ class KernelInfo:
     venv: Path
     venv_bytes: int
     status: str
-    registered: bool
+    registered: str  # yes | no | broken (the spec does not parse or starts another python)
     smoke: str = ""  # the smoke test result: recorded at creation, or run now (list_kernels(smoke_now=True))
 
 
@@ -39,13 +42,19 @@ def create_kernel(settings: Settings, requirements: str | None = None, force: bo
 
 
 def run_to_the_end(cmd: list[str], env: dict[str, str]) -> None:
-    """Run a bin/ script; on Ctrl-C let it finish its own rollback (it got the SIGINT too) instead of killing it
-    0.25 s later as subprocess.run does, then re-raise."""
+    """Run a bin/ script; on Ctrl-C, SIGTERM or SIGHUP let it finish its own rollback instead of killing it 0.25 s
+    later as subprocess.run does, then re-raise. A terminal's Ctrl-C reached the script too; a SIGTERM or SIGHUP
+    sent to this process alone is passed on to it."""
     process = subprocess.Popen(cmd, env=env)
     try:
         returncode = process.wait()
-    except KeyboardInterrupt:
-        process.wait()
+    except KeyboardInterrupt as interrupted:
+        signum = getattr(interrupted, "signum", signal.SIGINT)
+        if signum != signal.SIGINT and process.poll() is None:
+            process.send_signal(signum)
+        while process.poll() is None:  # a second signal must not cut the rollback short
+            with contextlib.suppress(KeyboardInterrupt):
+                process.wait()
         raise
     if returncode:
         raise subprocess.CalledProcessError(returncode, cmd)
@@ -140,8 +149,28 @@ def run_smoke(venv: Path, theme_dir: Path) -> str:
     return f"FAILED ({last[:80]})"
 
 
+def spec_problem(specs: dict[str, str], name: str, venv: Path) -> str | None:
+    """None when the kernelspec `name` is registered, parses and starts `venv`'s python; else what is wrong."""
+    if name not in specs:
+        return "not registered with Jupyter"
+    spec_file = Path(specs[name]) / "kernel.json"
+    try:
+        argv = json.loads(spec_file.read_text(encoding="utf-8")).get("argv") or [""]
+    except (OSError, ValueError, AttributeError) as error:
+        return f"{spec_file} is unreadable ({type(error).__name__})"
+    if not os.path.abspath(str(argv[0])).startswith(str(venv.absolute()) + os.sep):
+        return f"{spec_file} starts {argv[0] or 'nothing'}, not {venv}/bin/python"
+    return None
+
+
+def _registered(specs: dict[str, str], name: str, venv: Path) -> str:
+    if name not in specs:
+        return "no"
+    return "broken" if spec_problem(specs, name, venv) else "yes"
+
+
 def list_kernels(repo_root: Path = REPO_ROOT, smoke_now: bool = False) -> list[KernelInfo]:
-    registered = set(KernelSpecManager().find_kernel_specs())
+    specs = KernelSpecManager().find_kernel_specs()
     rows = []
     for manifest in manifests(repo_root):
         venv = manifest.venv
@@ -153,7 +182,7 @@ def list_kernels(repo_root: Path = REPO_ROOT, smoke_now: bool = False) -> list[K
                 venv=venv,
                 venv_bytes=_dir_bytes(venv) if venv.is_dir() else 0,
                 status=_status(venv),
-                registered=manifest.kernel_name in registered,
+                registered=_registered(specs, manifest.kernel_name, venv),
                 smoke=run_smoke(venv, manifest.path.parent.parent)
                 if smoke_now and venv.is_dir()
                 else _recorded_smoke(manifest),
@@ -171,7 +200,7 @@ def format_table(rows: list[KernelInfo]) -> str:
             r.python,
             f"{r.venv_bytes / 2**20:.0f} MiB",
             r.status,
-            "yes" if r.registered else "no",
+            r.registered,
             r.smoke,
         )
         for r in rows

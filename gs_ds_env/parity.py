@@ -126,13 +126,15 @@ def venv_environment(venv: Path) -> Environment:
 
 
 def image_environment(image: str) -> Environment:
-    import docker
-
-    try:
-        output = docker.from_env().containers.run(image, ["python", "-c", PROBE], remove=True, entrypoint=[])
-    except docker.errors.DockerException as error:
-        raise ParityError(f"cannot list the packages of image {image}: {error}") from None
-    return _parse(output.decode())
+    """The image's packages, from a container the daemon removes itself (`--rm`): an interrupted probe leaves
+    none behind, which the SDK's client-side removal cannot promise."""
+    probe = subprocess.run(
+        ["docker", "run", "--rm", "--entrypoint", "", image, "python", "-c", PROBE], capture_output=True, text=True
+    )
+    if probe.returncode != 0:
+        reason = (probe.stderr.strip().splitlines() or [f"exit status {probe.returncode}"])[-1]
+        raise ParityError(f"cannot list the packages of image {image}: {reason}")
+    return _parse(probe.stdout)
 
 
 def compare(kernel_name: str, image: str, kernel: Environment, container: Environment) -> Parity:

@@ -44,13 +44,25 @@ class RunRecord:
     model_artifact: str
     timings: dict[str, float]  # step -> seconds
     pictures: list[str] = field(default_factory=list)  # PNGs from output.tar.gz, beside report.md
+    # What happened: completed, failed, stopped: max run, interrupted (…), stopped: … (StopTrainingJob sent),
+    # in progress (detached); for any other than completed, the reason (the program's own last words)
+    status: str = "completed"
+    reason: str | None = None
+    exit_code: int | None = None
+    stderr_tail: list[str] | None = None  # the script's last stderr lines (local mode)
+    log_tail: list[str] | None = None  # the job's last CloudWatch lines (SageMaker)
+    command: str | None = None  # the command line this run came from
+    log_path: str | None = None  # local mode: everything the job printed
+    environment: dict[str, str] | None = None  # variables the job's container got from this project
     # The Titanic program: its data (source, sha256, rows and sha256 per channel) and the commands to reproduce it
     data: dict | None = None
     output_path: str | None = None
     reproduce: list[str] | None = None
-    # Script mode: your entry point and the folder shipped with it
+    # Script mode: your entry point, the folder shipped with it, the metric definitions the job used
     entry_point: str | None = None
     source_dir: str | None = None
+    shipped: str | None = None
+    metric_definitions: list[dict[str, str]] | None = None
     # TARGET=sagemaker
     account: str | None = None
     s3_prefix_uri: str | None = None
@@ -71,6 +83,18 @@ class RunRecord:
 
     def as_json(self) -> dict:
         return {name: value for name, value in asdict(self).items() if value is not None}
+
+    @classmethod
+    def load(cls, run_json: Path) -> RunRecord:
+        return cls(**json.loads(run_json.read_text()))
+
+    def program_fields(self) -> dict:
+        """What the program part of the record holds (the Titanic data, or the script), to write it again."""
+        names = (
+            "hyperparameters", "data", "output_path", "reproduce", "entry_point", "source_dir", "shipped",
+            "metric_definitions",
+        )  # fmt: skip
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
 def write(run_dir: Path, record: RunRecord) -> tuple[Path, Path]:
@@ -128,6 +152,12 @@ def _summary(record: RunRecord) -> list[str]:
             f"on {where}."
         )
     lines = [what, f"- Image `{record.image['uri']}` built from theme `{record.theme}` (kernel `{record.kernel}`)."]
+    if record.status != "completed":
+        lines.insert(
+            0,
+            f"- **Status: {record.status}**"
+            + (f" — {record.reason}" if record.reason not in (None, record.status) else ""),
+        )
     if record.data:
         rows = record.data["rows"]
         lines.append(
@@ -148,8 +178,28 @@ def _summary(record: RunRecord) -> list[str]:
         if record.cost_usd is not None
         else "."
     )
-    lines += [f"- Model: `{record.model_artifact}`{cost}", _parity_line(record.parity)]
+    model = f"`{record.model_artifact}`" if record.model_artifact else "none (the job did not complete)"
+    lines += [f"- Model: {model}{cost}", _parity_line(record.parity)]
     return lines
+
+
+def _what_happened(record: RunRecord) -> list[str]:
+    """For a run that did not complete: its reason, the program's last words, where its whole log is."""
+    if record.status == "completed":
+        return []
+    facts = {
+        "Status": record.status,
+        "Reason": record.reason,
+        "Exit code": record.exit_code,
+        "Command": record.command,
+        "Log": record.log_path,
+        "CloudWatch logs": record.logs_url,
+    }
+    parts = ["## What happened", _table(facts)]
+    tail = record.stderr_tail or record.log_tail
+    if tail:
+        parts.append("The program's last lines:\n\n```\n" + "\n".join(tail) + "\n```")
+    return parts
 
 
 def render(record: RunRecord) -> str:
@@ -163,6 +213,8 @@ def render(record: RunRecord) -> str:
         "Image digest": record.image.get("digest"),
         "Image size (MB)": round(record.image.get("size_bytes", 0) / 1e6, 1) or None,
         "Training job name": record.job_name,
+        "Command": record.command,
+        "Job log": record.log_path,
         "model.tar.gz": record.model_artifact,
         "Execution role": record.role_arn,
         "Instance type": record.instance_type,
@@ -182,6 +234,7 @@ def render(record: RunRecord) -> str:
         f"# Run report: {record.job_name}",
         "## Summary",
         "\n".join(_summary(record)),
+        *_what_happened(record),
         "## Flow",
         f"{source} → channels ({channels}) → training job `{record.job_name}` (image `{record.image['uri']}`) → "
         f"`{record.model_artifact}`",
@@ -194,6 +247,8 @@ def render(record: RunRecord) -> str:
         "## Step timings (seconds)",
         _table({step: f"{seconds:.1f}" for step, seconds in record.timings.items()}),
     ]
+    if record.shipped:
+        parts += ["## Code shipped", f"`{record.source_dir}`: {record.shipped}"]
     if record.pictures:
         parts += ["## Pictures", "\n\n".join(f"![{PICTURES.get(name, name)}]({name})" for name in record.pictures)]
     parts += _versions(record.versions)

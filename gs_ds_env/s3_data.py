@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,28 +149,75 @@ def _remote_sha256(s3, bucket: str, key: str) -> str | None:
         raise aws.explain(error, f"checking s3://{bucket}/{key}") from None
 
 
+def _send(settings: Settings, s3, path: Path, object_name: str, sha: str) -> bool:
+    """Upload `path` unless the object already holds that sha256; True when it was sent."""
+    target = f"s3://{settings.s3_bucket}/{object_name}"
+    if _remote_sha256(s3, settings.s3_bucket, object_name) == sha:
+        print(f"[s3] {target} already holds this content (sha256 {sha[:12]}…); not uploading", flush=True)
+        return False
+    try:
+        s3.upload_file(
+            str(path),
+            settings.s3_bucket,
+            object_name,
+            Config=TRANSFER,
+            ExtraArgs={"ServerSideEncryption": ENCRYPTION, "Metadata": {"sha256": sha}},
+            Callback=_Progress(object_name, path.stat().st_size),
+        )
+    except (ClientError, BotoCoreError, S3UploadFailedError) as error:
+        raise aws.explain(error, f"uploading {path} to {target}") from None
+    return True
+
+
 def upload(settings: Settings, s3, staged: StagedData) -> Uploaded:
     result = Uploaded(channels={}, bucket_actions=ensure_bucket(settings, s3))
     for channel, folder in staged.channels.items():
         path: Path = folder / f"{channel}.csv"
-        object_name = object_key(settings, channel)
-        target = channel_uri(settings, channel)
         sha = sha256_of(path)
-        send = _remote_sha256(s3, settings.s3_bucket, object_name) != sha
-        if send:
-            try:
-                s3.upload_file(
-                    str(path),
-                    settings.s3_bucket,
-                    object_name,
-                    Config=TRANSFER,
-                    ExtraArgs={"ServerSideEncryption": ENCRYPTION, "Metadata": {"sha256": sha}},
-                    Callback=_Progress(object_name, path.stat().st_size),
-                )
-            except (ClientError, BotoCoreError, S3UploadFailedError) as error:
-                raise aws.explain(error, f"uploading {path} to {target}") from None
-        else:
-            print(f"[s3] {target} already holds this content (sha256 {sha[:12]}…); not uploading", flush=True)
-        result.channels[channel] = target
-        result.objects.append({"uri": target, "sha256": sha, "sent": send})
+        sent = _send(settings, s3, path, object_key(settings, channel), sha)
+        result.channels[channel] = channel_uri(settings, channel)
+        result.objects.append({"uri": channel_uri(settings, channel), "sha256": sha, "sent": sent})
+    return result
+
+
+# ---- script-mode channels: content-addressed --------------------------------------------------------------
+def channel_files(where: Path) -> list[tuple[str, Path]]:
+    """(name inside the channel, file) for a folder's files, or a file alone."""
+    if where.is_file():
+        return [(where.name, where)]
+    return sorted((str(path.relative_to(where)), path) for path in where.rglob("*") if path.is_file())
+
+
+def content_prefix(settings: Settings, name: str, files: list[tuple[str, str]]) -> str:
+    """<prefix>/channels/<name>/<digest>/, the digest over every (name, sha256): a prefix that holds exactly
+    these files, so a file deleted locally or another run's files are never trained on."""
+    listing = "".join(f"{relative}\0{sha}\n" for relative, sha in sorted(files))
+    return key(settings, "channels", name, hashlib.sha256(listing.encode()).hexdigest()[:16]) + "/"
+
+
+def planned_channel_uri(settings: Settings, name: str, where: str) -> str:
+    if where.startswith("s3://"):
+        return where
+    files = [(relative, sha256_of(path)) for relative, path in channel_files(Path(where))]
+    return f"s3://{settings.s3_bucket}/{content_prefix(settings, name, files)}"
+
+
+def upload_channels(settings: Settings, s3, channels: dict[str, str]) -> Uploaded:
+    """Local channels (a folder, or one file) -> their content-addressed prefixes; s3:// URIs as they are. A file
+    already in S3 with the same sha256 is not sent again."""
+    result = Uploaded(channels={}, bucket_actions=ensure_bucket(settings, s3))
+    for name, where in channels.items():
+        if where.startswith("s3://"):
+            result.channels[name] = where
+            continue
+        files = [(relative, path, sha256_of(path)) for relative, path in channel_files(Path(where))]
+        prefix = content_prefix(settings, name, [(relative, sha) for relative, _, sha in files])
+        sent = 0
+        for relative, path, sha in files:
+            sent += _send(settings, s3, path, prefix + relative, sha)
+            result.objects.append({"uri": f"s3://{settings.s3_bucket}/{prefix}{relative}", "sha256": sha})
+        result.channels[name] = f"s3://{settings.s3_bucket}/{prefix}"
+        print(
+            f"[s3] channel {name}: {where} -> {result.channels[name]} ({sent} of {len(files)} file(s) sent)", flush=True
+        )
     return result

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 from .locks import MIN_PYTHON
 from .paths import Paths, ThemeFiles
@@ -27,6 +29,7 @@ class Settings:
     torch_backend: str
     working_dir: Path
     base_image: str
+    build_ca_bundle: str
     image_name: str
     target: str
     titanic_csv: str
@@ -96,11 +99,31 @@ class Settings:
         }
 
 
+def read_env_file(path: Path) -> dict[str, str]:
+    """One .env file as python-dotenv reads it, but a line it cannot parse (`MAX_DEPTH 500`, an unclosed quote)
+    or bytes that are not UTF-8 are refused, naming the line, instead of being skipped with a warning."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[: error.start].count(b"\n") + 1
+        raise ConfigError(f"{path} line {line} is not UTF-8 text: save the file as UTF-8") from None
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            statement = binding.original.string.strip().splitlines()[0]
+            key = re.match(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)", statement)
+            named = f" (key {key.group(1)})" if key else ""
+            raise ConfigError(
+                f"{path} line {binding.original.line}{named} is not KEY=value: {statement[:80]!r}; write it as "
+                "KEY=value (quotes closed on the same line) or remove it"
+            )
+    return {key: value or "" for key, value in dotenv_values(stream=io.StringIO(text)).items()}
+
+
 def _layers(repo_root: Path, env_file: Path | None) -> dict[str, str]:
     values: dict[str, str] = {}
     for path in (repo_root / ".env.example", env_file or repo_root / ".env"):
         if path.is_file():
-            values.update({k: v or "" for k, v in dotenv_values(path).items()})
+            values.update(read_env_file(path))
     values.update({k: v for k, v in os.environ.items() if k in values})
     return values
 
@@ -199,6 +222,11 @@ _RULES = {
     "target": (r"local|sagemaker", "local or sagemaker"),
     "model": (r"blend|xgboost|logistic", "blend, xgboost or logistic"),
     "titanic_sha256": (r"[0-9a-f]{64}", "a 64-character hex sha256"),
+    # A Docker repository name (the build fails late on anything else), checked before any build.
+    "image_name": (
+        r"(?=.{1,128}$)[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*",
+        "a Docker image name: lowercase letters, digits, '.', '_', '-' and '/' separators, e.g. gs-ds-env",
+    ),
 }
 
 _AWS_RULES = {
@@ -215,6 +243,12 @@ _AWS_RULES = {
         "arn:aws:iam::<12-digit account>:role/<name>",
     ),
     "instance_type": (r"auto|ml\.[a-z0-9]+\.[a-z0-9]+", "auto or an instance type such as ml.m5.large"),
+    # Key prefixes only: a `*`, `?` or `$` would widen (or break) the least-privilege policy's ARNs, a newline
+    # would be written into them, `..` or `//` make keys no console shows.
+    "s3_prefix": (
+        r"(?=.{1,200}$)[A-Za-z0-9!_.'()-]+(/[A-Za-z0-9!_.'()-]+)*",
+        "a key prefix of letters, digits and ! _ . ' ( ) - separated by single '/', e.g. team/titanic (no *, no ..)",
+    ),
 }
 # ECR_REGISTRY is optional: a host[:port], no scheme, no path.
 REGISTRY = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?")
@@ -239,7 +273,7 @@ def _check(settings: Settings, rules: dict) -> None:
         value = getattr(settings, name)
         if value == "":
             raise ConfigError(f"{name.upper()} is missing: set it in .env ({meaning})")
-        if not re.fullmatch(pattern, value):
+        if not re.fullmatch(pattern, value) or (name == "s3_prefix" and ".." in value.split("/")):
             raise ConfigError(f"{name.upper()}={value!r} is malformed: expected {meaning}")
 
 
@@ -252,6 +286,11 @@ def _validate(settings: Settings) -> None:
         raise ConfigError(
             f"PY={settings.py} is older than the theme locks support (Python >= {MIN_PYTHON}): "
             f"use PY={MIN_PYTHON} or newer"
+        )
+    if settings.build_ca_bundle and not Path(settings.build_ca_bundle).expanduser().is_file():
+        raise ConfigError(
+            f"BUILD_CA_BUNDLE={settings.build_ca_bundle!r} is not a file: give the PEM file of your proxy's CA "
+            "(e.g. /usr/local/share/ca-certificates/corp.crt), or leave it empty"
         )
     if not 0.05 <= settings.validation_fraction <= 0.5:  # also false for nan
         raise ConfigError("VALIDATION_FRACTION must be between 0.05 and 0.5")

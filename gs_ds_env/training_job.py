@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import json
 import logging
 import os
 import re
 import shutil
-import signal
 import tarfile
 import threading
 from dataclasses import dataclass, field
@@ -21,8 +21,10 @@ import boto3
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import aws, s3_data
+from . import aws, interrupts, metrics, s3_data
 from .iam import LOG_GROUP
+from .interrupts import Interrupted, interruptible
+from .script_mode import SEED_VARIABLE, ScriptMode, job_base
 from .settings import Settings
 
 # ---- the SageMaker SDK (v2), imported quietly ----------------------------------------------------------
@@ -45,42 +47,34 @@ def sagemaker():
 
 
 # ---- the job, both targets ----------------------------------------------------------------------------
-# The training program prints `validation:auc=0.8712`; SageMaker turns these lines into job metrics.
-METRIC_DEFINITIONS = [
-    {"Name": f"{split}:{metric}", "Regex": f"^{split}:{metric}=([0-9.]+)"}
-    for split in ("train", "validation")
-    for metric in ("auc", "accuracy", "f1", "logloss")
-]
-# Script mode on several hosts: the toolkit starts the script with torchrun (what the SDK's PyTorch estimator
-# sets for distribution={"torch_distributed": {"enabled": True}}; the generic Estimator takes it as a hyperparameter).
-TORCH_DISTRIBUTED = "sagemaker_torch_distributed_enabled"
 LOCAL_ROLE = "arn:aws:iam::000000000000:role/local-mode-unused"  # local mode needs a role string, never uses it
-
-
-@dataclass(frozen=True)
-class ScriptMode:
-    """The user's code for script mode: an entry point inside source_dir, and its hyperparameters."""
-
-    entry_point: str  # relative to source_dir
-    source_dir: Path
-    hyperparameters: dict[str, str]
+# A run's status in run.json: SageMaker's words where it has them.
+COMPLETED, FAILED, STOPPED_MAX_RUN, IN_PROGRESS = "completed", "failed", "stopped: max run", "in progress (detached)"
 
 
 class TrainingFailed(RuntimeError):
-    """The job failed or left no model; `details` holds the FailureReason, last log lines and a hint."""
+    """The job did not complete (failed, or stopped at MAX_RUN): `status` and `reason` go into its run record;
+    `details` holds the FailureReason, last log lines and a hint."""
 
-    def __init__(self, line: str, details: list[str] | None = None) -> None:
+    def __init__(
+        self, line: str, details: list[str] | None = None, *, status: str = FAILED, reason: str = "", **facts
+    ) -> None:
         super().__init__(line)
         self.details = details or []
+        self.status = status
+        self.reason = reason or line
+        self.facts = facts  # exit_code, log_path: what the record adds when known
 
 
 @dataclass
 class JobResult:
-    """What a finished job left, either target: its model.tar.gz and metrics.json, and on SageMaker its bill."""
+    """What a finished job left, either target: its model.tar.gz and metrics, and on SageMaker its bill."""
 
     model_artifact: str  # runs/<job>/model.tar.gz locally, s3://…/model.tar.gz on SageMaker
     metrics: dict[str, float]
     training_seconds: float | None
+    status: str = COMPLETED
+    log_path: str | None = None  # local mode: everything the job printed (runs/<job>/job.log)
     channels: dict[str, str] = field(default_factory=dict)  # local mode: the file:// inputs
     description: dict = field(default_factory=dict)  # SageMaker: DescribeTrainingJob
     local_copy: Path | None = None
@@ -89,8 +83,9 @@ class JobResult:
     log_streams: list[str] = field(default_factory=list)
 
 
-def new_job_name(settings: Settings) -> str:
-    return sagemaker().utils.name_from_base(settings.base_job_name)
+def new_job_name(settings: Settings, program: str = "titanic") -> str:
+    """BASE_JOB_NAME-<theme>-<program>-<timestamp>, at most 63 characters (the SDK trims the base)."""
+    return sagemaker().utils.name_from_base(job_base(settings, program))
 
 
 def estimator(
@@ -116,8 +111,10 @@ def estimator(
         instance_type="local" if local else instance_type,
         output_path=output_path,
         base_job_name=settings.base_job_name,
+        # Script mode: exactly the user's hyperparameters; the project's programs find their seed in GS_SEED.
         hyperparameters=script.hyperparameters if script else settings.hyperparameters,
-        metric_definitions=METRIC_DEFINITIONS,
+        environment={SEED_VARIABLE: str(settings.seed)},
+        metric_definitions=script.metric_definitions if script else metrics.default_definitions(),
         sagemaker_session=session,
         # The debugger hook and profiler start extra processing jobs: they cost and use quota.
         debugger_hook_config=False,
@@ -188,65 +185,162 @@ def _remove_containers(names: list[str]) -> None:
         print(f"warning: could not remove the containers {', '.join(names)}: {error}", flush=True)
 
 
-def _failure_reason(run_dir: Path) -> str:
-    """The reason in /opt/ml/output/failure as the training program wrote it. Local mode tars /opt/ml/output
-    into runs/<job>/output.tar.gz even for a failed job; empty when the program wrote no reason. The toolkit's
-    ExecuteUserScriptError carries the script's stderr: its last line is the script's own error."""
-    try:
-        with tarfile.open(run_dir / "output.tar.gz") as archive:
-            member = archive.extractfile("failure")
-            text = member.read().decode(errors="replace").strip() if member else ""
-    except (KeyError, OSError, tarfile.TarError):
-        return ""
+@dataclass(frozen=True)
+class Failure:
+    """What /opt/ml/output/failure says: one line for the error, the script's last stderr lines, its exit code."""
+
+    line: str
+    tail: list[str]
+    exit_code: int | None
+
+
+def parse_failure(text: str) -> Failure:
+    """The toolkit writes `ExecuteUserScriptError:\nExitCode N\nErrorMessage "<the script's last stderr
+    lines>"\nCommand "…"`; the project's own programs write their reason as plain text."""
+    text = text.strip()
+    code = re.search(r"^ExitCode (-?\d+)$", text, re.MULTILINE)
     if 'ErrorMessage "' in text:
         message = text.split('ErrorMessage "', 1)[1].split('"\nCommand', 1)[0].rstrip('"')
         lines = [line.strip() for line in message.splitlines() if line.strip()]
-        if lines:
-            last = lines[-1]
-            # The toolkit turns "ValueError: boom" into two lines: put the exception's name back.
-            if len(lines) > 1 and re.fullmatch(r"[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)", lines[-2]):
-                last = f"{lines[-2]}: {last}"
-            return f"{text.splitlines()[0].rstrip(':')}: {last[:300]}"
-    return text.splitlines()[0][:300] if text else ""
+        error_class = text.splitlines()[0].rstrip(":")
+        last = (
+            lines[-1] if lines else f"(the script wrote nothing to stderr; exit code {code.group(1) if code else '?'})"
+        )
+        # An older toolkit splits "ValueError: boom" into two lines: put the exception's name back.
+        if len(lines) > 1 and re.fullmatch(r"[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)", lines[-2]):
+            last = f"{lines[-2]}: {last}"
+        return Failure(f"{error_class}: {last[:300]}", lines, int(code.group(1)) if code else None)
+    lines = [line for line in text.splitlines() if line.strip()]
+    return Failure(lines[0][:300] if lines else "", lines[-20:], int(code.group(1)) if code else None)
+
+
+def _local_failure(run_dir: Path) -> Failure:
+    """Local mode tars /opt/ml/output into runs/<job>/output.tar.gz even for a failed job."""
+    try:
+        with tarfile.open(run_dir / "output.tar.gz") as archive:
+            member = archive.extractfile("failure")
+            return parse_failure(member.read().decode(errors="replace") if member else "")
+    except (KeyError, OSError, tarfile.TarError):
+        return Failure("", [], None)
+
+
+class _Tee(io.TextIOBase):
+    """sys.stdout while a local job runs: the terminal sees everything, and so does runs/<job>/job.log."""
+
+    def __init__(self, terminal, log) -> None:
+        self.terminal, self.log = terminal, log
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self.terminal, "encoding", None) or "utf-8"
+
+    def isatty(self) -> bool:
+        return self.terminal.isatty()
+
+    def fileno(self) -> int:
+        return self.terminal.fileno()
+
+    def write(self, text: str) -> int:
+        self.terminal.write(text)
+        self.log.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.terminal.flush()
+        self.log.flush()
+
+
+@contextlib.contextmanager
+def _logged_to(path: Path):
+    import sys
+
+    with path.open("a", encoding="utf-8", errors="replace") as log:
+        terminal = sys.stdout
+        sys.stdout = _Tee(terminal, log)
+        try:
+            yield
+        finally:
+            sys.stdout = terminal
+
+
+class _MaxRunWatchdog:
+    """MAX_RUN in local mode, as SageMaker applies it: when it is reached, the job's containers are stopped
+    (SIGTERM, then SIGKILL after a grace period) and the job ends with status `stopped: max run`."""
+
+    GRACE_SECONDS = 10
+
+    def __init__(self, seconds: int, scratch: Path) -> None:
+        self.seconds, self.scratch = seconds, scratch
+        self.fired = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+
+    def _watch(self) -> None:
+        if self._done.wait(self.seconds):
+            return
+        self.fired.set()
+        print(f"\nMAX_RUN={self.seconds} s reached: stopping the job's containers", flush=True)
+        from docker.errors import DockerException, NotFound
+
+        import docker
+
+        while not self._done.is_set():  # compose may still be creating them
+            try:
+                client = docker.from_env()
+                for name in _compose_containers(self.scratch):
+                    with contextlib.suppress(NotFound):
+                        client.containers.get(name).stop(timeout=self.GRACE_SECONDS)
+            except DockerException as error:
+                print(f"warning: could not stop the job's containers: {error}", flush=True)
+            self._done.wait(1)
+
+
+def _stop_compose_children() -> None:
+    """`docker-compose up`, which the SDK started: a SIGTERM sent to this process alone does not reach it."""
+    import psutil
+
+    composes = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "compose" in " ".join(child.cmdline()):
+                child.terminate()
+                composes.append(child)
+        except psutil.ZombieProcess:  # it exited when its containers went: reap it
+            composes.append(child)
+        except psutil.Error:
+            continue
+    psutil.wait_procs(composes, timeout=10)  # reaped, not left as zombies
 
 
 def _fit(job, inputs: dict[str, str], job_name: str) -> BaseException | None:
     try:
         job.fit(inputs or None, job_name=job_name, wait=True, logs=True)
-    except BaseException as error:  # noqa: BLE001 - the caller decides, knowing whether Ctrl-C was pressed
+    except BaseException as error:  # noqa: BLE001 - the caller decides, knowing whether a signal came
         return error
     return None
-
-
-@contextlib.contextmanager
-def _noting_interrupts():
-    """Yield an Event set on SIGINT (which still raises KeyboardInterrupt); only the main thread can listen."""
-    interrupted = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield interrupted
-        return
-
-    def on_interrupt(signum, frame):
-        interrupted.set()
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, on_interrupt)
-    try:
-        yield interrupted
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def train_local(
     settings: Settings, image_uri: str, channels: dict[str, Path], job_name: str, script: ScriptMode | None = None
 ) -> JobResult:
-    """Run the real image through SageMaker local mode; artifacts land in runs/<job>/.
+    """Run the real image through SageMaker local mode; artifacts land in runs/<job>/, everything the job
+    printed in runs/<job>/job.log.
 
-    Afterwards, whatever happened, the containers are removed and the SDK's scratch folder (compose file,
-    config copies) is deleted; a Ctrl-C leaves runs/<job>/INTERRUPTED saying so."""
+    A job completes as on SageMaker: the container exited 0 and /opt/ml/model was saved (metrics.json is
+    optional). MAX_RUN stops it; Ctrl-C, SIGTERM and SIGHUP stop it too and leave runs/<job>/INTERRUPTED.
+    Afterwards, whatever happened, the containers and `docker-compose` are stopped and removed and the SDK's
+    scratch folder (compose file, config copies) is deleted."""
     run_dir = settings.paths.run(job_name)
     scratch = run_dir / "container"
     scratch.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / "job.log"
     session = local_session(settings, scratch)
     inputs = {channel: f"file://{folder.resolve()}" for channel, folder in channels.items()}
     job = estimator(
@@ -260,46 +354,79 @@ def train_local(
         script=script,
     )
     try:
-        with _noting_interrupts() as interrupted:
+        with interruptible() as received, _MaxRunWatchdog(settings.max_run, scratch) as watchdog, _logged_to(log_path):
             failure = _fit(job, inputs, job_name)
-        # The SDK swallows a Ctrl-C or turns it into other errors in its clean-up: the flag says what happened.
-        if interrupted.is_set():
-            (run_dir / "INTERRUPTED").write_text(
-                "interrupted (Ctrl-C) before the job finished: nothing here is a result\n"
-            )
-            raise KeyboardInterrupt
-        if isinstance(failure, RuntimeError):  # the SDK's "Failed to run: [docker compose ...]"
-            reason = _failure_reason(run_dir) or str(failure).splitlines()[0][:300]
+        # The SDK swallows a signal's exception or turns it into other errors in its clean-up: the list says.
+        if received:
+            why = f"interrupted ({interrupts.NAMES[received[0]]})"
+            (run_dir / "INTERRUPTED").write_text(f"{why} before the job finished: nothing here is a result\n")
+            raise Interrupted(why, received[0])
+        if watchdog.fired.is_set():
             raise TrainingFailed(
-                f"local training job {job_name} failed: {reason} (the container's log is above; "
-                "/opt/ml/output/failure holds the program's reason)"
+                f"local training job {job_name} stopped: MAX_RUN={settings.max_run} s reached (raise MAX_RUN in .env "
+                f"if the job needs longer; its log: {log_path})",
+                status=STOPPED_MAX_RUN,
+                reason=f"MaxRuntimeExceeded: MAX_RUN={settings.max_run} s",
+                log_path=str(log_path),
+            )
+        if isinstance(failure, RuntimeError):  # the SDK's "Failed to run: [docker compose ...]"
+            found = _local_failure(run_dir)
+            reason = found.line or str(failure).splitlines()[0][:300]
+            raise TrainingFailed(
+                f"local training job {job_name} failed: {reason} (log: {log_path})",
+                reason=reason,
+                exit_code=found.exit_code,
+                stderr_tail=found.tail,
+                log_path=str(log_path),
             )
         if failure is not None:
             raise failure
     finally:
+        _stop_compose_children()
         _remove_containers(_compose_containers(scratch))
         shutil.rmtree(scratch, ignore_errors=True)
     artifact = Path(job.model_data.removeprefix("file://"))
-    metrics = read_metrics_from_tarball(artifact)
-    return JobResult(str(artifact), metrics["metrics"], metrics.get("training_seconds"), channels=inputs)
+    if not saved_files(artifact):
+        raise TrainingFailed(
+            f"local training job {job_name} exited 0 but {artifact} is missing or empty (hint: {EMPTY_MODEL_HINT}; "
+            f"log: {log_path})",
+            reason=f"no model saved: {EMPTY_MODEL_HINT}",
+            log_path=str(log_path),
+        )
+    saved = read_metrics_json(artifact)
+    definitions = script.metric_definitions if script else metrics.default_definitions()
+    with log_path.open(encoding="utf-8", errors="replace") as log:
+        found = {**metrics.from_lines(log, definitions), **saved.get("metrics", {})}
+    return JobResult(str(artifact), found, saved.get("training_seconds"), channels=inputs, log_path=str(log_path))
 
 
-def read_metrics_from_tarball(artifact: Path) -> dict:
+def saved_files(artifact: Path) -> list[str]:
+    """The files in model.tar.gz: none means /opt/ml/model was left empty, i.e. the program saved no model."""
+    try:
+        with tarfile.open(artifact) as archive:
+            return [member.name for member in archive.getmembers() if member.isfile()]
+    except (OSError, tarfile.TarError):
+        return []
+
+
+def read_metrics_json(artifact: Path) -> dict:
+    """metrics.json from model.tar.gz when the program saved one ({} when not: it is optional)."""
     try:
         with tarfile.open(artifact) as archive:
             member = archive.extractfile("metrics.json")
-            return json.load(member)
-    except (KeyError, tarfile.TarError, OSError, ValueError) as error:
-        raise TrainingFailed(
-            f"{artifact} holds no readable metrics.json ({error}): the training program must save "
-            "the model and metrics.json to /opt/ml/model before it exits"
-        ) from None
+            saved = json.load(member) if member else {}
+    except (KeyError, tarfile.TarError, OSError, ValueError):
+        return {}
+    if not isinstance(saved, dict) or not isinstance(saved.get("metrics", {}), dict):
+        return {}
+    numeric = {
+        k: v for k, v in saved.get("metrics", {}).items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    return {**saved, "metrics": numeric}
 
 
 # ---- on SageMaker -------------------------------------------------------------------------------------
-EMPTY_MODEL_HINT = (
-    "empty /opt/ml/model: the training program must save the model (and metrics.json) to /opt/ml/model before it exits"
-)
+EMPTY_MODEL_HINT = "empty /opt/ml/model: the training program must save its model to /opt/ml/model before it exits"
 # FailureReason / last log lines -> what usually causes it and what to do.
 HINTS = [
     # An ECR image URI in an unrelated log line must not trigger the ECR hint: match pull failures only.
@@ -409,18 +536,54 @@ def run_on_sagemaker(
     channels: dict[str, str],
     job_name: str,
     script=None,
+    *,
+    detach: bool = False,
 ) -> None:
-    """Start the job and stream its CloudWatch logs until it ends; a failed job raises TrainingFailed."""
+    """Start the job, then (unless `detach`) follow it as `wait_for` does until it ends."""
     session = sdk_session(boto_session)
     estimator = sagemaker_estimator(settings, session, image_uri, job_name, script)
-    exceptions = sagemaker().exceptions
     try:
-        # No channels: fit(None), so the request has no InputDataConfig (an empty list is refused by the API).
-        estimator.fit(channels or None, job_name=job_name, wait=True, logs="All")
+        with interruptible():
+            # No channels: fit(None), so the request has no InputDataConfig (an empty list is refused by the API).
+            estimator.fit(channels or None, job_name=job_name, wait=False, logs=False)
     except ClientError as error:
         raise aws.explain(error, f"starting training job {job_name}") from None
+    except Interrupted as interrupted:  # it may have been created before the signal came
+        stop(boto_session, job_name, interrupted.status, interrupted.signum)
+    if not detach:
+        wait_for(boto_session, job_name)
+
+
+def wait_for(boto_session: boto3.Session, job_name: str) -> None:
+    """Stream the job's CloudWatch logs until it ends; a failed job raises TrainingFailed. Ctrl-C, SIGTERM or
+    SIGHUP stop the job with StopTrainingJob (a paid job is never left running unseen) and raise Interrupted."""
+    exceptions = sagemaker().exceptions
+    try:
+        with interruptible():
+            sdk_session(boto_session).logs_for_job(job_name, wait=True, log_type="All")
+    except Interrupted as interrupted:
+        stop(boto_session, job_name, interrupted.status, interrupted.signum)
     except exceptions.UnexpectedStatusException:
         raise sagemaker_failure(boto_session, job_name) from None
+    except ClientError as error:
+        raise aws.explain(error, f"following training job {job_name}") from None
+
+
+def stop(boto_session: boto3.Session, job_name: str, why: str, signum: int = 2) -> None:
+    """StopTrainingJob, said as it is done; raises Interrupted with the status the run record keeps."""
+    name = interrupts.NAMES.get(signum, why)
+    print(f"\n{why}: stopping training job {job_name} (sagemaker:StopTrainingJob)", flush=True)
+    try:
+        aws.client(boto_session, "sagemaker").stop_training_job(TrainingJobName=job_name)
+    except (ClientError, BotoCoreError) as error:
+        if aws.error_code(error) == "ValidationException":  # never created, or already ended
+            raise Interrupted(f"{why}; no running job {job_name} to stop ({aws.error_code(error)})", signum) from None
+        raise Interrupted(
+            f"{why}; StopTrainingJob failed ({aws.error_code(error)}): stop {job_name} in the console or with "
+            f"`aws sagemaker stop-training-job --training-job-name {job_name}`",
+            signum,
+        ) from None
+    raise Interrupted(f"stopped ({name}): StopTrainingJob sent", signum)
 
 
 def log_streams(logs, job_name: str) -> list[str]:
@@ -452,7 +615,14 @@ def sagemaker_failure(boto_session: boto3.Session, job_name: str) -> TrainingFai
     details = [f"training job {job_name}: {status}", f"FailureReason: {reason}", "last log lines:"]
     details += [f"  {line}" for line in lines] or ["  (no log lines)"]
     details.append(f"hint: {hint}")
-    return TrainingFailed(f"training job {job_name} {status}: {reason.splitlines()[0][:200]} (hint: {hint})", details)
+    line = parse_failure(reason).line if "ErrorMessage" in reason else reason.splitlines()[0][:300]
+    return TrainingFailed(
+        f"training job {job_name} {status}: {line} (hint: {hint})",
+        details,
+        status=str(status).lower(),
+        reason=line,
+        log_tail=lines,
+    )
 
 
 def split_s3(uri: str) -> tuple[str, str]:
@@ -471,10 +641,40 @@ def fetch_output(boto_session: boto3.Session, model_artifact: str, run_dir: Path
     return target
 
 
+def job_log_lines(boto_session: boto3.Session, job_name: str, most: int = 20_000) -> list[str]:
+    """Every line the job printed to CloudWatch (up to `most`), to read its metrics as SageMaker does."""
+    logs = aws.client(boto_session, "logs")
+    lines: list[str] = []
+    try:
+        for stream in log_streams(logs, job_name):
+            token = None
+            while len(lines) < most:
+                page = logs.get_log_events(
+                    logGroupName=LOG_GROUP,
+                    logStreamName=stream,
+                    startFromHead=True,
+                    **({"nextToken": token} if token else {}),
+                )
+                lines += [event["message"] for event in page["events"]]
+                if not page["events"] or page.get("nextForwardToken") in (None, token):
+                    break
+                token = page["nextForwardToken"]
+    except (ClientError, BotoCoreError):
+        pass
+    return lines[:most]
+
+
 def collect_sagemaker(
-    settings: Settings, boto_session: boto3.Session, job_name: str, price: float | None, run_dir: Path
+    settings: Settings,
+    boto_session: boto3.Session,
+    job_name: str,
+    price: float | None,
+    run_dir: Path,
+    definitions: list[dict[str, str]] | None = None,
 ) -> JobResult:
-    """Verify model.tar.gz really is in S3, copy it to runs/<job>/, read metrics.json, billable time and cost."""
+    """Verify model.tar.gz really is in S3, copy it to runs/<job>/; metrics from the job's log lines (as SageMaker
+    reads them with the metric definitions, FinalMetricDataList) and metrics.json when there is one; billable
+    time and cost."""
     description = aws.client(boto_session, "sagemaker").describe_training_job(TrainingJobName=job_name)
     artifact = description.get("ModelArtifacts", {}).get("S3ModelArtifacts", "")
     bucket, key = split_s3(artifact)
@@ -494,13 +694,14 @@ def collect_sagemaker(
         s3.download_file(bucket, key, str(local_copy))
     except (ClientError, BotoCoreError) as error:
         raise aws.explain(error, f"downloading {artifact}") from None
-    try:
-        metrics = read_metrics_from_tarball(local_copy)
-    except TrainingFailed as error:
-        # SageMaker tars /opt/ml/model even when it is empty: an existing model.tar.gz proves little by itself.
-        raise TrainingFailed(
-            f"{artifact} holds no metrics.json ({error.__cause__ or 'missing'}) (hint: {EMPTY_MODEL_HINT})"
-        ) from None
+    if not saved_files(local_copy):  # SageMaker tars /opt/ml/model even when the program left it empty
+        raise TrainingFailed(f"{artifact} is empty (hint: {EMPTY_MODEL_HINT})")
+    saved = read_metrics_json(local_copy)
+    found = {item["MetricName"]: item["Value"] for item in description.get("FinalMetricDataList", [])}
+    found.update(
+        metrics.from_lines(job_log_lines(boto_session, job_name), definitions or metrics.default_definitions())
+    )
+    found.update(saved.get("metrics", {}))
     billable = description.get("BillableTimeInSeconds") or description.get("TrainingTimeInSeconds")
     if billable is None and description.get("TrainingStartTime") and description.get("TrainingEndTime"):
         billable = int((description["TrainingEndTime"] - description["TrainingStartTime"]).total_seconds())
@@ -512,8 +713,8 @@ def collect_sagemaker(
         streams = []
     return JobResult(
         artifact,
-        metrics["metrics"],
-        metrics.get("training_seconds"),
+        found,
+        saved.get("training_seconds"),
         description=description,
         local_copy=local_copy,
         billable_seconds=billable,

@@ -264,7 +264,7 @@ def test_an_empty_model_tarball_is_a_failure(moto, monkeypatch, tmp_path):
         ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 5},
         StoppingCondition={"MaxRuntimeInSeconds": 60},
     )
-    with pytest.raises(training_job.TrainingFailed, match=r"model.tar.gz holds no metrics.json .* empty /opt/ml/model"):
+    with pytest.raises(training_job.TrainingFailed, match=r"model.tar.gz is empty .* empty /opt/ml/model"):
         training_job.collect_sagemaker(
             settings(s3_bucket="empty-model-bucket", s3_prefix="p"), session, "job-e", 0.115, tmp_path / "run"
         )
@@ -341,7 +341,7 @@ def test_iam_policy_task_writes_the_files(tmp_path):
         "operator-policy.json",
     ]
     assert json.loads((tmp_path / "operator-policy.json").read_text()) == iam.operator_policy(
-        settings(s3_prefix="gs-ds-env", ecr_repository="gs-ds-env-tabular"), "123456789012"
+        settings(s3_prefix="gs-ds-env", ecr_repository="gs-ds-env-tabular", base_job_name="gs-ds-env"), "123456789012"
     )
     missing = subprocess.run(
         [str(REPO / ".venv/bin/inv"), "iam-policy"],

@@ -142,3 +142,34 @@ def test_the_tabular_example_gives_the_same_metrics_in_the_kernel_and_as_a_job(t
         *("--output-data-dir", str(root / "kernel-output")),
     )
     assert record["metrics"] == kernel_metrics and kernel_metrics["validation:auc"] > 0.8
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_a_plain_sagemaker_script_runs_unchanged_in_the_tabular_image(tabular):
+    """examples/bring-your-script on the staged Titanic channels: its printed metrics are the record's, and they
+    are what its formula gives on those channels' files (computed here from the files the job was given)."""
+    import csv
+    import math
+    import statistics
+
+    _, project, env = tabular
+    before = run_records(project)
+    job = subprocess.run(
+        [INV, "train", "--theme", "tabular", "--entry-point", "examples/bring-your-script/train.py"],
+        cwd=project, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert job.returncode == 0, (job.stdout + job.stderr)[-4000:]
+    (run_dir,) = set(run_records(project)) - set(before)
+    record = run_records(project)[run_dir]
+    assert record["status"] == "completed" and record["hyperparameters"] == {}
+
+    def fares(channel: str) -> list[float]:
+        (path,) = Path(record["channels"][channel].removeprefix("file://")).glob("*.csv")
+        with path.open(newline="") as handle:
+            return [float(row["Fare"]) for row in csv.DictReader(handle) if row["Fare"]]
+
+    mean = statistics.fmean(fares("train"))
+    rmse = math.sqrt(statistics.fmean((fare - mean) ** 2 for fare in fares("validation")))
+    assert record["metrics"]["train:rows"] == len(fares("train")) > 600
+    assert record["metrics"]["validation:rmse"] == pytest.approx(rmse, abs=1e-6)

@@ -153,9 +153,20 @@ def test_clean_dry_run_lists_what_the_real_run_removes(instance, base_image):
     runs = project / "runs"
     (runs / "old-job").mkdir(parents=True)
     (runs / "old-job/model.tar.gz").write_bytes(b"x" * 4096)
+    (runs / "old-job/run.json").write_text("{}")
     (runs / "new-job").mkdir()
+    (runs / "new-job/run.json").write_text("{}")
+    # Not runs: a user's own old folder (no run record), and a link to a folder outside runs/ (never followed).
+    (runs / "my-analysis").mkdir()
+    (runs / "my-analysis/notes.md").write_text("mine\n")
+    elsewhere = root / "elsewhere-run"
+    elsewhere.mkdir()
+    (elsewhere / "run.json").write_text("{}")
+    (runs / "linked-run").symlink_to(elsewhere, target_is_directory=True)
     month_ago = time.time() - 40 * 86400
-    os.utime(runs / "old-job", (month_ago, month_ago))
+    for folder in ("old-job", "my-analysis", "linked-run"):
+        os.utime(runs / folder, (month_ago, month_ago), follow_symlinks=False)
+    os.utime(elsewhere, (month_ago, month_ago))
 
     current = subprocess.run([INV, "build"], cwd=project, env=env, capture_output=True, text=True)
     assert current.returncode == 0, current.stderr[-3000:]
@@ -164,6 +175,11 @@ def test_clean_dry_run_lists_what_the_real_run_removes(instance, base_image):
     context.mkdir()
     (context / "Dockerfile").write_text(f"FROM {base_image}\nLABEL gs-ds-env.content-tag=tabular_311-0000stale000\n")
     client.images.build(path=str(context), tag="gs-ds-env-clean-test:tabular_311-0000stale000", rm=True)
+    # A user's image built FROM it: it inherits the content-tag label, but it is not the project's.
+    derived = root / "derived-image"
+    derived.mkdir()
+    (derived / "Dockerfile").write_text("FROM gs-ds-env-clean-test:tabular_311-0000stale000\nLABEL mine=yes\n")
+    client.images.build(path=str(derived), tag="gs-ds-env-clean-test:my-derived", rm=True)
 
     def clean(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -181,7 +197,7 @@ def test_clean_dry_run_lists_what_the_real_run_removes(instance, base_image):
     ]
     assert any("gs-ds-env-clean-test:tabular_311-0000stale000" in line for line in listed)
     assert any(f"{runs / 'old-job'}" in line for line in listed)
-    assert not any("new-job" in line for line in listed)
+    assert not any(name in line for line in listed for name in ("new-job", "my-analysis", "linked-run", "my-derived"))
     assert (runs / "old-job").is_dir() and client.images.list(name="gs-ds-env-clean-test:tabular_311-0000stale000")
 
     done = clean()
@@ -189,7 +205,10 @@ def test_clean_dry_run_lists_what_the_real_run_removes(instance, base_image):
     removed = [line.removeprefix("remove: ") for line in done.stdout.splitlines() if line.startswith("remove: ")]
     assert removed == listed
     assert not (runs / "old-job").exists() and (runs / "new-job").is_dir()
+    assert (runs / "my-analysis/notes.md").is_file() and (elsewhere / "run.json").is_file()
     assert not client.images.list(name="gs-ds-env-clean-test:tabular_311-0000stale000")
+    assert client.images.list(name="gs-ds-env-clean-test:my-derived"), "a user's derived image is never removed"
+    client.images.remove("gs-ds-env-clean-test:my-derived")
     current_tag = next(line.split()[1] for line in current.stdout.splitlines() if line.startswith("image: "))
     assert client.images.list(name=current_tag), "the theme's current image must survive"
     assert (project / "themes/tabular/kernel/manifest.env").is_file(), "clean never touches a kernel"

@@ -10,10 +10,12 @@ SageMaker would.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import subprocess
 import tarfile
+import time
 import urllib.error
 from pathlib import Path
 
@@ -397,6 +399,7 @@ def test_script_mode_job_ships_the_source_dir_and_the_image_runs_it(
     assert plan.returncode == 0 and moto.calls() == [], plan.stderr
     assert f"s3://{BUCKET}/team/titanic-run/code/<job>/source/sourcedir.tar.gz" in plan.stdout
     assert "sagemaker_program=train.py" in plan.stdout
+    assert f"s3://{BUCKET}/team/titanic-run/channels/extra/" in plan.stdout
     job = inv(
         project,
         env,
@@ -409,22 +412,33 @@ def test_script_mode_job_ships_the_source_dir_and_the_image_runs_it(
         f"extra={extra}",
         "--hyperparameter",
         "horizon=6",
+        "--metric-definition",
+        "smape=sMAPE ([0-9.]+)",
         "--job-name",
         "gs-script-a",
     )
     output = job.stdout + job.stderr
-    # moto records the job as Completed but writes no model: the run says so, after everything was sent.
+    # moto records the job as Completed but writes no model: the run says so, after everything was sent, and
+    # its record says so too.
     assert job.returncode == 1 and "model.tar.gz does not exist in S3" in output, output[-3000:]
+    record = json.loads((project / "runs/gs-script-a/run.json").read_text())
+    assert record["status"] == "failed" and "does not exist in S3" in record["reason"]
     (create,) = [call.body for call in moto.calls() if call.operation == "SageMaker.CreateTrainingJob"]
     hyperparameters = {key: value.strip('"') for key, value in create["HyperParameters"].items()}
     source = f"s3://{BUCKET}/team/titanic-run/code/gs-script-a/source/sourcedir.tar.gz"
     assert hyperparameters["sagemaker_program"] == "train.py"
     assert hyperparameters["sagemaker_submit_directory"] == source
-    assert hyperparameters["horizon"] == "6" and hyperparameters["seed"] == "42"
+    # Exactly the user's hyperparameters and the SDK's own keys: no --seed the script did not ask for.
+    assert {key for key in hyperparameters if not key.startswith("sagemaker_")} == {"horizon"}
+    assert hyperparameters["horizon"] == "6" and create["Environment"] == {"GS_SEED": "42"}
+    definitions = {d["Name"]: d["Regex"] for d in create["AlgorithmSpecification"]["MetricDefinitions"]}
+    assert definitions["smape"] == "sMAPE ([0-9.]+)" and "validation:mae" in definitions
     channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in create["InputDataConfig"]}
-    assert channels == {"extra": f"s3://{BUCKET}/team/titanic-run/channels/extra"}
+    (uri,) = channels.values()
+    assert uri.startswith(f"s3://{BUCKET}/team/titanic-run/channels/extra/") and uri == record["channels"]["extra"]
     s3 = aws(moto, "s3")
-    assert s3.get_object(Bucket=BUCKET, Key="team/titanic-run/channels/extra/notes.csv")["Body"].read() == b"a,b\n1,2\n"
+    key = uri.removeprefix(f"s3://{BUCKET}/") + "notes.csv"
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == b"a,b\n1,2\n"
     archive_path = tmp_path / "sourcedir.tar.gz"
     s3.download_file(BUCKET, "team/titanic-run/code/gs-script-a/source/sourcedir.tar.gz", str(archive_path))
     with tarfile.open(archive_path) as archive:
@@ -472,7 +486,7 @@ def test_script_mode_job_ships_the_source_dir_and_the_image_runs_it(
 
 
 TWO_HOST_JOB = """
-from gs_ds_env import aws, deploy, s3_data, training_job
+from gs_ds_env import aws, s3_data, script_mode, training_job
 from gs_ds_env.settings import load_settings
 
 settings = load_settings(theme="cv", entry_point="themes/cv/example/train.py")
@@ -480,7 +494,7 @@ boto_session = aws.session(settings)
 s3_data.ensure_bucket(settings, aws.client(boto_session, "s3"))
 image = f"{settings.ecr_registry}/{settings.ecr_repository}:cv_311"
 settings = settings.replace(instance_type="ml.c5.xlarge")
-training_job.run_on_sagemaker(settings, boto_session, image, {}, "gs-two-hosts", deploy.script_mode(settings, {}))
+training_job.run_on_sagemaker(settings, boto_session, image, {}, "gs-two-hosts", script_mode.prepare(settings, {}))
 """
 
 
@@ -507,3 +521,152 @@ def test_two_hosts_of_a_torch_theme_reach_sagemaker_with_the_torchrun_launcher(t
     assert hyperparameters["sagemaker_torch_distributed_enabled"] == "true"
     assert hyperparameters["sagemaker_program"] == "train.py"
     assert "InputDataConfig" not in create  # the example makes its data: fit(None), as the API requires
+
+
+def channel_keys(moto, uri: str) -> list[str]:
+    """The object names under a channel's prefix, relative to it."""
+    bucket, prefix = uri.removeprefix("s3://").split("/", 1)
+    listed = aws(moto, "s3").list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return sorted(item["Key"].removeprefix(prefix) for item in listed)
+
+
+def test_script_channels_hold_exactly_this_runs_files_and_a_detached_job_is_attached_later(
+    tmp_path, project, moto, registry, base_image, titanic_csv
+):
+    """Three detached runs of a plain script on one channel folder: a file deleted locally is gone from the next
+    run's channel, an unchanged folder is not sent again; then `inv job attach` collects the job's model and
+    reads its metrics from the job's log lines (no metrics.json), as SageMaker does."""
+    execution_role(moto, "gs-ds-env-sagemaker", TRUST_SAGEMAKER)
+    env = sagemaker_env(
+        tmp_path, moto, base_image, titanic_csv, ECR_REGISTRY=registry.host, ECR_REPOSITORY="gs-ds-env-tabular-test"
+    )
+    folder = tmp_path / "train"
+    folder.mkdir()
+    (folder / "a.csv").write_text("Fare\n1\n3\n")
+    (folder / "b.csv").write_text("Fare\n1000\n")
+
+    def detached(job_name: str):
+        moto.reset_recording()
+        job = inv(
+            project, env, "train", "--theme", "tabular", "--entry-point", "examples/bring-your-script/train.py",
+            "--channel", f"train={folder}", "--job-name", job_name, "--detach", "--skip-preflight",
+        )  # fmt: skip
+        assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
+        assert f"inv job attach {job_name}" in job.stdout
+        record = json.loads((project / "runs" / job_name / "run.json").read_text())
+        assert record["status"] == "in progress (detached)"
+        puts = [c.operation for c in moto.calls() if c.operation.startswith("S3 PUT") and "/channels/" in c.operation]
+        return record["channels"]["train"], puts
+
+    first, puts = detached("gs-channels-1")
+    assert channel_keys(moto, first) == ["a.csv", "b.csv"] and len(puts) == 2
+    (folder / "b.csv").unlink()
+    second, puts = detached("gs-channels-2")
+    assert second != first and channel_keys(moto, second) == ["a.csv"] and len(puts) == 1
+    assert channel_keys(moto, first) == ["a.csv", "b.csv"]  # the first run's channel is left as it ran
+    third, puts = detached("gs-channels-3")
+    assert third == second and puts == []  # unchanged: nothing sent
+
+    # SageMaker's part for job 3 (moto runs nothing): its model in S3 and its log lines in CloudWatch.
+    (create,) = [c.body for c in moto.calls() if c.operation == "SageMaker.CreateTrainingJob"]
+    output = create["OutputDataConfig"]["S3OutputPath"].removeprefix("s3://")
+    bucket, prefix = output.split("/", 1)
+    model = tmp_path / "model.tar.gz"
+    (tmp_path / "model.json").write_text('{"mean": 2.0}')
+    with tarfile.open(model, "w:gz") as archive:
+        archive.add(tmp_path / "model.json", arcname="model.json")
+    aws(moto, "s3").upload_file(str(model), bucket, f"{prefix}/gs-channels-3/output/model.tar.gz")
+    logs = aws(moto, "logs")
+    group = "/aws/sagemaker/TrainingJobs"
+    with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+        logs.create_log_group(logGroupName=group)
+    stream = "gs-channels-3/algo-1-1764000000"
+    logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    now = int(time.time() * 1000)  # CloudWatch keeps no events from before its retention window
+    logs.put_log_events(
+        logGroupName=group,
+        logStreamName=stream,
+        logEvents=[
+            {"timestamp": now + i, "message": line}
+            for i, line in enumerate(["train:rows=2", "validation:rmse=0.5", "validation:rmse=1.0"])
+        ],
+    )
+    attached = inv(project, env, "job.attach", "gs-channels-3")
+    assert attached.returncode == 0, (attached.stdout + attached.stderr)[-3000:]
+    record = json.loads((project / "runs/gs-channels-3/run.json").read_text())
+    assert record["status"] == "completed" and record["job_status"] == "Completed"
+    # From the log lines (the last value printed wins), beside what DescribeTrainingJob's FinalMetricDataList holds
+    # (moto's canned train:progress).
+    assert {name: record["metrics"][name] for name in ("train:rows", "validation:rmse")} == {
+        "train:rows": 2.0,
+        "validation:rmse": 1.0,
+    }
+    assert (project / "runs/gs-channels-3/model.tar.gz").is_file() and record["entry_point"] == "train.py"
+    again = inv(project, env, "job.attach", "gs-channels-3")
+    assert again.returncode == 2 and "has already ended (completed)" in again.stderr
+
+
+STOPPED_JOB = """
+import json, sys, time
+from botocore.awsrequest import AWSResponse
+import sagemaker.session
+from gs_ds_env import deploy, script_mode
+from gs_ds_env.settings import load_settings
+
+def still_running(self, job_name, *args, **kwargs):  # moto ends every job at once: this one keeps going
+    print("following the job", flush=True)
+    time.sleep(300)
+
+sagemaker.session.Session.logs_for_job = still_running
+stops = []
+
+def stop_training_job(params, model, **_):  # moto has no StopTrainingJob: answer it here, as SageMaker would
+    stops.append(json.loads(params["body"]))
+    return AWSResponse(None, 200, {}, None), {}
+
+original = deploy.aws.session
+def session(settings):
+    boto_session = original(settings)
+    boto_session.events.register("before-call.sagemaker.StopTrainingJob", stop_training_job)
+    return boto_session
+deploy.aws.session = session
+
+settings = load_settings(theme="tabular", entry_point="examples/bring-your-script/train.py")
+try:
+    deploy.run_script(settings, channels={}, hyperparameters={}, job_name="gs-stopped", skip_preflight=True)
+except KeyboardInterrupt as interrupted:
+    print("STOPS", json.dumps(stops), flush=True)
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_stops_a_sagemaker_job_with_stop_training_job_and_records_it(
+    tmp_path, project, moto, registry, base_image, titanic_csv
+):
+    """moto lacks StopTrainingJob: a botocore before-call handler answers it (and records the request); the rest
+    (push, CreateTrainingJob, the record) goes to moto and the registry."""
+    import signal
+
+    execution_role(moto, "gs-ds-env-sagemaker", TRUST_SAGEMAKER)
+    env = sagemaker_env(
+        tmp_path, moto, base_image, titanic_csv, ECR_REGISTRY=registry.host, ECR_REPOSITORY="gs-ds-env-tabular-test"
+    )
+    log = tmp_path / "job.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [str(Path(INV).parent / "python"), "-c", STOPPED_JOB], cwd=project, env=env, stdout=output,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        for _ in range(600):
+            if "following the job" in log.read_text() or process.poll() is not None:
+                break
+            time.sleep(0.5)
+        assert "following the job" in log.read_text(), log.read_text()[-3000:]
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 130, log.read_text()[-3000:]
+    text = log.read_text()
+    assert "stopping training job gs-stopped (sagemaker:StopTrainingJob)" in text
+    stops = json.loads(text.split("STOPS ", 1)[1].splitlines()[0])
+    assert stops == [{"TrainingJobName": "gs-stopped"}]
+    record = json.loads((project / "runs/gs-stopped/run.json").read_text())
+    assert record["status"] == "stopped (Ctrl-C): StopTrainingJob sent"

@@ -8,8 +8,10 @@ themes' examples are not built here yet (see the README).
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -62,7 +64,9 @@ def test_the_example_gives_the_same_metrics_in_the_kernel_and_as_a_job_in_the_im
     run_dir = new_run(project, before)
     record = json.loads((run_dir / "run.json").read_text())
     assert record["metrics"] == kernel_metrics and record["metrics"]["validation:mae"] > 0
-    assert record["entry_point"] == "train.py" and record["hyperparameters"] == {"seed": "42"}
+    # Exactly the user's hyperparameters (none here); the project's example finds its seed in GS_SEED.
+    assert record["entry_point"] == "train.py" and record["hyperparameters"] == {}
+    assert record["environment"] == {"GS_SEED": "42"} and record["status"] == "completed"
     assert record["parity"]["checked"] and record["parity"]["differences"] == []
     with tarfile.open(record["model_artifact"]) as archive:
         assert {"model.pkl", "metrics.json"} <= set(archive.getnames())
@@ -82,6 +86,120 @@ def test_a_failing_script_is_one_line_with_its_own_error(forecasting, tmp_path):
     assert "Traceback" not in job.stderr.split("error: local training job")[-1]
     with tarfile.open(new_run(project, before) / "output.tar.gz") as archive:
         assert "boom from the user script" in archive.extractfile("failure").read().decode()
+
+
+PLAIN_SCRIPT = "examples/bring-your-script/train.py"  # a plain SageMaker script: strict argparse, no metrics.json
+EXAMPLE = ["--entry-point", "themes/forecasting/example/train.py"]
+
+
+def containers() -> set[str]:
+    """Every container, running or not: a job must leave none of its own."""
+    return set(subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, check=True).stdout.split())
+
+
+def test_a_plain_sagemaker_script_runs_unchanged_and_its_printed_metrics_are_recorded(forecasting, tmp_path):
+    _, project, env = forecasting
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.csv").write_text("Fare,Age\n1,10\n3,20\n")
+    (data / "other.csv").write_text("Fare,Age\n1000,1\n")  # beside the channel's file: must not be shipped
+    before = runs(project)
+    job = train(
+        project, env, "--entry-point", PLAIN_SCRIPT, "--channel", f"train={data / 'train.csv'}",
+        "--hyperparameter", "target=Fare",
+    )  # fmt: skip
+    assert job.returncode == 0, (job.stdout + job.stderr)[-4000:]
+    run_dir = new_run(project, before)
+    assert run_dir.name.startswith("gs-ds-env-forecasting-train-")  # theme and entry point in the name
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "completed" and record["hyperparameters"] == {"target": "Fare"}
+    # mean 2 of the two shipped rows: rmse 1; other.csv (Fare 1000) would have changed both
+    assert record["metrics"] == {"train:rows": 2.0, "validation:rmse": 1.0}
+    with tarfile.open(record["model_artifact"]) as archive:
+        assert archive.getnames() == ["model.json"]  # no metrics.json, and the job still completed
+    assert "validation:rmse=1.000000" in Path(record["log_path"]).read_text()
+    assert "| validation:rmse | `1` |" in (run_dir / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "script, args, reason",
+    [
+        (
+            "import sys\nprint('reading')\nsys.exit('no rows in the train channel')\n",
+            [],
+            "no rows in the train channel",
+        ),
+        (None, ["--hyperparameter", "epochs=3"], "train.py: error: unrecognized arguments: --epochs 3"),
+    ],
+    ids=["sys.exit(reason)", "argparse error"],
+)
+def test_a_failed_script_leaves_a_record_with_its_own_reason(forecasting, tmp_path, script, args, reason):
+    _, project, env = forecasting
+    entry = project / PLAIN_SCRIPT
+    if script:
+        entry = tmp_path / "code/train.py"
+        entry.parent.mkdir()
+        entry.write_text(script)
+    before = runs(project)
+    job = train(project, env, "--entry-point", str(entry), *args)
+    assert job.returncode == 1
+    last = job.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: local training job ") and reason in last, job.stderr[-2000:]
+    run_dir = new_run(project, before)
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "failed" and reason in record["reason"] and record["exit_code"] == 2 - bool(script)
+    assert reason in record["stderr_tail"][-1] and record["command"].startswith("inv train --theme forecasting")
+    assert Path(record["log_path"]).is_file() and record["model_artifact"] == ""
+    report = (run_dir / "report.md").read_text()
+    assert "**Status: failed**" in report and "## What happened" in report and reason in report
+
+
+def test_max_run_stops_a_hanging_local_job(forecasting, tmp_path):
+    _, project, env = forecasting
+    entry = tmp_path / "code/train.py"
+    entry.parent.mkdir()
+    entry.write_text("import time\nprint('sleeping', flush=True)\ntime.sleep(600)\n")
+    before, existing = runs(project), containers()
+    started = time.monotonic()
+    job = subprocess.run(
+        [INV, "train", "--theme", "forecasting", "--entry-point", str(entry)],
+        cwd=project, env={**env, "MAX_RUN": "3"}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert job.returncode == 1 and time.monotonic() - started < 240
+    assert "stopped: MAX_RUN=3 s reached" in job.stderr.strip().splitlines()[-1]
+    record = json.loads((new_run(project, before) / "run.json").read_text())
+    assert record["status"] == "stopped: max run" and "MAX_RUN=3" in record["reason"]
+    assert containers() - existing == set()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_sigterm_and_sighup_stop_a_local_job_as_ctrl_c_does(forecasting, tmp_path, signum):
+    _, project, env = forecasting
+    entry = tmp_path / "code/train.py"
+    entry.parent.mkdir()
+    entry.write_text("import time\nprint('sleeping', flush=True)\ntime.sleep(600)\n")
+    before, existing = runs(project), containers()
+    log = tmp_path / "inv.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [INV, "train", "--theme", "forecasting", "--entry-point", str(entry)],
+            cwd=project, env=env, stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 240
+        while "sleeping" not in log.read_text() and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.5)
+        assert "sleeping" in log.read_text(), log.read_text()[-3000:]
+        process.send_signal(signum)  # to inv alone, as `timeout` or a closing terminal sends it
+        assert process.wait(timeout=60) == 128 + signum
+    name = signal.Signals(signum).name
+    assert log.read_text().strip().splitlines()[-1].startswith(f"error: interrupted ({name})")
+    run_dir = new_run(project, before)
+    assert (run_dir / "INTERRUPTED").read_text().startswith(f"interrupted ({name})")
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == f"interrupted ({name})"
+    assert containers() - existing == set()
+    compose = subprocess.run(["pgrep", "-f", str(run_dir)], capture_output=True, text=True)
+    assert compose.stdout == ""  # docker-compose, which got no signal of its own, is gone too
 
 
 def test_a_theme_image_without_code_says_how_to_give_it_some(forecasting, tmp_path):
@@ -131,14 +249,55 @@ def test_a_theme_image_without_code_says_how_to_give_it_some(forecasting, tmp_pa
             "local mode reads local folders",
         ),
         (["--entry-point", "themes/forecasting/example/train.py", "--hyperparameter", "=1"], "is not key=value"),
+        (["--entry-point", ""], "--entry-point is empty"),
+        ([*EXAMPLE, "--hyperparameter", "a=1", "--hyperparameter", "a=2"], "--hyperparameter 'a' is given twice"),
+        ([*EXAMPLE, "--hyperparameter", "a=" + "x" * 2501], "values of at most 2500"),
+        ([*EXAMPLE, *[f"--hyperparameter=k{i}=1" for i in range(96)]], "SageMaker allows 100 per job"),
+        ([*EXAMPLE, "--channel", "train=themes", "--channel", "train=examples"], "--channel 'train' is given twice"),
+        ([*EXAMPLE, "--channel", "..=themes"], "is not name=path"),
+        ([*EXAMPLE, "--channel", "train="], "has no path"),
+        ([*EXAMPLE, "--metric-definition", "loss"], "is not name=regex"),
+        ([*EXAMPLE, "--metric-definition", "loss=loss: [0-9.]+"], "exactly one (group)"),
+        ([*EXAMPLE, "--metric-definition", "loss=loss: ([0-9.]+"], "is not a regular expression"),
+        ([*EXAMPLE, "--job-name", "taken"], "runs/taken already exists: a run is never overwritten"),
+        (["--detach"], "--detach is for TARGET=sagemaker"),
     ],
 )
-def test_bad_script_mode_input_is_one_line(project, args, message):
+def test_bad_script_mode_input_is_one_line_and_starts_nothing(project, tmp_path, args, message):
+    (project / "runs/taken").mkdir(parents=True, exist_ok=True)
+    before = runs(project)
     result = subprocess.run(
-        [INV, "train", "--theme", "forecasting", *args], cwd=project, capture_output=True, text=True, env=tool_env()
-    )
-    assert result.returncode == 2
-    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+        [INV, "train", "--theme", "forecasting", *args],
+        cwd=project, capture_output=True, text=True, env=tool_env(WORKING_DIR=str(tmp_path / "work")),
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr, result.stderr
+    assert runs(project) == before and result.stdout == ""  # nothing built, nothing run
+
+
+@pytest.mark.parametrize("target", ["local", "sagemaker"])
+def test_a_source_dir_link_that_leaves_the_folder_is_refused_on_both_targets(project, tmp_path, target):
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "train.py").write_text("print('hi')\n")
+    secret = tmp_path / "secret-credentials"
+    secret.write_text("aws_secret_access_key = not-for-s3\n")
+    (code / "credentials").symlink_to(secret)
+    (code / "inside").symlink_to(code / "train.py")  # a link that stays inside is fine
+    env = tool_env(
+        WORKING_DIR=str(tmp_path / "work"), TARGET=target, S3_BUCKET="a-bucket",
+        SAGEMAKER_ROLE_ARN="arn:aws:iam::123456789012:role/r", AWS_ENDPOINT_URL="http://127.0.0.1:9",
+    )  # fmt: skip
+    args = [INV, "train", "--theme", "forecasting", "--entry-point", str(code / "train.py")]
+    for extra in ([], ["--dry-run"]):
+        result = subprocess.run([*args, *extra], cwd=project, capture_output=True, text=True, env=env)
+        assert result.returncode == 2, result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert f"holds a link credentials -> {secret}, which leads outside it" in line
+    (code / "credentials").unlink()
+    plan = subprocess.run([*args, "--dry-run"], cwd=project, capture_output=True, text=True, env=env)
+    assert plan.returncode == 0, plan.stderr
+    assert "ships: " in plan.stdout and "2 file(s)" in plan.stdout and "inside, train.py" in plan.stdout
 
 
 def test_the_streamlit_image_serves_its_app_and_answers_the_health_check(project, base_image):

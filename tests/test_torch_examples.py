@@ -114,3 +114,21 @@ def test_two_hosts_form_one_process_group_through_the_toolkits_torchrun(torch_th
     assert distributed["world_size"] == 2 and distributed["rank_sum"] == 1.0
     assert distributed["weights_differ_by"] == 0.0 and distributed["train_rows_per_rank"] == 719
     assert 0.5 < record["metrics"]["validation:accuracy"] <= 1.0
+
+
+def test_a_plain_sagemaker_script_runs_unchanged_in_the_torch_image(torch_theme, tmp_path):
+    """examples/bring-your-script: strict argparse, no metrics.json, metrics printed; the channel a single file."""
+    theme, _, project, env = torch_theme
+    rows = tmp_path / "rows.csv"
+    rows.write_text("Fare\n1\n3\n")
+    before = run_records(project)
+    job = subprocess.run(
+        [INV, "train", "--theme", theme, "--entry-point", "examples/bring-your-script/train.py", "--channel",
+         f"train={rows}"],
+        cwd=project, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert job.returncode == 0, (job.stdout + job.stderr)[-4000:]
+    (run_dir,) = set(run_records(project)) - set(before)
+    record = run_records(project)[run_dir]
+    assert record["status"] == "completed" and record["hyperparameters"] == {}
+    assert record["metrics"] == {"train:rows": 2.0, "validation:rmse": 1.0}

@@ -44,7 +44,7 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n_estimators", type=int, default=defaults.n_estimators)
     parser.add_argument("--max_depth", type=int, default=defaults.max_depth)
     parser.add_argument("--learning_rate", type=float, default=defaults.learning_rate)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--seed", type=int, default=int(os.environ.get("GS_SEED", defaults.seed)))  # a job: SEED
     parser.add_argument("--sm-root", default=os.environ.get("SM_ROOT", "/opt/ml"), help="the /opt/ml root")
     return parser
 

@@ -30,7 +30,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=0.01)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=int(os.environ.get("GS_SEED", 42)))  # a job: the project's SEED
     parser.add_argument("--model-dir", default=os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
     args, _ = parser.parse_known_args()  # SageMaker may pass more hyperparameters than this script uses
     if args.epochs < 1 or args.batch_size < 1:

@@ -23,7 +23,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--horizon", type=int, default=12, help="months held out and forecast")
     parser.add_argument("--season-length", type=int, default=12)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=int(os.environ.get("GS_SEED", 42)))  # a job: the project's SEED
     parser.add_argument("--model-dir", default=os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
     args, _ = parser.parse_known_args()  # SageMaker may pass more hyperparameters than this script uses
     if not 1 <= args.horizon < len(AirPassengersDF) // 2:

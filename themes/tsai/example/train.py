@@ -29,7 +29,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--learning-rate", type=float, default=1e-2)
     parser.add_argument("--samples", type=int, default=240)
     parser.add_argument("--length", type=int, default=64, help="points per series")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=int(os.environ.get("GS_SEED", 42)))  # a job: the project's SEED
     parser.add_argument("--model-dir", default=os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
     args, _ = parser.parse_known_args()  # SageMaker may pass more hyperparameters than this script uses
     if args.epochs < 1 or args.samples < 20 or args.length < 8:
