@@ -392,11 +392,11 @@ def iam_policy(c, out=None):
         "path": "the notebook (default notebooks/titanic-sagemaker.ipynb)",
         "theme": "its theme (default: from the notebook's kernel name)",
         "py": "Python 3.N of the kernel",
-        "timeout": "seconds a cell may run",
+        "timeout": "seconds a cell may run (default 1800)",
     }
 )
 @clear_errors
-def notebook(c, path="notebooks/titanic-sagemaker.ipynb", theme=None, py=None, timeout=1800):
+def notebook(c, path="notebooks/titanic-sagemaker.ipynb", theme=None, py=None, timeout=None):
     """Run a notebook top to bottom on its theme kernel with nbclient (as CI does); the executed copy goes to runs/."""
     from gs_ds_env import notebook as notebook_mod
 
@@ -405,7 +405,7 @@ def notebook(c, path="notebooks/titanic-sagemaker.ipynb", theme=None, py=None, t
         raise ConfigError(f"notebook {path} does not exist: e.g. notebooks/titanic-sagemaker.ipynb")
     settings = load_settings(theme=theme or notebook_mod.theme_of(notebook_path), py=py)
     try:
-        notebook_mod.execute(settings, notebook_path, number(timeout, "--timeout", int))
+        notebook_mod.execute(settings, notebook_path, number(1800 if timeout is None else timeout, "--timeout", int))
     except notebook_mod.NotebookFailed as error:
         raise Exit(f"error: {error}", code=1) from None
 
@@ -419,12 +419,12 @@ def notebook(c, path="notebooks/titanic-sagemaker.ipynb", theme=None, py=None, t
     }
 )
 @clear_errors
-def app(c, theme="streamlit", py=None, port=8501, check=False):
+def app(c, theme="streamlit", py=None, port=None, check=False):
     """Serve an app theme's app.py from its image on 127.0.0.1:<port>, checked over HTTP."""
     from gs_ds_env import app as app_mod
 
     try:
-        app_mod.run(load_settings(theme=theme, py=py), number(port, "--port", int), check)
+        app_mod.run(load_settings(theme=theme, py=py), number(8501 if port is None else port, "--port", int), check)
     except app_mod.AppError as error:
         raise Exit(f"error: {error}", code=1) from None
 
@@ -439,7 +439,7 @@ def app(c, theme="streamlit", py=None, port=8501, check=False):
     }
 )
 @clear_errors
-def doctor(c, threshold=80.0, json=False, notebook_root=None, preflight=False):
+def doctor(c, threshold=None, json=False, notebook_root=None, preflight=False):
     """One line per check (disk, caches, Docker, tools, kernels, lifecycle): ok / warn / fail and the fix.
     --preflight: before a paid job, the AWS checks (caller, ECR, role, bucket, quota) and the image on a sample."""
     from pathlib import Path
@@ -447,7 +447,7 @@ def doctor(c, threshold=80.0, json=False, notebook_root=None, preflight=False):
     from gs_ds_env import doctor as doctor_mod
 
     try:
-        threshold = number(threshold, "--threshold")
+        threshold = number(80 if threshold is None else threshold, "--threshold")
         if not 0 < threshold <= 100:
             raise ConfigError(f"--threshold {threshold:g} is not a percentage: use 1-100")
         if preflight:
@@ -485,13 +485,13 @@ def doctor(c, threshold=80.0, json=False, notebook_root=None, preflight=False):
     }
 )
 @clear_errors
-def clean(c, uv=False, pip=False, docker=False, runs=False, older_than=30.0, all=False, dry_run=False):
+def clean(c, uv=False, pip=False, docker=False, runs=False, older_than=None, all=False, dry_run=False):
     """Free disk through the tools' own commands; never a venv or a kernel (that is inv kernel-remove)."""
     from gs_ds_env import clean as clean_mod
 
     if not (uv or pip or docker or runs or all):
         raise Exit("error: say what to clean: --uv, --pip, --docker, --runs [--older-than DAYS] or --all", code=2)
-    older_than = number(older_than, "--older-than")
+    older_than = number(30 if older_than is None else older_than, "--older-than")
     if older_than < 0:
         raise Exit(f"error: --older-than {older_than:g} is negative: give a number of days", code=2)
     settings = load_settings()

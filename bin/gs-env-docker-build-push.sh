@@ -108,6 +108,8 @@ if [[ -n "$ca_bundle" ]]; then
   [[ -f "$ca_bundle" && -r "$ca_bundle" ]] || die "CA bundle '$ca_bundle' is not a readable file (BUILD_CA_BUNDLE / --ca-bundle)"
   grep -q -- '-----BEGIN CERTIFICATE-----' "$ca_bundle" ||
     die "CA bundle '$ca_bundle' holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+  (($(wc -c <"$ca_bundle") <= 100000)) ||
+    die "CA bundle '$ca_bundle' is over 100 kB: give only your proxy's CA certificate(s), not a whole system bundle"
   # A CA certificate is public: as a build argument it reaches only the build stages (see docker/Dockerfile).
   ca_args=(--build-arg "EXTRA_CA_CERTS=$(cat "$ca_bundle")")
 fi

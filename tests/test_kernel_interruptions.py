@@ -50,7 +50,8 @@ def as_from_a_terminal() -> None:
 
 def leftovers(repo: Path) -> list[str]:
     kernel_dir = repo / "themes/tabular/kernel"
-    return [name for name in LEFTOVERS if (kernel_dir / name).exists()]
+    discarded = [path.name for path in kernel_dir.glob(".venv.discarded*")]
+    return [name for name in LEFTOVERS if (kernel_dir / name).exists()] + discarded
 
 
 def interrupted_rebuild(repo: Path, env: dict, step: str, sig: signal.Signals) -> int:
@@ -158,5 +159,49 @@ def test_ctrl_c_through_inv_lets_the_script_roll_back(built):
     assert process.wait(timeout=120) == 130, rest
     assert "kernel tabular_312 was NOT changed" in rest
     assert rest.strip().splitlines()[-1].startswith("error: interrupted (Ctrl-C)")
+    assert_working_kernel(repo, jupyter)
+    assert leftovers(repo) == []
+
+
+@pytest.mark.parametrize(
+    "sig, whole_group",
+    [(signal.SIGTERM, True), (signal.SIGHUP, False)],
+    ids=["SIGTERM to the process group (a shutdown)", "SIGHUP to inv alone (a closed terminal)"],
+)
+def test_a_kernel_started_the_moment_inv_returns_works_under_load(built, sig, whole_group):
+    """After the swap the rollback must put the previous venv back before deleting the new one, and inv must wait
+    for it on SIGTERM and SIGHUP as on Ctrl-C: with the CPU busy, a kernel started the instant inv returns finds a
+    complete venv."""
+    repo, env, jupyter = built
+    load = [subprocess.Popen(["python3", "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        process = subprocess.Popen(
+            [INV, "kernel", "--theme", "tabular", "--py", "3.12", "--torch", "none", "--force"],
+            cwd=repo,
+            env={**env, "GS_KERNEL_PAUSE_AT": "swapped"},
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        for line in process.stderr:
+            if "paused at swapped" in line:
+                break
+        if whole_group:
+            os.killpg(process.pid, sig)
+        else:
+            process.send_signal(sig)
+        rest = process.stderr.read()
+        code = process.wait(timeout=120)
+        spec = json.loads((jupyter / "kernels/tabular_312/kernel.json").read_text())
+        started = subprocess.run(
+            [spec["argv"][0], "-c", "import ipykernel, xgboost, sys; print(sys.prefix)"], capture_output=True, text=True
+        )
+    finally:
+        for busy in load:
+            busy.kill()
+    assert code == 128 + sig, rest
+    assert started.returncode == 0, started.stderr[-2000:]
+    assert "kernel tabular_312 was NOT changed" in rest
+    assert rest.strip().splitlines()[-1].startswith(f"error: interrupted ({signal.Signals(sig).name})")
     assert_working_kernel(repo, jupyter)
     assert leftovers(repo) == []

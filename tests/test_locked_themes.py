@@ -4,10 +4,12 @@ the content tag does not depend on whether the base image was already on the mac
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 from conftest import INV, REPO, clone_project, copy_repo, tool_env
@@ -219,6 +221,61 @@ def test_content_tag_is_stable_when_the_base_image_was_not_on_the_machine(tmp_pa
     image = client.images.get("gs-ds-env-tag-test:tabular_311")
     assert image.labels["gs-ds-env.base-image"] == pinned
     assert image.labels["gs-ds-env.lock-sha256"] == locks.sha256(repo / "themes/tabular/requirements.lock")
+
+    # The same base by its tag alone (unpinned), not on this machine either: pulled first and counted by its Id,
+    # so the first build (before the base is here) and the second give one tag, not two (a fresh machine would
+    # otherwise push the same content under a new tag). Same content as above: the layers come from the cache.
+    unpinned = f"{registry.host}/gs-test-base:{marker}"
+    with pytest.raises(docker.errors.ImageNotFound):
+        client.images.get(unpinned)
+    by_tag = [*command[:5], unpinned, *command[6:]]
+    first = subprocess.run(by_tag, capture_output=True, text=True, env=tool_env())
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert f"base image {unpinned} is not pinned by digest and not here: pulling it" in first.stderr
+    second = subprocess.run(by_tag, capture_output=True, text=True, env=tool_env())
+    tag = [line for line in first.stdout.splitlines() if line.startswith("CONTENT_TAG=")]
+    assert tag and tag == [line for line in second.stdout.splitlines() if line.startswith("CONTENT_TAG=")]
+    assert "is up to date" in second.stderr
+
+
+def test_behind_a_tls_inspecting_proxy_the_build_trusts_the_ca_given_in_build_ca_bundle(tmp_path, base_image):
+    """This network re-signs TLS, as a corporate proxy does. A base image that does not trust the proxy's CA
+    fails to install anything; BUILD_CA_BUNDLE (the proxy's CA file) makes pip and uv in the build stages trust
+    it. The app theme (no toolkit stage) keeps this to one small install."""
+    proxy_cas = sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
+    if not proxy_cas:
+        pytest.skip("this machine's network does not re-sign TLS: there is no proxy CA to leave out")
+    bundle = tmp_path / "proxy-ca.pem"
+    bundle.write_text("".join(path.read_text() for path in proxy_cas))
+    client = docker.from_env()
+    naive = f"gs-test/no-proxy-ca:{uuid.uuid4().hex[:8]}"
+    client.images.build(
+        fileobj=io.BytesIO(
+            f"FROM {base_image}\nRUN rm -f /usr/local/share/ca-certificates/*.crt "
+            "&& update-ca-certificates --fresh >/dev/null\n".encode()
+        ),
+        tag=naive,
+        rm=True,
+    )
+    repo = copy_repo(tmp_path / "repo", "bin", "docker", "training", "themes", ".dockerignore")
+    command = [str(repo / "bin/gs-env-docker-build-push.sh"), "--no-push", "--py", "3.11", "--base-image", naive,
+               "streamlit", "-", "-", "gs-ds-env-ca-test", "streamlit_311"]  # fmt: skip
+    try:
+        refused = subprocess.run(command, capture_output=True, text=True, env=tool_env())
+        assert refused.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in refused.stdout + refused.stderr
+        trusted = subprocess.run(
+            command, capture_output=True, text=True, env=tool_env(BUILD_CA_BUNDLE=str(bundle)), timeout=900
+        )
+        assert trusted.returncode == 0, (trusted.stdout + trusted.stderr)[-3000:]
+        # Only the build trusted it: the image's own store is the base's.
+        store = client.containers.run(
+            "gs-ds-env-ca-test:streamlit_311", ["ls", "/usr/local/share/ca-certificates"], entrypoint=[], remove=True
+        )
+        assert store.decode().strip() == ""
+    finally:
+        for reference in ("gs-ds-env-ca-test:streamlit_311", naive):
+            with contextlib.suppress(docker.errors.DockerException):
+                client.images.remove(reference, force=True)
 
 
 def test_a_pin_that_forks_inside_one_python_minor_is_found():

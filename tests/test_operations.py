@@ -106,6 +106,76 @@ def test_lifecycle_moves_docker_root_restores_kernels_and_is_idempotent(instance
     assert calls.read_text().count("restart docker") == 1, "an unchanged data root must not restart docker"
 
 
+@pytest.mark.parametrize(
+    "content",
+    ["{not json", '// a comment\n{"log-driver": "json-file"}', '["a", "list"]', '{"data-root": "/mnt/big/docker"}'],
+    ids=["invalid JSON", "comments", "a list", "a data-root set on purpose"],
+)
+def test_lifecycle_never_fails_the_start_on_a_daemon_json_it_cannot_use_and_still_restores(instance, content):
+    """A failing start script stops the notebook instance from starting: an unusable daemon.json is left as it is
+    (one warning line), a data-root someone set elsewhere is kept, and the kernels are restored all the same."""
+    root, notebook_root, project, env = instance
+    fake_bin = root / "fake-bin-keep"
+    fake_bin.mkdir(exist_ok=True)
+    calls = root / f"systemctl-{abs(hash(content))}.calls"
+    (fake_bin / "systemctl").write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\n')
+    (fake_bin / "systemctl").chmod(0o755)
+    daemon_json = root / "keep/daemon.json"
+    daemon_json.parent.mkdir(parents=True, exist_ok=True)
+    daemon_json.write_text(content)
+    shutil.rmtree(root / "jupyter/kernels", ignore_errors=True)
+    result = subprocess.run(
+        [str(project / "bin/gs-env-lifecycle-on-start.sh")],
+        env={
+            **env,
+            "PATH": f"{fake_bin}{os.pathsep}{env['PATH']}",
+            "NOTEBOOK_ROOT": str(notebook_root),
+            "DOCKER_DAEMON_JSON": str(daemon_json),
+            "NOTEBOOK_USER": subprocess.getoutput("id -un"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and "Traceback" not in result.stdout + result.stderr, result.stderr
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("warning: docker data root")]
+    assert len(warnings) == 1, result.stdout
+    assert daemon_json.read_text() == content  # left exactly as it was
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and "jupyter-server" not in (calls.read_text() if calls.exists() else ""):
+        time.sleep(0.5)
+    assert calls.read_text().splitlines() == ["restart jupyter-server"]  # docker was not restarted
+    assert (root / "jupyter/kernels/tabular_312/kernel.json").is_file()
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "another python"])
+def test_a_broken_kernel_json_is_reported_broken_and_make_kernel_repairs_it(instance, damage, docker_engine):
+    root, _, project, env = instance
+    spec = root / "jupyter/kernels/tabular_312/kernel.json"
+    if not spec.is_file():  # an earlier test wiped the kernelspecs: put it back first
+        assert subprocess.run([INV, "kernels-restore"], cwd=project, env=env, capture_output=True).returncode == 0
+    if damage == "corrupt":
+        spec.write_text('{"argv": ["/x/.venv/bin/python", "-m", "ipykernel_laun')
+    else:
+        document = json.loads(spec.read_text())
+        document["argv"][0] = "/usr/bin/python3"
+        spec.write_text(json.dumps(document))
+    report = doctor(project, env, "--threshold", "99", "--notebook-root", str(root / "no-notebook-here"))
+    assert report.returncode == 1
+    assert "FAIL    kernel     tabular_312" in report.stdout and "broken kernelspec" in report.stdout
+    listed = subprocess.run([INV, "kernels"], cwd=project, env=env, capture_output=True, text=True)
+    assert "broken" in next(line for line in listed.stdout.splitlines() if line.startswith("tabular_312"))
+    repaired = subprocess.run(
+        [INV, "kernel", "--theme", "tabular", "--py", "3.12"], cwd=project, env=env, capture_output=True, text=True
+    )
+    assert repaired.returncode == 0, repaired.stderr[-2000:]
+    assert "was missing or broken" in repaired.stderr and "registering it again" in repaired.stderr
+    venv = project / "themes/tabular/kernel/.venv"
+    assert json.loads(spec.read_text())["argv"][0] == str(venv / "bin/python")
+    again = doctor(project, env, "--threshold", "99", "--notebook-root", str(root / "no-notebook-here"))
+    assert again.returncode == 0, again.stdout
+
+
 def test_doctor_names_each_seeded_fault_and_exits_1(instance, docker_engine):
     root, notebook_root, project, env = instance
     dangling = root / "jupyter/kernels/orphan_311"
