@@ -54,7 +54,7 @@ test: venv ## Run the test suite (real uv, real kernels, real Docker when availa
 lint: venv ## ruff (check + format check), shellcheck on every script, hadolint on the Dockerfile
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/shellcheck -S style bin/*.sh .ci/*.sh .ci/run training/app
+	$(VENV)/bin/shellcheck -S style bin/*.sh .ci/*.sh .ci/run training/app docker/*.sh
 	$(VENV)/bin/hadolint docker/Dockerfile
 
 format: venv ## Fix what ruff can: format, then import order and simple rewrites
