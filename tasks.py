@@ -51,7 +51,7 @@ def clear_errors(func):
         except KeyboardInterrupt as interrupted:
             status = getattr(interrupted, "status", "interrupted (Ctrl-C)")
             raise Exit(
-                f"error: {status}; what finished is kept, a half-done run says so in runs/<job>/run.json",
+                f"error: {status}; what finished is kept, a half-done run says INTERRUPTED",
                 code=getattr(interrupted, "exit_code", 130),
             ) from None
         except subprocess.CalledProcessError as error:

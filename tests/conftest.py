@@ -172,3 +172,21 @@ def example_metrics_in_kernel(project: Path, theme: str, model_dir: Path, *args:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((model_dir / "metrics.json").read_text())["metrics"]
+
+
+PLAIN_SCRIPT = "examples/bring-your-script/train.py"  # a plain SageMaker script: strict argparse, no metrics.json
+
+
+def train_plain_script(project: Path, env: dict, theme: str, *args: str) -> dict:
+    """examples/bring-your-script as a local-mode job in the theme's image (`inv train --entry-point`): it must
+    complete with exactly the given hyperparameters (none unless `args` add some); its run record."""
+    before = set((project / "runs").glob("*/run.json"))
+    job = subprocess.run(
+        [INV, "train", "--theme", theme, "--entry-point", PLAIN_SCRIPT, *args],
+        cwd=project, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert job.returncode == 0, (job.stdout + job.stderr)[-4000:]
+    (run_json,) = set((project / "runs").glob("*/run.json")) - before
+    record = json.loads(run_json.read_text())
+    assert record["status"] == "completed" and "--hyperparameter" not in args and record["hyperparameters"] == {}
+    return record

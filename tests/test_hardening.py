@@ -20,7 +20,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from gs_ds_env import aws, data
 from gs_ds_env.kernels import KernelError, remove_kernel
 from gs_ds_env.settings import ConfigError, load_settings
-from gs_ds_env.training_job import TrainingFailed, hint_for, read_metrics_from_tarball
+from gs_ds_env.training_job import hint_for, read_metrics_json, saved_files
 
 SETTING_KEYS = (
     "THEME",
@@ -387,14 +387,27 @@ def test_a_trickling_download_stops_at_its_deadline_and_leaves_nothing(scratch_s
 
 
 # ---- failures explained in one line ---------------------------------------------------------------------------
-def test_a_model_archive_without_metrics_is_one_line(tmp_path):
-    archive_path = tmp_path / "model.tar.gz"
-    with tarfile.open(archive_path, "w:gz") as archive:
-        info = tarfile.TarInfo("model.joblib")
-        info.size = 3
-        archive.addfile(info, io.BytesIO(b"abc"))
-    with pytest.raises(TrainingFailed, match=r"holds no readable metrics.json .* /opt/ml/model"):
-        read_metrics_from_tarball(archive_path)
+def archive_of(path: Path, files: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            archive.addfile(info, io.BytesIO(content))
+    return path
+
+
+def test_metrics_json_is_optional_and_an_unreadable_one_is_not_a_crash(tmp_path):
+    """SageMaker's contract: a model without metrics.json is a model (its metrics come from the log lines)."""
+    plain = archive_of(tmp_path / "plain.tar.gz", {"model.joblib": b"abc"})
+    assert saved_files(plain) == ["model.joblib"] and read_metrics_json(plain) == {}
+    broken = archive_of(tmp_path / "broken.tar.gz", {"model.joblib": b"abc", "metrics.json": b"{not json"})
+    assert read_metrics_json(broken) == {}
+    mixed = archive_of(
+        tmp_path / "mixed.tar.gz",
+        {"metrics.json": json.dumps({"metrics": {"auc": 0.9, "note": "x", "ok": True}}).encode()},
+    )
+    assert read_metrics_json(mixed)["metrics"] == {"auc": 0.9}  # only numbers are metrics
+    assert saved_files(archive_of(tmp_path / "empty.tar.gz", {})) == []  # an empty /opt/ml/model: no model
 
 
 def test_an_ecr_uri_in_a_log_line_does_not_trigger_the_ecr_hint():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import INV, REPO, clone_project, example_metrics_in_kernel, tool_env
+from conftest import INV, REPO, clone_project, example_metrics_in_kernel, tool_env, train_plain_script
 
 NOTEBOOK = "notebooks/titanic-sagemaker.ipynb"
 
@@ -154,15 +154,7 @@ def test_a_plain_sagemaker_script_runs_unchanged_in_the_tabular_image(tabular):
     import statistics
 
     _, project, env = tabular
-    before = run_records(project)
-    job = subprocess.run(
-        [INV, "train", "--theme", "tabular", "--entry-point", "examples/bring-your-script/train.py"],
-        cwd=project, env=env, capture_output=True, text=True,
-    )  # fmt: skip
-    assert job.returncode == 0, (job.stdout + job.stderr)[-4000:]
-    (run_dir,) = set(run_records(project)) - set(before)
-    record = run_records(project)[run_dir]
-    assert record["status"] == "completed" and record["hyperparameters"] == {}
+    record = train_plain_script(project, env, "tabular")
 
     def fares(channel: str) -> list[float]:
         (path,) = Path(record["channels"][channel].removeprefix("file://")).glob("*.csv")

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import INV, clone_project, example_metrics_in_kernel, tool_env
+from conftest import INV, PLAIN_SCRIPT, clone_project, example_metrics_in_kernel, tool_env
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -88,7 +88,6 @@ def test_a_failing_script_is_one_line_with_its_own_error(forecasting, tmp_path):
         assert "boom from the user script" in archive.extractfile("failure").read().decode()
 
 
-PLAIN_SCRIPT = "examples/bring-your-script/train.py"  # a plain SageMaker script: strict argparse, no metrics.json
 EXAMPLE = ["--entry-point", "themes/forecasting/example/train.py"]
 
 

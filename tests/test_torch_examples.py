@@ -15,7 +15,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import INV, clone_project, example_metrics_in_kernel, tool_env
+from conftest import INV, clone_project, example_metrics_in_kernel, tool_env, train_plain_script
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -121,14 +121,5 @@ def test_a_plain_sagemaker_script_runs_unchanged_in_the_torch_image(torch_theme,
     theme, _, project, env = torch_theme
     rows = tmp_path / "rows.csv"
     rows.write_text("Fare\n1\n3\n")
-    before = run_records(project)
-    job = subprocess.run(
-        [INV, "train", "--theme", theme, "--entry-point", "examples/bring-your-script/train.py", "--channel",
-         f"train={rows}"],
-        cwd=project, env=env, capture_output=True, text=True,
-    )  # fmt: skip
-    assert job.returncode == 0, (job.stdout + job.stderr)[-4000:]
-    (run_dir,) = set(run_records(project)) - set(before)
-    record = run_records(project)[run_dir]
-    assert record["status"] == "completed" and record["hyperparameters"] == {}
+    record = train_plain_script(project, env, theme, "--channel", f"train={rows}")
     assert record["metrics"] == {"train:rows": 2.0, "validation:rmse": 1.0}
