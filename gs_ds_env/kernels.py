@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -114,7 +115,8 @@ class Manifest:
 def manifests(repo_root: Path) -> list[Manifest]:
     found = []
     for path in sorted(repo_root.glob("themes/*/kernel/manifest.env")):
-        values = dotenv_values(path)
+        # The kernel script writes it; damaged bytes (a bad disk, a hand edit) show as U+FFFD, never a traceback.
+        values = dotenv_values(stream=io.StringIO(path.read_bytes().decode("utf-8", errors="replace")))
         found.append(
             Manifest(
                 path,

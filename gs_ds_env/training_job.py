@@ -697,10 +697,16 @@ def collect_sagemaker(
     if not saved_files(local_copy):  # SageMaker tars /opt/ml/model even when the program left it empty
         raise TrainingFailed(f"{artifact} is empty (hint: {EMPTY_MODEL_HINT})")
     saved = read_metrics_json(local_copy)
-    found = {item["MetricName"]: item["Value"] for item in description.get("FinalMetricDataList", [])}
-    found.update(
-        metrics.from_lines(job_log_lines(boto_session, job_name), definitions or metrics.default_definitions())
-    )
+    definitions = definitions or metrics.default_definitions()
+    defined = {definition["Name"] for definition in definitions}
+    # SageMaker's own reading of the log with the job's definitions; then the log itself (also the project's
+    # `split:name=value` lines no definition names), then metrics.json.
+    found = {
+        item["MetricName"]: item["Value"]
+        for item in description.get("FinalMetricDataList", [])
+        if item.get("MetricName") in defined
+    }
+    found.update(metrics.from_lines(job_log_lines(boto_session, job_name), definitions))
     found.update(saved.get("metrics", {}))
     billable = description.get("BillableTimeInSeconds") or description.get("TrainingTimeInSeconds")
     if billable is None and description.get("TrainingStartTime") and description.get("TrainingEndTime"):

@@ -156,3 +156,16 @@ def test_make_refuses_a_value_with_a_line_break_in_one_line(copy):
     assert result.returncode == 2 and "syntax error" not in result.stderr
     (line,) = [line for line in result.stderr.splitlines() if line.strip()]
     assert "THEME contains a line break" in line
+
+
+def test_a_damaged_manifest_is_listed_without_a_traceback(copy):
+    manifest = copy / "themes/tabular/kernel/manifest.env"
+    manifest.write_bytes(b'KERNEL_NAME="tabular_312"\nTHEME="tabular"\nSMOKE="caf\xe9 \xff"\n')
+    try:
+        listed = inv(copy, "kernels")
+        assert "Traceback" not in listed.stdout + listed.stderr
+        assert listed.stdout.splitlines()[1].startswith("tabular_312") and "venv missing" in listed.stdout
+        report = inv(copy, "doctor", "--json")
+        assert json.loads(report.stdout)["ok"] is False  # the kernel's venv is missing: a fail, said as JSON
+    finally:
+        manifest.unlink()

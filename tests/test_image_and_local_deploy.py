@@ -231,11 +231,11 @@ def test_a_failing_local_job_is_one_line_and_leaves_no_container(project, stub_i
     process = run_local(project, stub_image, "stub-failure-1")
     out, err = process.communicate(timeout=300)
     assert process.returncode == 1, out + err
+    log = project / "runs/stub-failure-1/job.log"
     assert err.strip().splitlines()[-1] == (
-        "error: local training job stub-failure-1 failed: channel train: stub failure for the test (the "
-        "container's log is above; /opt/ml/output/failure holds the program's reason)"
+        f"error: local training job stub-failure-1 failed: channel train: stub failure for the test (log: {log})"
     )
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "stub failure for the test" in log.read_text()
     assert {c.id for c in client.containers.list(all=True)} - before == set()
     assert not (project / "runs/stub-failure-1/container").exists()
 

@@ -248,10 +248,11 @@ def test_behind_a_tls_inspecting_proxy_the_build_trusts_the_ca_given_in_build_ca
     bundle = tmp_path / "proxy-ca.pem"
     bundle.write_text("".join(path.read_text() for path in proxy_cas))
     client = docker.from_env()
-    naive = f"gs-test/no-proxy-ca:{uuid.uuid4().hex[:8]}"
+    marker = uuid.uuid4().hex[:12]  # a base (and so a content tag) no earlier run built: nothing is up to date
+    naive = f"gs-test/no-proxy-ca:{marker}"
     client.images.build(
         fileobj=io.BytesIO(
-            f"FROM {base_image}\nRUN rm -f /usr/local/share/ca-certificates/*.crt "
+            f"FROM {base_image}\nLABEL gs-test-run={marker}\nRUN rm -f /usr/local/share/ca-certificates/*.crt "
             "&& update-ca-certificates --fresh >/dev/null\n".encode()
         ),
         tag=naive,
@@ -273,9 +274,10 @@ def test_behind_a_tls_inspecting_proxy_the_build_trusts_the_ca_given_in_build_ca
         )
         assert store.decode().strip() == ""
     finally:
-        for reference in ("gs-ds-env-ca-test:streamlit_311", naive):
-            with contextlib.suppress(docker.errors.DockerException):
-                client.images.remove(reference, force=True)
+        for image in client.images.list(name="gs-ds-env-ca-test") + client.images.list(name=naive):
+            for reference in image.tags:
+                with contextlib.suppress(docker.errors.DockerException):
+                    client.images.remove(reference, force=True)
 
 
 def test_a_pin_that_forks_inside_one_python_minor_is_found():

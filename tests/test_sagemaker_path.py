@@ -567,15 +567,37 @@ def test_script_channels_hold_exactly_this_runs_files_and_a_detached_job_is_atta
     third, puts = detached("gs-channels-3")
     assert third == second and puts == []  # unchanged: nothing sent
 
-    # SageMaker's part for job 3 (moto runs nothing): its model in S3 and its log lines in CloudWatch.
+    # SageMaker's part for job 3 (moto runs nothing): the pushed image runs the plain script as SageMaker would (the
+    # toolkit fetches sourcedir.tar.gz from S3, the channel is the uploaded prefix); what it saves becomes the job's
+    # model.tar.gz and what it prints its CloudWatch log.
     (create,) = [c.body for c in moto.calls() if c.operation == "SageMaker.CreateTrainingJob"]
+    root = tmp_path / "opt_ml"
+    (root / "input/config").mkdir(parents=True)
+    (root / "input/config/hyperparameters.json").write_text(json.dumps(create["HyperParameters"]))
+    (root / "input/config/resourceconfig.json").write_text(
+        json.dumps({"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0"})
+    )
+    (root / "input/config/inputdataconfig.json").write_text(json.dumps({"train": {"TrainingInputMode": "File"}}))
+    (root / "input/data/train").mkdir(parents=True)
+    s3 = aws(moto, "s3")
+    for name in channel_keys(moto, third):
+        s3.download_file(BUCKET, third.removeprefix(f"s3://{BUCKET}/") + name, str(root / "input/data/train" / name))
+    image = create["AlgorithmSpecification"]["TrainingImage"]
+    environment = [item for key, value in create["Environment"].items() for item in ("-e", f"{key}={value}")]
+    run = subprocess.run(
+        ["docker", "run", "--rm", "--network", "host", "--add-host", "algo-1:127.0.0.1", "-v", f"{root}:/opt/ml",
+         "-e", f"AWS_ENDPOINT_URL={moto.url}", "-e", "AWS_ACCESS_KEY_ID=testing", "-e", "AWS_SECRET_ACCESS_KEY=testing",
+         "-e", f"AWS_DEFAULT_REGION={REGION}", *environment, image, "train"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     output = create["OutputDataConfig"]["S3OutputPath"].removeprefix("s3://")
     bucket, prefix = output.split("/", 1)
     model = tmp_path / "model.tar.gz"
-    (tmp_path / "model.json").write_text('{"mean": 2.0}')
     with tarfile.open(model, "w:gz") as archive:
-        archive.add(tmp_path / "model.json", arcname="model.json")
-    aws(moto, "s3").upload_file(str(model), bucket, f"{prefix}/gs-channels-3/output/model.tar.gz")
+        for path in (root / "model").iterdir():
+            archive.add(path, arcname=path.name)
+    s3.upload_file(str(model), bucket, f"{prefix}/gs-channels-3/output/model.tar.gz")
     logs = aws(moto, "logs")
     group = "/aws/sagemaker/TrainingJobs"
     with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
@@ -583,25 +605,22 @@ def test_script_channels_hold_exactly_this_runs_files_and_a_detached_job_is_atta
     stream = "gs-channels-3/algo-1-1764000000"
     logs.create_log_stream(logGroupName=group, logStreamName=stream)
     now = int(time.time() * 1000)  # CloudWatch keeps no events from before its retention window
+    printed = [line for line in (run.stdout + run.stderr).splitlines() if line.strip()]
     logs.put_log_events(
         logGroupName=group,
         logStreamName=stream,
-        logEvents=[
-            {"timestamp": now + i, "message": line}
-            for i, line in enumerate(["train:rows=2", "validation:rmse=0.5", "validation:rmse=1.0"])
-        ],
+        logEvents=[{"timestamp": now + i, "message": line} for i, line in enumerate(printed)],
     )
     attached = inv(project, env, "job.attach", "gs-channels-3")
     assert attached.returncode == 0, (attached.stdout + attached.stderr)[-3000:]
     record = json.loads((project / "runs/gs-channels-3/run.json").read_text())
     assert record["status"] == "completed" and record["job_status"] == "Completed"
-    # From the log lines (the last value printed wins), beside what DescribeTrainingJob's FinalMetricDataList holds
-    # (moto's canned train:progress).
-    assert {name: record["metrics"][name] for name in ("train:rows", "validation:rmse")} == {
-        "train:rows": 2.0,
-        "validation:rmse": 1.0,
-    }
-    assert (project / "runs/gs-channels-3/model.tar.gz").is_file() and record["entry_point"] == "train.py"
+    # From the log lines (a.csv alone: mean 2, rmse 1); moto's canned FinalMetricDataList entry (train:progress)
+    # names no metric the job defined, so it is not one of the run's metrics.
+    assert record["metrics"] == {"train:rows": 2.0, "validation:rmse": 1.0}
+    with tarfile.open(project / "runs/gs-channels-3/model.tar.gz") as archive:
+        assert archive.getnames() == ["model.json"]  # no metrics.json, and the job is complete
+    assert record["entry_point"] == "train.py"
     again = inv(project, env, "job.attach", "gs-channels-3")
     assert again.returncode == 2 and "has already ended (completed)" in again.stderr
 
