@@ -40,6 +40,7 @@ class Timer:
         self.seconds[name] = round(time.perf_counter() - started, 2)
 
 
+JOB_NAME = r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"  # SageMaker's training job names; also runs/<name>
 TITANIC_THEME = "tabular"  # its image trains Titanic by default; its example reads the same channels
 
 AWS_KEYS = (
@@ -226,7 +227,7 @@ def recording_failures(write):
 def claim_job_name(settings: Settings, job_name: str | None, program: str) -> str:
     """The job's name (given, or BASE_JOB_NAME-<theme>-<program>-<timestamp>); runs/<name> must not exist yet: a
     run is never overwritten."""
-    if job_name is not None and not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}", job_name):
+    if job_name is not None and not re.fullmatch(JOB_NAME, job_name):
         raise ConfigError(f"job name {job_name!r} is invalid: letters, digits and '-', at most 63 characters")
     name = job_name or training_job.new_job_name(settings, program)
     if settings.paths.run(name).exists():
@@ -617,6 +618,8 @@ def deploy_sagemaker(
 def attach(settings: Settings, job_name: str) -> Path:
     """`inv job attach NAME`: follow a SageMaker job started with --detach until it ends (Ctrl-C stops it), then
     collect its results into runs/<job>/ and complete its record."""
+    if not re.fullmatch(JOB_NAME, job_name):
+        raise ConfigError(f"job name {job_name!r} is invalid: letters, digits and '-', at most 63 characters")
     run_json = settings.paths.run(job_name) / "run.json"
     try:
         record = report.RunRecord.load(run_json)

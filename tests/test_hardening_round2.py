@@ -169,3 +169,12 @@ def test_a_damaged_manifest_is_listed_without_a_traceback(copy):
         assert json.loads(report.stdout)["ok"] is False  # the kernel's venv is missing: a fail, said as JSON
     finally:
         manifest.unlink()
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [("../outside", "job name '../outside' is invalid"), ("never-started", "no readable run record")],
+)
+def test_attach_reads_only_a_record_under_runs(copy, name, message):
+    aws = dict(TARGET="sagemaker", S3_BUCKET="team-bucket", SAGEMAKER_ROLE_ARN="arn:aws:iam::123456789012:role/r")
+    one_line_refusal(inv(copy, "job.attach", name, **aws), message)
