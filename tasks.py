@@ -19,6 +19,7 @@ from gs_ds_env.clean import CleanError
 from gs_ds_env.interrupts import interruptible
 from gs_ds_env.parity import ParityError
 from gs_ds_env.preflight import PreflightFailed
+from gs_ds_env.serving import ServeError
 from gs_ds_env.settings import ConfigError, load_settings, validate_for_aws
 from gs_ds_env.training_job import TrainingFailed
 
@@ -40,6 +41,7 @@ def clear_errors(func):
             locks_mod.LockError,
             kernels_mod.KernelError,
             CleanError,
+            ServeError,
         ) as error:
             raise Exit(f"error: {error}", code=1) from None
         except TrainingFailed as error:
@@ -429,6 +431,52 @@ def app(c, theme="streamlit", py=None, port=None, check=False):
         raise Exit(f"error: {error}", code=1) from None
 
 
+# ---- serving -----------------------------------------------------------------------------------------------------
+@task(
+    help={
+        "run": "the run whose model to serve (a folder under runs/; default: the theme's newest completed run)",
+        "model_data": "a model.tar.gz or its s3:// URI instead of a run",
+        "theme": "theme (default: the run's, else THEME)",
+        "py": "Python 3.N (with --model-data)",
+        "port": "the endpoint's port on this machine (default SERVE_PORT)",
+        "check": "start it, write the served-model page, stop it",
+        "dry_run": "print the plan, start nothing",
+    }
+)
+@clear_errors
+def serve(c, run=None, model_data=None, theme=None, py=None, port=None, check=False, dry_run=False):
+    """Serve a trained model from its theme image on a local endpoint (SageMaker local mode) until Ctrl-C."""
+    from gs_ds_env.serving import local, model_source
+
+    settings = load_settings(theme=theme, py=py)
+    port = number(settings.serve_port if port is None else port, "--port", int)
+    if not 1024 <= port <= 65535:
+        raise ConfigError(f"--port {port} is not a usable port: choose 1024-65535")
+    source = model_source.resolve(settings, run, model_data, theme_given=theme is not None)
+    print("\n".join(local.plan(settings, source, port)), flush=True)
+    if not dry_run:
+        local.serve(settings, source, port, check_only=check)
+
+
+@task(
+    help={
+        "input": "a .csv, .json or .jsonl file (the suffix is its content type)",
+        "endpoint": "a SageMaker endpoint's name (default: the local endpoint of `inv serve`)",
+        "port": "the local endpoint's port (default SERVE_PORT)",
+        "accept": "the answer's content type (default: the input's)",
+        "output": "write the predictions to this new file instead of stdout",
+    }
+)
+@clear_errors
+def predict(c, input, endpoint=None, port=None, accept=None, output=None):
+    """Send a file to an endpoint and print its predictions."""
+    from gs_ds_env.serving import predict as predict_mod
+
+    settings = load_settings()
+    port = number(settings.serve_port if port is None else port, "--port", int)
+    predict_mod.predict(settings, Path(input), endpoint, port, accept, Path(output) if output else None)
+
+
 # ---- operating the machine ------------------------------------------------------------------------------------
 @task(
     help={
@@ -525,6 +573,7 @@ NAMESPACES = [
     _group("image", ("build", build), ("push", push), ("app", app), default=build),
     _group("data", ("stage", data), default=data),
     _group("job", ("train", train), ("deploy", deploy), ("attach", attach), ("notebook", notebook), default=deploy),
+    _group("serve", ("local", serve), ("predict", predict), default=serve),
     _group("aws", ("instance", instance), ("iam-policy", iam_policy)),
     _group("ops", ("doctor", doctor), ("clean", clean)),
 ]
@@ -542,6 +591,7 @@ FLAT_ALIASES = {
     "deploy": deploy,
     "attach": attach,
     "notebook": notebook,
+    "predict": predict,
     "instance": instance,
     "iam-policy": iam_policy,
     "doctor": doctor,

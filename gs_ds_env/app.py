@@ -35,6 +35,8 @@ def ensure_free(port: int) -> None:
     import socket
 
     with socket.socket() as probe:
+        # As a server binds: a connection of an earlier run lingering in TIME_WAIT does not make the port busy.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:

@@ -19,7 +19,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 from packaging.requirements import Requirement
 
-from .paths import LOCK_NAME, TOOLKIT_REQUIREMENTS, Paths, ThemeFiles
+from .paths import LOCK_NAME, SERVING_REQUIREMENTS, TOOLKIT_REQUIREMENTS, Paths, ThemeFiles
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 MIN_PYTHON = "3.11"
@@ -65,7 +65,7 @@ def compile_command(files: ThemeFiles, output: Path, uv: str, upgrade: bool = Fa
         f"inv lock --theme {files.theme}   (universal: Python >= {MIN_PYTHON}, torch from PyPI)",
         str(files.kernel_requirements.relative_to(files.root.parent.parent)),
         str(files.image_requirements.relative_to(files.root.parent.parent)),
-        *([TOOLKIT_REQUIREMENTS] if files.toolkit_requirements else []),
+        *([TOOLKIT_REQUIREMENTS, SERVING_REQUIREMENTS] if files.toolkit_requirements else []),
         "--output-file",
         str(output),
     ]

@@ -11,6 +11,7 @@ from dotenv import dotenv_values
 
 LOCK_NAME = "requirements.lock"
 TOOLKIT_REQUIREMENTS = "docker/toolkit.txt"  # relative to the repository root
+SERVING_REQUIREMENTS = "docker/serving.txt"  # the serving stack, beside the toolkit in a training image
 # What a copy of the repository needs beside themes/: the tabular kernel installs this project (KERNEL_WITH_PROJECT).
 PROJECT_PACKAGE = ("pyproject.toml", "README.md", "gs_ds_env", "training")
 

@@ -56,6 +56,7 @@ class Settings:
     max_wait: int
     volume_size: int
     base_job_name: str
+    serve_port: int
     entry_point: str
     source_dir: str
     tags: dict[str, str] = field(default_factory=dict)
@@ -265,6 +266,7 @@ _RANGES = [
     ("max_wait", 1, MAX_RUNTIME_SECONDS, f"seconds, 1-{MAX_RUNTIME_SECONDS} (SageMaker's 28-day limit)"),
     ("volume_size", 1, MAX_VOLUME_GB, f"GB per instance, 1-{MAX_VOLUME_GB}"),
     ("instance_count", 1, 100, "the number of training instances, 1-100"),
+    ("serve_port", 1024, 65535, "the local endpoint's port on this machine, 1024-65535 (default 8080)"),
 ]
 
 

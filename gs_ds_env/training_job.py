@@ -37,6 +37,9 @@ def sagemaker():
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
     logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
     logging.getLogger("sagemaker.local.image").setLevel(logging.WARNING)  # it dumps the whole compose file
+    logging.getLogger("sagemaker.local.utils").setLevel(
+        logging.ERROR
+    )  # a warning "RootlessDocker not detected" per call
     # It logs "To opt out of telemetry…" even when SDK_CONFIG has opted out.
     logging.getLogger("sagemaker.telemetry.telemetry_logging").setLevel(logging.WARNING)
     # The SDK sets its loggers to INFO; botocore then reports every endpoint it resolves from AWS_ENDPOINT_URL.

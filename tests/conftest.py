@@ -6,8 +6,10 @@ import glob
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -190,3 +192,22 @@ def train_plain_script(project: Path, env: dict, theme: str, *args: str) -> dict
     record = json.loads(run_json.read_text())
     assert record["status"] == "completed" and "--hyperparameter" not in args and record["hyperparameters"] == {}
     return record
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_line(process: subprocess.Popen, needle: str, seconds: float) -> str:
+    """The process's output until a line holding `needle` (stdout and stderr merged)."""
+    seen, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        seen.append(line)
+        if needle in line:
+            return "".join(seen)
+    raise AssertionError(f"no {needle!r} within {seconds} s:\n" + "".join(seen)[-3000:])

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import signal
 import subprocess
 import tarfile
+import threading
+import time
+import urllib.error
+import urllib.request
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import INV, copy_repo, shared_titanic, tool_env
+from conftest import INV, copy_repo, free_port, shared_titanic, tool_env, wait_for_line
 
 import docker
 
@@ -95,24 +102,43 @@ def test_image_contract_layers_and_failed_builds(tmp_path, base_image):
 SECRET = f"sentinel-secret-{uuid.uuid4().hex}"
 
 
-def test_local_deploy_end_to_end(tmp_path, project, base_image, titanic_csv):
+@dataclass
+class LocalDeploy:
+    root: Path
+    env: dict
+    result: subprocess.CompletedProcess
+    run_dir: Path
+    containers_before: set
+
+
+@pytest.fixture(scope="module")
+def local_deploy(tmp_path_factory, project, base_image, titanic_csv) -> LocalDeploy:
+    """One real `inv deploy` (TARGET=local) in the module's project copy: its checks, then its model served."""
+    root = tmp_path_factory.mktemp("local-deploy")
     # AWS keys in the environment must not reach the container or any file (local mode needs none).
     env = tool_env(
         PY="3.11",
         BASE_IMAGE=base_image,
         TITANIC_CSV=str(titanic_csv),
         TARGET="local",
-        WORKING_DIR=str(tmp_path / "work"),
-        JUPYTER_DATA_DIR=str(tmp_path / "jupyter"),
+        WORKING_DIR=str(root / "work"),
+        JUPYTER_DATA_DIR=str(root / "jupyter"),
         AWS_ACCESS_KEY_ID="AKIASENTINEL0000",
         AWS_SECRET_ACCESS_KEY=SECRET,
     )
     before = set((project / "runs").glob("*")) if (project / "runs").is_dir() else set()
-    client = docker.from_env()
-    containers_before = {c.id for c in client.containers.list(all=True)}
+    containers_before = {c.id for c in docker.from_env().containers.list(all=True)}
     result = subprocess.run([INV, "deploy"], cwd=project, env=env, capture_output=True, text=True)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     (run_dir,) = set((project / "runs").glob("*")) - before
+    return LocalDeploy(root, env, result, run_dir, containers_before)
+
+
+def test_local_deploy_end_to_end(local_deploy, project):
+    tmp_path, env, result, run_dir = local_deploy.root, local_deploy.env, local_deploy.result, local_deploy.run_dir
+    client = docker.from_env()
+    containers_before = local_deploy.containers_before
+    before = set((project / "runs").glob("*")) - {run_dir}
 
     record = json.loads((run_dir / "run.json").read_text())
     assert record["target"] == "local" and record["kernel"] == "tabular_311"
@@ -170,6 +196,190 @@ def test_local_deploy_end_to_end(tmp_path, project, base_image, titanic_csv):
     second = json.loads((second_dir / "run.json").read_text())
     assert second["data"]["rows"] == record["data"]["rows"] and second["data"]["channels"] == record["data"]["channels"]
     assert second["metrics"] == record["metrics"]
+
+
+# ---- serving the trained model (`serve` in the image, `inv serve`, `inv predict`) ----------------------------------
+def post(port: int, body: bytes, content_type: str, accept: str | None = None) -> tuple[int, str]:
+    headers = {"Content-Type": content_type, **({"Accept": accept} if accept else {})}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def started_server(image: str, model_dir: Path, **environment: str):
+    """`docker run IMAGE serve` with the model mounted, on a free port of 127.0.0.1, once /ping answers 200."""
+    container = docker.from_env().containers.run(
+        image, ["serve"], detach=True, ports={"8080/tcp": ("127.0.0.1", None)}, environment=environment,
+        volumes={str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}},
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        container.reload()
+        assert container.status in ("created", "running"), container.logs().decode()[-2000:]
+        bindings = container.attrs["NetworkSettings"]["Ports"].get("8080/tcp")
+        if bindings:
+            port = int(bindings[0]["HostPort"])
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
+                    if response.status == 200:
+                        return container, port
+            except (urllib.error.URLError, OSError):
+                pass
+        time.sleep(0.2)
+    container.remove(force=True)
+    raise AssertionError("the server never answered /ping")
+
+
+def unpacked_model(run_dir: Path, dest: Path) -> Path:
+    record = json.loads((run_dir / "run.json").read_text())
+    with tarfile.open(record["model_artifact"]) as archive:
+        archive.extractall(dest, filter="data")
+    return dest
+
+
+def test_the_served_model_is_the_trained_model(local_deploy, project):
+    """`inv serve --run` serves the run's model in the image it trained in; predicting the validation channel
+    through the endpoint gives the run's validation AUC. Ctrl-C leaves no container."""
+    from sklearn.metrics import roc_auc_score
+
+    record = json.loads((local_deploy.run_dir / "run.json").read_text())
+    env = {**local_deploy.env, "SERVE_PORT": str(free_port())}
+    checked = subprocess.run(
+        [INV, "serve", "--run", record["job_name"], "--check"], cwd=project, env=env, capture_output=True, text=True
+    )
+    assert checked.returncode == 0, (checked.stdout + checked.stderr)[-3000:]
+    served = json.loads((local_deploy.run_dir / "serve.json").read_text())
+    assert served["image"] == record["image"]["uri"]  # the image the run trained in
+    assert served["smoke"]["served_validation_auc"] == record["metrics"]["validation:auc"]
+    assert served["smoke"]["single_row_ms"]["requests"] == 50
+    assert "the same model" in (local_deploy.run_dir / "serve.md").read_text()
+
+    validation = Path(record["channels"]["validation"].removeprefix("file://")) / "validation.csv"
+    server = subprocess.Popen(
+        [INV, "serve", "--run", record["job_name"]], cwd=project, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_for_line(server, "answers on", 180)
+        predicted = subprocess.run(
+            [INV, "predict", "--input", str(validation), "--accept", "application/json"],
+            cwd=project, env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        assert predicted.returncode == 0, predicted.stderr[-2000:]
+        probabilities = json.loads(predicted.stdout)["predictions"]
+        with validation.open() as handle:
+            labels = [int(row["Survived"]) for row in csv.DictReader(handle)]
+        assert len(probabilities) == len(labels) == record["data"]["rows"]["validation"]
+        assert round(roc_auc_score(labels, probabilities), 4) == record["metrics"]["validation:auc"]
+
+        bad = project / "bad.json"
+        bad.write_text('[{"Pclass": "first", "Sex": "female"}]')
+        refused = subprocess.run(
+            [INV, "predict", "--input", str(bad)], cwd=project, env=env, capture_output=True, text=True
+        )
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert refused.stderr.strip() == "error: the endpoint answered 400: record 1: Pclass: 'first' is not a number"
+    finally:
+        server.send_signal(signal.SIGINT)
+        output = server.communicate(timeout=90)[0]
+    assert server.returncode == 130 and "stopped: endpoint" in output, output[-2000:]
+    assert {c.id for c in docker.from_env().containers.list(all=True)} - local_deploy.containers_before == set()
+
+
+def test_bad_requests_get_their_status_and_one_line_and_the_server_keeps_serving(local_deploy, tmp_path):
+    record = json.loads((local_deploy.run_dir / "run.json").read_text())
+    validation = Path(record["channels"]["validation"].removeprefix("file://")) / "validation.csv"
+    rows = validation.read_text().splitlines()
+    container, port = started_server(
+        record["image"]["uri"],
+        unpacked_model(local_deploy.run_dir, tmp_path / "model"),
+        SAGEMAKER_MODEL_SERVER_WORKERS="1",
+    )
+    try:
+        cases = [
+            (b"", "text/csv", None, 400, "the body is empty"),
+            (f"{rows[0]}\n1,2,3\n".encode(), "text/csv", None, 400, "CSV row 2 has 3 fields"),
+            (b"Pclass,Age\n1,old\n", "text/csv", None, 400, "Age: 'old' is not a number"),
+            (b'{"instances": [', "application/json", None, 400, "the body is not JSON"),
+            (b"\x93NUMPY", "application/x-npy", None, 415, "content type 'application/x-npy' is not supported"),
+            (b"Pclass\n" + b"1\n" * 3_200_000, "text/csv", None, 413, "larger than 6 MB"),
+            (b'[{"Pclass": 1}]', "application/json", "image/png", 406, "Accept 'image/png' is not supported"),
+        ]
+        for body, content_type, accept, status, message in cases:
+            answered, text = post(port, body, content_type, accept)
+            assert (answered, message) == (status, message) and message in text and text.count("\n") == 1, text
+            good, predictions = post(port, "\n".join(rows[:4]).encode(), "text/csv")
+            assert good == 200 and len(predictions.split()) == 3  # the next request is answered
+        # JSON (missing keys and nulls allowed) and JSON Lines: one probability per record, in order.
+        status, answer = post(
+            port, b'{"instances": [{"Pclass": 1, "Sex": "female", "Age": null}, {"Pclass": 3}]}', "application/json"
+        )
+        assert status == 200 and len(json.loads(answer)["predictions"]) == 2
+        status, answer = post(
+            port, b'{"Pclass": 1, "Sex": "female"}\n{"Pclass": 3, "Sex": "male"}\n', "application/jsonlines"
+        )
+        first, second = (json.loads(line)["prediction"] for line in answer.splitlines())
+        assert status == 200 and first > second  # a first-class woman before a third-class man
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/execution-parameters") as response:
+            assert json.load(response) == {
+                "MaxConcurrentTransforms": 1,
+                "BatchStrategy": "MULTI_RECORD",
+                "MaxPayloadInMB": 6,
+            }
+    finally:
+        container.remove(force=True)
+
+    # A model that cannot load: the container exits 1 with one line, never answers.
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    failed = subprocess.run(
+        ["docker", "run", "--rm", "-v", f"{empty}:/opt/ml/model:ro", record["image"]["uri"], "serve"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr
+    assert failed.stderr.strip().splitlines()[-1].startswith("serve: cannot start: no model.joblib in /opt/ml/model")
+
+
+SLOW_HANDLER = """
+import time
+
+def model_fn(model_dir):
+    return "slow"
+
+def predict_fn(data, model):
+    if data[0][0] < 0:
+        raise RuntimeError("negative input")
+    time.sleep(float(data[0][0]))
+    return [float(data[0][0])]
+"""
+
+
+def test_user_handler_errors_are_500_and_sigterm_drains_in_flight_requests(local_deploy, tmp_path):
+    """A user's inference.py in the model's code/ folder wins over the image's built-in model. A prediction that
+    raises is a 500 and the server goes on; SIGTERM lets the request in flight finish and the server exits."""
+    record = json.loads((local_deploy.run_dir / "run.json").read_text())
+    (tmp_path / "model/code").mkdir(parents=True)
+    (tmp_path / "model/code/inference.py").write_text(SLOW_HANDLER)
+    container, port = started_server(record["image"]["uri"], tmp_path / "model", SAGEMAKER_MODEL_SERVER_WORKERS="2")
+    try:
+        assert post(port, b"-1", "text/csv") == (500, "RuntimeError: negative input\n")
+        assert post(port, b"0", "text/csv") == (200, "0.0\n")
+        slow: dict = {}
+        request = threading.Thread(target=lambda: slow.update(answer=post(port, b"6", "text/csv")))
+        request.start()
+        time.sleep(1.5)
+        signalled = time.monotonic()
+        container.kill(signal="SIGTERM")
+        exit_code = container.wait(timeout=30)["StatusCode"]
+        stopped_after = time.monotonic() - signalled
+        request.join(timeout=30)
+        assert slow["answer"] == (200, "6.0\n")  # the request in flight completed
+        assert exit_code == 0 and stopped_after < 30
+    finally:
+        container.remove(force=True)
 
 
 STUB_TRAIN = """#!/bin/sh

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import INV, PLAIN_SCRIPT, clone_project, example_metrics_in_kernel, tool_env
+from conftest import INV, PLAIN_SCRIPT, clone_project, example_metrics_in_kernel, free_port, tool_env, wait_for_line
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -316,3 +316,86 @@ def test_the_streamlit_image_serves_its_app_and_answers_the_health_check(project
         "error: theme 'tabular' is not an app theme (theme.env KIND=app): run its code with "
         "`inv train --theme tabular --entry-point FILE`"
     ]
+
+
+def example_run(project: Path, env: dict) -> Path:
+    """A completed run of the forecasting example (the first test's, else one trained now)."""
+    for run_json in sorted(runs_json for runs_json in (project / "runs").glob("*/run.json")):
+        record = json.loads(run_json.read_text())
+        if (
+            record.get("entry_point") == "train.py"
+            and record.get("status") == "completed"
+            and "-train-" in record["job_name"]
+            and record.get("hyperparameters") == {}
+            and record["metrics"].get("validation:mae")
+        ):
+            return run_json.parent
+    before = runs(project)
+    job = train(project, env, *EXAMPLE)
+    assert job.returncode == 0, (job.stdout + job.stderr)[-4000:]
+    return new_run(project, before)
+
+
+BROKEN_HANDLER = "import prophet  # not in the forecasting theme\n\ndef model_fn(model_dir):\n    return None\n"
+
+
+def test_the_example_model_answers_with_its_own_handler_and_a_broken_handler_stops_serve(forecasting, tmp_path):
+    _, project, env = forecasting
+    run_dir = example_run(project, env)
+    record = json.loads((run_dir / "run.json").read_text())
+    with tarfile.open(record["model_artifact"]) as archive:
+        assert "code/inference.py" in archive.getnames()  # the model carries its handler
+    env = {**env, "SERVE_PORT": str(free_port())}
+    before = containers()
+    server = subprocess.Popen(
+        [INV, "serve", "--run", run_dir.name], cwd=project, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        wait_for_line(server, "answers on", 180)
+        (tmp_path / "horizon.json").write_text('{"horizon": 6}')
+        (tmp_path / "too-far.json").write_text('{"horizon": 0}')
+        forecast = subprocess.run(
+            [INV, "predict", "--input", str(tmp_path / "horizon.json")],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert forecast.returncode == 0, forecast.stderr[-2000:]
+        months = json.loads(forecast.stdout)["predictions"]
+        assert [m["ds"] for m in months][:2] == ["1960-01-01", "1960-02-01"] and len(months) == 6
+        assert all(m["AutoETS"] > 0 and m["SeasonalNaive"] > 0 for m in months)
+        refused = subprocess.run(
+            [INV, "predict", "--input", str(tmp_path / "too-far.json")],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert refused.returncode == 1
+        assert (
+            refused.stderr.strip()
+            == "error: the endpoint answered 400: ValueError: horizon 0 must be between 1 and 60 months"
+        )
+    finally:
+        server.send_signal(signal.SIGINT)
+        output = server.communicate(timeout=90)[0]
+    assert server.returncode == 130 and "stopped: endpoint" in output, output[-2000:]
+
+    # The same model with a handler that cannot import: `inv serve` stops before any endpoint, with its error.
+    broken = tmp_path / "broken"
+    (broken / "code").mkdir(parents=True)
+    (broken / "code/inference.py").write_text(BROKEN_HANDLER)
+    with tarfile.open(tmp_path / "broken.tar.gz", "w:gz") as archive:
+        archive.add(broken / "code", arcname="code")
+    failed = subprocess.run(
+        [INV, "serve", "--theme", "forecasting", "--model-data", str(tmp_path / "broken.tar.gz")],
+        cwd=project, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr[-2000:]
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the model does not load in ") and last.endswith(
+        "cannot import /opt/ml/model/code/inference.py: ModuleNotFoundError: No module named 'prophet'"
+    )
+    assert containers() - before == set()

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import pickle
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,9 @@ def main() -> None:
     (model_dir / "metrics.json").write_text(
         json.dumps({"metrics": metrics, "series": "AirPassengers", "horizon": args.horizon}, indent=2)
     )
+    # The model carries its handler (SageMaker's convention: code/ in model.tar.gz), so `inv serve` can answer.
+    (model_dir / "code").mkdir(exist_ok=True)
+    shutil.copy(Path(__file__).with_name("inference.py"), model_dir / "code/inference.py")
 
 
 if __name__ == "__main__":
