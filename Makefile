@@ -54,8 +54,8 @@ test: venv ## Run the test suite (real uv, real kernels, real Docker when availa
 lint: venv ## ruff (check + format check), shellcheck on every script, hadolint on the Dockerfile
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/shellcheck -S style bin/*.sh .ci/*.sh .ci/run training/app docker/*.sh
-	$(VENV)/bin/hadolint docker/Dockerfile
+	$(VENV)/bin/shellcheck -S style bin/*.sh .ci/*.sh .ci/run training/app docker/*.sh bench/serving_anchor/serve
+	$(VENV)/bin/hadolint docker/Dockerfile bench/serving_anchor/Dockerfile
 
 format: venv ## Fix what ruff can: format, then import order and simple rewrites
 	$(VENV)/bin/ruff format .
@@ -63,4 +63,5 @@ format: venv ## Fix what ruff can: format, then import order and simple rewrites
 
 bench: venv ## Benchmarks: kernel creation vs venv+pip, disk per venv, image build and deploy timings
 	$(VENV)/bin/python -m gs_ds_env.bench
+	$(VENV)/bin/python bench/serving.py
 

@@ -477,6 +477,102 @@ def predict(c, input, endpoint=None, port=None, accept=None, output=None):
     predict_mod.predict(settings, Path(input), endpoint, port, accept, Path(output) if output else None)
 
 
+@task(
+    name="deploy",
+    help={
+        "run": "the run whose model to deploy (default: the theme's newest completed run)",
+        "model_data": "a model.tar.gz or its s3:// URI instead of a run",
+        "theme": "theme (default: the run's, else THEME)",
+        "py": "Python 3.N (with --model-data)",
+        "instance_type": "serverless (default), auto (the smallest real-time instance for the model) or ml.<type>",
+        "dry_run": "print the plan (every AWS call), create nothing",
+    },
+)
+@clear_errors
+def endpoint_deploy(c, run=None, model_data=None, theme=None, py=None, instance_type="serverless", dry_run=False):
+    """A SageMaker endpoint for a trained model (TARGET=sagemaker): sized from its measured memory, tagged."""
+    from gs_ds_env.serving import endpoint, model_source
+
+    settings = aws_settings(theme=theme, py=py)
+    source = model_source.resolve(settings, run, model_data, theme_given=theme is not None)
+    endpoint.size(1.0, instance_type)  # the option is checked before anything runs
+    print("\n".join(endpoint.plan(settings, source, instance_type)), flush=True)
+    if not dry_run:
+        endpoint.deploy(settings, source, instance_type)
+
+
+@task(name="delete", help={"name": "the endpoint (see inv endpoint.list)", "dry_run": "print what would be deleted"})
+@clear_errors
+def endpoint_delete(c, name, dry_run=False):
+    """Delete one of this project's endpoints with its endpoint config and model."""
+    from gs_ds_env.serving import endpoint
+
+    settings = aws_settings()
+    steps = endpoint.delete_plan(settings, name)
+    print("\n".join(("would " if dry_run else "") + step for step in steps), flush=True)
+    if not dry_run:
+        endpoint.delete(settings, name)
+
+
+@task(name="list")
+@clear_errors
+def endpoint_list(c):
+    """This project's SageMaker endpoints: status, size and cost per hour (a forgotten one keeps costing)."""
+    from gs_ds_env.serving import endpoint
+
+    print(endpoint.table(endpoint.listing(aws_settings())))
+
+
+@task(
+    help={
+        "input": "a .csv or .jsonl file, a folder of them, or (TARGET=sagemaker) an s3:// URI",
+        "output": "a new folder (local; default runs/<job>/transform-<time>/) or an s3:// URI (sagemaker)",
+        "run": "the run whose model to use (default: the theme's newest completed run)",
+        "model_data": "a model.tar.gz or its s3:// URI instead of a run",
+        "theme": "theme (default: the run's, else THEME)",
+        "py": "Python 3.N (with --model-data)",
+        "instance_count": "sagemaker: instances (files are spread across them)",
+        "dry_run": "print the plan, run nothing",
+    }
+)
+@clear_errors
+def transform(
+    c, input, output=None, run=None, model_data=None, theme=None, py=None, instance_count=None, dry_run=False
+):
+    """Batch predictions over files (the SDK's Transformer): split by line, each prediction joined to its row."""
+    from gs_ds_env.serving import model_source
+    from gs_ds_env.serving import transform as transform_mod
+
+    settings = load_settings(theme=theme, py=py)
+    count = number(1 if instance_count is None else instance_count, "--instance-count", int)
+    if not 1 <= count <= 100 or (count > 1 and settings.target == "local"):
+        raise ConfigError(f"--instance-count {count}: 1-100, and 1 with TARGET=local (one machine)")
+    if settings.target == "sagemaker":
+        validate_for_aws(settings)
+    source = model_source.resolve(settings, run, model_data, theme_given=theme is not None)
+    inputs = transform_mod.read_input(input)
+    if settings.target == "local":
+        destination = Path(output) if output else transform_mod.default_output(settings, source)
+    else:
+        destination = output
+        if destination and not destination.startswith("s3://"):
+            raise ConfigError(f"--output {destination}: TARGET=sagemaker writes to S3, give an s3:// URI (or none)")
+    print(
+        "\n".join(
+            transform_mod.plan(
+                settings, source, inputs, str(destination or "s3://<bucket>/<prefix>/transform-output/<job>/"), count
+            )
+        ),
+        flush=True,
+    )
+    if dry_run:
+        return
+    if settings.target == "local":
+        transform_mod.run_local(settings, source, inputs, destination)
+    else:
+        transform_mod.run_sagemaker(settings, source, inputs, destination, count)
+
+
 # ---- operating the machine ------------------------------------------------------------------------------------
 @task(
     help={
@@ -573,7 +669,8 @@ NAMESPACES = [
     _group("image", ("build", build), ("push", push), ("app", app), default=build),
     _group("data", ("stage", data), default=data),
     _group("job", ("train", train), ("deploy", deploy), ("attach", attach), ("notebook", notebook), default=deploy),
-    _group("serve", ("local", serve), ("predict", predict), default=serve),
+    _group("serve", ("local", serve), ("predict", predict), ("transform", transform), default=serve),
+    _group("endpoint", ("deploy", endpoint_deploy), ("delete", endpoint_delete), ("list", endpoint_list)),
     _group("aws", ("instance", instance), ("iam-policy", iam_policy)),
     _group("ops", ("doctor", doctor), ("clean", clean)),
 ]
@@ -592,6 +689,7 @@ FLAT_ALIASES = {
     "attach": attach,
     "notebook": notebook,
     "predict": predict,
+    "transform": transform,
     "instance": instance,
     "iam-policy": iam_policy,
     "doctor": doctor,

@@ -37,6 +37,13 @@ class _Names:
         self.objects = self.under()
         self.repository = f"arn:{partition}:ecr:{region}:{account}:repository/{settings.ecr_repository}"
         self.jobs = f"arn:{partition}:sagemaker:{region}:{account}:training-job/{settings.base_job_name.lower()}*"
+        # inv endpoint.deploy / inv transform name the model, endpoint config, endpoint and transform job alike.
+        self.serving = [
+            f"arn:{partition}:sagemaker:{region}:{account}:{kind}/{settings.base_job_name.lower()}*"
+            for kind in ("model", "endpoint-config", "endpoint", "transform-job")
+        ]
+        logs = f"arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker"
+        self.serving_log_groups = [f"{logs}/Endpoints/{settings.base_job_name.lower()}*", f"{logs}/TransformJobs"]
         self.log_group = f"arn:{partition}:logs:{region}:{account}:log-group:{LOG_GROUP}"
         self.log_streams = f"{self.log_group}:log-stream:{settings.base_job_name.lower()}*"
         self.sagemaker_any = f"arn:{partition}:sagemaker:{region}:{account}:*"
@@ -93,6 +100,30 @@ def operator_policy(settings: Settings, account: str) -> dict:
             ],
             names.jobs,
         ),
+        # Serving: a trained model as an endpoint (inv endpoint.*) or a batch transform (inv transform).
+        _statement(
+            "EndpointsAndTransformJobs",
+            [
+                "sagemaker:CreateModel",
+                "sagemaker:DescribeModel",
+                "sagemaker:DeleteModel",
+                "sagemaker:CreateEndpointConfig",
+                "sagemaker:DescribeEndpointConfig",
+                "sagemaker:DeleteEndpointConfig",
+                "sagemaker:CreateEndpoint",
+                "sagemaker:DescribeEndpoint",
+                "sagemaker:DeleteEndpoint",
+                "sagemaker:InvokeEndpoint",
+                "sagemaker:CreateTransformJob",
+                "sagemaker:DescribeTransformJob",
+                "sagemaker:StopTransformJob",
+                "sagemaker:AddTags",
+                "sagemaker:ListTags",
+            ],
+            names.serving,
+        ),
+        # ListEndpoints has no resource-level form (inv endpoint.list filters by name and tag).
+        _statement("ListEndpoints", ["sagemaker:ListEndpoints"], "*"),
         _statement("ReadJobLogs", ["logs:DescribeLogStreams"], f"{names.log_group}:*"),
         _statement("ReadJobLogEvents", ["logs:GetLogEvents"], names.log_streams),
         _statement(
@@ -130,11 +161,20 @@ def execution_role_policy(settings: Settings, account: str) -> dict:
                         names.s3_prefix("titanic"),
                         names.s3_prefix("channels"),
                         names.s3_prefix("checkpoints"),
+                        names.s3_prefix("transform-input"),
                     ]
                 }
             },
         ),
         _statement("WriteModel", ["s3:PutObject"], names.under("output")),
+        # Endpoints and transform jobs: the model (trained here or uploaded by inv endpoint.deploy / inv transform),
+        # the transform's input, and its output.
+        _statement(
+            "ReadModelsAndTransformInput",
+            ["s3:GetObject"],
+            [names.under("output"), names.under("models"), names.under("transform-input")],
+        ),
+        _statement("WriteTransformOutput", ["s3:PutObject"], names.under("transform-output")),
         _statement("SpotCheckpoints", ["s3:GetObject", "s3:PutObject"], names.under("checkpoints")),
         _statement("EcrLogin", ["ecr:GetAuthorizationToken"], "*"),
         _statement(
@@ -147,6 +187,11 @@ def execution_role_policy(settings: Settings, account: str) -> dict:
             "WriteJobLogs",
             ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
             f"{names.log_group}:log-stream:*",
+        ),
+        _statement(
+            "EndpointAndTransformLogs",
+            ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            [f"{group}:*" for group in names.serving_log_groups],
         ),
         # PutMetricData has no resource-level form; the namespace condition narrows it.
         _statement(

@@ -221,3 +221,13 @@ def upload_channels(settings: Settings, s3, channels: dict[str, str]) -> Uploade
             f"[s3] channel {name}: {where} -> {result.channels[name]} ({sent} of {len(files)} file(s) sent)", flush=True
         )
     return result
+
+
+def upload_model(settings: Settings, s3, archive: Path) -> str:
+    """A local model.tar.gz under `<prefix>/models/<sha256, 16 hex>/model.tar.gz` (sent once per content), for an
+    endpoint or a transform job to read; returns its s3:// URI."""
+    ensure_bucket(settings, s3)
+    sha = sha256_of(archive)
+    object_name = key(settings, "models", sha[:16], "model.tar.gz")
+    _send(settings, s3, archive, object_name, sha)
+    return f"s3://{settings.s3_bucket}/{object_name}"

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
@@ -35,8 +35,9 @@ def wait_for(url: str, what: str, process: subprocess.Popen, log: Path) -> None:
 
 @dataclass
 class Call:
-    operation: str  # "SageMaker.CreateTrainingJob", "S3 PUT /bucket/key", "STS GetCallerIdentity", ...
+    operation: str  # "SageMaker.CreateTrainingJob", "S3 PUT /bucket/key" (any REST call), "STS GetCallerIdentity", ...
     body: dict | str
+    headers: dict = field(default_factory=dict)
 
 
 class MotoServer:
@@ -90,7 +91,7 @@ class MotoServer:
                 action = raw.split("Action=", 1)[1].split("&", 1)[0]
                 calls.append(Call(f"Query {action}", raw))
             else:
-                calls.append(Call(f"S3 {entry['method']} /{path.split('?')[0]}", raw))
+                calls.append(Call(f"S3 {entry['method']} /{path.split('?')[0]}", raw, entry["headers"]))
         return calls
 
     def stop(self) -> None:

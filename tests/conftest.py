@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -211,3 +213,39 @@ def wait_for_line(process: subprocess.Popen, needle: str, seconds: float) -> str
         if needle in line:
             return "".join(seen)
     raise AssertionError(f"no {needle!r} within {seconds} s:\n" + "".join(seen)[-3000:])
+
+
+def post(port: int, body: bytes, content_type: str, accept: str | None = None) -> tuple[int, str]:
+    headers = {"Content-Type": content_type, **({"Accept": accept} if accept else {})}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def started_server(image: str, model_dir: Path, container_port: int = 8080, **environment: str):
+    """`docker run IMAGE serve` with the model mounted, on a free port of 127.0.0.1, once /ping answers 200."""
+    import docker
+
+    container = docker.from_env().containers.run(
+        image, ["serve"], detach=True, ports={f"{container_port}/tcp": ("127.0.0.1", None)}, environment=environment,
+        volumes={str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}},
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        container.reload()
+        assert container.status in ("created", "running"), container.logs().decode()[-2000:]
+        bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{container_port}/tcp")
+        if bindings:
+            port = int(bindings[0]["HostPort"])
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
+                    if response.status == 200:
+                        return container, port
+            except (urllib.error.URLError, OSError):
+                pass
+        time.sleep(0.2)
+    container.remove(force=True)
+    raise AssertionError("the server never answered /ping")

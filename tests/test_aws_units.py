@@ -277,6 +277,7 @@ UNSCOPABLE = {
     "servicequotas:ListAWSDefaultServiceQuotas",
     "pricing:GetProducts",
     "cloudwatch:PutMetricData",
+    "sagemaker:ListEndpoints",
 }
 
 
@@ -313,7 +314,18 @@ def test_iam_policies_are_narrow_and_pass_parliament():
         by_sid["EcrPushToThisRepository"]["Resource"]
         == f"arn:aws:ecr:{REGION}:123456789012:repository/gs-ds-env-tabular"
     )
+    # Serving: every model, endpoint config, endpoint and transform job under the job-name prefix, nothing else.
+    assert by_sid["EndpointsAndTransformJobs"]["Resource"] == [
+        f"arn:aws:sagemaker:{REGION}:123456789012:{kind}/gs-ds-env-titanic*"
+        for kind in ("model", "endpoint-config", "endpoint", "transform-job")
+    ]
+    assert {"sagemaker:CreateEndpoint", "sagemaker:DeleteModel", "sagemaker:CreateTransformJob"} <= set(
+        by_sid["EndpointsAndTransformJobs"]["Action"]
+    )
     execution_sids = {s["Sid"]: s for s in execution["Statement"]}
+    assert (
+        execution_sids["WriteTransformOutput"]["Resource"] == "arn:aws:s3:::team-bucket/ds/titanic/transform-output/*"
+    )
     assert execution_sids["ReadChannels"]["Resource"] == "arn:aws:s3:::team-bucket/ds/titanic/titanic/*"
     assert execution_sids["ReadScriptChannelsAndCode"]["Resource"] == [
         "arn:aws:s3:::team-bucket/ds/titanic/channels/*",

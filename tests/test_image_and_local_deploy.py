@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import INV, copy_repo, free_port, shared_titanic, tool_env, wait_for_line
+from conftest import INV, copy_repo, free_port, post, shared_titanic, started_server, tool_env, wait_for_line
 
 import docker
 
@@ -199,40 +199,6 @@ def test_local_deploy_end_to_end(local_deploy, project):
 
 
 # ---- serving the trained model (`serve` in the image, `inv serve`, `inv predict`) ----------------------------------
-def post(port: int, body: bytes, content_type: str, accept: str | None = None) -> tuple[int, str]:
-    headers = {"Content-Type": content_type, **({"Accept": accept} if accept else {})}
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
-def started_server(image: str, model_dir: Path, **environment: str):
-    """`docker run IMAGE serve` with the model mounted, on a free port of 127.0.0.1, once /ping answers 200."""
-    container = docker.from_env().containers.run(
-        image, ["serve"], detach=True, ports={"8080/tcp": ("127.0.0.1", None)}, environment=environment,
-        volumes={str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}},
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        container.reload()
-        assert container.status in ("created", "running"), container.logs().decode()[-2000:]
-        bindings = container.attrs["NetworkSettings"]["Ports"].get("8080/tcp")
-        if bindings:
-            port = int(bindings[0]["HostPort"])
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
-                    if response.status == 200:
-                        return container, port
-            except (urllib.error.URLError, OSError):
-                pass
-        time.sleep(0.2)
-    container.remove(force=True)
-    raise AssertionError("the server never answered /ping")
-
-
 def unpacked_model(run_dir: Path, dest: Path) -> Path:
     record = json.loads((run_dir / "run.json").read_text())
     with tarfile.open(record["model_artifact"]) as archive:
@@ -378,6 +344,26 @@ def test_user_handler_errors_are_500_and_sigterm_drains_in_flight_requests(local
         request.join(timeout=30)
         assert slow["answer"] == (200, "6.0\n")  # the request in flight completed
         assert exit_code == 0 and stopped_after < 30
+    finally:
+        container.remove(force=True)
+
+    # SageMaker's other variables: the port it binds to (the image says it accepts one) and the request timeout.
+    assert (
+        docker.from_env()
+        .images.get(record["image"]["uri"])
+        .labels["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"]
+        == "true"
+    )
+    container, port = started_server(
+        record["image"]["uri"], tmp_path / "model", container_port=9091,
+        SAGEMAKER_BIND_TO_PORT="9091", SAGEMAKER_MODEL_SERVER_TIMEOUT="1", SAGEMAKER_MODEL_SERVER_WORKERS="1",
+    )  # fmt: skip
+    try:
+        assert post(port, b"3", "text/csv") == (
+            504,
+            "the prediction took longer than SAGEMAKER_MODEL_SERVER_TIMEOUT=1 s\n",
+        )
+        assert post(port, b"0", "text/csv") == (200, "0.0\n")
     finally:
         container.remove(force=True)
 

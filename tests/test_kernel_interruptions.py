@@ -1,8 +1,10 @@
 """Fault injection on a kernel rebuild: SIGINT, SIGTERM and SIGKILL at named steps (GS_KERNEL_PAUSE_AT), and two
 rebuilds at once. After each, a working kernel exists (the old or the new one) and the next run cleans up.
 
-One scratch copy of bin/ and themes/, one WORKING_DIR and JUPYTER_DATA_DIR for the module: the first build fills
-uv's cache, so each rebuild after it takes seconds.
+One scratch copy of the project, one WORKING_DIR and JUPYTER_DATA_DIR for the module: the first build fills uv's
+cache, so each rebuild after it takes seconds. The faults are injected into a small theme made for them (ipykernel
+and its smoke test: the script's steps and rollback are the same for every theme, a rebuild takes seconds instead
+of a minute); the test under load keeps the tabular theme, whose large venv makes the race it guards visible.
 """
 
 from __future__ import annotations
@@ -20,26 +22,56 @@ SCRIPT = "bin/gs-env-create-kernel.sh"
 LEFTOVERS = (".venv.new", ".venv.previous", ".requirements.lock.txt.new", "manifest.env.new", ".kernelspec.previous")
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("interrupt")
+THEME, PY = "faults", "3.12"
+KERNEL = f"{THEME}_{PY.replace('.', '')}"
+
+
+def small_theme(repo: Path, env: dict) -> None:
+    """themes/faults: ipykernel and a smoke test, locked like any theme."""
+    theme = repo / "themes" / THEME
+    (theme / "kernel").mkdir(parents=True)
+    (theme / "docker").mkdir()
+    (theme / "kernel/requirements.txt").write_text("ipykernel\n")
+    (theme / "docker/requirements.txt").write_text("")
+    (theme / "theme.env").write_text(
+        f"# ipykernel only: the kernel script's fault injection\nDEFAULT_PYTHON={PY}\nKIND=app\n"
+    )
+    (theme / "smoke.py").write_text("import ipykernel\n\nprint('smoke ok: ipykernel', ipykernel.__version__)\n")
+    locked = subprocess.run([INV, "lock", "--theme", THEME], cwd=repo, env=env, capture_output=True, text=True)
+    assert locked.returncode == 0, locked.stderr[-2000:]
+
+
+def first_build(tmp_path_factory, theme: str):
+    root = tmp_path_factory.mktemp(f"interrupt-{theme}")
     repo = clone_project(root / "repo")
     (root / "tmp").mkdir()
     env = tool_env(WORKING_DIR=str(root / "work"), JUPYTER_DATA_DIR=str(root / "jupyter"), TMPDIR=str(root / "tmp"))
-    first = subprocess.run([str(repo / SCRIPT), "tabular", "3.12", "", "none"], env=env, capture_output=True, text=True)
+    if theme == THEME:
+        small_theme(repo, env)
+    first = subprocess.run([str(repo / SCRIPT), theme, PY, "", "none"], env=env, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr[-3000:]
     assert list((root / "tmp").iterdir()) == [], "kernel registration must leave no temporary folders"
     return repo, env, root / "jupyter"
 
 
-def assert_working_kernel(repo: Path, jupyter: Path) -> None:
-    venv = repo / "themes/tabular/kernel/.venv"
-    spec = json.loads((jupyter / "kernels/tabular_312/kernel.json").read_text())
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return first_build(tmp_path_factory, THEME)
+
+
+@pytest.fixture(scope="module")
+def built_tabular(tmp_path_factory):
+    return first_build(tmp_path_factory, "tabular")
+
+
+def assert_working_kernel(repo: Path, jupyter: Path, theme: str = THEME, probe: str = "ipykernel") -> None:
+    venv = repo / f"themes/{theme}/kernel/.venv"
+    spec = json.loads((jupyter / f"kernels/{theme}_{PY.replace('.', '')}/kernel.json").read_text())
     assert spec["argv"][0] == str(venv / "bin/python")
-    probe = subprocess.run(
-        [spec["argv"][0], "-c", "import ipykernel, xgboost, sys; print(sys.prefix)"], capture_output=True, text=True
+    started = subprocess.run(
+        [spec["argv"][0], "-c", f"import {probe}, sys; print(sys.prefix)"], capture_output=True, text=True
     )
-    assert probe.returncode == 0 and probe.stdout.strip() == str(venv), probe.stderr
+    assert started.returncode == 0 and started.stdout.strip() == str(venv), started.stderr
 
 
 def as_from_a_terminal() -> None:
@@ -48,8 +80,8 @@ def as_from_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def leftovers(repo: Path) -> list[str]:
-    kernel_dir = repo / "themes/tabular/kernel"
+def leftovers(repo: Path, theme: str = THEME) -> list[str]:
+    kernel_dir = repo / f"themes/{theme}/kernel"
     discarded = [path.name for path in kernel_dir.glob(".venv.discarded*")]
     return [name for name in LEFTOVERS if (kernel_dir / name).exists()] + discarded
 
@@ -58,7 +90,7 @@ def interrupted_rebuild(repo: Path, env: dict, step: str, sig: signal.Signals) -
     """Start `--force`, wait until it pauses at `step`, signal its whole process group (as Ctrl-C or a
     shutdown would), return its exit status."""
     process = subprocess.Popen(
-        [str(repo / SCRIPT), "--force", "tabular", "3.12", "", "none"],
+        [str(repo / SCRIPT), "--force", THEME, PY, "", "none"],
         env={**env, "GS_KERNEL_PAUSE_AT": step},
         stderr=subprocess.PIPE,
         text=True,
@@ -93,7 +125,7 @@ def test_a_caught_signal_leaves_a_working_kernel_and_nothing_half_done(built, st
     assert interrupted_rebuild(repo, env, step, sig) != 0
     assert_working_kernel(repo, jupyter)
     assert leftovers(repo) == []
-    again = subprocess.run([str(repo / SCRIPT), "tabular", "3.12", "", "none"], env=env, capture_output=True, text=True)
+    again = subprocess.run([str(repo / SCRIPT), THEME, PY, "", "none"], env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     assert_working_kernel(repo, jupyter)
 
@@ -107,7 +139,7 @@ def test_after_sigkill_the_next_run_recovers_or_finishes(built, step):
     assert restore.returncode == 0, restore.stderr[-2000:]
     assert_working_kernel(repo, jupyter)
     assert leftovers(repo) == []
-    again = subprocess.run([str(repo / SCRIPT), "tabular", "3.12", "", "none"], env=env, capture_output=True, text=True)
+    again = subprocess.run([str(repo / SCRIPT), THEME, PY, "", "none"], env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     assert_working_kernel(repo, jupyter)
     assert "up to date" in again.stderr or "ready" in again.stderr
@@ -116,7 +148,7 @@ def test_after_sigkill_the_next_run_recovers_or_finishes(built, step):
 def test_two_rebuilds_at_once_take_turns(built):
     repo, env, jupyter = built
     first = subprocess.Popen(
-        [str(repo / SCRIPT), "--force", "tabular", "3.12", "", "none"],
+        [str(repo / SCRIPT), "--force", THEME, PY, "", "none"],
         env={**env, "GS_KERNEL_PAUSE_AT": "installed", "GS_KERNEL_PAUSE_SECONDS": "5"},
         stderr=subprocess.PIPE,
         text=True,
@@ -125,7 +157,7 @@ def test_two_rebuilds_at_once_take_turns(built):
         if "paused at installed" in line:
             break
     second = subprocess.run(
-        [str(repo / SCRIPT), "--force", "tabular", "3.12", "", "none"],
+        [str(repo / SCRIPT), "--force", THEME, PY, "", "none"],
         env=env,
         capture_output=True,
         text=True,
@@ -134,7 +166,7 @@ def test_two_rebuilds_at_once_take_turns(built):
     first_err = first.stderr.read()
     assert first.wait() == 0, first_err[-2000:]
     assert second.returncode == 0, second.stderr[-2000:]
-    assert f"another build of tabular is running (pid {first.pid}); waiting for it" in second.stderr
+    assert f"another build of {THEME} is running (pid {first.pid}); waiting for it" in second.stderr
     assert_working_kernel(repo, jupyter)
     assert leftovers(repo) == []
 
@@ -143,7 +175,7 @@ def test_ctrl_c_through_inv_lets_the_script_roll_back(built):
     # subprocess.run would kill the script 0.25 s after Ctrl-C, in the middle of its rollback.
     repo, env, jupyter = built
     process = subprocess.Popen(
-        [INV, "kernel", "--theme", "tabular", "--py", "3.12", "--torch", "none", "--force"],
+        [INV, "kernel", "--theme", THEME, "--py", PY, "--torch", "none", "--force"],
         cwd=repo,
         env={**env, "GS_KERNEL_PAUSE_AT": "moved-aside"},
         stderr=subprocess.PIPE,
@@ -157,19 +189,19 @@ def test_ctrl_c_through_inv_lets_the_script_roll_back(built):
     os.killpg(process.pid, signal.SIGINT)
     rest = process.stderr.read()
     assert process.wait(timeout=120) == 130, rest
-    assert "kernel tabular_312 was NOT changed" in rest
+    assert f"kernel {KERNEL} was NOT changed" in rest
     assert rest.strip().splitlines()[-1].startswith("error: interrupted (Ctrl-C)")
     assert_working_kernel(repo, jupyter)
     assert leftovers(repo) == []
 
 
-def test_a_kernel_started_the_moment_inv_returns_works_under_load(built):
+def test_a_kernel_started_the_moment_inv_returns_works_under_load(built_tabular):
     """After the swap the rollback must put the previous venv back before deleting the new one, and inv must wait
     for it on SIGTERM and SIGHUP as on Ctrl-C (one code path: interrupts.Interrupted; SIGHUP sent to inv alone is
     the harder case, inv must pass it on): with the CPU busy, a kernel started the instant inv returns finds a
     complete venv. (A SIGTERM to the whole group at each step is test_a_caught_signal_….)"""
     sig, whole_group = signal.SIGHUP, False
-    repo, env, jupyter = built
+    repo, env, jupyter = built_tabular
     load = [subprocess.Popen(["python3", "-c", "while True: pass"]) for _ in range(2)]
     try:
         process = subprocess.Popen(
@@ -200,5 +232,5 @@ def test_a_kernel_started_the_moment_inv_returns_works_under_load(built):
     assert started.returncode == 0, started.stderr[-2000:]
     assert "kernel tabular_312 was NOT changed" in rest
     assert rest.strip().splitlines()[-1].startswith(f"error: interrupted ({signal.Signals(sig).name})")
-    assert_working_kernel(repo, jupyter)
-    assert leftovers(repo) == []
+    assert_working_kernel(repo, jupyter, "tabular", "ipykernel, xgboost")
+    assert leftovers(repo, "tabular") == []

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import INV, REPO, clone_project, example_metrics_in_kernel, tool_env, train_plain_script
+from conftest import INV, REPO, clone_project, example_metrics_in_kernel, free_port, tool_env, train_plain_script
 
 NOTEBOOK = "notebooks/titanic-sagemaker.ipynb"
 
@@ -44,6 +44,7 @@ def tabular(tmp_path_factory, base_image, titanic_csv):
         IMAGE_NAME="gs-ds-env-notebook-test",
         WORKING_DIR=str(root / "work"),
         JUPYTER_DATA_DIR=str(root / "jupyter"),
+        SERVE_PORT=str(free_port()),
     )
     kernel = subprocess.run([INV, "kernel", "--theme", "tabular"], cwd=project, env=env, capture_output=True, text=True)
     assert kernel.returncode == 0, kernel.stderr[-3000:]
@@ -77,6 +78,9 @@ def test_the_notebook_runs_green_under_nbclient_and_leaves_the_model_and_report(
     assert f"| validation:auc | {record['metrics']['validation:auc']} |" in shown
     assert record["model_artifact"] in shown
     assert sum("image/png" in o.get("data", {}) for o in outputs) == 2  # the ROC curve and the confusion matrix
+    # The last section serves the model in local mode: the endpoint's answers give the run's validation AUC.
+    auc = record["metrics"]["validation:auc"]
+    assert f"served validation AUC {auc} (training run: {auc})" in shown
     assert not (project / NOTEBOOK).read_text().count('"output_type"')  # the committed copy stays clean
 
 

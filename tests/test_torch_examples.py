@@ -15,7 +15,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import INV, clone_project, example_metrics_in_kernel, tool_env, train_plain_script
+from conftest import INV, clone_project, example_metrics_in_kernel, post, started_server, tool_env, train_plain_script
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -89,6 +89,47 @@ def test_the_example_gives_the_same_metrics_in_the_kernel_and_as_a_job_in_the_im
     assert {"model.pt", "metrics.json"} <= names
     assert set(record["metrics"]) == METRICS
     assert record["metrics"] == kernel_metrics and kernel_metrics["validation:accuracy"] > 0.75
+
+    # The model carries its handler: the image serves it (`serve`), and its answers are the trained model's.
+    assert "code/inference.py" in names
+    with tarfile.open(record["model_artifact"]) as archive:
+        archive.extractall(root / "served-model", filter="data")
+    container, port = started_server(record["image"]["uri"], root / "served-model", SAGEMAKER_MODEL_SERVER_WORKERS="1")
+    try:
+        if theme == "cv":
+            from sklearn.datasets import load_digits
+            from sklearn.model_selection import train_test_split
+
+            images, labels = load_digits(return_X_y=True)
+            _, validation = train_test_split(range(len(labels)), test_size=0.2, stratify=labels, random_state=42)
+            body = json.dumps({"instances": [images[i].tolist() for i in validation]}).encode()
+            status, answer = post(port, body, "application/json")
+            assert status == 200, answer
+            digits = [p["digit"] for p in json.loads(answer)["predictions"]]
+            accuracy = sum(d == labels[i] for d, i in zip(digits, validation, strict=True)) / len(validation)
+            assert round(accuracy, 6) == record["metrics"]["validation:accuracy"]  # the trained model, served
+            assert post(port, b"1,2,3\n", "text/csv") == (
+                400,
+                "ValueError: each image must be 64 numbers (8 rows of 8), got shape [3]\n",
+            )
+        else:
+            import math
+
+            t = [i / 63 for i in range(64)]
+            sine = [math.sin(2 * math.pi * 2 * x) for x in t]
+            square = [1.0 if v >= 0 else -1.0 for v in sine]
+            status, answer = post(
+                port,
+                f"{','.join(map(str, sine))}\n{','.join(map(str, square))}\n".encode(),
+                "text/csv",
+                "application/json",
+            )
+            assert status == 200, answer
+            answers = json.loads(answer)["predictions"]
+            assert len(answers) == 2 and all(a["class"] in (0, 1) and 0.5 <= a["probability"] <= 1 for a in answers)
+            assert post(port, b"1,2\n", "text/csv")[0] == 400
+    finally:
+        container.remove(force=True)
 
 
 @pytest.mark.parametrize("torch_theme", ["cv"], indirect=True)  # tsai's example is single-process

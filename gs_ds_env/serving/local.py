@@ -11,6 +11,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -91,9 +92,18 @@ def _answers(port: int) -> bool:
         return False
 
 
-def serve(settings: Settings, source: ModelSource, port: int, check_only: bool = False) -> Path | None:
-    """Start the endpoint and keep it until Ctrl-C (`check_only`: stop once it answered and the report is
-    written). Returns the served-model page when the model came from a run."""
+@dataclass(frozen=True)
+class RunningEndpoint:
+    name: str
+    url: str
+    image: str
+    ready_seconds: float
+
+
+@contextlib.contextmanager
+def running(settings: Settings, source: ModelSource, port: int):
+    """A local endpoint for the model while inside (a notebook's `with`); stopped and removed on the way out,
+    whatever happens (Ctrl-C, SIGTERM, an error)."""
     ensure_free(port)
     image_ref = serving_image(settings, source)
     settings.working_dir.mkdir(parents=True, exist_ok=True)
@@ -120,22 +130,37 @@ def serve(settings: Settings, source: ModelSource, port: int, check_only: bool =
             status = session.sagemaker_client.describe_endpoint(EndpointName=name)["EndpointStatus"]
             if status != "InService":
                 raise ServeError(f"endpoint {name} is {status}, not InService (see the container's output above)")
-            ready_seconds = time.monotonic() - started
-            url = f"http://127.0.0.1:{port}"
-            page = report.write_local(settings, source, image_ref, name, url, ready_seconds) if source.run else None
-            print(f"endpoint {name} answers on {url}/invocations (ready in {ready_seconds:.1f} s)", flush=True)
-            if page:
-                print(f"served-model page: {page}", flush=True)
-            print(f"predict: inv predict --input FILE.csv|.json|.jsonl [--port {port}]; Ctrl-C stops it", flush=True)
-            if check_only:
-                return page
+            yield RunningEndpoint(name, f"http://127.0.0.1:{port}", image_ref, time.monotonic() - started)
+    finally:
+        _stop(session, name, scratch)
+
+
+def serve(settings: Settings, source: ModelSource, port: int, check_only: bool = False) -> Path | None:
+    """Start the endpoint and keep it until Ctrl-C (`check_only`: stop once it answered and the report is
+    written). Returns the served-model page when the model came from a run."""
+    with running(settings, source, port) as endpoint:
+        page = None
+        if source.run:
+            page = report.write_local(
+                settings, source, endpoint.image, endpoint.name, endpoint.url, endpoint.ready_seconds
+            )
+        print(
+            f"endpoint {endpoint.name} answers on {endpoint.url}/invocations (ready in {endpoint.ready_seconds:.1f} s)",
+            flush=True,
+        )
+        if page:
+            print(f"served-model page: {page}", flush=True)
+        print(f"predict: inv predict --input FILE.csv|.json|.jsonl [--port {port}]; Ctrl-C stops it", flush=True)
+        if check_only:
+            return page
+        with interruptible():
             failures = 0
             while failures < 3:
                 time.sleep(HEALTH_INTERVAL_SECONDS)
                 failures = 0 if _answers(port) else failures + 1
-            raise ServeError(f"endpoint {name} stopped answering {url}/ping (see the container's output above)")
-    finally:
-        _stop(session, name, scratch)
+        raise ServeError(
+            f"endpoint {endpoint.name} stopped answering {endpoint.url}/ping (see the container's output above)"
+        )
 
 
 def _stop(session, name: str, scratch: Path) -> None:

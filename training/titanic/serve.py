@@ -3,7 +3,8 @@ the probability of survival out, one per row and in order.
 
 Payloads: CSV with a header row naming the Titanic columns (a staged channel file as it is, with or without
 `Survived`; missing values as empty fields) or, with no header, rows in the Kaggle order (11 fields as in
-test.csv, or 12 with `Survived` second as in train.csv: what batch transform sends once a file is split by line);
+test.csv, or 12 with `Survived` second as in train.csv) unless GS_CSV_COLUMNS names them (what `inv transform`
+sets: a file split by line has its header in one mini-batch only);
 JSON as a list of records or {"instances": [records]}; JSON Lines, one record a line. Missing keys and nulls are
 missing values, as in training.
 """
@@ -11,6 +12,7 @@ missing values, as in training.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 from gs_serving import codecs
@@ -21,6 +23,9 @@ from .features import REQUIRED_COLUMNS, TARGET
 NUMERIC = ("Pclass", "Age", "SibSp", "Parch", "Fare")
 TEST_ORDER = ["PassengerId", "Pclass", "Name", "Sex", "Age", "SibSp", "Parch", "Ticket", "Fare", "Cabin", "Embarked"]
 TRAIN_ORDER = TEST_ORDER[:1] + [TARGET] + TEST_ORDER[1:]
+# Batch transform splits a file by line, so only the first mini-batch would hold the header: `inv transform` sends
+# the rows without it and names the columns here (the model's environment).
+COLUMNS_VARIABLE = "GS_CSV_COLUMNS"
 
 
 def model_fn(model_dir: str):
@@ -42,6 +47,12 @@ def _records_from_csv(body: bytes) -> list[dict]:
         names, data, first = header, rows[1:], 2
         if not data:
             raise codecs.BadRequest("the CSV has a header row but no data rows")
+    elif os.environ.get(COLUMNS_VARIABLE):
+        names, data, first = [n.strip() for n in os.environ[COLUMNS_VARIABLE].split(",")], rows, 1
+        if len(names) != len(header):
+            raise codecs.BadRequest(
+                f"the CSV rows have {len(header)} fields but {COLUMNS_VARIABLE} names {len(names)} columns"
+            )
     elif len(header) in (len(TEST_ORDER), len(TRAIN_ORDER)):
         names, data, first = (TEST_ORDER if len(header) == len(TEST_ORDER) else TRAIN_ORDER), rows, 1
     else:

@@ -14,6 +14,7 @@ Rank 0 writes model.pt and metrics.json to SM_MODEL_DIR and prints `validation:a
 import argparse
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -128,6 +129,10 @@ def main() -> None:
     (model_dir / "metrics.json").write_text(
         json.dumps({"metrics": metrics, "distributed": distributed, "data": "sklearn digits"}, indent=2)
     )
+    # The model carries its handler and the architecture's source (SageMaker's convention: code/ in model.tar.gz).
+    (model_dir / "code").mkdir(exist_ok=True)
+    for name in ("inference.py", "train.py"):
+        shutil.copy(Path(__file__).with_name(name), model_dir / "code" / name)
 
 
 if __name__ == "__main__":

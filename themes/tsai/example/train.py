@@ -12,6 +12,7 @@ One process: the cv example shows a run over several hosts.
 import argparse
 import json
 import os
+import shutil
 import warnings
 from pathlib import Path
 
@@ -67,6 +68,11 @@ def main() -> None:
     model_dir = Path(args.model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     torch.save(learn.model.state_dict(), model_dir / "model.pt")
+    shape = {"c_in": dls.vars, "c_out": dls.c, "seq_len": dls.len, "classes": [int(c) for c in dls.vocab]}
+    (model_dir / "model.json").write_text(json.dumps(shape) + "\n")
+    # The model carries its handler (SageMaker's convention: code/ in model.tar.gz), so `inv serve` can answer.
+    (model_dir / "code").mkdir(exist_ok=True)
+    shutil.copy(Path(__file__).with_name("inference.py"), model_dir / "code/inference.py")
     (model_dir / "metrics.json").write_text(
         json.dumps({"metrics": metrics, "data": f"generated waves ({args.samples} x {args.length})"}, indent=2)
     )

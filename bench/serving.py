@@ -1,0 +1,173 @@
+"""`make bench` (serving): the theme image's `serve` beside AWS's bring-your-own-container stack (nginx + gunicorn
+sync workers + Flask, bench/serving_anchor/), both on the same image, lock and Titanic model, in one run:
+cold start (container start -> first 200 from /ping), single-row latency p50/p99, throughput at concurrency 1 and
+8, and the size each stack adds. Goals: p99 <= the anchor's p50, throughput >= 1.5x, cold start <= 2 s.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import docker  # noqa: E402
+from gs_ds_env import data, image  # noqa: E402
+from gs_ds_env.settings import load_settings  # noqa: E402
+
+SERVING_DISTRIBUTIONS = ("gunicorn", "uvicorn", "uvicorn-worker", "starlette", "httptools", "uvloop")
+REQUESTS = 300
+COLD_STARTS = 3
+
+
+def train_model(image_ref: str, channels: dict[str, str], scratch: Path) -> Path:
+    volumes = [f"{Path(p.removeprefix('file://'))}:/opt/ml/input/data/{c}:ro" for c, p in channels.items()]
+    model = scratch / "model"
+    model.mkdir()
+    args = ["docker", "run", "--rm", "-v", f"{model}:/opt/ml/model", "-v", f"{scratch / 'output'}:/opt/ml/output"]
+    for volume in volumes:
+        args += ["-v", volume]
+    subprocess.run([*args, image_ref, "train"], check=True, capture_output=True)
+    return model
+
+
+def build_anchor(client, image_ref: str) -> str:
+    tag = "gs-ds-env-bench-anchor:" + image_ref.rsplit(":", 1)[-1]
+    for _ in client.api.build(
+        path=str(REPO / "bench/serving_anchor"), tag=tag, buildargs={"IMAGE": image_ref}, rm=True, decode=True
+    ):
+        if "error" in _:
+            raise RuntimeError(f"anchor build failed: {_['error']}")
+    return tag
+
+
+def start(client, image_ref: str, command: list[str], model: Path):
+    started = time.perf_counter()
+    container = client.containers.run(
+        image_ref, command, detach=True, ports={"8080/tcp": ("127.0.0.1", None)},
+        volumes={str(model): {"bind": "/opt/ml/model", "mode": "ro"}},
+    )  # fmt: skip
+    port = None
+    while time.perf_counter() - started < 120:
+        if port is None:
+            container.reload()
+            bindings = container.attrs["NetworkSettings"]["Ports"].get("8080/tcp")
+            port = int(bindings[0]["HostPort"]) if bindings else None
+        if port:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1) as response:
+                    if response.status == 200:
+                        return container, port, time.perf_counter() - started
+            except OSError:
+                pass
+        time.sleep(0.02)
+    container.remove(force=True)
+    raise RuntimeError(f"{image_ref} never answered /ping")
+
+
+def latencies(port: int, body: bytes, count: int) -> list[float]:
+    session, out = requests.Session(), []
+    for _ in range(count):
+        started = time.perf_counter()
+        response = session.post(f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "text/csv"})
+        out.append((time.perf_counter() - started) * 1000)
+        response.raise_for_status()
+    return out
+
+
+def throughput(port: int, body: bytes, concurrency: int, count: int) -> float:
+    def worker(n: int) -> None:
+        latencies(port, body, n)
+
+    threads = [threading.Thread(target=worker, args=(count // concurrency,)) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return (count // concurrency) * concurrency / (time.perf_counter() - started)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1)]
+
+
+def measure(client, name: str, image_ref: str, command: list[str], model: Path, body: bytes) -> dict:
+    colds = []
+    for _ in range(COLD_STARTS):
+        container, _, seconds = start(client, image_ref, command, model)
+        colds.append(seconds)
+        container.remove(force=True)
+    container, port, _ = start(client, image_ref, command, model)
+    try:
+        latencies(port, body, 20)  # warm-up
+        single = latencies(port, body, REQUESTS)
+        result = {
+            "stack": name,
+            "cold_start_s": round(statistics.median(colds), 2),
+            "p50_ms": round(statistics.median(single), 2),
+            "p99_ms": round(percentile(single, 99), 2),
+            "rps_c1": round(throughput(port, body, 1, REQUESTS), 1),
+            "rps_c8": round(throughput(port, body, 8, 2 * REQUESTS), 1),
+        }
+    finally:
+        container.remove(force=True)
+    return result
+
+
+def serving_packages_mb(client, image_ref: str) -> float:
+    probe = (
+        "import importlib.metadata as m, os\n"
+        f"names = {SERVING_DISTRIBUTIONS!r}\n"
+        "print(sum(os.path.getsize(f.locate()) for n in names for f in (m.distribution(n).files or []) if os.path.isfile(f.locate())))"
+    )
+    return int(client.containers.run(image_ref, ["python", "-c", probe], remove=True)) / 1e6
+
+
+def main() -> None:
+    if os.environ.get("BENCH_ONLY") and "serving" not in os.environ["BENCH_ONLY"].split():
+        return
+    settings = load_settings(theme="tabular", py=os.environ.get("BENCH_PY") or None)
+    client = docker.from_env()
+    built = image.build(settings)
+    staged = data.split_and_stage(settings)
+    with tempfile.TemporaryDirectory(prefix="gs-bench-serving-") as tmp:
+        model = train_model(built.local_ref, staged.channels, Path(tmp))
+        anchor = build_anchor(client, built.local_ref)
+        validation = Path(staged.channels["validation"].removeprefix("file://")) / "validation.csv"
+        header, first = validation.read_text().splitlines()[:2]
+        body = f"{header}\n{first}\n".encode()
+        ours = measure(client, "serve (gunicorn + uvicorn + Starlette)", built.local_ref, ["serve"], model, body)
+        theirs = measure(client, "anchor (nginx + gunicorn sync + Flask)", anchor, ["/opt/anchor/serve"], model, body)
+    ours["size_added_mb"] = round(serving_packages_mb(client, built.local_ref), 1)
+    theirs["size_added_mb"] = round(
+        (client.images.get(anchor).attrs["Size"] - client.images.get(built.local_ref).attrs["Size"]) / 1e6, 1
+    )
+    print(f"serving, the Titanic model, {REQUESTS} single-row CSV requests ({os.cpu_count()} CPUs, 1 worker per CPU):")
+    columns = ["cold_start_s", "p50_ms", "p99_ms", "rps_c1", "rps_c8", "size_added_mb"]
+    print(f"  {'':42}" + "".join(f"{c:>14}" for c in columns))
+    for row in (ours, theirs):
+        print(f"  {row['stack']:42}" + "".join(f"{row[c]:>14}" for c in columns))
+    print(
+        f"  ratios: p99 / anchor p50 = {ours['p99_ms'] / theirs['p50_ms']:.2f} (goal <= 1); "
+        f"throughput c1 {ours['rps_c1'] / theirs['rps_c1']:.2f}x, c8 {ours['rps_c8'] / theirs['rps_c8']:.2f}x (goal >= 1.5x); "
+        f"cold start {ours['cold_start_s']} s (goal <= 2 s)"
+    )
+    print(json.dumps({"serving": [ours, theirs]}))
+    client.images.remove(anchor, force=True)
+
+
+if __name__ == "__main__":
+    main()

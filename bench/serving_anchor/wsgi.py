@@ -1,0 +1,3 @@
+import predictor as myapp
+
+app = myapp.app
