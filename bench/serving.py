@@ -32,7 +32,7 @@ COLD_STARTS = 3
 
 
 def train_model(image_ref: str, channels: dict[str, str], scratch: Path) -> Path:
-    volumes = [f"{Path(p.removeprefix('file://'))}:/opt/ml/input/data/{c}:ro" for c, p in channels.items()]
+    volumes = [f"{Path(str(p).removeprefix('file://'))}:/opt/ml/input/data/{c}:ro" for c, p in channels.items()]
     model = scratch / "model"
     model.mkdir()
     args = ["docker", "run", "--rm", "-v", f"{model}:/opt/ml/model", "-v", f"{scratch / 'output'}:/opt/ml/output"]
@@ -146,7 +146,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gs-bench-serving-") as tmp:
         model = train_model(built.local_ref, staged.channels, Path(tmp))
         anchor = build_anchor(client, built.local_ref)
-        validation = Path(staged.channels["validation"].removeprefix("file://")) / "validation.csv"
+        validation = Path(str(staged.channels["validation"]).removeprefix("file://")) / "validation.csv"
         header, first = validation.read_text().splitlines()[:2]
         body = f"{header}\n{first}\n".encode()
         ours = measure(client, "serve (gunicorn + uvicorn + Starlette)", built.local_ref, ["serve"], model, body)

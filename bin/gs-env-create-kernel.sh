@@ -237,7 +237,10 @@ fi
 checkpoint() {
   if [[ "${GS_KERNEL_PAUSE_AT:-}" == "$1" ]]; then
     log "paused at $1 (GS_KERNEL_PAUSE_AT)"
-    sleep "${GS_KERNEL_PAUSE_SECONDS:-60}"
+    # `wait`, not a foreground sleep: bash runs a trap only once its foreground command ends, so a signal arriving
+    # before sleep has started would otherwise act only after the whole pause.
+    sleep "${GS_KERNEL_PAUSE_SECONDS:-60}" >/dev/null 2>&1 &
+    wait "$!"
   fi
 }
 

@@ -363,6 +363,7 @@ def test_user_handler_errors_are_500_and_sigterm_drains_in_flight_requests(local
             504,
             "the prediction took longer than SAGEMAKER_MODEL_SERVER_TIMEOUT=1 s\n",
         )
+        time.sleep(2.5)  # the prediction past its timeout still runs to its end; then the worker takes the next
         assert post(port, b"0", "text/csv") == (200, "0.0\n")
     finally:
         container.remove(force=True)

@@ -94,6 +94,7 @@ def tags(settings: Settings, source: ModelSource) -> list[dict[str, str]]:
 
 def measure(settings: Settings, source: ModelSource, local_image: str) -> float:
     """Load the model in its image here; its peak memory (MB)."""
+    settings.working_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="endpoint-check-", dir=settings.working_dir) as scratch:
         model_dir = model_source.extract(source, settings, Path(scratch) / "model")
         line = local.check_model(local_image, model_dir)

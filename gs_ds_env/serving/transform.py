@@ -211,6 +211,7 @@ def run_sagemaker(
     )[:63]
     data = inputs.s3_uri
     if not data:
+        settings.working_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=settings.working_dir) as scratch:
             staged = stage(inputs, Path(scratch) / "input")
             for path in sorted(staged.iterdir()):

@@ -3,7 +3,8 @@ answers /ping; a model that cannot load ends the server with one line (exit 1).
 
 A bad request is answered with its status and one line, and the server goes on: 400 a body that does not decode,
 413 a body above the payload limit, 415 an unsupported content type, 406 an unsupported Accept, 500 a prediction
-that raised, 504 one that ran past SAGEMAKER_MODEL_SERVER_TIMEOUT.
+that raised, 504 one that ran past SAGEMAKER_MODEL_SERVER_TIMEOUT (a thread cannot be stopped: it runs to its end, and
+the worker's next prediction starts after it).
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -44,6 +45,11 @@ async def _body(request: Request, limit: int) -> bytes | None:
 
 
 def create_app(env: ServingEnvironment, handler: Handler) -> Starlette:
+    # One prediction at a time per worker process (one worker per CPU): CPU-bound predictions in parallel threads
+    # would only contend for the GIL and the cores; the others wait their turn. Off the event loop, so /ping
+    # answers during a long prediction and the request timeout can fire.
+    predictions = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+
     async def ping(request: Request) -> Response:
         return Response(b"\n", status_code=200, media_type="text/plain")
 
@@ -65,9 +71,10 @@ def create_app(env: ServingEnvironment, handler: Handler) -> Starlette:
         if accept in ("", "*/*"):
             accept = env.default_accept or content_type
         try:
-            output, media = await asyncio.wait_for(
-                run_in_threadpool(handler.transform, body, content_type, accept), timeout=env.timeout_seconds
+            future = asyncio.get_running_loop().run_in_executor(
+                predictions, handler.transform, body, content_type, accept
             )
+            output, media = await asyncio.wait_for(future, timeout=env.timeout_seconds)
         except (codecs.BadRequest, codecs.UnsupportedMediaType, codecs.NotAcceptable) as error:
             return _error(error.status, error)
         except asyncio.TimeoutError:
