@@ -26,6 +26,8 @@ def code_outputs(notebook) -> list[dict]:
 def test_the_committed_notebook_has_no_outputs_and_is_written_for_the_tabular_kernel():
     notebook = nbformat.read(REPO / NOTEBOOK, as_version=4)
     nbformat.validate(notebook)
+    # nbformat 4.5 wants an id on every cell (a missing one is a warning on every read, an error in future versions).
+    assert all(cell.get("id") for cell in json.loads((REPO / NOTEBOOK).read_text())["cells"])
     assert code_outputs(notebook) == []
     assert all(cell.execution_count is None for cell in notebook.cells if cell.cell_type == "code")
     assert notebook.metadata.kernelspec.name.startswith("tabular_")
