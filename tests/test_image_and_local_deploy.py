@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import signal
 import subprocess
@@ -307,6 +308,49 @@ def test_bad_requests_get_their_status_and_one_line_and_the_server_keeps_serving
     )  # fmt: skip
     assert failed.returncode == 1 and "Traceback" not in failed.stderr
     assert failed.stderr.strip().splitlines()[-1].startswith("serve: cannot start: no model.joblib in /opt/ml/model")
+
+
+def test_a_local_batch_transform_joins_one_prediction_to_each_input_row(local_deploy, project, tmp_path):
+    from sklearn.metrics import roc_auc_score
+
+    record = json.loads((local_deploy.run_dir / "run.json").read_text())
+    validation = Path(record["channels"]["validation"].removeprefix("file://")) / "validation.csv"
+    env = {**local_deploy.env, "SERVE_PORT": str(free_port())}
+    done = subprocess.run(
+        [INV, "transform", "--input", str(validation), "--run", record["job_name"], "--output", str(tmp_path / "out")],
+        cwd=project, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    rows = validation.read_text().splitlines()
+    joined = (tmp_path / "out/validation.csv").read_text().splitlines()
+    assert joined[0] == rows[0] + ",prediction" and len(joined) == len(rows)
+    for original, line in zip(rows[1:], joined[1:], strict=True):
+        assert line.startswith(original + ",")  # the row as it was (its PassengerId first), then its prediction
+    with (tmp_path / "out/validation.csv").open() as handle:
+        table = list(csv.DictReader(handle))
+    labels, scores = [int(r["Survived"]) for r in table], [float(r["prediction"]) for r in table]
+    assert round(roc_auc_score(labels, scores), 4) == record["metrics"]["validation:auc"]
+    assert json.loads((tmp_path / "out/transform.json").read_text())["rows"] == {"validation.csv": len(rows) - 1}
+
+    # A row the model cannot take: the transform fails with the server's own line and writes nothing.
+    broken = tmp_path / "broken/validation.csv"
+    broken.parent.mkdir()
+    header, first, *rest = rows
+    fields = next(csv.reader([first]))
+    fields[header.split(",").index("Age")] = "old"
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(fields)
+    broken.write_text("\n".join([header, out.getvalue().rstrip("\n"), *rest]) + "\n")
+    failed = subprocess.run(
+        [INV, "transform", "--input", str(broken), "--run", record["job_name"], "--output", str(tmp_path / "out2")],
+        cwd=project, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr[-2000:]
+    assert (
+        f"1 answer line(s) for {len(rows) - 1} rows" in failed.stderr and "Age: 'old' is not a number" in failed.stderr
+    )
+    assert not (tmp_path / "out2/validation.csv").exists()
+    assert {c.id for c in docker.from_env().containers.list(all=True)} - local_deploy.containers_before == set()
 
 
 SLOW_HANDLER = """

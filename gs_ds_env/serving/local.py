@@ -163,6 +163,23 @@ def serve(settings: Settings, source: ModelSource, port: int, check_only: bool =
         )
 
 
+def remove_compose_containers(folder: Path) -> None:
+    """Every container docker compose started from a file under `folder`, running or exited (the SDK stops its
+    serving containers but leaves them, and deletes the compose file first): found by compose's own label."""
+    from docker.errors import DockerException
+
+    import docker
+
+    label = "com.docker.compose.project.working_dir"
+    try:
+        client = docker.from_env()
+        for container in client.containers.list(all=True, filters={"label": label}):
+            if container.labels.get(label, "").startswith(f"{folder}/"):
+                container.remove(force=True)
+    except DockerException as error:
+        print(f"warning: could not remove the containers started under {folder}: {error}", flush=True)
+
+
 def _stop(session, name: str, scratch: Path) -> None:
     """Delete the local endpoint (the SDK stops its compose process), then make sure no container is left."""
     containers = _compose_containers(scratch / "containers")  # before the SDK deletes its compose file
@@ -172,5 +189,6 @@ def _stop(session, name: str, scratch: Path) -> None:
             with contextlib.suppress(Exception):  # not created (a failed start): nothing to delete
                 call(**{key: name})
     _remove_containers(containers + _compose_containers(scratch / "containers"))
+    remove_compose_containers(scratch / "containers")
     shutil.rmtree(scratch, ignore_errors=True)
     print(f"stopped: endpoint {name} and its container removed", flush=True)

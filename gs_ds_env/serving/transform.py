@@ -24,9 +24,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import aws, s3_data
+from ..app import ensure_free
 from ..interrupts import interruptible
 from ..settings import ConfigError, Settings
-from ..training_job import _compose_containers, _remove_containers, local_session, sagemaker
+from ..training_job import local_session, sagemaker
 from . import ServeError, local, model_source
 from .model_source import ModelSource
 
@@ -149,6 +150,7 @@ def run_local(settings: Settings, source: ModelSource, inputs: TransformInput, o
         raise ConfigError("TARGET=local transforms local files: download the s3:// input, or set TARGET=sagemaker")
     if output.exists() and any(output.iterdir()):
         raise ConfigError(f"--output {output} is not empty: choose a new folder (nothing is overwritten)")
+    ensure_free(settings.serve_port)  # local mode serves the model there while it transforms (SERVE_PORT)
     image_ref = local.serving_image(settings, source)
     settings.working_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="transform-", dir=settings.working_dir))
@@ -159,6 +161,7 @@ def run_local(settings: Settings, source: ModelSource, inputs: TransformInput, o
             staged = stage(inputs, scratch / "input")
             (scratch / "containers").mkdir()
             session = local_session(settings, scratch / "containers")
+            session.config = {"local": {**session.config["local"], "serving_port": settings.serve_port}}
             sagemaker()
             from sagemaker.model import Model
 
@@ -170,11 +173,14 @@ def run_local(settings: Settings, source: ModelSource, inputs: TransformInput, o
                 instance_count=1, instance_type="local", strategy="MultiRecord", assemble_with="Line",
                 output_path=f"file://{scratch / 'predictions'}", accept=inputs.content_type, max_payload=MAX_PAYLOAD_MB,
             )  # fmt: skip
-            transformer.transform(f"file://{staged}", content_type=inputs.content_type, split_type="Line", wait=True)
+            # logs=False: the SDK would read the job's logs from CloudWatch; local mode's container prints them here.
+            transformer.transform(
+                f"file://{staged}", content_type=inputs.content_type, split_type="Line", wait=True, logs=False
+            )
             output.mkdir(parents=True, exist_ok=True)
             counts = join(inputs, scratch / "predictions", output)
     finally:
-        _remove_containers(_compose_containers(scratch / "containers"))
+        local.remove_compose_containers(scratch / "containers")  # the SDK stops them but leaves them behind
         shutil.rmtree(scratch, ignore_errors=True)
     seconds = time.monotonic() - started
     record = {
