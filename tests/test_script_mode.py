@@ -351,28 +351,22 @@ def test_the_example_model_answers_with_its_own_handler_and_a_broken_handler_sto
         [INV, "serve", "--run", run_dir.name], cwd=project, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
+
+    def predict(request: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [INV, "predict", "--input", str(request)], cwd=project, env=env, capture_output=True, text=True
+        )
+
     try:
         wait_for_line(server, "answers on", 180)
         (tmp_path / "horizon.json").write_text('{"horizon": 6}')
         (tmp_path / "too-far.json").write_text('{"horizon": 0}')
-        forecast = subprocess.run(
-            [INV, "predict", "--input", str(tmp_path / "horizon.json")],
-            cwd=project,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+        forecast = predict(tmp_path / "horizon.json")
         assert forecast.returncode == 0, forecast.stderr[-2000:]
         months = json.loads(forecast.stdout)["predictions"]
         assert [m["ds"] for m in months][:2] == ["1960-01-01", "1960-02-01"] and len(months) == 6
         assert all(m["AutoETS"] > 0 and m["SeasonalNaive"] > 0 for m in months)
-        refused = subprocess.run(
-            [INV, "predict", "--input", str(tmp_path / "too-far.json")],
-            cwd=project,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+        refused = predict(tmp_path / "too-far.json")
         assert refused.returncode == 1
         assert (
             refused.stderr.strip()
