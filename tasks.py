@@ -21,6 +21,7 @@ from gs_ds_env.parity import ParityError
 from gs_ds_env.preflight import PreflightFailed
 from gs_ds_env.serving import ServeError
 from gs_ds_env.settings import ConfigError, load_settings, validate_for_aws
+from gs_ds_env.theme import ThemeError
 from gs_ds_env.training_job import TrainingFailed
 
 
@@ -42,6 +43,7 @@ def clear_errors(func):
             kernels_mod.KernelError,
             CleanError,
             ServeError,
+            ThemeError,
         ) as error:
             raise Exit(f"error: {error}", code=1) from None
         except TrainingFailed as error:
@@ -101,11 +103,17 @@ def kernel(c, theme=None, py=None, requirements=None, torch=None, force=False):
     kernels_mod.create_kernel(load_settings(theme=theme, py=py, torch_backend=torch), requirements, force)
 
 
-@task(help={"smoke": "run each theme's smoke test in its venv now (default: the result recorded at creation)"})
+@task(
+    help={
+        "smoke": "run each theme's smoke test in its venv now (default: the result recorded at creation)",
+        "theme": "only this theme's kernel",
+    }
+)
 @clear_errors
-def kernels(c, smoke=False):
+def kernels(c, smoke=False, theme=None):
     """Table of theme kernels: name, theme, Python, venv size, status, smoke test."""
-    rows = kernels_mod.list_kernels(load_settings().repo_root, smoke_now=smoke)
+    settings = load_settings(theme=theme)
+    rows = kernels_mod.list_kernels(settings.repo_root, smoke_now=smoke, theme=theme)
     print(kernels_mod.format_table(rows) if rows else "no theme kernels yet: make kernel THEME=tabular PY=3.12")
     if any(row.smoke.startswith("FAILED") for row in rows):
         raise Exit("error: a smoke test failed: rebuild that kernel (make kernel THEME=... FORCE=1)", code=1)
@@ -175,6 +183,60 @@ def kernel_remove(c, name, venv=False, dry_run=False):
 def kernels_restore(c):
     """Re-register every kernel from its manifest (after a SageMaker notebook restart)."""
     kernels_mod.restore_kernels(load_settings())
+
+
+# ---- themes -------------------------------------------------------------------------------------------------
+@task(
+    name="new",
+    help={
+        "name": "the new theme's name (lowercase letters, digits, '-'; at most 32 characters)",
+        "template": "ds (default), de, mlops or app: a folder of themes/_templates/",
+        "from": "copy this theme instead of a template",
+        "python": "its default Python 3.N (default: PY)",
+        "add": "more packages for its image and kernel, e.g. 'polars>=1.0 duckdb'",
+        "description": "one line saying what it is for",
+    },
+)
+@clear_errors
+def theme_new(c, name, template=None, from_=None, python=None, add=None, description=None):
+    """Create themes/NAME from a template or a theme, compile its lock, print the next commands."""
+    from gs_ds_env.theme import new
+
+    created = new.create(load_settings(), name, template, from_, python, add, description)
+    print(f"created themes/{created.name}/ ({created.origin}, {created.kind} theme, Python {created.python}); next:")
+    print("\n".join(f"  {step}" for step in created.next_steps()))
+
+
+@task(name="check", help={"name": "the theme", "py": "Python 3.N (default: PY)"})
+@clear_errors
+def theme_check(c, name, py=None):
+    """One verdict: lock up to date, kernel and image build with their smoke test, parity, the example as a job."""
+    from gs_ds_env.theme import check
+
+    log = check.check(load_settings(theme=name, py=py))
+    print(f"theme {name}: every check passed (log: {log})")
+
+
+@task(name="list")
+@clear_errors
+def theme_list(c):
+    """Every theme: kind, default Python, lock age, kernels and images built here, description."""
+    from gs_ds_env.theme import catalog
+
+    print(catalog.format_table(catalog.rows(load_settings())))
+
+
+@task(name="remove", help={"name": "a theme made by inv theme.new", "dry_run": "print what would be removed"})
+@clear_errors
+def theme_remove(c, name, dry_run=False):
+    """Remove a theme made by `inv theme.new`: its kernels and venv, its images, its folder."""
+    from gs_ds_env.theme import remove
+
+    settings = load_settings()
+    steps = remove.plan(settings, name)
+    print("\n".join(f"{'would remove' if dry_run else 'remove'}: {step.what}" for step in steps), flush=True)
+    if not dry_run:
+        remove.execute(settings, steps)
 
 
 # ---- image, data, training ---------------------------------------------------------------------------------
@@ -295,7 +357,7 @@ def train(
         return
     deploy_mod.run_script(
         settings,
-        channels=channels,
+        channels=channels or None,
         hyperparameters=hyperparameters,
         metric_definitions=definitions,
         job_name=job_name,
@@ -666,6 +728,7 @@ NAMESPACES = [
         ("parity", parity),
         default=kernel,
     ),
+    _group("theme", ("new", theme_new), ("check", theme_check), ("list", theme_list), ("remove", theme_remove)),
     _group("image", ("build", build), ("push", push), ("app", app), default=build),
     _group("data", ("stage", data), default=data),
     _group("job", ("train", train), ("deploy", deploy), ("attach", attach), ("notebook", notebook), default=deploy),

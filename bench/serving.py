@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPO))
 
 import docker  # noqa: E402
 from gs_ds_env import data, image  # noqa: E402
+from gs_ds_env.bench import copy_project  # noqa: E402
 from gs_ds_env.settings import load_settings  # noqa: E402
 
 SERVING_DISTRIBUTIONS = ("gunicorn", "uvicorn", "uvicorn-worker", "starlette", "httptools", "uvloop")
@@ -139,12 +140,16 @@ def serving_packages_mb(client, image_ref: str) -> float:
 def main() -> None:
     if os.environ.get("BENCH_ONLY") and "serving" not in os.environ["BENCH_ONLY"].split():
         return
-    settings = load_settings(theme="tabular", py=os.environ.get("BENCH_PY") or None)
     client = docker.from_env()
-    built = image.build(settings)
-    staged = data.split_and_stage(settings)
+    source, _ = data.fetch(load_settings())  # TITANIC_CSV, or the checkout's verified download (the user's cache)
     with tempfile.TemporaryDirectory(prefix="gs-bench-serving-") as tmp:
-        model = train_model(built.local_ref, staged.channels, Path(tmp))
+        scratch = Path(tmp)
+        os.environ["WORKING_DIR"] = str(scratch / "work")  # staged channels land here, not in the checkout
+        repo = copy_project(scratch / "repo", "bin", "docker", "training", "themes", ".dockerignore", ".env.example")
+        settings = load_settings(repo_root=repo, theme="tabular", py=os.environ.get("BENCH_PY") or None)
+        built = image.build(settings)
+        staged = data.split_and_stage(settings, str(source))
+        model = train_model(built.local_ref, staged.channels, scratch)
         anchor = build_anchor(client, built.local_ref)
         validation = Path(str(staged.channels["validation"]).removeprefix("file://")) / "validation.csv"
         header, first = validation.read_text().splitlines()[:2]

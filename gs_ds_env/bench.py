@@ -36,7 +36,8 @@ def _du_bytes(*paths: Path) -> int:
     return int(out.stdout.strip().splitlines()[-1].split()[0])
 
 
-def _copy(scratch: Path, *parts: str) -> Path:
+def copy_project(scratch: Path, *parts: str) -> Path:
+    """A scratch copy of the project parts a benchmark needs: it never writes into the checkout."""
     if "themes" in parts:  # the tabular kernel installs this project (theme.env KERNEL_WITH_PROJECT)
         parts = tuple(dict.fromkeys((*parts, *PROJECT_PACKAGE)))
     for part in parts:
@@ -51,7 +52,7 @@ def _copy(scratch: Path, *parts: str) -> Path:
 
 
 def bench_kernels(scratch: Path, py: str, env: dict) -> None:
-    repo = _copy(scratch / "repo", "bin", "themes")
+    repo = copy_project(scratch / "repo", "bin", "themes")
     theme = repo / "themes/tabular"
     requirements = [theme / "kernel/requirements.txt", theme / "docker/requirements.txt"]
     script = [str(repo / "bin/gs-env-create-kernel.sh")]
@@ -184,7 +185,7 @@ def _import_seconds(client, tag: str, runs: int = 3) -> float:
 def bench_image(scratch: Path, py: str, base_image: str) -> None:
     import docker
 
-    repo = _copy(scratch / "image-repo", "bin", "docker", "training", "themes", ".dockerignore")
+    repo = copy_project(scratch / "image-repo", "bin", "docker", "training", "themes", ".dockerignore")
     base = base_image or locks.pinned_base_image(REPO_ROOT, py)
     client = docker.from_env()
     name = "gs-ds-env-bench"
@@ -225,7 +226,7 @@ def bench_toolkit(scratch: Path, py: str, base_image: str, themes: list[str]) ->
     """What the SageMaker training toolkit adds to each theme image: the same theme built with TOOLKIT=0 and 1."""
     import docker
 
-    repo = _copy(scratch / "toolkit-repo", "bin", "docker", "training", "themes", ".dockerignore")
+    repo = copy_project(scratch / "toolkit-repo", "bin", "docker", "training", "themes", ".dockerignore")
     base = base_image or locks.pinned_base_image(REPO_ROOT, py)
     client = docker.from_env()
     print(f"training toolkit per theme image (Python {py}; the same lock, TOOLKIT=0 vs 1):")
@@ -248,7 +249,7 @@ def bench_toolkit(scratch: Path, py: str, base_image: str, themes: list[str]) ->
 def bench_deploy(scratch: Path, py: str, env: dict) -> None:
     from . import deploy
 
-    repo = _copy(scratch / "deploy-repo", "bin", "docker", "training", "themes", ".dockerignore", ".env.example")
+    repo = copy_project(scratch / "deploy-repo", "bin", "docker", "training", "themes", ".dockerignore", ".env.example")
     settings = load_settings(repo_root=repo, py=py, target="local")
     os.environ.update({k: v for k, v in env.items() if k in ("WORKING_DIR", "JUPYTER_DATA_DIR", "PATH")})
     deploy.deploy_local(settings)  # warm-up: kernel, image and staged data exist afterwards

@@ -12,10 +12,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .image import CONTENT_LABEL
 from .kernels import _dir_bytes
 from .settings import Settings
-
-CONTENT_LABEL = "gs-ds-env.content-tag"  # every theme image this project builds carries it
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,7 @@ def _write_run(
     timer: Timer,
     pictures: list[str],
     *,
-    channels: dict[str, str],
+    channels: dict[str, str] | None,
     hyperparameters: dict[str, str],
     **fields,
 ) -> Path:
@@ -348,7 +348,7 @@ def _account_and_instance(settings: Settings, boto_session, timer: Timer, skip_p
 def run_script(
     settings: Settings,
     *,
-    channels: dict[str, str],
+    channels: dict[str, str] | None,
     hyperparameters: dict[str, str],
     metric_definitions: list[dict[str, str]] | None = None,
     job_name: str | None = None,
@@ -359,7 +359,8 @@ def run_script(
     """`inv train --entry-point FILE`: the user's code as a job in the theme's image (local mode or SageMaker)."""
     script = script_mode.prepare(settings, hyperparameters, metric_definitions)
     job_name = claim_job_name(settings, job_name, script.entry_point)
-    channels = channels or titanic_channels(settings)
+    if channels is None:  # no --channel: the staged Titanic data, as the Titanic job has; {}: no channel at all
+        channels = titanic_channels(settings)
     fields = dict(
         hyperparameters=script.hyperparameters,
         entry_point=script.entry_point,

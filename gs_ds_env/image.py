@@ -13,6 +13,10 @@ import docker
 
 from .settings import Settings
 
+# Labels bin/gs-env-docker-build-push.sh puts on every theme image it builds.
+CONTENT_LABEL = "gs-ds-env.content-tag"
+THEME_LABEL = "gs-ds-env.theme"
+
 
 @dataclass(frozen=True)
 class BuiltImage:

@@ -171,10 +171,13 @@ def _registered(specs: dict[str, str], name: str, venv: Path) -> str:
     return "broken" if spec_problem(specs, name, venv) else "yes"
 
 
-def list_kernels(repo_root: Path = REPO_ROOT, smoke_now: bool = False) -> list[KernelInfo]:
+def list_kernels(repo_root: Path = REPO_ROOT, smoke_now: bool = False, theme: str | None = None) -> list[KernelInfo]:
+    """Every theme kernel (or only `theme`'s); `smoke_now` runs each smoke test again instead of the recorded one."""
     specs = KernelSpecManager().find_kernel_specs()
     rows = []
     for manifest in manifests(repo_root):
+        if theme and manifest.theme != theme:
+            continue
         venv = manifest.venv
         rows.append(
             KernelInfo(

@@ -56,7 +56,9 @@ class Paths:
         return ThemeFiles(self.repo_root / "themes" / name)
 
     def themes(self) -> list[str]:
-        return sorted(p.parent.parent.name for p in (self.repo_root / "themes").glob("*/kernel/requirements.txt"))
+        """Every theme (a folder with kernel/requirements.txt); _templates/ and hidden folders are not themes."""
+        found = (self.repo_root / "themes").glob("*/kernel/requirements.txt")
+        return sorted(p.parent.parent.name for p in found if not p.parent.parent.name.startswith(("_", ".")))
 
 
 @dataclass(frozen=True)
@@ -82,10 +84,38 @@ class ThemeFiles:
         return self.root / "docker/requirements.txt"
 
     @property
+    def theme_env(self) -> Path:
+        return self.root / "theme.env"
+
+    def _properties(self) -> dict[str, str]:
+        if not self.theme_env.is_file():
+            return {}
+        return {k: (v or "").split("#")[0].strip() for k, v in dotenv_values(self.theme_env).items()}
+
+    @property
+    def kind(self) -> str:
+        """training (the image gets the SageMaker toolkit and serving stack) or app (theme.env KIND=app)."""
+        return "app" if self._properties().get("KIND", "").split()[:1] == ["app"] else "training"
+
+    @property
+    def description(self) -> str:
+        """theme.env's first line, a comment saying what the theme is for."""
+        first = self.theme_env.read_text().splitlines()[:1] if self.theme_env.is_file() else []
+        return first[0].lstrip("#").strip() if first and first[0].startswith("#") else ""
+
+    @property
+    def default_python(self) -> str:
+        return self._properties().get("DEFAULT_PYTHON", "")
+
+    @property
+    def created_by(self) -> str:
+        """What made the theme, when `inv theme.new` did (theme.env CREATED_BY); "" for a theme of the project."""
+        return self._properties().get("CREATED_BY", "")
+
+    @property
     def toolkit_requirements(self) -> Path | None:
         """docker/toolkit.txt for a training theme; None for an app theme (theme.env KIND=app)."""
-        settings = dotenv_values(self.root / "theme.env") if (self.root / "theme.env").is_file() else {}
-        if (settings.get("KIND") or "training").split()[0] == "app":
+        if self.kind == "app":
             return None
         return self.root.parent.parent / TOOLKIT_REQUIREMENTS
 

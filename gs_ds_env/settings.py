@@ -282,7 +282,7 @@ def _check(settings: Settings, rules: dict) -> None:
 def _validate(settings: Settings) -> None:
     _check(settings, _RULES)
     if not (settings.repo_root / "themes" / settings.theme).is_dir():
-        themes = sorted(p.name for p in (settings.repo_root / "themes").iterdir() if p.is_dir())
+        themes = settings.paths.themes()
         raise ConfigError(f"THEME={settings.theme!r} does not exist under themes/: choose one of {', '.join(themes)}")
     if int(settings.py.split(".")[1]) < int(MIN_PYTHON.split(".")[1]):
         raise ConfigError(

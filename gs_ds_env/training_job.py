@@ -21,7 +21,7 @@ import boto3
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import aws, interrupts, metrics, s3_data
+from . import aws, interrupts, local_containers, metrics, s3_data
 from .iam import LOG_GROUP
 from .interrupts import Interrupted, interruptible
 from .script_mode import SEED_VARIABLE, ScriptMode, job_base
@@ -162,32 +162,6 @@ def local_session(settings: Settings, container_root: Path):
     return session
 
 
-def _compose_containers(scratch: Path) -> list[str]:
-    """The container names of the compose files local mode wrote under `scratch`."""
-    import yaml
-
-    names = []
-    for compose_file in scratch.glob("*/docker-compose.yaml"):
-        services = (yaml.safe_load(compose_file.read_text()) or {}).get("services", {})
-        names += [service["container_name"] for service in services.values() if "container_name" in service]
-    return names
-
-
-def _remove_containers(names: list[str]) -> None:
-    """Stop (if still running, e.g. after Ctrl-C) and remove local mode's containers: none is left behind."""
-    from docker.errors import DockerException, NotFound
-
-    import docker
-
-    try:
-        client = docker.from_env()
-        for name in names:
-            with contextlib.suppress(NotFound):
-                client.containers.get(name).remove(force=True)
-    except DockerException as error:
-        print(f"warning: could not remove the containers {', '.join(names)}: {error}", flush=True)
-
-
 @dataclass(frozen=True)
 class Failure:
     """What /opt/ml/output/failure says: one line for the error, the script's last stderr lines, its exit code."""
@@ -290,18 +264,8 @@ class _MaxRunWatchdog:
             return
         self.fired.set()
         print(f"\nMAX_RUN={self.seconds} s reached: stopping the job's containers", flush=True)
-        from docker.errors import DockerException, NotFound
-
-        import docker
-
         while not self._done.is_set():  # compose may still be creating them
-            try:
-                client = docker.from_env()
-                for name in _compose_containers(self.scratch):
-                    with contextlib.suppress(NotFound):
-                        client.containers.get(name).stop(timeout=self.GRACE_SECONDS)
-            except DockerException as error:
-                print(f"warning: could not stop the job's containers: {error}", flush=True)
+            local_containers.stop(self.scratch, self.GRACE_SECONDS)
             self._done.wait(1)
 
 
@@ -386,7 +350,7 @@ def train_local(
             raise failure
     finally:
         _stop_compose_children()
-        _remove_containers(_compose_containers(scratch))
+        local_containers.remove(scratch)
         shutil.rmtree(scratch, ignore_errors=True)
     artifact = Path(job.model_data.removeprefix("file://"))
     if not saved_files(artifact):

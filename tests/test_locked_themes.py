@@ -93,13 +93,13 @@ def test_kernels_smoke_now_reruns_the_test_and_reports_a_failure(theme_sandbox):
     repo, _ = theme_sandbox
     if not (repo / "themes/tabular/kernel/.venv").is_dir():
         pytest.fail("the tabular kernel of the parametrized test above is missing")
-    (row,) = [row for row in list_kernels(repo, smoke_now=True) if row.theme == "tabular"]
+    (row,) = list_kernels(repo, smoke_now=True, theme="tabular")  # the other themes' smoke tests are not run
     assert row.smoke == "passed"
     smoke = repo / "themes/tabular/smoke.py"
     good = smoke.read_text()
     smoke.write_text("raise SystemExit('broken on purpose')\n")
     try:
-        (row,) = [row for row in list_kernels(repo, smoke_now=True) if row.theme == "tabular"]
+        (row,) = list_kernels(repo, smoke_now=True, theme="tabular")
     finally:
         smoke.write_text(good)
     assert row.smoke == "FAILED (broken on purpose)"

@@ -43,6 +43,7 @@ def test_codecs_decode_and_encode_each_format_and_name_what_is_wrong():
     for body, kind, error, message in (
         (b"1,2\n3\n", "text/csv", codecs.BadRequest, "CSV row 2 has 1 fields, row 1 has 2"),
         (b"1,x\n", "text/csv", codecs.BadRequest, "CSV row 1 field 2: 'x' is not a number"),
+        (b"1,-inf\n", "text/csv", codecs.BadRequest, "CSV row 1 field 2: '-inf' is not a finite number"),
         (b"\xff\xfe", "text/csv", codecs.BadRequest, "not UTF-8"),
         (b"{}", "application/json", codecs.BadRequest, "send a JSON list"),
         (b"[]", "application/json", codecs.BadRequest, "the list is empty"),
@@ -82,6 +83,52 @@ def test_the_titanic_handler_reads_rows_as_training_read_them(monkeypatch):
         (b'[{"Pclass": true}]', "application/json", "record 1: Pclass=True is not a number"),
         (b'[{"Colour": "red"}]', "application/json", "record 1 has none of the Titanic columns"),
         (b'{"Pclass": 1}\n{"Age": "old"}\n', "application/jsonlines", "record 2: Age: 'old' is not a number"),
+        (b'[{"Fare": Infinity}]', "application/json", "record 1: Fare: 'inf' is not a finite number"),
     ):
         with pytest.raises(codecs.BadRequest, match=message):
             titanic.input_fn(body, kind)
+
+
+def test_the_blend_derives_features_once_and_predicts_exactly_as_one_pipeline_per_member(titanic_csv):
+    import numpy as np
+    import pandas as pd
+    from sklearn.ensemble import VotingClassifier
+    from sklearn.pipeline import Pipeline
+    from titanic.features import REQUIRED_COLUMNS, TitanicFeatures
+    from titanic.model import Hyperparameters, _logistic, _xgboost, build_pipeline
+
+    frame = pd.read_csv(titanic_csv)
+    train, held_out = frame.iloc[:700], frame.iloc[700:]
+    hp = Hyperparameters(n_estimators=50)
+    shared = build_pipeline(hp).fit(train[REQUIRED_COLUMNS], train["Survived"])
+    # The layout before: each member derived its own features (fitted on the same rows, leave-one-out in fit).
+    per_member = VotingClassifier(
+        [(name, Pipeline([("features", TitanicFeatures()), *member.steps])) for name, member in
+         (("xgboost", _xgboost(hp)), ("logistic", _logistic(hp)))],
+        voting="soft",
+    ).fit(train[REQUIRED_COLUMNS], train["Survived"])  # fmt: skip
+    expected = per_member.predict_proba(held_out[REQUIRED_COLUMNS])
+    assert np.array_equal(shared.predict_proba(held_out[REQUIRED_COLUMNS]), expected)
+    # A passenger whose ticket and surname training never saw: group size 1, no group survival.
+    stranger = held_out[REQUIRED_COLUMNS].iloc[:1].assign(Ticket="NEVER-SEEN", Name="Nobody, Mr. Unknown")
+    derived = shared.named_steps["features"].transform(stranger)
+    assert derived["TicketGroupSize"].tolist() == [1.0] and math.isnan(derived["GroupSurvival"].iloc[0])
+
+
+def test_serving_resources_are_named_under_base_job_name_uniquely(tmp_path):
+    from conftest import copy_repo
+
+    from gs_ds_env.serving.model_source import RUN_NAME, ModelSource
+    from gs_ds_env.settings import load_settings
+
+    repo = copy_repo(tmp_path / "repo", "themes", ".env.example")
+    source = ModelSource(archive="model.tar.gz", theme="forecasting", py="3.11")
+    settings = load_settings(repo_root=repo, base_job_name="team-a")
+    names = [source.resource_name(settings, kind) for kind in ("", "local", "tr")]
+    for name, kind in zip(names, ("", "local-", "tr-"), strict=True):
+        assert name.startswith(f"team-a-{kind}forecasting-20") and RUN_NAME.fullmatch(name), name
+    # The longest BASE_JOB_NAME settings accept (38) stays whole: the IAM policy allows only names starting with it.
+    longest = load_settings(repo_root=repo, base_job_name="b" * 38)
+    for kind in ("", "local", "tr"):
+        name = source.resource_name(longest, kind)
+        assert name.startswith("b" * 38 + "-20") and len(name) <= 63 and RUN_NAME.fullmatch(name), name

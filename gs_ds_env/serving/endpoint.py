@@ -15,7 +15,6 @@ import re
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -82,11 +81,6 @@ def size(peak_mb: float, instance_type: str, batch: bool = False) -> Sizing:
     return Sizing(None, instance_type, f"{measured}; {instance_type} as given")
 
 
-def endpoint_name(settings: Settings, theme: str) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{settings.base_job_name}-{theme}-{stamp}"[:63]
-
-
 def tags(settings: Settings, source: ModelSource) -> list[dict[str, str]]:
     run = source.run.job_name if source.run else "model-data"
     return [{"Key": k, "Value": v} for k, v in {**settings.tags, RUN_TAG: run}.items()]
@@ -105,7 +99,7 @@ def measure(settings: Settings, source: ModelSource, local_image: str) -> float:
 
 
 def plan(settings: Settings, source: ModelSource, instance_type: str) -> list[str]:
-    name = endpoint_name(settings, source.theme)
+    name = source.resource_name(settings)
     where = (
         "as it is"
         if source.archive.startswith("s3://")
@@ -138,7 +132,7 @@ def deploy(settings: Settings, source: ModelSource, instance_type: str) -> str:
     model_data = source.archive
     if not model_data.startswith("s3://"):
         model_data = s3_data.upload_model(settings, aws.client(boto_session, "s3"), Path(model_data))
-    name = endpoint_name(settings, source.theme)
+    name = source.resource_name(settings)
     from ..training_job import SDK_CONFIG, sagemaker
 
     sagemaker()

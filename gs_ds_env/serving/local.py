@@ -12,25 +12,19 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import image
+from .. import image, local_containers
 from ..app import ensure_free
 from ..interrupts import interruptible
 from ..settings import Settings
-from ..training_job import _compose_containers, _remove_containers, local_session, sagemaker
+from ..training_job import local_session, sagemaker
 from . import ServeError, model_source, report
 from .model_source import ModelSource
 
 # Local mode never passes a role to Docker; the SDK's Model only wants an ARN-shaped string.
 LOCAL_ROLE = "arn:aws:iam::000000000000:role/gs-ds-env-local"
 HEALTH_INTERVAL_SECONDS = 2
-
-
-def endpoint_name(settings: Settings, theme: str) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{settings.base_job_name}-{theme}-local-{stamp}"[:63]
 
 
 def plan(settings: Settings, source: ModelSource, port: int) -> list[str]:
@@ -108,7 +102,7 @@ def running(settings: Settings, source: ModelSource, port: int):
     image_ref = serving_image(settings, source)
     settings.working_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="serve-", dir=settings.working_dir))
-    name = endpoint_name(settings, source.theme)
+    name = source.resource_name(settings, "local")
     session = None
     try:
         with interruptible():
@@ -163,32 +157,13 @@ def serve(settings: Settings, source: ModelSource, port: int, check_only: bool =
         )
 
 
-def remove_compose_containers(folder: Path) -> None:
-    """Every container docker compose started from a file under `folder`, running or exited (the SDK stops its
-    serving containers but leaves them, and deletes the compose file first): found by compose's own label."""
-    from docker.errors import DockerException
-
-    import docker
-
-    label = "com.docker.compose.project.working_dir"
-    try:
-        client = docker.from_env()
-        for container in client.containers.list(all=True, filters={"label": label}):
-            if container.labels.get(label, "").startswith(f"{folder}/"):
-                container.remove(force=True)
-    except DockerException as error:
-        print(f"warning: could not remove the containers started under {folder}: {error}", flush=True)
-
-
 def _stop(session, name: str, scratch: Path) -> None:
     """Delete the local endpoint (the SDK stops its compose process), then make sure no container is left."""
-    containers = _compose_containers(scratch / "containers")  # before the SDK deletes its compose file
     if session is not None:
         client = session.sagemaker_client
         for call, key in ((client.delete_endpoint, "EndpointName"), (client.delete_endpoint_config, "EndpointConfigName"), (client.delete_model, "ModelName")):  # fmt: skip
             with contextlib.suppress(Exception):  # not created (a failed start): nothing to delete
                 call(**{key: name})
-    _remove_containers(containers + _compose_containers(scratch / "containers"))
-    remove_compose_containers(scratch / "containers")
+    local_containers.remove(scratch / "containers")
     shutil.rmtree(scratch, ignore_errors=True)
     print(f"stopped: endpoint {name} and its container removed", flush=True)

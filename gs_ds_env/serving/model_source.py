@@ -39,6 +39,18 @@ class ModelSource:
             names += [f"{settings.image_name}:{tag}", f"{settings.ecr_repository}:{tag}"]
         return [name for name in dict.fromkeys(names) if name]
 
+    def resource_name(self, settings: Settings, kind: str = "") -> str:
+        """A unique name for an endpoint (kind "") / local endpoint ("local") / transform job ("tr") of this model:
+        the whole BASE_JOB_NAME first (the IAM policy allows only names that start with it), then kind and theme
+        as far as SageMaker's 63 characters allow, then the SDK's millisecond stamp (two commands started in the
+        same second do not collide)."""
+        from sagemaker.utils import sagemaker_timestamp
+
+        stamp, base = sagemaker_timestamp(), settings.base_job_name
+        room = max(0, 63 - len(base) - len(stamp) - 2)
+        middle = "-".join(filter(None, [kind, self.theme]))[:room].strip("-")
+        return "-".join(filter(None, [base, middle, stamp]))
+
     def smoke_set(self) -> Path | None:
         """The run's validation channel when it is a local CSV folder (the Titanic run's), for the report's check."""
         channel = (self.run.channels if self.run else {}).get("validation", "")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import aws, s3_data
+from .. import aws, local_containers, s3_data
 from ..app import ensure_free
 from ..interrupts import interruptible
 from ..settings import ConfigError, Settings
@@ -180,7 +180,7 @@ def run_local(settings: Settings, source: ModelSource, inputs: TransformInput, o
             output.mkdir(parents=True, exist_ok=True)
             counts = join(inputs, scratch / "predictions", output)
     finally:
-        local.remove_compose_containers(scratch / "containers")  # the SDK stops them but leaves them behind
+        local_containers.remove(scratch / "containers")  # the SDK stops them but leaves them behind
         shutil.rmtree(scratch, ignore_errors=True)
     seconds = time.monotonic() - started
     record = {
@@ -212,9 +212,7 @@ def run_sagemaker(
         if source.archive.startswith("s3://")
         else s3_data.upload_model(settings, s3, Path(source.archive))
     )
-    name = endpoint.endpoint_name(settings, source.theme).replace(
-        f"{settings.base_job_name}-", f"{settings.base_job_name}-tr-", 1
-    )[:63]
+    name = source.resource_name(settings, "tr")
     data = inputs.s3_uri
     if not data:
         settings.working_dir.mkdir(parents=True, exist_ok=True)

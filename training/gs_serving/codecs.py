@@ -81,13 +81,17 @@ def json_records(body: bytes, content_type: str) -> list:
 
 
 def number(field: str, where: str) -> float:
-    """A CSV field as a float; an empty field is missing (NaN)."""
+    """A CSV field as a float; an empty field is missing (NaN). Infinity is refused (a 400, not the
+    500 scikit-learn's "Input contains infinity" would be): no model was trained on it."""
     if not field.strip():
         return math.nan
     try:
-        return float(field)
+        value = float(field)
     except ValueError:
         raise BadRequest(f"{where}: {field!r} is not a number") from None
+    if math.isinf(value):
+        raise BadRequest(f"{where}: {field!r} is not a finite number")
+    return value
 
 
 def decode(body: bytes, content_type: str):

@@ -42,6 +42,11 @@ def _surname(names: pd.Series) -> pd.Series:
     return names.str.split(",", n=1).str[0].str.strip()
 
 
+def _lookup(values: pd.Series, table: dict, missing: float) -> pd.Series:
+    # Series.map(dict) turns the whole table into a Series on every call: most of a one-row prediction.
+    return pd.Series([table.get(value, missing) for value in values], index=values.index, dtype=float)
+
+
 class TitanicFeatures(BaseEstimator, TransformerMixin):
     """Derived features: title, family and ticket-group size, deck, fare per person, and group survival.
 
@@ -74,8 +79,8 @@ class TitanicFeatures(BaseEstimator, TransformerMixin):
             if key not in self.group_stats_:
                 continue
             sums, counts = self.group_stats_[key]
-            total = values.map(sums).astype(float).fillna(0.0)
-            count = values.map(counts).astype(float).fillna(0.0)
+            total = _lookup(values, sums, 0.0)
+            count = _lookup(values, counts, 0.0)
             if own_labels is not None:  # leave this row's own label out
                 total, count = total - own_labels, count - 1
             rates.append((total / count.where(count > 0)).rename(key))
@@ -92,7 +97,7 @@ class TitanicFeatures(BaseEstimator, TransformerMixin):
         out["IsAlone"] = (out["FamilySize"] == 1).astype(int)
         out["HasCabin"] = X["Cabin"].notna().astype(int)
         out["Deck"] = X["Cabin"].astype("string").str[0].fillna("U").astype(object)
-        out["TicketGroupSize"] = X["Ticket"].map(self.ticket_counts_).fillna(1).astype(float)
+        out["TicketGroupSize"] = _lookup(X["Ticket"], self.ticket_counts_, 1.0)
         out["FarePerPerson"] = X["Fare"] / np.maximum(out["TicketGroupSize"], 1)
         for column in ["Pclass", "Age", "SibSp", "Parch", "Fare"]:
             out[column] = pd.to_numeric(X[column], errors="coerce")
@@ -101,11 +106,12 @@ class TitanicFeatures(BaseEstimator, TransformerMixin):
         return out[NUMERIC + CATEGORICAL]
 
 
-def preprocessor(scale: bool) -> Pipeline:
+def encoder(scale: bool) -> ColumnTransformer:
+    """The derived features as model input: numbers imputed (and scaled for linear models), categories one-hot."""
     numeric_steps = [("impute", SimpleImputer(strategy="median", add_indicator=True))]
     if scale:
         numeric_steps.append(("scale", StandardScaler()))
-    columns = ColumnTransformer(
+    return ColumnTransformer(
         [
             ("numeric", Pipeline(numeric_steps), NUMERIC),
             (
@@ -120,4 +126,3 @@ def preprocessor(scale: bool) -> Pipeline:
             ),
         ]
     )
-    return Pipeline([("features", TitanicFeatures()), ("columns", columns)])

@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, log_loss, roc_auc_score, roc_curve
 from sklearn.pipeline import Pipeline
 
-from .features import preprocessor
+from .features import TitanicFeatures, encoder
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ MODELS = ("blend", "xgboost", "logistic")
 
 def _logistic(hp: Hyperparameters) -> Pipeline:
     classifier = LogisticRegression(max_iter=2000, C=0.5, random_state=hp.seed)
-    return Pipeline([("preprocess", preprocessor(scale=True)), ("classifier", classifier)])
+    return Pipeline([("encode", encoder(scale=True)), ("classifier", classifier)])
 
 
 def _xgboost(hp: Hyperparameters) -> Pipeline:
@@ -48,7 +48,7 @@ def _xgboost(hp: Hyperparameters) -> Pipeline:
         random_state=hp.seed,
         n_jobs=1,  # single-threaded histogram building: bit-for-bit repeatable for a given seed
     )
-    return Pipeline([("preprocess", preprocessor(scale=False)), ("classifier", classifier)])
+    return Pipeline([("encode", encoder(scale=False)), ("classifier", classifier)])
 
 
 def build_pipeline(hp: Hyperparameters):
@@ -58,10 +58,14 @@ def build_pipeline(hp: Hyperparameters):
     a split (measured over 31 seeded splits: XGBoost alone mean AUC 0.885, min 0.837; blend 0.887, min 0.851).
     """
     if hp.model == "logistic":
-        return _logistic(hp)
-    if hp.model == "xgboost":
-        return _xgboost(hp)
-    return VotingClassifier([("xgboost", _xgboost(hp)), ("logistic", _logistic(hp))], voting="soft")
+        classifier = _logistic(hp)
+    elif hp.model == "xgboost":
+        classifier = _xgboost(hp)
+    else:
+        classifier = VotingClassifier([("xgboost", _xgboost(hp)), ("logistic", _logistic(hp))], voting="soft")
+    # The derived features are computed once, before the blend's two encoders: the same numbers as one
+    # TitanicFeatures per member (each is fitted on the same rows), at half the cost of a prediction.
+    return Pipeline([("features", TitanicFeatures()), ("model", classifier)])
 
 
 def evaluate(pipeline, X: pd.DataFrame, y: pd.Series) -> tuple[dict[str, float], np.ndarray]:

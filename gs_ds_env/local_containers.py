@@ -1,0 +1,39 @@
+"""The containers SageMaker local mode starts through docker compose, for a training job, a local endpoint or a
+batch transform: found by compose's own label, running or exited. The SDK writes each compose file into a folder
+under the container root it is given and deletes it when done, and it stops serving containers without removing
+them, so the label (not the compose file) is what still names them afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+LABEL = "com.docker.compose.project.working_dir"
+
+
+def _each(root: Path, verb: str, action) -> None:
+    """`action(container)` for every container started under `root`, running or exited; one warning line if
+    Docker does not answer."""
+    from docker.errors import DockerException, NotFound
+
+    import docker
+
+    try:
+        client = docker.from_env()
+        prefixes = (f"{root}/", f"{root.resolve()}/")
+        for container in client.containers.list(all=True, filters={"label": LABEL}):
+            if container.labels.get(LABEL, "").startswith(prefixes):
+                with contextlib.suppress(NotFound):
+                    action(container)
+    except DockerException as error:
+        print(f"warning: could not {verb} the containers started under {root}: {error}", flush=True)
+
+
+def stop(root: Path, timeout: int) -> None:
+    """Stop (SIGTERM, then SIGKILL after `timeout` s) every container started under `root`; they stay for their logs."""
+    _each(root, "stop", lambda container: container.stop(timeout=timeout))
+
+
+def remove(root: Path) -> None:
+    """Remove every container started under `root`, running (after Ctrl-C) or exited: none is left behind."""
+    _each(root, "remove", lambda container: container.remove(force=True))

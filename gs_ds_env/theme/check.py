@@ -1,0 +1,155 @@
+"""`inv theme.check`: one verdict on a theme, one line per step, stopping at the first failure with its fix:
+the lock matches its lists, the kernel builds from it and passes the smoke test, the image builds and passes it,
+the kernel and the image hold the same versions, and the example runs as a local-mode job with the metrics it
+has in the kernel (an app theme: its app answers). What the steps print goes to a log, named on failure."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .. import image, kernels, locks, parity
+from ..settings import Settings
+from ..training_job import TrainingFailed
+from . import ThemeError
+
+RELATIVE_TOLERANCE = 1e-6  # the same seeded computation on the same versions; only float printing may differ
+
+
+@contextlib.contextmanager
+def _into(log: Path):
+    """Send this process's and its children's output to `log` (at the descriptor level, so subprocesses too)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with log.open("ab") as handle:
+        os.dup2(handle.fileno(), 1)
+        os.dup2(handle.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def _kernel_metrics(settings: Settings, script: Path) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(dir=settings.working_dir) as model_dir:
+        result = subprocess.run(
+            [str(settings.theme_files.venv / "bin/python"), str(script), "--model-dir", model_dir,
+             "--seed", str(settings.seed)],
+            cwd=settings.repo_root, capture_output=True, text=True,
+        )  # fmt: skip
+        print(result.stdout + result.stderr, flush=True)
+        if result.returncode:
+            last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise ThemeError(f"the example fails in the kernel: {last}")
+        written = Path(model_dir) / "metrics.json"
+        if not written.is_file():
+            raise ThemeError(f"the example wrote no metrics.json into --model-dir: {script} must, to be compared")
+        return json.loads(written.read_text())["metrics"]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _same(kernel: dict[str, float], job: dict[str, float]) -> list[str]:
+    return [
+        f"{name}: kernel {value}, job {job.get(name)}"
+        for name, value in kernel.items()
+        if name not in job or not math.isclose(float(value), float(job[name]), rel_tol=RELATIVE_TOLERANCE)
+    ]
+
+
+def check(settings: Settings) -> Path:
+    """Run every step; returns the log. Raises ThemeError (one line, with the fix) at the first failure."""
+    from .. import deploy
+
+    name, files = settings.theme, settings.theme_files
+    settings.working_dir.mkdir(parents=True, exist_ok=True)
+    folder = settings.runs_dir / "theme-checks"
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / f"{name}-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}.log"
+
+    def step(label: str, action, fix: str) -> object:
+        print(f"[check] {label:<8}", end=" ", flush=True)
+        started = time.monotonic()
+        try:
+            with _into(log):
+                outcome = action()
+        except (ThemeError, locks.LockError, kernels.KernelError, parity.ParityError) as error:
+            print("FAILED", flush=True)
+            raise ThemeError(f"{label}: {error}; fix: {fix} (log: {log})") from None
+        except subprocess.CalledProcessError as error:
+            print("FAILED", flush=True)
+            raise ThemeError(f"{label}: {Path(error.cmd[0]).name} failed; fix: {fix} (log: {log})") from None
+        except TrainingFailed as error:
+            print("FAILED", flush=True)
+            raise ThemeError(f"{label}: {error}; fix: {fix}") from None
+        except BaseException:
+            print("FAILED", flush=True)
+            raise
+        detail = outcome if isinstance(outcome, str) else getattr(outcome, "uri", "")
+        print(f"ok{f' ({detail})' if detail else ''} [{time.monotonic() - started:.0f} s]", flush=True)
+        return outcome
+
+    def lock() -> str:
+        stale = locks.stale(settings.repo_root, name, settings.paths.uv_cache)
+        if stale:
+            raise ThemeError(f"the lock differs from the lists in {len(stale)} lines")
+        return str(files.lock.relative_to(settings.repo_root))
+
+    step("lock", lock, f"inv lock --theme {name}")
+    step("kernel", lambda: kernels.create_kernel(settings) or settings.kernel_name,
+         f"correct themes/{name}/kernel/requirements.txt or smoke.py, then check again")  # fmt: skip
+    built = step("image", lambda: image.build(settings),
+                 f"correct themes/{name}/docker/requirements.txt or smoke.py, then check again")  # fmt: skip
+
+    def same_versions() -> str:
+        result = parity.check(settings.kernel_name, files.venv, built.local_ref)
+        if not result.ok:
+            raise ThemeError(result.summary())
+        return f"{len(result.rows)} shared packages, one version each"
+
+    step("parity", same_versions, f"inv lock --theme {name}, then rebuild: inv kernel --force, inv build")
+    if files.kind == "app":
+        from ..app import run as run_app
+
+        step("app", lambda: run_app(settings, _free_port(), check_only=True) or "answers its health check",
+             f"correct themes/{name}/app.py")  # fmt: skip
+        return log
+    script = files.root / "example/train.py"
+    if not script.is_file():
+        print(f"[check] example  none (themes/{name}/example/train.py): nothing to train", flush=True)
+        return log
+
+    def example() -> str:
+        in_kernel = _kernel_metrics(settings, script)
+        record = json.loads(
+            deploy.run_script(settings.replace(entry_point=str(script)), channels={},
+                              hyperparameters={}).read_text()
+        )  # fmt: skip
+        differ = _same(in_kernel, record.get("metrics", {}))
+        if differ:
+            raise ThemeError(f"the job's metrics differ from the kernel's: {'; '.join(differ)}")
+        shown = ", ".join(f"{k}={v}" for k, v in list(in_kernel.items())[:2])
+        return f"job {record['job_name']}: {shown}, as in the kernel"
+
+    step("example", example, f"correct themes/{name}/example/train.py (run it in the kernel first)")
+    return log

@@ -1,0 +1,163 @@
+"""`inv theme new|check|list|remove` in a scratch copy of the project: a theme from each template is created and
+locked, bad names and unresolvable packages leave nothing behind (nor does Ctrl-C during the lock), only themes
+made here can be removed, and a theme made from the ds template passes `inv theme check` end to end (kernel,
+image, parity, its example as a local-mode job with the kernel's metrics)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import INV, clone_project, tool_env
+
+TEMPLATES = ("ds", "de", "mlops", "app")
+
+
+@pytest.fixture(scope="module")
+def copy(tmp_path_factory) -> Path:
+    return clone_project(tmp_path_factory.mktemp("themes") / "project")
+
+
+def inv(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([INV, *args], cwd=project, env=environment(project, **env), capture_output=True, text=True)
+
+
+def environment(project: Path, **env: str) -> dict[str, str]:
+    return tool_env(WORKING_DIR=str(project.parent / "work"), JUPYTER_DATA_DIR=str(project.parent / "jupyter"), **env)
+
+
+def themes_and_staging(project: Path) -> set[str]:
+    """Every folder in themes/ and every staging folder `inv theme new` could have left in the project root."""
+    return {p.name for p in (project / "themes").iterdir()} | {p.name for p in project.glob(".gs-theme-new-*")}
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("Tab", "is not lowercase letters"),
+        ("a b", "is not lowercase letters"),
+        ("../x", "is not lowercase letters"),
+        ("my_theme", "is not lowercase letters"),  # `_` separates theme and Python in the kernel name
+        ("x" * 60, "is 60 characters long (at most 32)"),
+        ("tabular", "already exists"),
+        ("all", "is reserved"),
+    ],
+)
+def test_a_bad_name_is_refused_in_one_line_before_anything_is_written(copy, name, reason):
+    before = themes_and_staging(copy)
+    result = inv(copy, "theme.new", name)
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert reason in line and "Traceback" not in result.stdout + result.stderr
+    assert themes_and_staging(copy) == before
+
+
+def test_a_package_that_does_not_exist_leaves_no_theme(copy):
+    before = themes_and_staging(copy)
+    result = inv(copy, "theme.new", "ghost", "--add", "gs-ds-env-no-such-package-anywhere")
+    assert result.returncode == 1, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "cannot lock theme ghost" in line and "nothing was written" in line
+    assert themes_and_staging(copy) == before
+
+
+def test_ctrl_c_during_the_lock_leaves_no_theme(copy):
+    before = themes_and_staging(copy)
+    process = subprocess.Popen(
+        [INV, "theme.new", "halfway", "--template", "mlops"], cwd=copy, env=environment(copy),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(copy.glob(".gs-theme-new-*/themes/halfway/theme.env")):
+        time.sleep(0.05)
+    assert list(copy.glob(".gs-theme-new-*/themes/halfway/theme.env")), "the lock step never started"
+    time.sleep(0.5)  # uv is resolving now (the mlops lock takes seconds)
+    os.killpg(process.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group, uv included
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, out + err
+    assert "interrupted" in err and "Traceback" not in out + err
+    assert themes_and_staging(copy) == before
+
+
+def test_each_template_makes_a_locked_listed_theme_that_remove_takes_away_alone(copy):
+    before = themes_and_staging(copy)
+    for template in TEMPLATES:
+        created = inv(copy, "theme.new", f"mine-{template}", "--template", template, "--python", "3.11")
+        assert created.returncode == 0, created.stdout + created.stderr
+        assert f"created themes/mine-{template}/" in created.stdout
+        root = copy / "themes" / f"mine-{template}"
+        texts = "".join(p.read_text() for p in root.rglob("*") if p.is_file())
+        assert "{{" not in texts and "template.env" not in {p.name for p in root.iterdir()}
+        assert "DEFAULT_PYTHON=3.11" in (root / "theme.env").read_text()
+        assert ("KIND=app" in (root / "theme.env").read_text()) == (template == "app")
+        assert (root / "example/train.py").is_file() == (template != "app")
+    # A copy of a theme keeps its lists and starts from its lock: the packages both lock pin the same version.
+    copied = inv(copy, "theme.new", "mine-tabular", "--from", "tabular", "--description", "Titanic, my way")
+    assert copied.returncode == 0, copied.stdout + copied.stderr
+    mine = copy / "themes/mine-tabular"
+    assert (mine / "kernel/requirements.txt").read_text() == (
+        copy / "themes/tabular/kernel/requirements.txt"
+    ).read_text()
+    pins = {
+        line.split(" ")[0]
+        for line in (copy / "themes/tabular/requirements.lock").read_text().splitlines()
+        if "==" in line
+    }
+    assert pins == {
+        line.split(" ")[0] for line in (mine / "requirements.lock").read_text().splitlines() if "==" in line
+    }
+    listed = inv(copy, "theme.list")
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
+    assert "Titanic, my way [yours]" in rows["mine-tabular"] and rows["mine-app"].split()[1] == "app"
+    assert "[yours]" not in rows["tabular"]
+    refused = inv(copy, "theme.remove", "tabular")
+    assert refused.returncode == 1 and "one of the project's own" in refused.stderr
+    dry = inv(copy, "theme.remove", "mine-ds", "--dry-run")
+    assert dry.returncode == 0 and "would remove: folder" in dry.stdout and (copy / "themes/mine-ds").is_dir()
+    for name in [f"mine-{t}" for t in TEMPLATES] + ["mine-tabular"]:
+        removed = inv(copy, "theme.remove", name)
+        assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert themes_and_staging(copy) == before
+
+
+def test_a_theme_from_the_ds_template_passes_theme_check_and_remove_spares_the_others(copy, base_image):
+    env = {"PY": "3.11", "BASE_IMAGE": base_image, "TORCH_BACKEND": "none", "IMAGE_NAME": "gs-ds-env-themes-test"}
+    created = inv(copy, "theme.new", "team-ds", **env)
+    assert created.returncode == 0, created.stdout + created.stderr
+    checked = inv(copy, "theme.check", "team-ds", **env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    steps = [line.split()[1] for line in checked.stdout.splitlines() if line.startswith("[check]")]
+    assert steps == ["lock", "kernel", "image", "parity", "example"], checked.stdout
+    assert all(" ok" in line for line in checked.stdout.splitlines() if line.startswith("[check]"))
+    assert "validation:auc=" in checked.stdout and "as in the kernel" in checked.stdout
+    # A second theme (a copy: its image reuses the first one's layers) with its own kernel and image, then the
+    # first removed: the second still works.
+    other = inv(copy, "theme.new", "team-two", "--from", "team-ds", **env)
+    assert other.returncode == 0, other.stdout + other.stderr
+    for command in (("kernel", "--theme", "team-two"), ("build", "--theme", "team-two")):
+        built = inv(copy, *command, **env)
+        assert built.returncode == 0, built.stdout + built.stderr
+    removed = inv(copy, "theme.remove", "team-ds", **env)
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert "removed image tag gs-ds-env-themes-test:team-ds_311" in removed.stdout
+    listed = inv(copy, "theme.list", **env)
+    (row,) = [re.split(r"\s{2,}", line) for line in listed.stdout.splitlines() if line.startswith("team-two ")]
+    assert row[4:6] == ["team-two_311", "team-two_311"], row  # its kernel and its image are still there
+    assert not (copy / "themes/team-ds").exists()
+    smoke = subprocess.run(
+        [str(copy / "themes/team-two/kernel/.venv/bin/python"), str(copy / "themes/team-two/smoke.py")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert smoke.returncode == 0 and "smoke team-two: ok" in smoke.stdout, smoke.stderr
+    image = subprocess.run(
+        ["docker", "run", "--rm", "gs-ds-env-themes-test:team-two_311", "python", "/opt/gs-ds-env/smoke.py"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert image.returncode == 0 and "smoke team-two: ok" in image.stdout, image.stderr
+    inv(copy, "theme.remove", "team-two", **env)
