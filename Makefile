@@ -62,6 +62,6 @@ format: venv ## Fix what ruff can: format, then import order and simple rewrites
 	$(VENV)/bin/ruff check --fix .
 
 bench: venv ## Benchmarks: kernel creation vs venv+pip, disk per venv, image build and deploy timings
-	$(VENV)/bin/python -m gs_ds_env.bench
+	$(VENV)/bin/python bench/environments.py
 	$(VENV)/bin/python bench/serving.py
 

@@ -22,9 +22,10 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from environments import copy_project  # noqa: E402  (bench/, this script's folder)
+
 import docker  # noqa: E402
 from gs_ds_env import data, image  # noqa: E402
-from gs_ds_env.bench import copy_project  # noqa: E402
 from gs_ds_env.settings import load_settings  # noqa: E402
 
 SERVING_DISTRIBUTIONS = ("gunicorn", "uvicorn", "uvicorn-worker", "starlette", "httptools", "uvloop")

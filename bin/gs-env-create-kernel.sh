@@ -19,8 +19,9 @@ version the theme image has), run themes/<theme>/smoke.py in the new venv, and r
   --register-only   only (re-)register the kernelspec of an existing healthy venv (what restore does)
   -h, --help        this help
 
-Environment (or .env next to the repo): WORKING_DIR holds uv, caches and uv-managed Pythons
-(default /home/ec2-user/SageMaker/.myenv on a SageMaker notebook, else ~/.local/share/gs-ds-env).
+Environment: WORKING_DIR holds uv, caches and uv-managed Pythons (default /home/ec2-user/SageMaker/.myenv on a
+SageMaker notebook, else ~/.local/share/gs-ds-env). Unset, and with the project's venv (make venv), the value
+the project's settings read from .env.
 JUPYTER_DATA_DIR is respected. A rebuild is built aside and swapped in only when it installs and its smoke
 test passes; otherwise the previous kernel stays as it was.
 EOF
@@ -57,7 +58,9 @@ torch_backend="${positional[3]:-auto}"
   die "theme '$theme' is not a valid name: use lowercase letters, digits, '_' or '-', starting with a letter"
 theme_dir="$REPO_ROOT/themes/$theme"
 if [[ ! -d "$theme_dir" ]]; then
-  available="$(find "$REPO_ROOT/themes" -mindepth 1 -maxdepth 1 -type d -printf '%f ' 2>/dev/null | xargs -n1 2>/dev/null | sort | xargs)"
+  # A theme is a folder with kernel/requirements.txt; _templates/ (inv theme.new's templates) is not one.
+  available="$(find "$REPO_ROOT/themes" -mindepth 3 -maxdepth 3 -path '*/kernel/requirements.txt' -not -path "$REPO_ROOT/themes/_*" 2>/dev/null |
+    awk -F/ '{print $(NF-2)}' | sort | xargs)"
   die "theme '$theme' does not exist under themes/; available: ${available:-none}"
 fi
 [[ "$py_version" =~ ^3\.[0-9]{1,2}$ ]] ||
@@ -86,41 +89,14 @@ manifest="$kernel_dir/manifest.env"
 frozen="$kernel_dir/requirements.lock.txt"
 
 # ---- WORKING_DIR: everything that must survive a notebook restart and must not fill / ---------------
-# Standalone only (inv passes WORKING_DIR in the environment): read KEY from the repo's .env the way
-# python-dotenv does -- `export KEY=`, CRLF, quotes, a ' # comment' after an unquoted value, ${VAR} and
-# ${VAR:-default} expanded from the environment. The file is read, never sourced; any other `$` is refused
-# here as the Python settings refuse it.
-env_file_value() { # KEY -> value, empty when .env or the key is absent
-  local env_file="$REPO_ROOT/.env" line value="" found=0 name
-  [[ -f "$env_file" ]] || return 0
-  while IFS= read -r line || [[ -n "$line" ]]; do
-    line="${line%$'\r'}"
-    if [[ "$line" =~ ^[[:space:]]*(export[[:space:]]+)?$1[[:space:]]*=[[:space:]]*(.*)$ ]]; then
-      value="${BASH_REMATCH[2]}" found=1
-    fi
-  done <"$env_file"
-  ((found)) || return 0
-  if [[ "$value" =~ ^\'([^\']*)\'([[:space:]]+#.*)?[[:space:]]*$ || "$value" =~ ^\"([^\"]*)\"([[:space:]]+#.*)?[[:space:]]*$ ]]; then
-    value="${BASH_REMATCH[1]}"
-  elif [[ "$value" == [\"\']* ]]; then
-    die "$1 in $env_file has an unterminated quote: fix that line"
-  else
-    value="${value%%[[:space:]]#*}"
-    value="${value%"${value##*[![:space:]]}"}"
-  fi
-  while [[ "$value" =~ \$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\} ]]; do
-    name="${BASH_REMATCH[1]}"
-    if [[ -n "${!name:-}" ]]; then
-      value="${value/"${BASH_REMATCH[0]}"/"${!name}"}"
-    else
-      value="${value/"${BASH_REMATCH[0]}"/"${BASH_REMATCH[3]}"}"
-    fi
-  done
-  [[ "$value" != *'$'* ]] || die "$1=$value in $env_file uses \$ in a form this script cannot expand: write \${NAME} or the path itself"
-  printf '%s\n' "$value"
+# inv and make pass the validated value in the environment. Standalone, this script reads no .env itself: when
+# the project's venv exists (make venv), the project's settings say what .env means (python-dotenv, validated);
+# otherwise the default below, as in the settings.
+project_setting() { # KEY -> its validated value; stderr: the settings' one-line refusal
+  PYTHONPATH="$REPO_ROOT" "$REPO_ROOT/.venv/bin/python" -m gs_ds_env.settings --repo-root "$REPO_ROOT" --get "$1"
 }
-if [[ -z "${WORKING_DIR:-}" ]]; then
-  WORKING_DIR="$(env_file_value WORKING_DIR)"
+if [[ -z "${WORKING_DIR:-}" && -f "$REPO_ROOT/.env" && -x "$REPO_ROOT/.venv/bin/python" ]]; then
+  WORKING_DIR="$(project_setting WORKING_DIR 2>/dev/null)" || die "$REPO_ROOT/.env: $(project_setting WORKING_DIR 2>&1 >/dev/null)"
 fi
 if [[ -z "${WORKING_DIR:-}" ]]; then
   if [[ -d /home/ec2-user/SageMaker ]]; then

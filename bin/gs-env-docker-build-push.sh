@@ -76,7 +76,7 @@ if ((push)) || [[ "$account" != - ]]; then
   [[ "$account" =~ ^[0-9]{12}$ ]] || die "aws_account_id '$account' must be 12 digits (aws sts get-caller-identity --query Account)"
 fi
 if ((push)) || [[ "$region" != - ]]; then
-  [[ "$region" =~ ^[a-z]{2}(-gov)?-[a-z]+-[0-9]$ ]] || die "region '$region' is not an AWS region such as eu-west-1"
+  [[ "$region" =~ ^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$ ]] || die "region '$region' is not an AWS region such as eu-west-1"
 fi
 [[ ${#repo} -ge 2 && ${#repo} -le 256 && "$repo" =~ ^([a-z0-9]+([._-][a-z0-9]+)*/)*[a-z0-9]+([._-][a-z0-9]+)*$ ]] ||
   die "ecr_repo_name '$repo' is invalid: lowercase letters, digits, '.', '_', '-' and '/' separators, 2-256 characters"

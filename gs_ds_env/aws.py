@@ -20,6 +20,8 @@ from botocore.parsers import ResponseParserError
 
 from .settings import ConfigError, Settings
 
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"  # where SageMaker writes every training job's log streams
+
 # A dead or frozen endpoint fails within about a minute (3 attempts x (5 s connect + 20 s read) + backoff), with
 # one line naming it, instead of botocore's default 60 s read timeout per attempt.
 CONNECT_TIMEOUT, READ_TIMEOUT = 5, 20

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .image import CONTENT_LABEL
-from .kernels import _dir_bytes
+from .paths import dir_bytes
 from .settings import Settings
 
 
@@ -26,7 +26,7 @@ class Step:
 
 
 def _size(path: Path) -> int:
-    return _dir_bytes(path) if path.exists() else 0
+    return dir_bytes(path) if path.exists() else 0
 
 
 def current_content_tags(settings: Settings) -> set[str]:

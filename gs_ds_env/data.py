@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .locking import exclusive
+from .flock import exclusive
 from .settings import Settings
 
 if TYPE_CHECKING:  # pandas and scikit-learn cost seconds to import: only the steps that split data load them
@@ -35,6 +35,8 @@ CHANNELS = ("train", "validation")
 CHANNELS_MANIFEST = "channels.json"
 READ_TIMEOUT = 20  # seconds without a byte before a download is given up
 DOWNLOAD_DEADLINE = 120.0  # seconds for the whole download (the file is 61 kB)
+
+TITANIC_THEME = "tabular"  # its image trains Titanic by default; its example reads the same channels
 
 
 class DataError(ValueError):

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-import shlex
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +10,6 @@ from pathlib import Path
 from . import (
     aws,
     data,
-    iam,
     image,
     instance,
     kernels,
@@ -25,6 +21,9 @@ from . import (
     training_job,
 )
 from . import versions as versions_mod
+from .data import TITANIC_THEME
+from .plans import local_plan, reproduce_commands, sagemaker_plan, script_reproduce_commands
+from .report import invoked_command
 from .settings import ConfigError, Settings
 
 
@@ -41,46 +40,6 @@ class Timer:
 
 
 JOB_NAME = r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"  # SageMaker's training job names; also runs/<name>
-TITANIC_THEME = "tabular"  # its image trains Titanic by default; its example reads the same channels
-
-AWS_KEYS = (
-    "AWS_REGION",
-    "S3_BUCKET",
-    "S3_PREFIX",
-    "ECR_REPOSITORY",
-    "SAGEMAKER_ROLE_ARN",
-    "INSTANCE_TYPE",
-    "INSTANCE_COUNT",
-    "USE_SPOT",
-    "MAX_RUN",
-    "MAX_WAIT",
-    "VOLUME_SIZE",
-    "BASE_JOB_NAME",
-)
-
-
-def reproduce_commands(settings: Settings, job_name: str | None = None) -> list[str]:
-    lines = [
-        "git clone <this repository> && cd gs-ds-env",
-        "cp .env.example .env   # then edit; values used by this run:",
-        f"# THEME={settings.theme} PY={settings.py} TARGET={settings.target} TORCH_BACKEND={settings.torch_backend} "
-        f"MODEL={settings.model} SEED={settings.seed}",
-    ]
-    if settings.base_image:
-        lines.append(f"# BASE_IMAGE={settings.base_image}")
-    if settings.target == "sagemaker":
-        values = {key: getattr(settings, key.lower()) for key in AWS_KEYS}
-        lines += [
-            f"# {key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in values.items()
-        ]
-        lines.append("inv iam-policy --out iam/   # attach these before the first run (README: AWS set-up)")
-    lines.append(f"make deploy THEME={settings.theme} PY={settings.py} TARGET={settings.target}")
-    if settings.target == "sagemaker" and job_name:
-        lines += [
-            f"aws s3 ls {s3_data.uri(settings, 'output', job_name, 'output')}/",
-            f"aws logs tail {iam.LOG_GROUP} --log-stream-name-prefix {job_name} --region {settings.aws_region}",
-        ]
-    return lines
 
 
 def check_parity(settings: Settings, built: image.BuiltImage, allow_drift: bool) -> tuple[dict, parity.Environment]:
@@ -140,7 +99,7 @@ def sagemaker_fields(
         "spot": settings.use_spot,
         "instance_evidence": choice.evidence() if choice else None,
         "price_usd_per_hour": choice.price if choice else None,
-        "log_stream": f"{iam.LOG_GROUP} / {job_name}/algo-1-*",
+        "log_stream": f"{aws.LOG_GROUP} / {job_name}/algo-1-*",
         "console_url": urls["job"],
         "logs_url": urls["logs"],
     }
@@ -149,7 +108,7 @@ def sagemaker_fields(
             model_local_copy=str(result.local_copy),
             billable_seconds=result.billable_seconds,
             cost_usd=result.cost_usd,
-            log_stream=f"{iam.LOG_GROUP} / {', '.join(result.log_streams) or job_name + '/algo-1-*'}",
+            log_stream=f"{aws.LOG_GROUP} / {', '.join(result.log_streams) or job_name + '/algo-1-*'}",
             job_status=result.description.get("TrainingJobStatus"),
         )
     return fields
@@ -202,11 +161,6 @@ def _write_run(
         flush=True,
     )
     return run_json
-
-
-def invoked_command() -> str:
-    """The command line this run came from, as the person typed it (`inv train …`)."""
-    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
 @contextmanager
@@ -388,82 +342,6 @@ def run_script(
     return _write_run(settings, job_name, built, checked, result, timer, pictures, channels=result.channels, **fields)
 
 
-def script_reproduce_commands(settings: Settings) -> list[str]:
-    return [
-        "git clone <this repository> && cd gs-ds-env",
-        f"# THEME={settings.theme} PY={settings.py} TARGET={settings.target} TORCH_BACKEND={settings.torch_backend}",
-        invoked_command(),
-    ]
-
-
-def script_plan(
-    settings: Settings,
-    hyperparameters: dict[str, str],
-    channels: dict[str, str],
-    metric_definitions: list[dict[str, str]] | None = None,
-) -> str:
-    """What `inv train --entry-point` would do, for either target; nothing is called."""
-    script = script_mode.prepare(settings, hyperparameters, metric_definitions)
-    if not channels and settings.theme == TITANIC_THEME:
-        channels = {name: f"<staged Titanic {name}>" for name in data.CHANNELS}
-    described = {
-        name: where if where.startswith("<") else script_mode.describe_channel(where)
-        for name, where in channels.items()
-    }
-    image_step = " ".join(
-        image.build_push_command(
-            settings,
-            push=settings.target == "sagemaker",
-            account=iam.account_of(settings.sagemaker_role_arn) if settings.target == "sagemaker" else "-",
-        )
-    )
-    user_metrics = [d["Name"] for d in (metric_definitions or [])]
-    lines = [
-        f"plan for inv train --entry-point (theme {settings.theme}, Python {settings.py}, TARGET={settings.target}):",
-        f"  1. {image_step}",
-        "  2. parity: the kernel venv's packages vs the image's (stop on any difference unless --allow-drift)",
-        f"  ships: {script.source_dir}/ — {script.shipped_summary()}",
-        f"  channels: {described or 'none'}",
-        f"  hyperparameters, exactly: {script.hyperparameters} (the script gets `--key value` for each, nothing "
-        f"else); environment {script_mode.SEED_VARIABLE}={settings.seed}",
-        f"  metrics: `train:|validation:|test:<name>=<number>` lines{', and ' + ', '.join(user_metrics) if user_metrics else ''}"
-        "; metrics.json in the model when there is one",
-    ]
-    if settings.target == "sagemaker":
-        uploads = {
-            name: where if where.startswith(("s3://", "<")) else s3_data.planned_channel_uri(settings, name, where)
-            for name, where in channels.items()
-        }
-        lines += [
-            f"  3. channels: {uploads or 'none'} (content-addressed prefixes holding exactly these files; a file "
-            f"already there with the same sha256 is not sent; s3:PutObject, SSE {s3_data.ENCRYPTION})",
-            f"  4. the SDK tars {script.source_dir} and uploads it as "
-            f"{s3_data.uri(settings, 'code')}/<job>/source/sourcedir.tar.gz",
-            f"  5. sagemaker:CreateTrainingJob with hyperparameters {script.hyperparameters} + sagemaker_program="
-            f"{script.entry_point}, sagemaker_submit_directory=<that sourcedir.tar.gz>, MaxRuntimeInSeconds="
-            f"{settings.max_run}, {len(script.metric_definitions)} metric definitions; the image's toolkit runs it",
-            "  6. follow its logs (Ctrl-C stops it: sagemaker:StopTrainingJob; --detach returns at once, then "
-            "`inv job attach <job>`), model.tar.gz checked in S3, runs/<job>/report.md + run.json",
-        ]
-    else:
-        lines += [
-            f"  3. Estimator(instance_type='local', instance_count={settings.instance_count}, "
-            f"entry_point={script.entry_point!r}, "
-            f"source_dir={str(script.source_dir)!r}, hyperparameters={script.hyperparameters}).fit({list(channels) or None}), "
-            f"stopped after MAX_RUN={settings.max_run} s",
-            "  4. runs/<job>/model.tar.gz, job.log, report.md + run.json (also when the job fails or is interrupted)",
-        ]
-    if settings.instance_count > 1:
-        launcher = (
-            "the toolkit starts the script with torchrun on each host: one process group (RANK, WORLD_SIZE, "
-            "MASTER_ADDR = the first host)"
-            if script.hyperparameters.get(script_mode.TORCH_DISTRIBUTED) == "true"
-            else "each host runs the script on its own (no distributed launcher: not a torch theme)"
-        )
-        lines.append(f"  hosts: {settings.instance_count}; {launcher}")
-    return "\n".join(lines)
-
-
 def _run_script_on_sagemaker(
     settings: Settings,
     script: script_mode.ScriptMode,
@@ -543,23 +421,6 @@ class SageMakerJob:
             output = training_job.fetch_output(self.boto_session, result.model_artifact, self.run_dir)
             pictures = report.extract_pictures(output, self.run_dir) if output else []
         return self._write(result, pictures, channels, **fields)
-
-
-def local_plan(settings: Settings) -> str:
-    build_cmd = " ".join(image.build_push_command(settings, push=False))
-    return "\n".join(
-        [
-            f"plan for TARGET=local (theme {settings.theme}, Python {settings.py}):",
-            f"  1. bin/gs-env-create-kernel.sh {settings.theme} {settings.py} '' {settings.torch_backend}",
-            f"  2. {build_cmd}",
-            "  3. parity: the kernel venv's packages vs the image's (stop on any difference unless --allow-drift)",
-            f"  4. fetch {settings.titanic_csv or settings.titanic_url} (sha256 {settings.titanic_sha256[:12]}…), "
-            f"split {1 - settings.validation_fraction:g}/{settings.validation_fraction:g} seed {settings.seed} into data/staged/",
-            f"  5. Estimator(instance_type='local', hyperparameters={settings.hyperparameters}).fit(train, validation)",
-            "  6. runs/<job>/report.md + run.json (with every version: Python, lock sha256, base image, packages, SDK, uv, "
-            "Docker)",
-        ]
-    )
 
 
 def _stop_on_failures(checks) -> None:
@@ -662,62 +523,3 @@ class AttachedChoice:
 
     def evidence(self) -> str | None:
         return self._evidence
-
-
-def sagemaker_plan(settings: Settings) -> str:
-    """Every command and AWS call of `deploy_sagemaker`, with parameters; nothing is called."""
-    account = iam.account_of(settings.sagemaker_role_arn)
-    boto_session = aws.session(settings)
-    if settings.instance_type == "auto":  # resolved once, as the run does; here from the price table alone
-        settings = settings.replace(instance_type=instance.cheapest_by_table(boto_session))
-        auto_note = f" (auto: shown as {settings.instance_type}, the cheapest in the price table; the run picks the cheapest with quota > 0 from live quotas and prices)"
-    else:
-        auto_note = ""
-    job_name = training_job.new_job_name(settings)
-    push = image.push_plan(settings, account)
-    image_uri = push.image_uri
-    channels = {channel: s3_data.channel_uri(settings, channel) for channel in data.CHANNELS}
-    request = training_job.planned_request(settings, boto_session, image_uri, channels, job_name)
-    data_plan = s3_data.plan(settings).splitlines()
-    steps = [
-        (
-            "preflight, read-only (--skip-preflight skips it): sts:GetCallerIdentity; ecr:DescribeRepositories + "
-            "GetAuthorizationToken; iam:GetRole (trusts sagemaker.amazonaws.com?) + SimulatePrincipalPolicy iam:PassRole; "
-            "s3:GetBucketLocation + HeadObject on the channels; service-quotas; after the build (step 4), the image's "
-            f"`train` on a {preflight.SAMPLE_ROWS}-row sample must leave a non-empty /opt/ml/model before the push",
-            [],
-        ),
-        (
-            "instance evidence: botocore model TrainingInstanceType; service-quotas:ListAWSDefaultServiceQuotas + "
-            f"ListServiceQuotas ServiceCode=sagemaker; pricing:GetProducts (us-east-1) ServiceCode=AmazonSageMaker "
-            f"regionCode={settings.aws_region}; INSTANCE_TYPE={settings.instance_type}{auto_note}",
-            [],
-        ),
-        (f"bin/gs-env-create-kernel.sh {settings.theme} {settings.py} '' {settings.torch_backend}", []),
-        (" ".join(image.build_push_command(settings, push=True, account=account)), push.commands),
-        ("parity: the kernel venv's packages vs the image's (stop on any difference unless --allow-drift)", []),
-        (data_plan[0], data_plan[1:]),
-        (
-            "sagemaker:CreateTrainingJob (as the SDK's Estimator.fit sends it):",
-            json.dumps(request, indent=2, default=str).splitlines(),
-        ),
-        (
-            f"sagemaker:DescribeTrainingJob until it ends; logs:DescribeLogStreams + GetLogEvents {iam.LOG_GROUP} "
-            f"{job_name}/* (streamed)",
-            [],
-        ),
-        (
-            f"s3:HeadObject + GetObject {s3_data.uri(settings, 'output', job_name, 'output', 'model.tar.gz')} -> "
-            f"runs/{job_name}/model.tar.gz, metrics.json; billable seconds x price = cost",
-            [],
-        ),
-        (f"runs/{job_name}/report.md + run.json", []),
-    ]
-    lines = [
-        f"plan for TARGET=sagemaker (theme {settings.theme}, Python {settings.py}, region {settings.aws_region}, "
-        f"account {account} as in SAGEMAKER_ROLE_ARN; a real run asks STS):"
-    ]
-    for number, (title, details) in enumerate(steps, 1):
-        lines.append(f"  {number}. {title}")
-        lines += [f"       {line}" for line in details]
-    return "\n".join(lines)

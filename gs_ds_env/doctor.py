@@ -11,27 +11,18 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from jupyter_client.kernelspec import KernelSpecManager
 
 from . import kernels, locks
-from .kernels import _dir_bytes
+from .checks import FAIL, OK, WARN, Check
+from .paths import dir_bytes
 from .settings import Settings
 
 NOTEBOOK_ROOT = Path("/home/ec2-user/SageMaker")  # the persistent volume of a notebook instance
 MIN_GLIBC_WHEELS = (2, 28)  # manylinux_2_28 wheels (xgboost-cpu, recent torch) need it
-OK, WARN, FAIL = "ok", "warn", "fail"
-
-
-@dataclass(frozen=True)
-class Check:
-    area: str
-    name: str
-    status: str
-    detail: str
-    fix: str = ""
 
 
 def _gb(n: float) -> str:
@@ -80,7 +71,7 @@ def usage_breakdown(settings: Settings) -> list[Check]:
     parts += [
         (f"venv {venv.parent.parent.name}", venv) for venv in sorted(settings.repo_root.glob("themes/*/kernel/.venv"))
     ]
-    return [Check("disk", name, OK, f"{_gb(_dir_bytes(path))} in {path}") for name, path in parts if path.exists()]
+    return [Check("disk", name, OK, f"{_gb(dir_bytes(path))} in {path}") for name, path in parts if path.exists()]
 
 
 def docker_checks(notebook_root: Path) -> list[Check]:

@@ -6,9 +6,8 @@ import json
 import re
 
 from . import s3_data
+from .aws import LOG_GROUP
 from .settings import Settings
-
-LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 
 
 def _statement(sid: str, actions: list[str], resources: list[str] | str, condition: dict | None = None) -> dict:

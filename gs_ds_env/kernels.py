@@ -15,6 +15,7 @@ from pathlib import Path
 from dotenv import dotenv_values
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
+from .paths import dir_bytes
 from .settings import REPO_ROOT, Settings
 
 
@@ -65,22 +66,6 @@ def restore_kernels(settings: Settings) -> None:
     run_to_the_end([str(settings.repo_root / "bin/gs-env-restore-kernels.sh")], script_env(settings))
 
 
-def _dir_bytes(path: Path) -> int:
-    """Bytes a venv really adds: files hardlinked from uv's cache are counted once, as `du` does."""
-    seen: set[tuple[int, int]] = set()
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                st = os.lstat(os.path.join(root, name))
-            except OSError:
-                continue
-            if (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_blocks * 512
-    return total
-
-
 def _status(venv: Path) -> str:
     python = venv / "bin/python"
     if not venv.is_dir():
@@ -115,6 +100,7 @@ class Manifest:
 def manifests(repo_root: Path) -> list[Manifest]:
     found = []
     for path in sorted(repo_root.glob("themes/*/kernel/manifest.env")):
+        # Every manifest, even of a theme whose lists are gone: its kernel must stay listable and removable.
         # The kernel script writes it; damaged bytes (a bad disk, a hand edit) show as U+FFFD, never a traceback.
         values = dotenv_values(stream=io.StringIO(path.read_bytes().decode("utf-8", errors="replace")))
         found.append(
@@ -185,7 +171,7 @@ def list_kernels(repo_root: Path = REPO_ROOT, smoke_now: bool = False, theme: st
                 theme=manifest.theme,
                 python=manifest.python_version or "?",
                 venv=venv,
-                venv_bytes=_dir_bytes(venv) if venv.is_dir() else 0,
+                venv_bytes=dir_bytes(venv) if venv.is_dir() else 0,
                 status=_status(venv),
                 registered=_registered(specs, manifest.kernel_name, venv),
                 smoke=run_smoke(venv, manifest.path.parent.parent)
@@ -223,14 +209,7 @@ def remove_kernel(repo_root: Path, name: str, with_venv: bool, dry_run: bool) ->
 
     Only kernels a theme manifest names, whose kernelspec runs that theme's venv, are this project's to remove:
     a user's own kernel, one found through JUPYTER_PATH, or `python3` is refused."""
-    theme_venv = next(
-        (
-            m.parent / ".venv"
-            for m in repo_root.glob("themes/*/kernel/manifest.env")
-            if dotenv_values(m).get("KERNEL_NAME") == name
-        ),
-        None,
-    )
+    theme_venv = next((m.venv for m in manifests(repo_root) if m.kernel_name == name), None)
     if theme_venv is None:
         raise KernelError(
             f"kernel {name!r} was not created by this project (no themes/*/kernel/manifest.env names "

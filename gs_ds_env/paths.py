@@ -4,6 +4,7 @@ files, and WORKING_DIR's caches. bin/gs-env-create-kernel.sh lays out WORKING_DI
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,3 +131,19 @@ class ThemeFiles:
     @property
     def manifest(self) -> Path:
         return self.root / "kernel/manifest.env"
+
+
+def dir_bytes(path: Path) -> int:
+    """Bytes a venv really adds: files hardlinked from uv's cache are counted once, as `du` does."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total

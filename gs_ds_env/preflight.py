@@ -14,8 +14,8 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import aws, instance, s3_data
+from .checks import FAIL, OK, WARN, Check
 from .data import CHANNELS
-from .doctor import FAIL, OK, WARN, Check
 from .settings import Settings
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 import tarfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -257,3 +259,8 @@ def render(record: RunRecord) -> str:
     if record.reproduce:
         parts += ["## Reproduce", "```bash\n" + "\n".join(record.reproduce) + "\n```"]
     return "\n\n".join(parts) + "\n"
+
+
+def invoked_command() -> str:
+    """The command line this run came from, as the person typed it (`inv train …`)."""
+    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])

@@ -314,3 +314,32 @@ def validate_for_aws(settings: Settings) -> None:
         )
     if settings.use_spot and settings.max_wait < settings.max_run:
         raise ConfigError(f"MAX_WAIT={settings.max_wait} must be >= MAX_RUN={settings.max_run} when USE_SPOT=true")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m gs_ds_env.settings [--repo-root DIR] --get KEY ...`: the validated value of each KEY, one a line,
+    as inv would use it. What a standalone bin/ script asks instead of reading .env itself: python-dotenv stays
+    the one reader of .env, these settings the one owner of its rules. A bad .env: one line, exit 2."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m gs_ds_env.settings")
+    parser.add_argument("--repo-root", type=Path, default=REPO_ROOT)
+    parser.add_argument("--get", nargs="+", required=True, metavar="KEY", help="e.g. WORKING_DIR")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(repo_root=args.repo_root.resolve())
+        fields = {f.name for f in dataclasses.fields(Settings)}
+        unknown = [key for key in args.get if key.lower() not in fields]
+        if unknown:
+            raise ConfigError(f"no setting {', '.join(unknown)}: keys are those of .env.example, e.g. WORKING_DIR")
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 2
+    for key in args.get:
+        print(getattr(settings, key.lower()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -22,7 +22,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import BotoCoreError, ClientError
 
 from . import aws, interrupts, local_containers, metrics, s3_data
-from .iam import LOG_GROUP
+from .aws import LOG_GROUP
 from .interrupts import Interrupted, interruptible
 from .script_mode import SEED_VARIABLE, ScriptMode, job_base
 from .settings import Settings

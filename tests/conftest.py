@@ -107,7 +107,7 @@ INV = str(REPO / ".venv/bin/inv")
 
 def clone_project(dest: Path) -> Path:
     """A scratch copy of the project's files (tracked, and new ones git does not ignore). `inv` run with this
-    copy as its working directory imports the copy's gs_ds_env (invoke puts tasks.py's folder first on sys.path),
+    copy as its working directory imports the copy's gs_ds_env (tasks/__init__.py puts its project first on sys.path),
     so its kernels, images, data/ and runs/ belong to the copy, never to the real checkout."""
     listed = (
         subprocess.run(
@@ -125,6 +125,17 @@ def clone_project(dest: Path) -> Path:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / name)
     return dest
+
+
+@pytest.fixture
+def scratch_settings(tmp_path, titanic_csv, monkeypatch):
+    """Settings built from a scratch copy of the project (its data/ is the copy's) with a scratch WORKING_DIR:
+    nothing a test stages or downloads lands in the checkout."""
+    from gs_ds_env.settings import load_settings
+
+    repo = copy_repo(tmp_path / "repo", "themes", "docker", ".env.example")
+    monkeypatch.setenv("WORKING_DIR", str(tmp_path / "work"))
+    return load_settings(repo_root=repo, titanic_csv=str(titanic_csv))
 
 
 @pytest.fixture(scope="module")

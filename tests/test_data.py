@@ -10,15 +10,6 @@ import pandas as pd
 import pytest
 
 from gs_ds_env.data import DataError, fetch, split_and_stage
-from gs_ds_env.settings import load_settings
-
-
-@pytest.fixture
-def scratch_settings(tmp_path, titanic_csv, monkeypatch):
-    """Real settings (themes/ validated against the repo), with data/ redirected to a scratch dir."""
-    settings = load_settings(titanic_csv=str(titanic_csv))
-    monkeypatch.setattr(type(settings), "data_dir", property(lambda self: tmp_path / "data"))
-    return settings
 
 
 @pytest.fixture

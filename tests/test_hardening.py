@@ -122,6 +122,23 @@ def test_settings_and_scripts_refuse_the_same_bad_value(tmp_path, clean_env, key
     assert not (tmp_path / "work").exists(), "a refused value must create nothing"
 
 
+@pytest.mark.parametrize("region", ["eu-west-1", "us-gov-west-1", "us-isob-east-1", "cn-north-1"])
+def test_settings_and_the_push_script_accept_the_same_regions(tmp_path, clean_env, region):
+    """The other half of the shared rules: what settings accept, the standalone push script accepts too (it once
+    refused the -iso partitions' regions)."""
+    repo = copy_repo(tmp_path / "repo", "bin", "themes", "docker", ".dockerignore", ".env.example")
+    env_file = tmp_path / "region.env"
+    env_file.write_text(f"AWS_REGION={region}\n")
+    assert load_settings(repo_root=repo, env_file=env_file).aws_region == region
+    pushed = subprocess.run(
+        [str(repo / "bin" / PUSH), "--dry-run", "--py", "3.12", "tabular", "123456789012", region, "gs-ds-env-tabular",
+         "t1"],
+        capture_output=True, text=True, env=tool_env(WORKING_DIR=str(tmp_path / "work")),
+    )  # fmt: skip
+    assert pushed.returncode == 0, pushed.stderr
+    assert f".dkr.ecr.{region}.amazonaws.com/gs-ds-env-tabular:t1" in pushed.stdout + pushed.stderr
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
@@ -163,7 +180,27 @@ def test_an_out_of_range_value_is_one_line_from_inv(project):
     ]
 
 
-# ---- the standalone kernel script reads .env as python-dotenv does ----------------------------------------
+# ---- standalone, the kernel script reads no .env: the project's settings do, when its venv exists ----------
+def standalone(
+    tmp_path: Path, env_line: str | None, with_venv: bool, home: Path
+) -> tuple[Path, subprocess.CompletedProcess]:
+    """The kernel script run standalone (no WORKING_DIR in its environment) in a copy with this .env line;
+    --register-only with no venv stops right after WORKING_DIR is set up, so its folders show where it went."""
+    repo = copy_repo(tmp_path / "repo", "bin", "themes", "docker", ".env.example")
+    if env_line is not None:
+        (repo / ".env").write_text(env_line)
+    if with_venv:  # what `make venv` made: the project's own venv, which the script asks
+        (repo / ".venv").symlink_to(REPO / ".venv")
+    env = tool_env(HOME=str(home), JUPYTER_DATA_DIR=str(tmp_path / "jupyter"))
+    for name in ("WORKING_DIR", "NO_SUCH_VAR", "XDG_DATA_HOME"):
+        env.pop(name, None)
+    result = subprocess.run(
+        [str(repo / "bin" / KERNEL), "--register-only", "tabular", "3.12"], capture_output=True, text=True, env=env,
+        cwd=tmp_path,
+    )  # fmt: skip
+    return repo, result
+
+
 @pytest.mark.parametrize(
     "line, expected",
     [
@@ -175,51 +212,45 @@ def test_an_out_of_range_value_is_one_line_from_inv(project):
         ("WORKING_DIR=${{NO_SUCH_VAR:-{tmp}/fallback}}\n", "{tmp}/fallback"),
     ],
 )
-def test_standalone_script_reads_env_like_python_dotenv(tmp_path, clean_env, monkeypatch, line, expected):
+def test_standalone_script_takes_working_dir_as_the_settings_read_it(tmp_path, clean_env, monkeypatch, line, expected):
     from dotenv import dotenv_values
 
     home = tmp_path / "home"
     home.mkdir()
-    repo = copy_repo(tmp_path / "repo", "bin", "themes", "docker")
-    (repo / ".env").write_text(line.format(tmp=tmp_path))
-    env = tool_env(HOME=str(home), JUPYTER_DATA_DIR=str(tmp_path / "jupyter"))
-    env.pop("WORKING_DIR", None)
-    env.pop("NO_SUCH_VAR", None)
     want = expected.format(home=home, tmp=tmp_path)
     monkeypatch.setenv("HOME", str(home))
+    repo, result = standalone(tmp_path, line.format(tmp=tmp_path), with_venv=True, home=home)
     assert dotenv_values(repo / ".env")["WORKING_DIR"] == want  # the reference reading
-    # --register-only with no venv stops right after WORKING_DIR is set up: its folders show where it went.
-    result = subprocess.run(
-        [str(repo / "bin" / KERNEL), "--register-only", "tabular", "3.12"], capture_output=True, text=True, env=env
-    )
     assert result.returncode == 2 and "missing or broken" in result.stderr, result.stderr
     assert (Path(want) / "cache/uv").is_dir(), sorted(str(p) for p in tmp_path.rglob("cache"))
     assert [p for p in tmp_path.rglob("cache") if p.parent != Path(want)] == []
 
 
+def test_standalone_script_without_the_project_venv_uses_the_default_not_env(tmp_path, clean_env):
+    home = tmp_path / "home"
+    home.mkdir()
+    _, result = standalone(tmp_path, f"WORKING_DIR={tmp_path}/from-env\n", with_venv=False, home=home)
+    assert result.returncode == 2 and "missing or broken" in result.stderr, result.stderr
+    default = home / ".local/share/gs-ds-env"  # the documented default (not on a notebook instance)
+    assert (default / "cache/uv").is_dir() and not (tmp_path / "from-env").exists()
+
+
 @pytest.mark.parametrize(
     "line, message",
     [
-        ("WORKING_DIR=$HOME/x\n", "uses $ in a form this script cannot expand"),
-        ("WORKING_DIR=relative/x\n", "is not an absolute path"),
-        ('WORKING_DIR="/tmp/unterminated\n', "has an unterminated quote"),
+        ("WORKING_DIR=$HOME/x\n", "WORKING_DIR='$HOME/x' is not an absolute path"),
+        ("WORKING_DIR=relative/x\n", "WORKING_DIR='relative/x' is not an absolute path"),
+        ('WORKING_DIR="/tmp/unterminated\n', "line 1"),
     ],
 )
-def test_standalone_script_refuses_what_it_cannot_read(tmp_path, clean_env, line, message):
-    repo = copy_repo(tmp_path / "repo", "bin", "themes", "docker")
-    (repo / ".env").write_text(line)
-    env = tool_env(JUPYTER_DATA_DIR=str(tmp_path / "jupyter"))
-    env.pop("WORKING_DIR", None)
-    result = subprocess.run(
-        [str(repo / "bin" / KERNEL), "--register-only", "tabular", "3.12"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    )
-    assert result.returncode == 2 and message in result.stderr
+def test_standalone_script_refuses_what_the_settings_refuse(tmp_path, clean_env, line, message):
+    home = tmp_path / "home"
+    home.mkdir()
+    _, result = standalone(tmp_path, line, with_venv=True, home=home)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "relative").exists() and not (tmp_path / "$HOME").exists()
+    assert not list(tmp_path.rglob("cache")), "a refused value must create nothing"
 
 
 # ---- the Makefile quotes what it passes on; .gitignore keeps secrets out -----------------------------------
@@ -274,13 +305,6 @@ def test_gitignore_keeps_env_variants_out_but_not_the_example():
 
 
 # ---- data: verified by content, bad labels refused ----------------------------------------------------------
-@pytest.fixture
-def scratch_settings(tmp_path, titanic_csv, monkeypatch):
-    settings = load_settings(titanic_csv=str(titanic_csv))
-    monkeypatch.setattr(type(settings), "data_dir", property(lambda self: tmp_path / "data"))
-    return settings
-
-
 def test_a_changed_staged_file_is_staged_again_not_trained_on(scratch_settings, capsys):
     first = data.split_and_stage(scratch_settings)
     train_csv = first.channels["train"] / "train.csv"

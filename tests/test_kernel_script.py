@@ -88,11 +88,24 @@ def test_bad_input_is_refused_with_one_line_and_nothing_changed(sandbox, args, m
     assert not jupyter_dir.exists()
 
 
-def test_help_describes_the_interface(sandbox):
+def test_help_names_the_script_and_its_arguments_and_does_nothing_else(sandbox):
     repo, env, _ = sandbox
-    for script in ("gs-env-create-kernel.sh", "gs-env-restore-kernels.sh", "gs-env-lifecycle-on-start.sh"):
+    for script, arguments in (
+        (
+            "gs-env-create-kernel.sh",
+            ["--force", "<theme>", "<python_version>", "[requirements_file]", "[torch_backend]"],
+        ),
+        ("gs-env-docker-build-push.sh", ["<theme>", "<aws_account_id>", "<region>", "<ecr_repo_name>", "<tag>"]),
+        ("gs-env-restore-kernels.sh", ["[-h|--help]"]),
+        ("gs-env-lifecycle-on-start.sh", ["[-h|--help]"]),
+    ):
+        before = tree_snapshot(repo)
         result = run_script(repo, env, "--help", script=script)
-        assert result.returncode == 0 and "Usage:" in result.stdout
+        usage = result.stdout.splitlines()[0] if result.stdout else ""
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+        assert usage.startswith(f"Usage: {script} ") and all(argument in usage for argument in arguments), usage
+        assert len(result.stdout.splitlines()) > 3  # what it does, not only the usage line
+        assert tree_snapshot(repo) == before
 
 
 def test_kernel_lifecycle_create_idempotent_restore_failed_rebuild_switch_python(sandbox, monkeypatch):

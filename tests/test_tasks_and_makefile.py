@@ -4,19 +4,34 @@ commands all exist with the options they use."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import re
+import subprocess
+import sys
 
-from conftest import REPO
+from conftest import INV, REPO
+from invoke import Program
 
 ENTRY_POINTS = {"help", "venv", "kernel", "deploy", "doctor", "test", "lint", "format", "bench"}
 
 
 def load_namespace():
-    spec = importlib.util.spec_from_file_location("project_tasks", REPO / "tasks.py")
+    """The checkout's tasks package (one module per namespace), loaded under its own name."""
+    spec = importlib.util.spec_from_file_location(
+        "project_tasks", REPO / "tasks/__init__.py", submodule_search_locations=[str(REPO / "tasks")]
+    )
     module = importlib.util.module_from_spec(spec)
+    sys.modules["project_tasks"] = module  # its relative imports (from . import kernel) resolve through it
     spec.loader.exec_module(module)
     return module
+
+
+def inv_output(*args: str) -> str:
+    result = subprocess.run([INV, *args], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def task_options(ns, name: str) -> set[str]:
@@ -44,16 +59,30 @@ def readme_code() -> str:
     return "\n".join(re.findall(r"```[a-z]*\n(.*?)```", text, re.S) + re.findall(r"`([^`\n]+)`", text))
 
 
-def test_every_flat_name_is_the_same_task_as_in_its_namespace():
+def test_inv_lists_each_namespace_and_each_flat_name_answers_as_its_namespaced_task():
+    """What a user sees: `inv --list` shows every namespace's tasks and the flat names; `inv --help <flat>` is the
+    help of a namespaced task (same docstring, same options), so the README's short commands are those tasks."""
+    listed = {line.split()[0] for line in inv_output("--list").splitlines()[2:] if line.strip()}
     tasks = load_namespace()
-    for alias, function in tasks.FLAT_ALIASES.items():
-        namespaced = [
-            f"{group.name}.{name}" for group in tasks.NAMESPACES for name, t in group.tasks.items() if t is function
-        ]
-        assert namespaced, f"inv {alias} has no namespaced name"
-        assert tasks.ns[alias] is tasks.ns[namespaced[0]]
+    namespaced = {f"{group.name}.{name}" for group in tasks.NAMESPACES for name in group.tasks}
+    assert namespaced <= listed and set(tasks.FLAT_ALIASES) <= listed
+    assert {name.split(".")[0] for name in namespaced} == {
+        "kernel", "theme", "image", "data", "job", "serve", "endpoint", "aws", "ops"
+    }  # fmt: skip
+
+    def help_of(name: str) -> str:
+        """`inv --help NAME` as invoke prints it (in-process: one interpreter, not one per task)."""
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            Program(namespace=tasks.ns).run(["inv", "--help", name], exit=False)
+        return printed.getvalue().split("Docstring:", 1)[1]
+
+    helps = {name: help_of(name) for name in sorted(namespaced)}
+    for alias in tasks.FLAT_ALIASES:
+        twins = [name for name, text in helps.items() if text == help_of(alias)]
+        assert len(twins) == 1, f"inv {alias}: {twins or 'no namespaced task'} with the same help"
     # The defaults the README's two-word commands rely on: `inv kernel` and `inv data`.
-    assert tasks.ns["kernel"] is tasks.ns["kernel.create"] and tasks.ns["data"] is tasks.ns["data.stage"]
+    assert help_of("kernel") == helps["kernel.create"] and help_of("data") == helps["data.stage"]
 
 
 def test_the_makefile_wraps_only_entry_points_and_every_inv_call_exists():

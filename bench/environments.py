@@ -19,9 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import locks
-from .paths import PROJECT_PACKAGE
-from .settings import REPO_ROOT, load_settings
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from gs_ds_env import locks  # noqa: E402
+from gs_ds_env.paths import PROJECT_PACKAGE  # noqa: E402
+from gs_ds_env.settings import REPO_ROOT, load_settings  # noqa: E402
 
 
 def _timed(cmd: list[str], **kwargs) -> float:
@@ -247,7 +250,7 @@ def bench_toolkit(scratch: Path, py: str, base_image: str, themes: list[str]) ->
 
 
 def bench_deploy(scratch: Path, py: str, env: dict) -> None:
-    from . import deploy
+    from gs_ds_env import deploy
 
     repo = copy_project(scratch / "deploy-repo", "bin", "docker", "training", "themes", ".dockerignore", ".env.example")
     settings = load_settings(repo_root=repo, py=py, target="local")

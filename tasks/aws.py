@@ -1,0 +1,42 @@
+"""`inv aws.*` — AWS evidence and policies: the instance type, the least-privilege IAM policy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from invoke import task
+
+from .common import aws_settings, clear_errors, group
+
+
+@task(help={"instance_type": "check this type instead of INSTANCE_TYPE (auto: pick)"})
+@clear_errors
+def instance(c, instance_type=None):
+    """Rank training instance types by API acceptance, Service Quotas and price; show the pick and why."""
+    from gs_ds_env import aws
+    from gs_ds_env import instance as instance_mod
+
+    settings = aws_settings(instance_type=instance_type)
+    print(instance_mod.choose(settings, aws.session(settings)).evidence())
+
+
+@task(name="iam-policy", help={"out": "write the three JSON files into this folder instead of printing them"})
+@clear_errors
+def iam_policy(c, out=None):
+    """Least-privilege operator policy, execution-role policy and trust policy for this .env."""
+    import json
+
+    from gs_ds_env import iam
+
+    policies = iam.all_policies(aws_settings())
+    if not out:
+        print(iam.render(policies))
+        return
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, document in policies.items():
+        (folder / name).write_text(json.dumps(document, indent=2) + "\n")
+        print(folder / name)
+
+
+namespace = group("aws", ("instance", instance), ("iam-policy", iam_policy))

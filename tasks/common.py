@@ -1,0 +1,94 @@
+"""What every task module shares: errors as one line and an exit code, numbers from options, AWS settings."""
+
+from __future__ import annotations
+
+import functools
+import math
+import subprocess
+
+from botocore.exceptions import BotoCoreError
+from botocore.parsers import ResponseParserError
+from invoke import Collection, Exit
+
+from gs_ds_env import data as data_mod
+from gs_ds_env import kernels as kernels_mod
+from gs_ds_env import locks as locks_mod
+from gs_ds_env.aws import AwsError, explain
+from gs_ds_env.clean import CleanError
+from gs_ds_env.interrupts import interruptible
+from gs_ds_env.parity import ParityError
+from gs_ds_env.preflight import PreflightFailed
+from gs_ds_env.serving import ServeError
+from gs_ds_env.settings import ConfigError, load_settings, validate_for_aws
+from gs_ds_env.theme import ThemeError
+from gs_ds_env.training_job import TrainingFailed
+
+
+def clear_errors(func):
+    """Bad input becomes one line on stderr and a non-zero exit, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            with interruptible():  # SIGTERM and SIGHUP end a task as Ctrl-C does
+                return func(*args, **kwargs)
+        except (ConfigError, data_mod.DataError) as error:
+            raise Exit(f"error: {error}", code=2) from None
+        except (
+            AwsError,
+            ParityError,
+            PreflightFailed,
+            locks_mod.LockError,
+            kernels_mod.KernelError,
+            CleanError,
+            ServeError,
+            ThemeError,
+        ) as error:
+            raise Exit(f"error: {error}", code=1) from None
+        except TrainingFailed as error:
+            if error.details:
+                print("\n".join(error.details), flush=True)
+            raise Exit(f"error: {error}", code=1) from None
+        except (BotoCoreError, ResponseParserError) as error:  # outside the package's own handling
+            raise Exit(f"error: {explain(error, 'an AWS call')}", code=1) from None
+        except KeyboardInterrupt as interrupted:
+            status = getattr(interrupted, "status", "interrupted (Ctrl-C)")
+            raise Exit(
+                f"error: {status}; what finished is kept, a half-done run says INTERRUPTED",
+                code=getattr(interrupted, "exit_code", 130),
+            ) from None
+        except subprocess.CalledProcessError as error:
+            raise Exit(
+                f"error: {error.cmd[0]} failed with exit status {error.returncode} (see its output above)",
+                code=error.returncode or 1,
+            ) from None
+
+    return wrapper
+
+
+def number(value, option: str, kind: type = float):
+    """An option's value as a finite number, or one line saying what to give."""
+    try:
+        parsed = kind(value)
+        if not math.isfinite(parsed):
+            raise ValueError(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{option} {value!r} is not a{'' if kind is float else 'n'} {'number' if kind is float else 'integer'}: e.g. {option} 30"
+        ) from None
+    return parsed
+
+
+def aws_settings(**overrides):
+    """Settings for a task that always talks to AWS, whatever TARGET says: the AWS keys are checked first."""
+    settings = load_settings(**overrides)
+    validate_for_aws(settings)
+    return settings
+
+
+def group(name: str, *tasks, default=None) -> Collection:
+    """A namespace of tasks under their short names (`inv kernel.list`); `default` runs as `inv <name>`."""
+    namespace = Collection(name)
+    for short, function in tasks:
+        namespace.add_task(function, name=short, default=function is default)
+    return namespace

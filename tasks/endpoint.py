@@ -1,0 +1,56 @@
+"""`inv endpoint.*` — Endpoints on SageMaker: deploy, delete, list."""
+
+from __future__ import annotations
+
+from invoke import task
+
+from .common import aws_settings, clear_errors, group
+
+
+@task(
+    name="deploy",
+    help={
+        "run": "the run whose model to deploy (default: the theme's newest completed run)",
+        "model_data": "a model.tar.gz or its s3:// URI instead of a run",
+        "theme": "theme (default: the run's, else THEME)",
+        "py": "Python 3.N (with --model-data)",
+        "instance_type": "serverless (default), auto (the smallest real-time instance for the model) or ml.<type>",
+        "dry_run": "print the plan (every AWS call), create nothing",
+    },
+)
+@clear_errors
+def endpoint_deploy(c, run=None, model_data=None, theme=None, py=None, instance_type="serverless", dry_run=False):
+    """A SageMaker endpoint for a trained model (TARGET=sagemaker): sized from its measured memory, tagged."""
+    from gs_ds_env.serving import endpoint, model_source
+
+    settings = aws_settings(theme=theme, py=py)
+    source = model_source.resolve(settings, run, model_data, theme_given=theme is not None)
+    endpoint.size(1.0, instance_type)  # the option is checked before anything runs
+    print("\n".join(endpoint.plan(settings, source, instance_type)), flush=True)
+    if not dry_run:
+        endpoint.deploy(settings, source, instance_type)
+
+
+@task(name="delete", help={"name": "the endpoint (see inv endpoint.list)", "dry_run": "print what would be deleted"})
+@clear_errors
+def endpoint_delete(c, name, dry_run=False):
+    """Delete one of this project's endpoints with its endpoint config and model."""
+    from gs_ds_env.serving import endpoint
+
+    settings = aws_settings()
+    steps = endpoint.delete_plan(settings, name)
+    print("\n".join(("would " if dry_run else "") + step for step in steps), flush=True)
+    if not dry_run:
+        endpoint.delete(settings, name)
+
+
+@task(name="list")
+@clear_errors
+def endpoint_list(c):
+    """This project's SageMaker endpoints: status, size and cost per hour (a forgotten one keeps costing)."""
+    from gs_ds_env.serving import endpoint
+
+    print(endpoint.table(endpoint.listing(aws_settings())))
+
+
+namespace = group("endpoint", ("deploy", endpoint_deploy), ("delete", endpoint_delete), ("list", endpoint_list))

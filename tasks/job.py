@@ -1,0 +1,166 @@
+"""`inv job.*` — Jobs: training in the theme image on either target, a detached job attached, the notebook run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from invoke import Exit, task
+
+from gs_ds_env.settings import ConfigError, load_settings
+
+from .common import aws_settings, clear_errors, group, number
+
+
+@task(
+    help={
+        "target": "local or sagemaker",
+        "theme": "theme (its image runs the job)",
+        "py": "Python 3.N",
+        "entry_point": "your script (script mode, run by the SageMaker training toolkit in the theme image)",
+        "source_dir": "the folder shipped with it (default: the entry point's folder)",
+        "channel": "name=folder, name=file or (sagemaker) name=s3://…, repeatable (script mode)",
+        "hyperparameter": "key=value passed to the script as --key value, repeatable; nothing else is passed",
+        "metric_definition": "name=regex with one (group) for the value, repeatable (the SDK's metric_definitions)",
+        "job_name": "training job name (default: BASE_JOB_NAME-<theme>-<script>-<timestamp>)",
+        "dry_run": "print the plan, start nothing",
+        "allow_drift": "train even if the kernel and the image differ (the report records it)",
+        "skip_preflight": "sagemaker: skip the checks run before anything is pushed or paid for",
+        "detach": "sagemaker: start the job and return; `inv job attach NAME` follows it and collects its results",
+    },
+    iterable=["channel", "hyperparameter", "metric_definition"],
+)
+@clear_errors
+def train(
+    c,
+    target=None,
+    theme=None,
+    py=None,
+    entry_point=None,
+    source_dir=None,
+    channel=None,
+    hyperparameter=None,
+    metric_definition=None,
+    job_name=None,
+    dry_run=False,
+    allow_drift=False,
+    skip_preflight=False,
+    detach=False,
+):
+    """Train in the theme image: your --entry-point (script mode), or the Titanic program on the staged data."""
+    from gs_ds_env import deploy as deploy_mod
+    from gs_ds_env import metrics, plans, script_mode
+
+    if entry_point is not None and not entry_point.strip():
+        raise ConfigError("--entry-point is empty: give the script to run, e.g. --entry-point train.py")
+    settings = load_settings(target=target, theme=theme, py=py, entry_point=entry_point, source_dir=source_dir)
+    if detach and settings.target != "sagemaker":
+        raise ConfigError("--detach is for TARGET=sagemaker: a local job runs on this machine while you wait")
+    if not settings.entry_point:
+        if channel or hyperparameter or metric_definition:
+            raise ConfigError("--channel, --hyperparameter and --metric-definition go with --entry-point (script mode)")
+        deploy_mod.run(
+            settings,
+            skip_kernel=True,
+            job_name=job_name,
+            dry_run=dry_run,
+            allow_drift=allow_drift,
+            skip_preflight=skip_preflight,
+            detach=detach,
+        )
+        return
+    channels = script_mode.parse_channels(channel or [], settings.target)
+    hyperparameters = script_mode.parse_hyperparameters(hyperparameter or [])
+    definitions = metrics.parse_definitions(metric_definition or [])
+    if dry_run:
+        print(plans.script_plan(settings, hyperparameters, channels, definitions))
+        return
+    deploy_mod.run_script(
+        settings,
+        channels=channels or None,
+        hyperparameters=hyperparameters,
+        metric_definitions=definitions,
+        job_name=job_name,
+        allow_drift=allow_drift,
+        skip_preflight=skip_preflight,
+        detach=detach,
+    )
+
+
+@task(
+    help={
+        "target": "local or sagemaker",
+        "theme": "theme",
+        "py": "Python 3.N",
+        "source": "Titanic CSV URL or path",
+        "job_name": "training job name (default: BASE_JOB_NAME + timestamp)",
+        "dry_run": "print the plan (every command and AWS call), do nothing",
+        "allow_drift": "train even if the kernel and the image differ (the report records it)",
+        "skip_preflight": "sagemaker: skip the checks run before anything is pushed or paid for",
+        "detach": "sagemaker: start the job and return; `inv job attach NAME` follows it and collects its results",
+    }
+)
+@clear_errors
+def deploy(
+    c,
+    target=None,
+    theme=None,
+    py=None,
+    source=None,
+    job_name=None,
+    dry_run=False,
+    allow_drift=False,
+    skip_preflight=False,
+    detach=False,
+):
+    """kernel -> build -> parity -> (instance, push) -> data -> training job -> runs/<job>/report.md."""
+    from gs_ds_env import deploy as deploy_mod
+
+    settings = load_settings(target=target, theme=theme, py=py)
+    if detach and settings.target != "sagemaker":
+        raise ConfigError("--detach is for TARGET=sagemaker: a local job runs on this machine while you wait")
+    deploy_mod.run(
+        settings,
+        source=source,
+        job_name=job_name,
+        dry_run=dry_run,
+        allow_drift=allow_drift,
+        skip_preflight=skip_preflight,
+        detach=detach,
+    )
+
+
+@task(help={"name": "the job's name (runs/<name>/ holds its record)"})
+@clear_errors
+def attach(c, name):
+    """Follow a SageMaker job started with --detach until it ends (Ctrl-C stops it), then collect its results."""
+    from gs_ds_env import deploy as deploy_mod
+
+    deploy_mod.attach(aws_settings(), name)
+
+
+@task(
+    help={
+        "path": "the notebook (default notebooks/titanic-sagemaker.ipynb)",
+        "theme": "its theme (default: from the notebook's kernel name)",
+        "py": "Python 3.N of the kernel",
+        "timeout": "seconds a cell may run (default 1800)",
+    }
+)
+@clear_errors
+def notebook(c, path="notebooks/titanic-sagemaker.ipynb", theme=None, py=None, timeout=None):
+    """Run a notebook top to bottom on its theme kernel with nbclient (as CI does); the executed copy goes to runs/."""
+    from gs_ds_env import notebook as notebook_mod
+
+    notebook_path = Path(path).expanduser().resolve()
+    if not notebook_path.is_file():
+        raise ConfigError(f"notebook {path} does not exist: e.g. notebooks/titanic-sagemaker.ipynb")
+    settings = load_settings(theme=theme or notebook_mod.theme_of(notebook_path), py=py)
+    try:
+        notebook_mod.execute(settings, notebook_path, number(1800 if timeout is None else timeout, "--timeout", int))
+    except notebook_mod.NotebookFailed as error:
+        raise Exit(f"error: {error}", code=1) from None
+
+
+namespace = group(
+    "job", ("train", train), ("deploy", deploy), ("attach", attach), ("notebook", notebook), default=deploy
+)
