@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .image import CONTENT_LABEL
+from .image import CONTENT_LABEL, is_ours
 from .paths import dir_bytes
 from .settings import Settings
 
@@ -46,11 +46,6 @@ def current_content_tags(settings: Settings) -> set[str]:
                 if line.startswith("CONTENT_TAG=")
             )
     return tags
-
-
-def _ours(reference: str, repositories: set[str]) -> bool:
-    """registry/repo:tag or repo:tag of one of this project's repositories (IMAGE_NAME, ECR_REPOSITORY)."""
-    return reference.rsplit(":", 1)[0].rsplit("/", 1)[-1] in repositories
 
 
 def plan(settings: Settings, *, uv: bool, pip: bool, docker: bool, runs: bool, older_than: float) -> list[Step]:
@@ -90,11 +85,10 @@ def _image_steps(settings: Settings) -> list[Step]:
     import docker
 
     keep = current_content_tags(settings)
-    repositories = {settings.image_name, settings.ecr_repository} - {""}
     steps = []
     for found in docker.from_env().images.list(filters={"label": CONTENT_LABEL}):
         tag = found.labels.get(CONTENT_LABEL, "")
-        ours = [reference for reference in found.tags if _ours(reference, repositories)]
+        ours = [reference for reference in found.tags if is_ours(settings, reference)]
         # The project built it only if it carries its own content tag (<repository>:<label>): an image built FROM
         # a project image inherits the label, never that tag.
         built_here = any(reference.rsplit(":", 1)[-1] == tag for reference in ours)

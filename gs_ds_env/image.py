@@ -18,6 +18,11 @@ CONTENT_LABEL = "gs-ds-env.content-tag"
 THEME_LABEL = "gs-ds-env.theme"
 
 
+def is_ours(settings: Settings, reference: str) -> bool:
+    """registry/repo:tag or repo:tag in one of this project's repositories (IMAGE_NAME, ECR_REPOSITORY)."""
+    return reference.rsplit(":", 1)[0].rsplit("/", 1)[-1] in {settings.image_name, settings.ecr_repository} - {""}
+
+
 @dataclass(frozen=True)
 class BuiltImage:
     uri: str  # what the training job runs: local name, or registry/repo:content-tag after a push

@@ -7,7 +7,7 @@ import shutil
 from dataclasses import dataclass
 
 from .. import kernels
-from ..image import THEME_LABEL
+from ..image import THEME_LABEL, is_ours
 from ..settings import Settings
 from . import ThemeError
 
@@ -26,7 +26,6 @@ def _image_references(settings: Settings, name: str) -> list[str]:
 
     import docker
 
-    repositories = {settings.image_name, settings.ecr_repository} - {""}
     try:
         images = docker.from_env().images.list(filters={"label": f"{THEME_LABEL}={name}"})
     except DockerException:
@@ -35,8 +34,7 @@ def _image_references(settings: Settings, name: str) -> list[str]:
         reference
         for image in images
         for reference in image.tags
-        if reference.rsplit(":", 1)[0].rsplit("/", 1)[-1] in repositories
-        and reference.rsplit(":", 1)[1].startswith(f"{name}_")
+        if is_ours(settings, reference) and reference.rsplit(":", 1)[1].startswith(f"{name}_")
     )
 
 
