@@ -33,8 +33,10 @@ $(CURDIR)/.tools/uv/bin/uv:
 	@echo "uv not found: installing it into .tools/uv (pip --target; nothing else is touched)"
 	python3 -m pip install --quiet --disable-pip-version-check --target .tools/uv 'uv==$(UV_VERSION)'
 
+# --compile-bytecode: every inv call starts from .pyc, also where PYTHONDONTWRITEBYTECODE is set (CI images often
+# set it; the SageMaker SDK alone is ~2 s to import from source).
 $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --locked
+	$(UV) sync --locked --compile-bytecode
 	@touch $@
 
 venv: $(VENV)/.synced ## Create/refresh the project's tool venv (.venv) from uv.lock

@@ -54,8 +54,9 @@ py_version="${positional[1]}"
 requirements="${positional[2]:-}"
 torch_backend="${positional[3]:-auto}"
 
-[[ "$theme" =~ ^[a-z][a-z0-9_-]{0,63}$ ]] ||
-  die "theme '$theme' is not a valid name: use lowercase letters, digits, '_' or '-', starting with a letter"
+# The settings' THEME_NAME (gs_ds_env/settings.py; a test feeds the same names to both).
+[[ "$theme" =~ ^[a-z](-?[a-z0-9]){0,31}$ ]] ||
+  die "theme '$theme' is not a valid name: lowercase letters, digits and single '-', starting with a letter, at most 32 characters"
 theme_dir="$REPO_ROOT/themes/$theme"
 if [[ ! -d "$theme_dir" ]]; then
   # A theme is a folder with kernel/requirements.txt; _templates/ (inv theme.new's templates) is not one.
@@ -112,6 +113,9 @@ mkdir -p "$WORKING_DIR/cache/uv" "$WORKING_DIR/cache/pip" "$WORKING_DIR/python" 
 export UV_CACHE_DIR="$WORKING_DIR/cache/uv"
 export PIP_CACHE_DIR="$WORKING_DIR/cache/pip"
 export UV_PYTHON_INSTALL_DIR="$WORKING_DIR/python"
+# The venv keeps the bytecode of what its checks import (as the image keeps what its smoke test imports): the
+# kernel then starts without compiling ipykernel, pandas... again, even where the environment says not to write it.
+unset PYTHONDONTWRITEBYTECODE
 # uv hardlinks from its cache only within one filesystem; across two it must copy (and would warn).
 if [[ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d "$kernel_dir")" ]]; then
   log "note: the uv cache ($UV_CACHE_DIR) and $kernel_dir are on different filesystems; packages are copied, not linked"
@@ -175,6 +179,8 @@ staging="$kernel_dir/.venv.new"
 previous="$kernel_dir/.venv.previous"
 discarded="$kernel_dir/.venv.discarded" # a venv renamed aside before it is deleted: the swap back is instant
 frozen_tmp="$kernel_dir/.requirements.lock.txt.new"
+smoke_log="$kernel_dir/.smoke.log.new"
+smoke_pid=""
 spec_backup="$kernel_dir/.kernelspec.previous"
 
 # ---- one build per theme at a time: a second run waits (flock dies with its holder, never goes stale) -------
@@ -204,9 +210,9 @@ if [[ -d "$previous" ]]; then
     rm -rf "$previous"
   fi
 fi
-if compgen -G "$discarded*" >/dev/null || [[ -e "$staging" || -e "$frozen_tmp" || -e "$manifest.new" || -e "$spec_backup" ]]; then
+if compgen -G "$discarded*" >/dev/null || [[ -e "$staging" || -e "$frozen_tmp" || -e "$manifest.new" || -e "$spec_backup" || -e "$smoke_log" ]]; then
   log "removing what an interrupted run left half-done (.venv.new and temporary files)"
-  rm -rf "$staging" "$frozen_tmp" "$manifest.new" "$spec_backup" "$discarded"*
+  rm -rf "$staging" "$frozen_tmp" "$manifest.new" "$spec_backup" "$smoke_log" "$discarded"*
 fi
 
 # A test can stop the build at a named step (fault injection); unset, this does nothing.
@@ -252,6 +258,10 @@ spec_target=""
 rollback() {
   local rc=$?
   trap '' INT TERM HUP # finish putting things back even if the user presses Ctrl-C again
+  if [[ -n "$smoke_pid" ]]; then # a smoke test still running in the venv about to be removed
+    kill "$smoke_pid" 2>/dev/null || true
+    wait "$smoke_pid" 2>/dev/null || true
+  fi
   if ((swapped)) && [[ -d "$previous" ]]; then
     log "stopped after the swap: restoring the previous venv and kernelspec"
     # Rename aside first, put the previous venv back, delete last: the kernel works again at once, not after an
@@ -266,7 +276,7 @@ rollback() {
       mv "$spec_backup" "$spec_target"
     fi
   fi
-  rm -rf "$staging" "$frozen_tmp" "$manifest.new" "$spec_backup" "$discarded.$$"
+  rm -rf "$staging" "$frozen_tmp" "$manifest.new" "$spec_backup" "$smoke_log" "$discarded.$$"
   [[ -d "$venv" ]] && rm -rf "$previous"
   if ((rc != 0)); then
     log "kernel $kernel_name was NOT changed; the previous kernel (if any) still works"
@@ -287,7 +297,31 @@ log "creating venv for Python $py_version in $staging (uv $("$UV" --version | cu
 install_cmd=("$UV" pip install --python "$staging/bin/python" "${requirement_args[@]}" -c "$lock")
 [[ "$torch_backend" != none ]] && install_cmd+=(--torch-backend "$torch_backend")
 log "+ ${install_cmd[*]}"
-"${install_cmd[@]}" || { log "installing under $lock failed"; exit 4; }
+# Every version is pinned by the lock, so uv's cache answers alone when it holds them (a rebuild, a second theme):
+# offline first saves the index round trips (~2 s); anything missing, and it goes online.
+if ! "${install_cmd[@]}" --offline --quiet 2>/dev/null; then
+  "${install_cmd[@]}" || { log "installing under $lock failed"; exit 4; }
+fi
+smoke_result="none (no themes/$theme/smoke.py)"
+smoke_at=""
+full_version="$("$staging/bin/python" -c 'import platform; print(platform.python_version())')"
+# The smoke test runs once per set of inputs (lock, lists, theme.env, smoke.py), Python and torch backend: a
+# rebuild of the same (--force) installs the same files from the same cache, so the result the manifest
+# recorded for the venv being replaced holds; it is carried over with the time it ran.
+if [[ -f "$smoke" && -f "$manifest" && "$(manifest_value SMOKE)" == smoke* && -n "$(manifest_value SMOKE_AT)" &&
+  "$(manifest_value KERNEL_NAME)" == "$kernel_name" && "$(manifest_value INPUTS_SHA256)" == "$inputs_sha" &&
+  "$(manifest_value TORCH_BACKEND)" == "$torch_backend" && "$(manifest_value PYTHON_VERSION)" == "$full_version" ]]; then
+  smoke_result="$(manifest_value SMOKE)"
+  smoke_at="$(manifest_value SMOKE_AT)"
+  log "smoke test: passed for these inputs on Python $full_version at $smoke_at (recorded in $manifest): not run again"
+elif [[ -f "$smoke" ]]; then
+  log "smoke test: $staging/bin/python $smoke"
+  # Run from the theme folder with the kernel's environment, as a notebook would, in the background while the
+  # venv is finished (this project, the import check); waited for before the swap: a failure keeps the old kernel.
+  (cd "$theme_dir" && HF_HOME="$WORKING_DIR/cache/huggingface" TORCH_HOME="$WORKING_DIR/cache/torch" \
+    MPLCONFIGDIR="$WORKING_DIR/cache/matplotlib" exec "$staging/bin/python" "$smoke") >"$smoke_log" 2>&1 &
+  smoke_pid=$!
+fi
 venv_healthy "$staging" || { log "the new venv cannot import ipykernel"; exit 4; }
 # A theme whose notebooks drive training jobs (theme.env KERNEL_WITH_PROJECT=1, e.g. tabular) gets this
 # project's package, editable and without dependencies: kernel/requirements.txt lists them, so the lock pins them.
@@ -298,22 +332,23 @@ if [[ -z "$requirements" ]] && grep -Eq '^KERNEL_WITH_PROJECT=1([[:space:]]|$)' 
   log "+ $UV pip install --python $staging/bin/python --no-deps --editable $REPO_ROOT"
   "$UV" pip install --quiet --python "$staging/bin/python" --no-deps --editable "$REPO_ROOT" ||
     { log "installing this project (editable) into the new venv failed"; exit 4; }
-  "$staging/bin/python" -c 'import gs_ds_env.deploy, titanic.train' ||
-    { log "gs_ds_env does not import in the new venv: is one of its dependencies missing from themes/$theme/kernel/requirements.txt?"; exit 4; }
+  # Every package the project's modules import when they load is installed (looked up, not imported).
+  "$staging/bin/python" -m gs_ds_env.import_check "$REPO_ROOT" ||
+    { log "gs_ds_env cannot be imported in the new venv: add what is not installed to themes/$theme/kernel/requirements.txt and run inv lock"; exit 4; }
 fi
 checkpoint installed
 
-smoke_result="none (no themes/$theme/smoke.py)"
-if [[ -f "$smoke" ]]; then
-  log "smoke test: $staging/bin/python $smoke"
-  # Run from the theme folder with the kernel's environment, as a notebook would; a failure keeps the old kernel.
-  if ! smoke_out="$(cd "$theme_dir" && HF_HOME="$WORKING_DIR/cache/huggingface" TORCH_HOME="$WORKING_DIR/cache/torch" \
-    MPLCONFIGDIR="$WORKING_DIR/cache/matplotlib" "$staging/bin/python" "$smoke" 2>&1)"; then
-    printf '%s\n' "$smoke_out" | tail -n 15 >&2
+if [[ -n "$smoke_pid" ]]; then
+  if ! wait "$smoke_pid"; then
+    smoke_pid=""
+    tail -n 15 "$smoke_log" >&2
     log "the smoke test themes/$theme/smoke.py failed in the new venv"
     exit 5
   fi
-  smoke_result="$(printf '%s\n' "$smoke_out" | tail -n 1)"
+  smoke_pid=""
+  smoke_result="$(tail -n 1 "$smoke_log")"
+  smoke_at="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  rm -f "$smoke_log"
   log "$smoke_result"
 fi
 "$UV" pip freeze --python "$staging/bin/python" >"$frozen_tmp"
@@ -332,9 +367,7 @@ mv "$staging" "$venv"
 swapped=1
 checkpoint swapped
 register_kernel "$venv"
-"$venv/bin/python" -c 'import sys, ipykernel; print(sys.prefix)' >/dev/null
 
-full_version="$("$venv/bin/python" -c 'import platform; print(platform.python_version())')"
 {
   echo "# written by bin/gs-env-create-kernel.sh; read by the restore script, 'inv kernels' and 'inv doctor'"
   echo "# (REQUIREMENTS_FILE, LOCK_SHA256, UV_VERSION, CREATED_AT: what it was made from and when, for people)"
@@ -345,6 +378,7 @@ full_version="$("$venv/bin/python" -c 'import platform; print(platform.python_ve
   printf 'LOCK_SHA256="%s"\n' "$lock_sha"
   printf 'INPUTS_SHA256="%s"\n' "$inputs_sha"
   printf 'SMOKE="%s"\n' "${smoke_result//\"/\'}"
+  printf 'SMOKE_AT="%s"\n' "$smoke_at"
   printf 'TORCH_BACKEND="%s"\n' "$torch_backend"
   printf 'UV_VERSION="%s"\n' "$("$UV" --version | cut -d' ' -f2)"
   printf 'CREATED_AT="%s"\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"

@@ -22,6 +22,8 @@ Options:
   --ca-bundle FILE    PEM certificates the build stages trust in addition (a TLS-inspecting corporate proxy's CA);
                       also $BUILD_CA_BUNDLE. Only the build stages install from the network; the image is unchanged
   --immutable         create the repository with tag immutability (then only the content tag is pushed)
+  --workspace         the workspace variant (Dockerfile target workspace: the image plus JupyterLab, the theme's
+                      kernel registered, user sagemaker-user 1000:100), tagged <tag>-workspace[-<digest>]
   --dry-run           print every command it would run, in order (the by-hand recipe), do nothing
   --result-file FILE  also write the KEY=value results to FILE (as docker build --iidfile does): what inv reads
   -h, --help          this help
@@ -41,6 +43,7 @@ push=1
 dry_run=0
 cache_args=()
 immutable=0
+workspace=0
 py="${PY:-}"
 base_image="${BASE_IMAGE:-}"
 torch_backend="${TORCH_BACKEND:-none}"
@@ -54,6 +57,7 @@ while (($#)); do
     --no-push) push=0 ;;
     --dry-run) dry_run=1 ;;
     --immutable) immutable=1 ;;
+    --workspace) workspace=1 ;;
     --no-cache) cache_args=(--no-cache) ;;
     --py) [[ $# -ge 2 ]] || die "--py needs a value"; py="$2"; shift ;;
     --base-image) [[ $# -ge 2 ]] || die "--base-image needs a value"; base_image="$2"; shift ;;
@@ -68,9 +72,17 @@ while (($#)); do
 done
 ((${#positional[@]} == 5)) || { usage >&2; exit 2; }
 theme="${positional[0]}" account="${positional[1]}" region="${positional[2]}" repo="${positional[3]}" tag="${positional[4]}"
+target=training
+if ((workspace)); then
+  target=workspace
+  tag="$tag-workspace"
+fi
 
 # ---- validate everything before touching docker or AWS ----------------------------------------------
-[[ "$theme" =~ ^[a-z][a-z0-9_-]{0,63}$ && -f "$REPO_ROOT/themes/$theme/docker/requirements.txt" ]] ||
+# The settings' THEME_NAME (gs_ds_env/settings.py; a test feeds the same names to both).
+[[ "$theme" =~ ^[a-z](-?[a-z0-9]){0,31}$ ]] ||
+  die "theme '$theme' is not a valid name: lowercase letters, digits and single '-', starting with a letter, at most 32 characters"
+[[ -f "$REPO_ROOT/themes/$theme/docker/requirements.txt" ]] ||
   die "theme '$theme' has no themes/$theme/docker/requirements.txt; available: $(cd "$REPO_ROOT/themes" && find . -path '*/docker/requirements.txt' | cut -d/ -f2 | sort | xargs)"
 if ((push)) || [[ "$account" != - ]]; then
   [[ "$account" =~ ^[0-9]{12}$ ]] || die "aws_account_id '$account' must be 12 digits (aws sts get-caller-identity --query Account)"
@@ -140,14 +152,17 @@ base_identity() {
 }
 content_digest() {
   {
-    printf 'py=%s\nbase=%s\ntheme=%s\ntorch=%s\nuv=%s\ntoolkit=%s\n' "$py" "$(base_identity)" "$theme" "$torch_backend" \
-      "$uv_version" "$toolkit"
+    printf 'py=%s\nbase=%s\ntheme=%s\ntorch=%s\nuv=%s\ntoolkit=%s\ntarget=%s\n' "$py" "$(base_identity)" "$theme" \
+      "$torch_backend" "$uv_version" "$toolkit" "$target"
     cd "$REPO_ROOT"
     local inputs=(docker training "themes/$theme/docker" "themes/$theme/requirements.lock" "themes/$theme/smoke.py"
       .dockerignore)
     [[ -f "themes/$theme/app.py" ]] && inputs+=("themes/$theme/app.py")
+    # What only the workspace variant is built from does not change the training image's tag.
+    local workspace_only=()
+    [[ "$target" == workspace ]] || workspace_only=(! -name 'workspace.*' ! -name start-jupyterlab.sh)
     find "${inputs[@]}" \
-      -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 2>/dev/null |
+      -type f ! -path '*/__pycache__/*' ! -name '*.pyc' "${workspace_only[@]}" -print0 2>/dev/null |
       LC_ALL=C sort -z | xargs -0 sha256sum
   } | sha256sum | cut -c1-12
 }
@@ -166,11 +181,12 @@ if [[ -n "$result_file" ]]; then : >"$result_file"; fi
 
 # The commands, built once: run below, or printed by --dry-run as the by-hand recipe.
 build_cmd=(docker build --force-rm "${cache_args[@]}"
-  --file "$REPO_ROOT/docker/Dockerfile"
+  --file "$REPO_ROOT/docker/Dockerfile" --target "$target"
   --build-arg "PY=$py" --build-arg "THEME=$theme" --build-arg "BASE_IMAGE=$base_image"
   --build-arg "UV_VERSION=$uv_version" --build-arg "TORCH_BACKEND=$torch_backend" --build-arg "TOOLKIT=$toolkit"
   "${ca_args[@]}"
   --label "gs-ds-env.theme=$theme" --label "gs-ds-env.python=$py" --label "gs-ds-env.content-tag=$content_tag"
+  --label "gs-ds-env.variant=$target"
   --label "gs-ds-env.base-image=$base_image" --label "gs-ds-env.torch-backend=$torch_backend"
   --label "gs-ds-env.lock-sha256=$(sha256sum "$REPO_ROOT/themes/$theme/requirements.lock" | cut -d' ' -f1)"
   --tag "$repo:$content_tag" --tag "$local_image"

@@ -18,11 +18,12 @@ class AppError(RuntimeError):
     """The app container did not come up; the message says what it printed."""
 
 
-def _healthy(url: str, deadline: float) -> bool:
+def answers(url: str, deadline: float, good=lambda body: body.strip() == b"ok") -> bool:
+    """Poll `url` until it answers 200 with a body `good` accepts (Streamlit's health: "ok"), or the deadline."""
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200 and response.read().strip() == b"ok":
+                if response.status == 200 and good(response.read()):
                     return True
         except (urllib.error.URLError, OSError):
             pass
@@ -64,7 +65,7 @@ def run(settings: Settings, port: int, check_only: bool) -> None:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        if not _healthy(url + HEALTH_PATH, time.monotonic() + STARTUP_SECONDS):
+        if not answers(url + HEALTH_PATH, time.monotonic() + STARTUP_SECONDS):
             last = container.logs(tail=5).decode(errors="replace").strip().replace("\n", " | ")
             raise AppError(f"{built.uri} did not answer {url}{HEALTH_PATH} within {STARTUP_SECONDS} s: {last}")
         print(

@@ -22,7 +22,8 @@ class Step:
     what: str  # one line: what is removed
     bytes: int  # what it holds now (what the step frees at most)
     kind: str  # uv | pip | image | run
-    target: str  # cache dir, image id, run folder
+    target: str  # cache dir, image references, run folder
+    image_id: str = ""  # an image step: the id its package list is kept under (parity's cache)
 
 
 def _size(path: Path) -> int:
@@ -38,13 +39,16 @@ def current_content_tags(settings: Settings) -> set[str]:
     tags = set()
     for theme in locks.themes(settings.repo_root):
         for py in sorted(pythons):
-            command = image.build_push_command(settings.replace(theme=theme, py=py), push=False, dry_run=True)
-            result = subprocess.run(command, capture_output=True, text=True)
-            tags.update(
-                line.removeprefix("CONTENT_TAG=")
-                for line in result.stdout.splitlines()
-                if line.startswith("CONTENT_TAG=")
-            )
+            for workspace in (False, True):
+                command = image.build_push_command(
+                    settings.replace(theme=theme, py=py), push=False, dry_run=True, workspace=workspace
+                )
+                result = subprocess.run(command, capture_output=True, text=True)
+                tags.update(
+                    line.removeprefix("CONTENT_TAG=")
+                    for line in result.stdout.splitlines()
+                    if line.startswith("CONTENT_TAG=")
+                )
     return tags
 
 
@@ -103,9 +107,10 @@ def _image_steps(settings: Settings) -> list[Step]:
                 size,
                 "image",
                 " ".join(ours),
+                image_id=found.id,
             )
         )
-    return steps
+    return sorted(steps, key=lambda step: step.target)  # the same order in the plan and in the real run
 
 
 def describe(steps: list[Step], dry_run: bool) -> list[str]:
@@ -114,6 +119,18 @@ def describe(steps: list[Step], dry_run: bool) -> list[str]:
     total = sum(step.bytes for step in steps)
     lines.append(f"{'would free' if dry_run else 'frees'} up to {total / 1e6:.0f} MB" if steps else "nothing to clean")
     return lines
+
+
+def _exists(image_id: str) -> bool:
+    from docker.errors import ImageNotFound
+
+    import docker
+
+    try:
+        docker.from_env().images.get(image_id)
+    except ImageNotFound:
+        return False
+    return True
 
 
 class CleanError(RuntimeError):
@@ -155,6 +172,8 @@ def execute(settings: Settings, steps: list[Step]) -> int:
                 for reference in step.target.split():
                     docker.from_env().images.remove(reference, force=False)
                 freed += step.bytes
+                if step.image_id and not _exists(step.image_id):
+                    settings.paths.image_packages(step.image_id).unlink(missing_ok=True)
             except APIError as error:
                 print(f"kept image {step.target}: {error.explanation}", flush=True)
         elif step.kind == "run":

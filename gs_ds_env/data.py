@@ -171,15 +171,15 @@ def split_and_stage(settings: Settings, source: str | None = None) -> StagedData
     file edited or truncated after staging is staged again from the verified source, never trained on."""
     path, origin = fetch(settings, source)
     sha = sha256_of(path)
-    frame = load(path)
     key = f"{sha[:12]}-seed{settings.seed}-val{settings.validation_fraction:g}"
     stage = settings.data_dir / "staged" / key
     stage.parent.mkdir(parents=True, exist_ok=True)
     with exclusive(stage.with_name(stage.name + ".lock"), f"staging {key}"):
         recorded = _recorded_channels(stage)
-        if recorded is None:
+        if recorded is None:  # the source is read (and checked) only to stage it: its sha256 names the folder
             from sklearn.model_selection import train_test_split
 
+            frame = load(path)
             train, validation = train_test_split(
                 frame, test_size=settings.validation_fraction, stratify=frame["Survived"], random_state=settings.seed
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from . import (
     report,
     s3_data,
     script_mode,
+    sdk,
     training_job,
 )
 from . import versions as versions_mod
@@ -27,13 +29,30 @@ from .report import invoked_command
 from .settings import ConfigError, Settings
 
 
+def process_age() -> float | None:
+    """Seconds since this process started (Linux's /proc): the start-up (interpreter, inv, imports, settings) that
+    no step can time from inside. None elsewhere."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class Timer:
+    """Each step's seconds, in order, from the process's start: the report's timings add up to the run's wall time."""
+
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        age = process_age()
+        if age is not None:
+            self.seconds["start-up (inv, imports, settings)"] = round(age, 2)
 
     @contextmanager
-    def step(self, name: str):
-        print(f"==> {name}", flush=True)
+    def step(self, name: str, announce: bool = True):
+        if announce:
+            print(f"==> {name}", flush=True)
         started = time.perf_counter()
         yield
         self.seconds[name] = round(time.perf_counter() - started, 2)
@@ -45,10 +64,14 @@ JOB_NAME = r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"  # SageMaker's training job names
 def check_parity(settings: Settings, built: image.BuiltImage, allow_drift: bool) -> tuple[dict, parity.Environment]:
     """Kernel venv vs image, before any training: a difference stops the run unless `allow_drift`."""
     venv = settings.theme_files.venv
-    container = parity.image_environment(built.local_ref)
+    container = (
+        parity.image_environment_once(built.local_ref, settings.paths.image_packages(built.image_id))
+        if built.image_id
+        else parity.image_environment(built.local_ref)
+    )
     if not venv.is_dir():
         print(f"note: no kernel venv for {settings.theme} ({venv}): parity with the notebook not checked", flush=True)
-        return {"checked": False, "reason": f"no kernel venv at {venv}"}, container
+        return {"checked": False, "reason": f"no kernel venv at {venv}", "image_packages": container.origin}, container
     result = parity.compare(settings.kernel_name, built.local_ref, parity.venv_environment(venv), container)
     if result.ok:
         print(f"parity: {result.summary()}", flush=True)
@@ -60,7 +83,7 @@ def check_parity(settings: Settings, built: image.BuiltImage, allow_drift: bool)
             f"kernel (make kernel THEME={settings.theme} PY={settings.py} FORCE=1) or pass "
             f"--allow-drift"
         )
-    return result.as_record(allow_drift), container
+    return {**result.as_record(allow_drift), "image_packages": container.origin}, container
 
 
 def titanic_data(staged: data.StagedData) -> dict:
@@ -78,6 +101,8 @@ def titanic_data(staged: data.StagedData) -> dict:
 
 def image_record(built: image.BuiltImage) -> dict:
     record = {"uri": built.uri, "content_tag": built.content_tag, "size_bytes": built.size_bytes}
+    if built.image_id:
+        record["image_id"] = built.image_id
     if built.digest:  # pushed: the registry's digest, and the tags this run sent
         record.update(digest=built.digest, pushed=built.pushed)
     return record
@@ -130,11 +155,14 @@ def _write_run(
     """Write the run record (run.json) and its report: what every run shares (settings, image, parity, the job's
     result, timings, the command); `fields` adds the program's part (the Titanic data, or the entry point), the
     target's (sagemaker_fields) and, for a job that did not complete, its status and reason."""
+    started = time.perf_counter()
     parity_record, container = checked
     versions = fields.pop("versions", None) or versions_mod.collect(settings, built, container)
     timings = dict(timer.seconds)
     if result is not None:
+        timings.update({f"train: {step}": seconds for step, seconds in result.steps.items()})
         timings["training computation (in container)"] = result.training_seconds or 0.0
+    timings["run record (versions, report)"] = round(time.perf_counter() - started, 2)
     record = report.RunRecord(
         target=settings.target,
         theme=settings.theme,
@@ -211,6 +239,7 @@ def run(
     if dry_run:
         print(sagemaker_plan(settings) if settings.target == "sagemaker" else local_plan(settings), flush=True)
         return None
+    sdk.prefetch()  # imported while the first steps wait on the kernel script, the build and parity
     if settings.target == "sagemaker":
         return deploy_sagemaker(
             settings,
@@ -259,7 +288,8 @@ def deploy_local(
     )
     with timer.step("train"), recording_failures(failed):
         result = training_job.train_local(settings, built.uri, staged.channels, job_name)
-    pictures = _local_pictures(settings, result, job_name)
+    with timer.step("pictures (from output.tar.gz)", announce=False):
+        pictures = _local_pictures(settings, result, job_name)
     return _write_run(
         settings,
         job_name,
@@ -312,6 +342,7 @@ def run_script(
 ) -> Path:
     """`inv train --entry-point FILE`: the user's code as a job in the theme's image (local mode or SageMaker)."""
     script = script_mode.prepare(settings, hyperparameters, metric_definitions)
+    sdk.prefetch()
     job_name = claim_job_name(settings, job_name, script.entry_point)
     if channels is None:  # no --channel: the staged Titanic data, as the Titanic job has; {}: no channel at all
         channels = titanic_channels(settings)
@@ -338,7 +369,8 @@ def run_script(
     )
     with timer.step("train"), recording_failures(failed):
         result = training_job.train_local(settings, built.uri, folders, job_name, script=script)
-    pictures = _local_pictures(settings, result, job_name)
+    with timer.step("pictures (from output.tar.gz)", announce=False):
+        pictures = _local_pictures(settings, result, job_name)
     return _write_run(settings, job_name, built, checked, result, timer, pictures, channels=result.channels, **fields)
 
 

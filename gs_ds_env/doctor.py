@@ -14,8 +14,6 @@ import subprocess
 from dataclasses import asdict
 from pathlib import Path
 
-from jupyter_client.kernelspec import KernelSpecManager
-
 from . import kernels, locks
 from .checks import FAIL, OK, WARN, Check
 from .paths import dir_bytes
@@ -68,9 +66,7 @@ def usage_breakdown(settings: Settings) -> list[Check]:
         ("uv-managed Pythons", settings.paths.pythons),
         ("runs/", settings.paths.runs),
     ]
-    parts += [
-        (f"venv {venv.parent.parent.name}", venv) for venv in sorted(settings.repo_root.glob("themes/*/kernel/.venv"))
-    ]
+    parts += [(f"venv {files.theme}", files.venv) for files in settings.paths.theme_folders()]
     return [Check("disk", name, OK, f"{_gb(dir_bytes(path))} in {path}") for name, path in parts if path.exists()]
 
 
@@ -172,6 +168,8 @@ def tool_checks(settings: Settings) -> list[Check]:
 
 
 def kernel_checks(settings: Settings) -> list[Check]:
+    from jupyter_client.kernelspec import KernelSpecManager
+
     manager = KernelSpecManager()
     specs = manager.find_kernel_specs()
     checks = []

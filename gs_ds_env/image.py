@@ -31,16 +31,19 @@ class BuiltImage:
     base_image: str = ""  # the base it was built on (digest-pinned unless BASE_IMAGE overrides it)
     digest: str = ""
     size_bytes: int = 0
+    image_id: str = ""  # sha256:… of the local image: its content, so what was learnt about it once holds
     pushed: list[str] = field(default_factory=list)  # tags sent to the registry by this run (empty: already there)
 
     @classmethod
     def from_record(cls, record: dict) -> BuiltImage:
         """The image as a run record kept it (run.json's `image`)."""
-        keys = ("uri", "content_tag", "size_bytes", "digest", "pushed")
+        keys = ("uri", "content_tag", "size_bytes", "digest", "pushed", "image_id")
         return cls(**{key: record[key] for key in keys if key in record})
 
 
-def build_push_command(settings: Settings, push: bool, account: str = "-", dry_run: bool = False) -> list[str]:
+def build_push_command(
+    settings: Settings, push: bool, account: str = "-", dry_run: bool = False, workspace: bool = False
+) -> list[str]:
     cmd = [
         str(settings.repo_root / "bin/gs-env-docker-build-push.sh"),
         "--py",
@@ -61,6 +64,8 @@ def build_push_command(settings: Settings, push: bool, account: str = "-", dry_r
             cmd.append("--immutable")
     if dry_run:
         cmd.append("--dry-run")
+    if workspace:
+        cmd.append("--workspace")
     repository = settings.ecr_repository if push else settings.image_name
     region = settings.aws_region if push else "-"
     return cmd + [settings.theme, account, region, repository, settings.kernel_name]
@@ -75,27 +80,34 @@ def _run(cmd: list[str], **run_options) -> tuple[subprocess.CompletedProcess, di
         return completed, {key: value or "" for key, value in dotenv_values(result_file).items()}
 
 
-def build(settings: Settings, dry_run: bool = False) -> BuiltImage:
-    _, result = _run(build_push_command(settings, push=False, dry_run=dry_run), stdout=subprocess.DEVNULL)
+def build(settings: Settings, dry_run: bool = False, workspace: bool = False) -> BuiltImage:
+    """The theme's training image (or, `workspace`, its workspace variant: JupyterLab and the theme's kernel)."""
+    _, result = _run(
+        build_push_command(settings, push=False, dry_run=dry_run, workspace=workspace), stdout=subprocess.DEVNULL
+    )
+    image_id, size = ("", 0) if dry_run else identity(result["IMAGE_URI"])
     return BuiltImage(
         uri=result["IMAGE_URI"],
         content_tag=result["CONTENT_TAG"],
         local_ref=result["IMAGE_URI"],
         base_image=result.get("BASE_IMAGE", ""),
-        size_bytes=0 if dry_run else image_size(result["IMAGE_URI"]),
+        size_bytes=size,
+        image_id=image_id,
     )
 
 
 def push(settings: Settings, account: str) -> BuiltImage:
     _, result = _run(build_push_command(settings, push=True, account=account), stdout=subprocess.DEVNULL)
     local = f"{settings.ecr_repository}:{result['CONTENT_TAG']}"
+    image_id, size = identity(local)
     return BuiltImage(
         uri=result["IMAGE_URI"],
         content_tag=result["CONTENT_TAG"],
         local_ref=local,
         base_image=result.get("BASE_IMAGE", ""),
         digest=result.get("IMAGE_DIGEST", ""),
-        size_bytes=image_size(local),
+        size_bytes=size,
+        image_id=image_id,
         pushed=result.get("PUSHED", "").split(),
     )
 
@@ -120,4 +132,10 @@ def push_plan(settings: Settings, account: str) -> PushPlan:
 
 
 def image_size(reference: str) -> int:
-    return int(docker.from_env().images.get(reference).attrs["Size"])
+    return identity(reference)[1]
+
+
+def identity(reference: str) -> tuple[str, int]:
+    """(image id, size in bytes) of a local image."""
+    attrs = docker.from_env().images.get(reference).attrs
+    return attrs["Id"], int(attrs["Size"])

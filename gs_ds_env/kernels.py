@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dotenv import dotenv_values
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
-from .paths import dir_bytes
+from .paths import Paths, ThemeFiles, dir_bytes
 from .settings import REPO_ROOT, Settings
 
 
@@ -81,15 +80,19 @@ def _status(venv: Path) -> str:
 class Manifest:
     """themes/<theme>/kernel/manifest.env as bin/gs-env-create-kernel.sh wrote it; the one reader in Python."""
 
-    path: Path
+    files: ThemeFiles  # the theme folder holding it
     kernel_name: str
     theme: str
     python_version: str  # the full version, e.g. 3.11.7 ("" if unrecorded)
     smoke: str  # the smoke test's last line at creation ("" if unrecorded)
 
     @property
+    def path(self) -> Path:
+        return self.files.manifest
+
+    @property
     def venv(self) -> Path:
-        return self.path.parent / ".venv"
+        return self.files.venv
 
     @property
     def py(self) -> str:
@@ -99,15 +102,16 @@ class Manifest:
 
 def manifests(repo_root: Path) -> list[Manifest]:
     found = []
-    for path in sorted(repo_root.glob("themes/*/kernel/manifest.env")):
-        # Every manifest, even of a theme whose lists are gone: its kernel must stay listable and removable.
+    for files in Paths(repo_root).theme_folders():
+        if not files.manifest.is_file():
+            continue
         # The kernel script writes it; damaged bytes (a bad disk, a hand edit) show as U+FFFD, never a traceback.
-        values = dotenv_values(stream=io.StringIO(path.read_bytes().decode("utf-8", errors="replace")))
+        values = dotenv_values(stream=io.StringIO(files.manifest.read_bytes().decode("utf-8", errors="replace")))
         found.append(
             Manifest(
-                path,
+                files,
                 kernel_name=values.get("KERNEL_NAME") or "?",
-                theme=values.get("THEME") or path.parent.parent.name,
+                theme=values.get("THEME") or files.theme,
                 python_version=values.get("PYTHON_VERSION") or "",
                 smoke=values.get("SMOKE") or "",
             )
@@ -159,6 +163,8 @@ def _registered(specs: dict[str, str], name: str, venv: Path) -> str:
 
 def list_kernels(repo_root: Path = REPO_ROOT, smoke_now: bool = False, theme: str | None = None) -> list[KernelInfo]:
     """Every theme kernel (or only `theme`'s); `smoke_now` runs each smoke test again instead of the recorded one."""
+    from jupyter_client.kernelspec import KernelSpecManager  # ~0.2 s: imported by the tasks that list
+
     specs = KernelSpecManager().find_kernel_specs()
     rows = []
     for manifest in manifests(repo_root):
@@ -209,12 +215,15 @@ def remove_kernel(repo_root: Path, name: str, with_venv: bool, dry_run: bool) ->
 
     Only kernels a theme manifest names, whose kernelspec runs that theme's venv, are this project's to remove:
     a user's own kernel, one found through JUPYTER_PATH, or `python3` is refused."""
-    theme_venv = next((m.venv for m in manifests(repo_root) if m.kernel_name == name), None)
-    if theme_venv is None:
+    manifest = next((m for m in manifests(repo_root) if m.kernel_name == name), None)
+    if manifest is None:
         raise KernelError(
             f"kernel {name!r} was not created by this project (no themes/*/kernel/manifest.env names "
             f"it): refusing; `inv kernels` lists this project's kernels"
         )
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    theme_venv = manifest.venv
     manager = KernelSpecManager()
     actions = []
     try:
@@ -238,5 +247,5 @@ def remove_kernel(repo_root: Path, name: str, with_venv: bool, dry_run: bool) ->
         manager.remove_kernel_spec(name)
     if with_venv and theme_venv.exists():
         shutil.rmtree(theme_venv)
-        (theme_venv.parent / "manifest.env").unlink(missing_ok=True)
+        manifest.path.unlink(missing_ok=True)
     return actions

@@ -8,7 +8,9 @@ the same question, by the same probe, through their own interpreter.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +35,7 @@ class ParityError(RuntimeError):
 class Environment:
     python: str
     packages: dict[str, str]  # normalised name -> version
+    origin: str = "listed now"  # or where a list made earlier for the same image id was read from
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,26 @@ def image_environment(image: str) -> Environment:
         reason = (probe.stderr.strip().splitlines() or [f"exit status {probe.returncode}"])[-1]
         raise ParityError(f"cannot list the packages of image {image}: {reason}")
     return _parse(probe.stdout)
+
+
+def image_environment_once(image: str, cache: Path) -> Environment:
+    """The image's packages, listed in a container the first time and read back from `cache` (named by the image
+    id, i.e. by its content) afterwards: a warm run does not start a container to learn what cannot have changed.
+    A damaged cache file is listed again."""
+    try:
+        saved = json.loads(cache.read_text())
+        return Environment(
+            saved["python"], saved["packages"], origin=f"reused: listed at {saved['listed_at']} ({cache})"
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    listed = image_environment(image)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    scratch = cache.with_name(f".{cache.name}.{os.getpid()}")
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    scratch.write_text(json.dumps({"python": listed.python, "packages": listed.packages, "listed_at": stamp}))
+    scratch.replace(cache)
+    return listed
 
 
 def compare(kernel_name: str, image: str, kernel: Environment, container: Environment) -> Parity:

@@ -53,8 +53,20 @@ class Paths:
         """Pythons uv downloads (UV_PYTHON_INSTALL_DIR)."""
         return self._working("python")
 
+    def image_packages(self, image_id: str) -> Path:
+        """What a theme image holds (Python, packages), listed once per image id: an id names its content."""
+        return self._working(f"cache/images/{image_id.removeprefix('sha256:')}.json")
+
     def theme(self, name: str) -> ThemeFiles:
         return ThemeFiles(self.repo_root / "themes" / name)
+
+    def theme_folders(self) -> list[ThemeFiles]:
+        """Every folder under themes/ but _templates/ and hidden ones, lists or not (a theme whose lists are gone
+        may still hold a kernel venv and manifest: they stay listable and removable)."""
+        root = self.repo_root / "themes"
+        if not root.is_dir():
+            return []
+        return [ThemeFiles(p) for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(("_", "."))]
 
     def themes(self) -> list[str]:
         """Every theme (a folder with kernel/requirements.txt); _templates/ and hidden folders are not themes."""

@@ -119,7 +119,12 @@ def _parity_line(parity: dict) -> str:
     if not parity.get("checked"):
         return f"- Parity with the notebook kernel: not checked ({parity.get('reason', 'no kernel')})."
     if not parity["differences"] and not parity.get("python_differs"):
-        return f"- Parity with the notebook kernel: {parity['shared_packages']} shared packages, 0 differences."
+        source = parity.get("image_packages", "")
+        image_side = f" (the image's packages: {source})" if source.startswith("reused") else ""
+        return (
+            f"- Parity with the notebook kernel: {parity['shared_packages']} shared packages, 0 differences"
+            f"{image_side}."
+        )
     listed = ", ".join(f"{d['name']} {d['kernel']} (kernel) vs {d['image']} (image)" for d in parity["differences"])
     return (
         f"- **Drift allowed (--allow-drift)**: the kernel and the image differ: {listed or 'in Python version'}. "

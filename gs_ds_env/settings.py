@@ -210,8 +210,15 @@ def load_settings(repo_root: Path = REPO_ROOT, env_file: Path | None = None, **o
     return settings
 
 
+# What a theme may be called (the folder themes/NAME, the kernel NAME_<pyver>, image tags, SageMaker names: see
+# gs_ds_env/theme/names.py). The bin/ scripts carry the same pattern for standalone use.
+THEME_NAME = r"[a-z](-?[a-z0-9]){0,31}"
+
 _RULES = {
-    "theme": (r"[a-z][a-z0-9_-]{0,63}", "a lowercase theme name under themes/ (at most 64 characters)"),
+    "theme": (
+        THEME_NAME,
+        "a theme name: lowercase letters, digits and single '-', starting with a letter, at most 32 characters",
+    ),
     "py": (r"3\.\d{1,2}", "of the form 3.N or 3.NN, e.g. 3.12"),
     "torch_backend": (
         r"auto|none|cpu|cu\d{2,3}|rocm\d+(\.\d+)*|xpu",

@@ -9,11 +9,11 @@ import copy
 import io
 import json
 import logging
-import os
 import re
 import shutil
 import tarfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,29 +25,8 @@ from . import aws, interrupts, local_containers, metrics, s3_data
 from .aws import LOG_GROUP
 from .interrupts import Interrupted, interruptible
 from .script_mode import SEED_VARIABLE, ScriptMode, job_base
+from .sdk import SDK_CONFIG, name_from_base, sagemaker
 from .settings import Settings
-
-# ---- the SageMaker SDK (v2), imported quietly ----------------------------------------------------------
-# Passed to every Session as its SDK-defaults config, so the opt-out holds whatever config files exist.
-SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
-
-
-def sagemaker():
-    """The SDK module, its v2 deprecation banner silenced and telemetry opted out."""
-    os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
-    logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
-    logging.getLogger("sagemaker.local.image").setLevel(logging.WARNING)  # it dumps the whole compose file
-    logging.getLogger("sagemaker.local.utils").setLevel(
-        logging.ERROR
-    )  # a warning "RootlessDocker not detected" per call
-    # It logs "To opt out of telemetry…" even when SDK_CONFIG has opted out.
-    logging.getLogger("sagemaker.telemetry.telemetry_logging").setLevel(logging.WARNING)
-    # The SDK sets its loggers to INFO; botocore then reports every endpoint it resolves from AWS_ENDPOINT_URL.
-    logging.getLogger("botocore.configprovider").setLevel(logging.WARNING)
-    import sagemaker as sdk
-
-    return sdk
-
 
 # ---- the job, both targets ----------------------------------------------------------------------------
 LOCAL_ROLE = "arn:aws:iam::000000000000:role/local-mode-unused"  # local mode needs a role string, never uses it
@@ -84,11 +63,12 @@ class JobResult:
     billable_seconds: int | None = None
     cost_usd: float | None = None
     log_streams: list[str] = field(default_factory=list)
+    steps: dict[str, float] = field(default_factory=dict)  # local mode: where the job's wall time went
 
 
 def new_job_name(settings: Settings, program: str = "titanic") -> str:
     """BASE_JOB_NAME-<theme>-<program>-<timestamp>, at most 63 characters (the SDK trims the base)."""
-    return sagemaker().utils.name_from_base(job_base(settings, program))
+    return name_from_base(job_base(settings, program))
 
 
 def estimator(
@@ -308,6 +288,7 @@ def train_local(
     scratch = run_dir / "container"
     scratch.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "job.log"
+    started = time.perf_counter()
     session = local_session(settings, scratch)
     inputs = {channel: f"file://{folder.resolve()}" for channel, folder in channels.items()}
     job = estimator(
@@ -320,9 +301,11 @@ def train_local(
         instance_type="local",
         script=script,
     )
+    sdk_ready = time.perf_counter()
     try:
         with interruptible() as received, _MaxRunWatchdog(settings.max_run, scratch) as watchdog, _logged_to(log_path):
             failure = _fit(job, inputs, job_name)
+        fitted = time.perf_counter()
         # The SDK swallows a signal's exception or turns it into other errors in its clean-up: the list says.
         if received:
             why = f"interrupted ({interrupts.NAMES[received[0]]})"
@@ -364,7 +347,19 @@ def train_local(
     definitions = script.metric_definitions if script else metrics.default_definitions()
     with log_path.open(encoding="utf-8", errors="replace") as log:
         found = {**metrics.from_lines(log, definitions), **saved.get("metrics", {})}
-    return JobResult(str(artifact), found, saved.get("training_seconds"), channels=inputs, log_path=str(log_path))
+    steps = {
+        "SageMaker SDK (import, local session)": sdk_ready - started,
+        "local-mode job (docker-compose, container)": fitted - sdk_ready,
+        "outputs (containers removed, model, metrics)": time.perf_counter() - fitted,
+    }
+    return JobResult(
+        str(artifact),
+        found,
+        saved.get("training_seconds"),
+        channels=inputs,
+        log_path=str(log_path),
+        steps={step: round(seconds, 2) for step, seconds in steps.items()},
+    )
 
 
 def saved_files(artifact: Path) -> list[str]:

@@ -48,7 +48,7 @@ def _git_commit(settings: Settings) -> str:
 
 
 def collect(settings: Settings, built: BuiltImage, image: Environment) -> dict:
-    from .training_job import sagemaker
+    from .sdk import sagemaker
 
     files = settings.theme_files
     return {

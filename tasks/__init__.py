@@ -29,6 +29,7 @@ FLAT_ALIASES = {
     "build": image.build,
     "push": image.push,
     "app": image.app,
+    "lab": image.lab,
     "train": job.train,
     "deploy": job.deploy,
     "attach": job.attach,

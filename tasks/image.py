@@ -9,13 +9,20 @@ from gs_ds_env.settings import load_settings
 from .common import aws_settings, clear_errors, group, number
 
 
-@task(help={"theme": "theme", "py": "Python 3.N", "dry_run": "print what would be built"})
+@task(
+    help={
+        "theme": "theme",
+        "py": "Python 3.N",
+        "dry_run": "print what would be built",
+        "workspace": "the workspace variant (JupyterLab, the theme's kernel; inv lab, Studio, dev containers)",
+    }
+)
 @clear_errors
-def build(c, theme=None, py=None, dry_run=False):
+def build(c, theme=None, py=None, dry_run=False, workspace=False):
     """Build the theme's training image (tagged <name>:<kernel> and <name>:<kernel>-<content digest>)."""
     from gs_ds_env import image
 
-    built = image.build(load_settings(theme=theme, py=py), dry_run=dry_run)
+    built = image.build(load_settings(theme=theme, py=py), dry_run=dry_run, workspace=workspace)
     print(f"image: {built.uri}" + (f" ({built.size_bytes / 1e6:.0f} MB)" if built.size_bytes else ""))
 
 
@@ -55,4 +62,31 @@ def app(c, theme="streamlit", py=None, port=None, check=False):
         raise Exit(f"error: {error}", code=1) from None
 
 
-namespace = group("image", ("build", build), ("push", push), ("app", app), default=build)
+@task(
+    help={
+        "theme": "theme",
+        "py": "Python 3.N",
+        "port": "host port on 127.0.0.1 (default 8888)",
+        "folder": "the folder mounted in the workspace's home (default: the current folder)",
+        "check": "start it, wait until it answers, stop it (exit 1 if it never answers)",
+    }
+)
+@clear_errors
+def lab(c, theme=None, py=None, port=None, folder=None, check=False):
+    """JupyterLab from the theme's workspace image (its kernel: the training env) on 127.0.0.1, until Ctrl-C."""
+    from pathlib import Path
+
+    from gs_ds_env import lab as lab_mod
+
+    try:
+        lab_mod.run(
+            load_settings(theme=theme, py=py),
+            number(8888 if port is None else port, "--port", int),
+            Path(folder) if folder else Path.cwd(),
+            check,
+        )
+    except lab_mod.LabError as error:
+        raise Exit(f"error: {error}", code=1) from None
+
+
+namespace = group("image", ("build", build), ("push", push), ("app", app), ("lab", lab), default=build)

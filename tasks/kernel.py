@@ -93,15 +93,15 @@ def lock(c, theme=None, upgrade=False, check=False, base=False):
             print(f"pinned {line}")
 
 
-@task(help={"theme": "theme", "py": "Python 3.N"})
+@task(help={"theme": "theme", "py": "Python 3.N", "workspace": "compare with the workspace image (inv lab)"})
 @clear_errors
-def parity(c, theme=None, py=None):
+def parity(c, theme=None, py=None, workspace=False):
     """Every package in both the kernel venv and the theme image, with both versions; exit 1 on any difference."""
     from gs_ds_env import image
     from gs_ds_env import parity as parity_mod
 
     settings = load_settings(theme=theme, py=py)
-    built = image.build(settings)
+    built = image.build(settings, workspace=workspace)
     result = parity_mod.check(settings.kernel_name, settings.theme_files.venv, built.local_ref)
     print(result.table())
     if not result.ok:

@@ -97,6 +97,11 @@ def script_args(script: str, key: str, value: str) -> list[str]:
 SHARED_REFUSALS = [
     ("THEME", "Bad;rm", "", (KERNEL, PUSH)),
     ("THEME", "t" * 5000, "", (KERNEL, PUSH)),
+    # One theme-name rule everywhere: the kernel name's '_' separates theme and Python; 32 characters leave room
+    # in SageMaker's 63 (these three passed the settings and the scripts before, and no kernel could carry them).
+    ("THEME", "my_theme", "", (KERNEL, PUSH)),
+    ("THEME", "a--b", "", (KERNEL, PUSH)),
+    ("THEME", "t" * 33, "", (KERNEL, PUSH)),
     ("PY", "3.1x", "", (KERNEL, PUSH)),
     ("PY", "3.10", "", (KERNEL,)),
     ("TORCH_BACKEND", "cu1", "", (KERNEL, PUSH)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import signal
 import subprocess
 import tarfile
@@ -148,7 +149,24 @@ def test_local_deploy_end_to_end(local_deploy, project):
     assert record["hyperparameters"]["model"] == "blend"
     assert record["data"]["sha256"] == "4a437fde05fe5264e1701a7387ac6fb75393772ba38bb2c9c566405af5af4bd7"
     assert record["metrics"]["validation:auc"] >= 0.85
-    assert set(record["timings"]) >= {"kernel", "build", "parity", "data", "train"}
+    # Every step of the run is timed, from the process's start to the record (the total is accounted for).
+    assert list(record["timings"]) == [
+        "start-up (inv, imports, settings)",
+        "kernel",
+        "build",
+        "parity",
+        "data",
+        "train",
+        "pictures (from output.tar.gz)",
+        "train: SageMaker SDK (import, local session)",
+        "train: local-mode job (docker-compose, container)",
+        "train: outputs (containers removed, model, metrics)",
+        "training computation (in container)",
+        "run record (versions, report)",
+    ]
+    parts = [seconds for step, seconds in record["timings"].items() if step.startswith("train: ")]
+    assert sum(parts) <= record["timings"]["train"] + 0.05 and min(parts) >= 0
+    assert record["parity"]["image_packages"] == "listed now"
 
     artifact = Path(record["model_artifact"])
     assert artifact.parent == run_dir and artifact.name == "model.tar.gz"
@@ -197,6 +215,13 @@ def test_local_deploy_end_to_end(local_deploy, project):
     second = json.loads((second_dir / "run.json").read_text())
     assert second["data"]["rows"] == record["data"]["rows"] and second["data"]["channels"] == record["data"]["channels"]
     assert second["metrics"] == record["metrics"]
+    # The same image (same id): its package list is read back from what the first run listed, and the record says so.
+    cache = Path(env["WORKING_DIR"]) / "cache/images" / f"{second['image']['image_id'].removeprefix('sha256:')}.json"
+    assert second["parity"]["image_packages"] == (
+        f"reused: listed at {json.loads(cache.read_text())['listed_at']} ({cache})"
+    )
+    assert second["parity"]["shared_packages"] == record["parity"]["shared_packages"]
+    assert "(the image's packages: reused: listed at" in (second_dir / "report.md").read_text()
 
 
 # ---- serving the trained model (`serve` in the image, `inv serve`, `inv predict`) ----------------------------------
@@ -500,3 +525,178 @@ def test_ctrl_c_stops_the_container_and_marks_the_run_interrupted(project, stub_
     assert err.strip().splitlines()[-1].startswith("error: interrupted (Ctrl-C)")
     assert (project / "runs/stub-sleep-1/INTERRUPTED").is_file()
     assert {c.id for c in client.containers.list(all=True)} - before == set()
+
+
+def test_an_image_package_list_is_made_once_per_image_id_and_a_damaged_one_is_made_again(local_deploy, tmp_path):
+    """Parity's image side on a warm run: the packages of an image (named by its id, i.e. its content) are listed in
+    a container once, then read back; what cannot be read is listed again."""
+    from gs_ds_env import parity
+
+    image = json.loads((local_deploy.run_dir / "run.json").read_text())["image"]["uri"]
+    cache = tmp_path / "cache/images/some-id.json"
+    first = parity.image_environment_once(image, cache)
+    assert first.origin == "listed now" and first.packages == parity.image_environment(image).packages
+    again = parity.image_environment_once(image, cache)
+    assert again.origin.startswith("reused: listed at ") and again.origin.endswith(f"({cache})")
+    assert (again.python, again.packages) == (first.python, first.packages)
+    cache.write_text('{"python": "3.11.1"')  # cut short
+    assert parity.image_environment_once(image, cache).origin == "listed now"
+    assert json.loads(cache.read_text())["packages"] == first.packages
+
+
+# ---- the workspace image (JupyterLab, the theme's kernel; SageMaker Studio's rules) and `inv lab` -----------------
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
+
+
+def wait_until_answers(url: str, container=None, seconds: float = 90) -> dict:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            return get_json(url)
+        except (urllib.error.URLError, OSError, ValueError):
+            if container is not None:
+                container.reload()
+                assert container.status in ("created", "running"), container.logs().decode()[-2000:]
+            time.sleep(0.5)
+    raise AssertionError(f"{url} never answered")
+
+
+def execute_through_server(base: str, kernel_name: str, code: str, token: str = "") -> str:
+    """Start `kernel_name` through the Jupyter server's REST API and run `code` over its websocket (the kernel
+    messaging protocol, as JupyterLab does): what it printed, or the error it raised."""
+    import asyncio
+    import http.cookiejar
+
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    query = f"?token={token}" if token else ""
+    # Without a token (Studio's way: its proxy authenticates) the server wants its XSRF cookie echoed on a POST, as
+    # the JupyterLab page does.
+    cookies = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(cookies))
+    opener.open(f"{base}/lab{query}", timeout=30).read()
+    xsrf = next((cookie.value for cookie in cookies if cookie.name == "_xsrf"), "")
+    cookie_header = "; ".join(f"{cookie.name}={cookie.value}" for cookie in cookies)
+    request = urllib.request.Request(
+        f"{base}/api/kernels{query}",
+        data=json.dumps({"name": kernel_name}).encode(),
+        headers={"Content-Type": "application/json", "X-XSRFToken": xsrf},
+        method="POST",
+    )
+    with opener.open(request, timeout=30) as response:
+        kernel = json.load(response)
+
+    async def run() -> str:
+        socket = await websocket_connect(
+            HTTPRequest(
+                f"{base.replace('http', 'ws', 1)}/api/kernels/{kernel['id']}/channels{query}",
+                headers={"Cookie": cookie_header},
+            )
+        )
+        msg_id, printed, replied, idle = uuid.uuid4().hex, [], False, False
+        header = {"msg_id": msg_id, "msg_type": "execute_request", "username": "test", "session": uuid.uuid4().hex}
+        await socket.write_message(
+            json.dumps(
+                {
+                    "header": {**header, "date": "", "version": "5.3"},
+                    "parent_header": {},
+                    "metadata": {},
+                    "content": {"code": code, "silent": False, "store_history": False, "allow_stdin": False},
+                    "channel": "shell",
+                    "buffers": [],
+                }
+            )
+        )
+        while not (replied and idle):
+            message = json.loads(await asyncio.wait_for(socket.read_message(), 120))
+            if message.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            kind = message["msg_type"]
+            if kind == "stream":
+                printed.append(message["content"]["text"])
+            elif kind == "error":
+                printed.append(f"ERROR {message['content']['ename']}: {message['content']['evalue']}")
+            replied = replied or kind == "execute_reply"
+            idle = idle or (kind == "status" and message["content"]["execution_state"] == "idle")
+        socket.close()
+        return "".join(printed)
+
+    return asyncio.run(run())
+
+
+def test_the_workspace_image_runs_as_studio_runs_it_and_its_kernel_is_the_training_env(local_deploy, project):
+    """The workspace variant, run the way SageMaker Studio runs a custom JupyterLab image (its default user, port 8888,
+    base URL /jupyterlab/default, no token: Studio's proxy authenticates): the server offers exactly the theme's
+    kernel, which starts through the server and runs the training image's env; parity with the notebook kernel."""
+    built = subprocess.run(
+        [INV, "build", "--workspace"], cwd=project, env=local_deploy.env, capture_output=True, text=True
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    image = built.stdout.split("image: ", 1)[1].split()[0]
+    assert image.startswith("gs-ds-env:tabular_311-workspace-")
+    client = docker.from_env()
+    config = client.images.get(image).attrs["Config"]
+    assert config["User"] == "1000:100" and config["WorkingDir"] == "/home/sagemaker-user"
+    facts = client.containers.run(
+        image, ["sh", "-c", "id -u; id -g; echo $HOME; test -e /opt/ml && echo has-opt-ml || echo no-opt-ml"],
+        remove=True,
+    ).decode().split()  # fmt: skip
+    assert facts == ["1000", "100", "/home/sagemaker-user", "no-opt-ml"]
+
+    container = client.containers.run(image, detach=True, ports={"8888/tcp": ("127.0.0.1", None)})
+    try:
+        container.reload()
+        port = int(container.attrs["NetworkSettings"]["Ports"]["8888/tcp"][0]["HostPort"])
+        base = f"http://127.0.0.1:{port}/jupyterlab/default"
+        assert "started" in wait_until_answers(f"{base}/api/status", container)
+        specs = get_json(f"{base}/api/kernelspecs")
+        assert specs["default"] == "tabular_311" and set(specs["kernelspecs"]) == {"tabular_311"}
+        assert specs["kernelspecs"]["tabular_311"]["spec"]["argv"][0] == "/opt/venv/bin/python"
+        kernel_python = project / "themes/tabular/kernel/.venv/bin/python"
+        versions = (
+            "import pandas, sklearn, xgboost; print(pandas.__version__, sklearn.__version__, xgboost.__version__)"
+        )
+        expected = subprocess.run([str(kernel_python), "-c", versions], capture_output=True, text=True).stdout
+        printed = execute_through_server(base, "tabular_311", f"import sys; print(sys.executable)\n{versions}")
+        assert printed.splitlines() == ["/opt/venv/bin/python", expected.strip()], printed
+    finally:
+        container.remove(force=True)
+
+    parity = subprocess.run(
+        [INV, "parity", "--workspace"], cwd=project, env=local_deploy.env, capture_output=True, text=True
+    )
+    assert parity.returncode == 0, parity.stdout + parity.stderr
+    assert re.search(
+        r"and image gs-ds-env:tabular_311-workspace-\w+: \d+ shared packages, 0 differences", parity.stdout
+    )
+
+
+def test_inv_lab_answers_with_its_token_on_127_0_0_1_and_ctrl_c_leaves_no_container(local_deploy, project, tmp_path):
+    folder = tmp_path / "my-notebooks"
+    folder.mkdir()
+    (folder / "hello.ipynb").write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    port = free_port()
+    lab = subprocess.Popen(
+        [INV, "lab", "--port", str(port), "--folder", str(folder)],
+        cwd=project, env=local_deploy.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        seen = wait_for_line(lab, "lab: http://127.0.0.1:", 240)
+        url = next(line for line in seen.splitlines() if line.startswith("lab: ")).split()[1]
+        token = url.split("token=", 1)[1]
+        assert url == f"http://127.0.0.1:{port}/lab?token={token}" and len(token) >= 32
+        listing = get_json(f"http://127.0.0.1:{port}/api/contents/my-notebooks?token={token}")
+        assert [item["name"] for item in listing["content"]] == ["hello.ipynb"]  # the folder is mounted
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            get_json(f"http://127.0.0.1:{port}/api/contents/my-notebooks")
+        assert refused.value.code == 403  # no token, no access
+        assert docker.from_env().containers.list(filters={"label": "gs-ds-env.lab=tabular"})
+    finally:
+        lab.send_signal(signal.SIGINT)
+        lab.wait(60)
+    assert lab.returncode != 0
+    leftovers = docker.from_env().containers.list(all=True, filters={"label": "gs-ds-env.lab=tabular"})
+    assert leftovers == [], [c.name for c in leftovers]

@@ -142,7 +142,9 @@ def test_after_sigkill_the_next_run_recovers_or_finishes(built, step):
     again = subprocess.run([str(repo / SCRIPT), THEME, PY, "", "none"], env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     assert_working_kernel(repo, jupyter)
-    assert "up to date" in again.stderr or "ready" in again.stderr
+    # The rebuild was of the same inputs: whichever venv the recovery kept (the old one put back, or the new one
+    # whose swap it finished), its manifest matches them, so there is nothing left to build.
+    assert "is up to date and healthy" in again.stderr and "ready:" not in again.stderr, again.stderr[-2000:]
 
 
 def test_two_rebuilds_at_once_take_turns(built):
@@ -234,3 +236,41 @@ def test_a_kernel_started_the_moment_inv_returns_works_under_load(built_tabular)
     assert rest.strip().splitlines()[-1].startswith(f"error: interrupted ({signal.Signals(sig).name})")
     assert_working_kernel(repo, jupyter, "tabular", "ipykernel, xgboost")
     assert leftovers(repo, "tabular") == []
+
+
+def test_a_rebuild_of_the_same_inputs_reuses_the_recorded_smoke_result_and_a_changed_input_runs_it(built, tmp_path):
+    """The smoke test runs once per inputs + Python + torch backend: a changed input runs it; a forced rebuild of the
+    same carries its result over (with the time it ran) and says so."""
+    repo, env, jupyter = built
+    smoke = repo / f"themes/{THEME}/smoke.py"
+    manifest = repo / f"themes/{THEME}/kernel/manifest.env"
+    ran = tmp_path / "smoke-ran"
+    marked_env = {**env, "GS_TEST_SMOKE_MARK": str(ran)}
+    smoke.write_text(
+        "import os\n\nimport ipykernel\n\n"
+        "if os.environ.get('GS_TEST_SMOKE_MARK'):\n"
+        "    with open(os.environ['GS_TEST_SMOKE_MARK'], 'a') as mark:\n"
+        "        mark.write('ran\\n')\n"
+        "print('smoke ok: ipykernel', ipykernel.__version__)\n"
+    )
+
+    def rebuild(*flags: str) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [str(repo / SCRIPT), *flags, THEME, PY, "", "none"], env=marked_env, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result
+
+    def recorded() -> dict:
+        return dict(line.split("=", 1) for line in manifest.read_text().splitlines() if "=" in line and line[0] != "#")
+
+    rebuild()  # smoke.py changed (an input): the smoke test runs although a result is recorded for the old inputs
+    first = recorded()
+    assert ran.read_text() == "ran\n" and first["SMOKE"].startswith('"smoke ok: ipykernel')
+    forced = rebuild("--force")
+    assert ran.read_text() == "ran\n", "a rebuild of the same inputs ran the smoke test again"
+    assert "not run again" in forced.stderr
+    again = recorded()
+    assert again["SMOKE"] == first["SMOKE"] and again["SMOKE_AT"] == first["SMOKE_AT"] != '""'
+    assert again["CREATED_AT"] >= first["CREATED_AT"]
+    assert_working_kernel(repo, jupyter)

@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import copy_repo, tool_env, tree_snapshot
+from conftest import REPO, copy_repo, tool_env, tree_snapshot
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 
@@ -230,3 +231,25 @@ def test_kernel_remove_dry_run_then_for_real(tmp_path, monkeypatch):
     remove_kernel(repo, "demo_312", with_venv=True, dry_run=False)
     assert not spec_dir.exists() and not (kernel_dir / ".venv").exists()
     assert "venv missing" not in format_table(list_kernels(repo))  # manifest went with the venv
+
+
+def test_the_import_check_finds_what_a_module_imports_at_load_time_without_importing_it(tmp_path):
+    """What the kernel script runs in a venv that holds this project: the packages its modules import when they
+    load must be installed (looked up, not imported); an import inside a function is its caller's business."""
+    from gs_ds_env import import_check
+
+    (tmp_path / "gs_ds_env/sub").mkdir(parents=True)
+    (tmp_path / "training/titanic").mkdir(parents=True)
+    (tmp_path / "gs_ds_env/sub/uses.py").write_text(
+        "from __future__ import annotations\n\nimport json\nimport not_installed_anywhere_xyz.sub\n"
+        "from . import sibling\n\n\ndef later():\n    import only_when_called_xyz\n"
+    )
+    (tmp_path / "training/titanic/train.py").write_text("from numpy import array\nfrom gs_ds_env import sub\n")
+    assert import_check.missing(tmp_path) == {"not_installed_anywhere_xyz": "gs_ds_env/sub/uses.py"}
+    refused = subprocess.run(
+        [sys.executable, "-m", "gs_ds_env.import_check", str(tmp_path)], capture_output=True, text=True, cwd=REPO
+    )
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr == "not installed: not_installed_anywhere_xyz (imported by gs_ds_env/sub/uses.py)\n"
+    # This project's own modules, in the project's venv (which holds every dependency): nothing missing.
+    assert import_check.missing(REPO) == {}

@@ -250,6 +250,13 @@ def test_clean_dry_run_lists_what_the_real_run_removes(instance, base_image):
     derived.mkdir()
     (derived / "Dockerfile").write_text("FROM gs-ds-env-clean-test:tabular_311-0000stale000\nLABEL mine=yes\n")
     client.images.build(path=str(derived), tag="gs-ds-env-clean-test:my-derived", rm=True)
+    # Another stale image, alone: removed with the package list parity keeps for its id; the current one's stays.
+    (context / "Dockerfile").write_text(f"FROM {base_image}\nLABEL gs-ds-env.content-tag=tabular_311-1111stale111\n")
+    lone, _ = client.images.build(path=str(context), tag="gs-ds-env-clean-test:tabular_311-1111stale111", rm=True)
+    listed_packages = Path(env["WORKING_DIR"]) / "cache/images"
+    listed_packages.mkdir(parents=True, exist_ok=True)
+    for image in (lone, client.images.get(base_image)):
+        (listed_packages / f"{image.id.removeprefix('sha256:')}.json").write_text("{}")
 
     def clean(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -278,6 +285,10 @@ def test_clean_dry_run_lists_what_the_real_run_removes(instance, base_image):
     assert (runs / "my-analysis/notes.md").is_file() and (elsewhere / "run.json").is_file()
     assert not client.images.list(name="gs-ds-env-clean-test:tabular_311-0000stale000")
     assert client.images.list(name="gs-ds-env-clean-test:my-derived"), "a user's derived image is never removed"
+    assert not client.images.list(name="gs-ds-env-clean-test:tabular_311-1111stale111")
+    assert sorted(path.name for path in listed_packages.iterdir()) == [
+        f"{client.images.get(base_image).id.removeprefix('sha256:')}.json"
+    ]
     client.images.remove("gs-ds-env-clean-test:my-derived")
     current_tag = next(line.split()[1] for line in current.stdout.splitlines() if line.startswith("image: "))
     assert client.images.list(name=current_tag), "the theme's current image must survive"

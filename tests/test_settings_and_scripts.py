@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -66,7 +67,7 @@ def test_inv_reports_bad_settings_as_one_line(tmp_path):
 def test_sagemaker_sdk_is_quiet_and_telemetry_opted_out():
     import boto3
 
-    from gs_ds_env.training_job import SDK_CONFIG, sagemaker
+    from gs_ds_env.sdk import SDK_CONFIG, sagemaker
 
     sdk = sagemaker()
     assert sdk.__version__.startswith("2.")
@@ -78,12 +79,39 @@ def test_sagemaker_sdk_is_quiet_and_telemetry_opted_out():
         resolve_value_from_config(None, TELEMETRY_OPT_OUT_PATH, default_value=False, sagemaker_session=session) is True
     )
     probe = subprocess.run(
-        [str(REPO / ".venv/bin/python"), "-c", "from gs_ds_env.training_job import sagemaker; sagemaker()"],
+        [str(REPO / ".venv/bin/python"), "-c", "from gs_ds_env.sdk import sagemaker; sagemaker()"],
         capture_output=True,
         text=True,
         cwd=REPO,
     )
     assert "v2" not in probe.stderr and "deprecation" not in probe.stderr.lower()
+
+
+def test_the_sdk_checks_the_project_config_never_at_run_time_and_any_other_config_always(monkeypatch):
+    """The SDK validated its config against its whole JSON schema at every lookup (7.8 s of a warm local run)."""
+    import boto3
+    import jsonschema
+    from sagemaker.config.config import validate_sagemaker_config as sdk_validate
+
+    from gs_ds_env.sdk import SDK_CONFIG, name_from_base, sagemaker
+
+    sdk = sagemaker()
+    sdk_validate(SDK_CONFIG)  # the project's config is valid by the SDK's own check (raises otherwise)
+    calls = []
+    real = jsonschema.validate
+    monkeypatch.setattr(jsonschema, "validate", lambda *args, **kwargs: calls.append(args) or real(*args, **kwargs))
+    ours = sdk.session.Session(boto_session=boto3.Session(region_name="us-east-1"), sagemaker_config=SDK_CONFIG)
+    for _ in range(3):
+        sdk.utils.get_sagemaker_config_value(ours, "SageMaker.PythonSDK.Modules.TelemetryOptOut")
+    assert calls == []
+    other = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": "yes"}}}}
+    with pytest.raises(jsonschema.ValidationError):
+        sdk.utils.get_sagemaker_config_value(None, "SageMaker", sagemaker_config=other)
+    assert len(calls) == 1
+    # The job name helper that spares `inv deploy` the SDK's import has the SDK's shape and length.
+    theirs, mine = sdk.utils.name_from_base("b" * 70), name_from_base("b" * 70)
+    assert len(mine) == len(theirs) == 63 and mine[:39] == theirs[:39]
+    assert re.fullmatch(r"b{39}-\d{4}(-\d\d){5}-\d{3}", mine), mine
 
 
 BUILD_PUSH = str(REPO / "bin/gs-env-docker-build-push.sh")

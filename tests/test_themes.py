@@ -161,3 +161,26 @@ def test_a_theme_from_the_ds_template_passes_theme_check_and_remove_spares_the_o
     )  # fmt: skip
     assert image.returncode == 0 and "smoke team-two: ok" in image.stdout, image.stderr
     inv(copy, "theme.remove", "team-two", **env)
+
+
+@pytest.mark.parametrize("template", ["de", "mlops", "app"])
+def test_a_theme_from_each_other_template_passes_theme_check(copy, base_image, template):
+    """What the ds test above proves, for every other template: lock, kernel + smoke, image + smoke, parity, and the
+    example as a local-mode job with the kernel's metrics (an app theme: its app answers its health check)."""
+    env = {"PY": "3.11", "BASE_IMAGE": base_image, "TORCH_BACKEND": "none", "IMAGE_NAME": "gs-ds-env-themes-test"}
+    name = f"team-{template}"
+    created = inv(copy, "theme.new", name, "--template", template, **env)
+    assert created.returncode == 0, created.stdout + created.stderr
+    try:
+        checked = inv(copy, "theme.check", name, **env)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        lines = [line for line in checked.stdout.splitlines() if line.startswith("[check]")]
+        last = "app" if template == "app" else "example"
+        assert [line.split()[1] for line in lines] == ["lock", "kernel", "image", "parity", last], checked.stdout
+        assert all(" ok" in line for line in lines), checked.stdout
+        if template != "app":
+            assert "as in the kernel" in checked.stdout, checked.stdout
+    finally:
+        removed = inv(copy, "theme.remove", name, **env)
+        assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert not (copy / "themes" / name).exists()

@@ -133,7 +133,7 @@ def deploy(settings: Settings, source: ModelSource, instance_type: str) -> str:
     if not model_data.startswith("s3://"):
         model_data = s3_data.upload_model(settings, aws.client(boto_session, "s3"), Path(model_data))
     name = source.resource_name(settings)
-    from ..training_job import SDK_CONFIG, sagemaker
+    from ..sdk import SDK_CONFIG, sagemaker
 
     sagemaker()
     from sagemaker.model import Model

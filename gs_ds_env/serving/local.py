@@ -17,8 +17,9 @@ from pathlib import Path
 from .. import image, local_containers
 from ..app import ensure_free
 from ..interrupts import interruptible
+from ..sdk import sagemaker
 from ..settings import Settings
-from ..training_job import local_session, sagemaker
+from ..training_job import local_session
 from . import ServeError, model_source, report
 from .model_source import ModelSource
 

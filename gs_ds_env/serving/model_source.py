@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..report import RunRecord
+from ..sdk import timestamp
 from ..settings import ConfigError, Settings
 from . import ServeError
 
@@ -44,9 +45,7 @@ class ModelSource:
         the whole BASE_JOB_NAME first (the IAM policy allows only names that start with it), then kind and theme
         as far as SageMaker's 63 characters allow, then the SDK's millisecond stamp (two commands started in the
         same second do not collide)."""
-        from sagemaker.utils import sagemaker_timestamp
-
-        stamp, base = sagemaker_timestamp(), settings.base_job_name
+        stamp, base = timestamp(), settings.base_job_name
         room = max(0, 63 - len(base) - len(stamp) - 2)
         middle = "-".join(filter(None, [kind, self.theme]))[:room].strip("-")
         return "-".join(filter(None, [base, middle, stamp]))

@@ -44,7 +44,7 @@ def _first_line(data: bytes) -> str:
 def invoke_local(body: bytes, content_type: str, accept: str, port: int) -> bytes:
     from urllib3.exceptions import HTTPError
 
-    from ..training_job import sagemaker
+    from ..sdk import sagemaker
 
     sagemaker()  # quiet: the predictions alone go to stdout
     from sagemaker.local.local_session import LocalSagemakerRuntimeClient

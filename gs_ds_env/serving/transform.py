@@ -26,8 +26,9 @@ from pathlib import Path
 from .. import aws, local_containers, s3_data
 from ..app import ensure_free
 from ..interrupts import interruptible
+from ..sdk import sagemaker
 from ..settings import ConfigError, Settings
-from ..training_job import local_session, sagemaker
+from ..training_job import local_session
 from . import ServeError, local, model_source
 from .model_source import ModelSource
 
@@ -227,7 +228,7 @@ def run_sagemaker(
                 )
         data = s3_data.uri(settings, "transform-input", name) + "/"
     output = output or s3_data.uri(settings, "transform-output", name)
-    from ..training_job import SDK_CONFIG
+    from ..sdk import SDK_CONFIG
 
     sagemaker()
     from sagemaker.model import Model

@@ -8,9 +8,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..settings import ConfigError
+from ..settings import THEME_NAME, ConfigError
 
-NAME = re.compile(r"[a-z](-?[a-z0-9]){0,31}")
+NAME = re.compile(THEME_NAME)
 MAX_LENGTH = 32
 # Words a command reads as something other than a theme (`--theme all`, a default) or the project's own folders.
 RESERVED = frozenset({"all", "any", "none", "default", "base", "new", "list", "remove", "check", "templates"})

@@ -1,0 +1,105 @@
+"""The SageMaker SDK (v2), imported once, quietly, with this project's SDK-defaults config.
+
+Every Session gets SDK_CONFIG (telemetry opted out whatever config files exist). The SDK validates a session's
+config against its JSON schema at every config lookup, and jsonschema re-checks the SDK's whole schema against
+the metaschema each time: ~0.3 s a lookup, 24 lookups for one local-mode job (7.8 s of a 19 s warm `inv deploy`).
+SDK_CONFIG is a constant: the SDK's checks of that config are skipped (a test validates it with the SDK's own
+function); any other config is still validated every time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import gc
+import logging
+import os
+import sys
+import threading
+import time
+
+SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
+_VALIDATED = copy.deepcopy(SDK_CONFIG)  # compared by value: a session could mutate the dict it was given
+
+# The modules that bound `validate_sagemaker_config` by name at import.
+_VALIDATING_MODULES = ("sagemaker.config", "sagemaker.session", "sagemaker.utils", "sagemaker.local.local_session")
+
+
+def _quiet_loggers() -> None:
+    os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+    logging.getLogger("sagemaker.config").setLevel(logging.WARNING)
+    logging.getLogger("sagemaker.local.image").setLevel(logging.WARNING)  # it dumps the whole compose file
+    logging.getLogger("sagemaker.local.utils").setLevel(logging.ERROR)  # "RootlessDocker not detected" per call
+    # It logs "To opt out of telemetry…" even when SDK_CONFIG has opted out.
+    logging.getLogger("sagemaker.telemetry.telemetry_logging").setLevel(logging.WARNING)
+    # The SDK sets its loggers to INFO; botocore then reports every endpoint it resolves from AWS_ENDPOINT_URL.
+    logging.getLogger("botocore.configprovider").setLevel(logging.WARNING)
+
+
+def _skip_validating_project_config() -> None:
+    import importlib
+
+    from sagemaker.config import config as config_module
+
+    validate = config_module.validate_sagemaker_config
+    if getattr(sys.modules["sagemaker.utils"].validate_sagemaker_config, "skips_project_config", False):
+        return
+
+    def validate_unless_project_config(sagemaker_config: dict | None = None) -> None:
+        if sagemaker_config != _VALIDATED:
+            validate(sagemaker_config)
+
+    validate_unless_project_config.skips_project_config = True
+    for name in _VALIDATING_MODULES:
+        module = importlib.import_module(name)
+        if hasattr(module, "validate_sagemaker_config"):
+            module.validate_sagemaker_config = validate_unless_project_config
+
+
+def _load():
+    _quiet_loggers()
+    import sagemaker as sdk
+    import sagemaker.local  # noqa: F401 - local mode's session, which `import sagemaker` leaves out
+
+    _skip_validating_project_config()
+    # The SDK's import creates millions of objects that live as long as the process: out of the garbage
+    # collector's sight, they no longer cost each full collection, nor ~0.6 s in the collections at exit.
+    gc.freeze()
+    return sdk
+
+
+_prefetching: threading.Thread | None = None
+
+
+def prefetch() -> None:
+    """Import the SDK (~2 s) in a background thread while a run's first steps wait on subprocesses (kernel
+    check, image build, parity); `sagemaker()` waits for it. An import error is left for `sagemaker()` to raise."""
+    global _prefetching
+    if _prefetching is None and "sagemaker.local" not in sys.modules:
+        _prefetching = threading.Thread(target=_load_quietly, name="sagemaker-sdk-import", daemon=True)
+        _prefetching.start()
+
+
+def _load_quietly() -> None:
+    with contextlib.suppress(Exception):  # raised again, in the caller's thread, by sagemaker()
+        _load()
+
+
+def sagemaker():
+    """The SDK module: its v2 deprecation banner silenced, telemetry opted out, SDK_CONFIG not re-validated."""
+    if _prefetching is not None:
+        _prefetching.join()
+    return _load()
+
+
+def name_from_base(base: str) -> str:
+    """`sagemaker.utils.name_from_base` without importing the SDK (~2 s): base trimmed so that base-<timestamp>
+    fits SageMaker's 63 characters, then the SDK's millisecond timestamp."""
+    stamp = timestamp()
+    return f"{base[: 63 - len(stamp) - 1]}-{stamp}"
+
+
+def timestamp() -> str:
+    """`sagemaker.utils.sagemaker_timestamp`: UTC, to the millisecond, e.g. 2026-11-30-02-41-58-937."""
+    now = time.time()
+    return time.strftime(f"%Y-%m-%d-%H-%M-%S-{int(now * 1000) % 1000:03d}", time.gmtime(now))
