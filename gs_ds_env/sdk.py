@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import gc
 import logging
 import os
 import sys
@@ -62,9 +61,6 @@ def _load():
     import sagemaker.local  # noqa: F401 - local mode's session, which `import sagemaker` leaves out
 
     _skip_validating_project_config()
-    # The SDK's import creates millions of objects that live as long as the process: out of the garbage
-    # collector's sight, they no longer cost each full collection, nor ~0.6 s in the collections at exit.
-    gc.freeze()
     return sdk
 
 
