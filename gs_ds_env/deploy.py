@@ -40,12 +40,18 @@ def process_age() -> float | None:
         return None
 
 
+# Set by the CLI (`inv deploy`, `inv train`): there the process is the run, so its start-up is the run's first step.
+# A notebook kernel that calls deploy.run has lived for hours: its age is no step of the run.
+COUNT_PROCESS_START_UP = False
+
+
 class Timer:
-    """Each step's seconds, in order, from the process's start: the report's timings add up to the run's wall time."""
+    """Each step's seconds, in order (under the CLI from the process's start): the report's timings add up to the
+    run's wall time."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
-        age = process_age()
+        age = process_age() if COUNT_PROCESS_START_UP else None
         if age is not None:
             self.seconds["start-up (inv, imports, settings)"] = round(age, 2)
 

@@ -50,6 +50,8 @@ def train(
     from gs_ds_env import deploy as deploy_mod
     from gs_ds_env import metrics, plans, script_mode
 
+    deploy_mod.COUNT_PROCESS_START_UP = True
+
     if entry_point is not None and not entry_point.strip():
         raise ConfigError("--entry-point is empty: give the script to run, e.g. --entry-point train.py")
     settings = load_settings(target=target, theme=theme, py=py, entry_point=entry_point, source_dir=source_dir)
@@ -114,6 +116,8 @@ def deploy(
 ):
     """kernel -> build -> parity -> (instance, push) -> data -> training job -> runs/<job>/report.md."""
     from gs_ds_env import deploy as deploy_mod
+
+    deploy_mod.COUNT_PROCESS_START_UP = True
 
     settings = load_settings(target=target, theme=theme, py=py)
     if detach and settings.target != "sagemaker":
