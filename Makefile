@@ -50,7 +50,14 @@ deploy: venv ## Kernel -> image -> data -> training job -> report (TARGET=local 
 doctor: venv ## Health table: disk (THRESHOLD=80), caches, Docker, tools, kernels, lifecycle; exit 1 on a fail
 	$(INV) doctor $(if $(THRESHOLD),--threshold $(call quote,$(THRESHOLD)))
 
-test: venv ## Run the test suite (real uv, real kernels, real Docker when available)
+# The Dev Containers reference CLI, for the test that opens `inv devcontainer`'s file (needs Node.js's npm).
+DEVCONTAINER_CLI_VERSION := 0.89.0
+DEVCONTAINER_CLI := .tools/devcontainers/node_modules/.bin/devcontainer
+
+$(DEVCONTAINER_CLI):
+	npm install --no-audit --no-fund --silent --prefix .tools/devcontainers '@devcontainers/cli@$(DEVCONTAINER_CLI_VERSION)'
+
+test: venv $(if $(shell command -v npm 2>/dev/null),$(DEVCONTAINER_CLI)) ## Run the test suite (real uv, real kernels, real Docker when available)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: venv ## ruff (check + format check), shellcheck on every script, hadolint on the Dockerfile

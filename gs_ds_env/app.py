@@ -56,25 +56,38 @@ def run(settings: Settings, port: int, check_only: bool) -> None:
             f"theme {settings.theme!r} is not an app theme (theme.env KIND=app): run its code with "
             f"`inv train --theme {settings.theme} --entry-point FILE`"
         )
-    if not 1024 <= port <= 65535:
-        raise ConfigError(f"--port {port} is not a usable port: choose 1024-65535")
-    ensure_free(port)
+    check_port(port)
     built = image.build(settings)
     container = docker.from_env().containers.run(
         built.uri, ["app"], detach=True, remove=True, ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)}
     )
     url = f"http://127.0.0.1:{port}"
+    banner = f"app: {url}/ ({HEALTH_PATH} answers ok; on a notebook instance: <notebook URL>/proxy/{port}/)"
+    until_ctrl_c(container, built.uri, url + HEALTH_PATH, banner, check_only, STARTUP_SECONDS)
+
+
+def check_port(port: int) -> None:
+    """A port a container may publish on 127.0.0.1: in range and free, checked before any build."""
+    if not 1024 <= port <= 65535:
+        raise ConfigError(f"--port {port} is not a usable port: choose 1024-65535")
+    ensure_free(port)
+
+
+def until_ctrl_c(
+    container, uri: str, probe: str, banner: str, check_only: bool, startup_seconds: float, good=None
+) -> None:
+    """A started container (run with remove=True): wait until `probe` answers (`good` judges the body), print
+    `banner`; with `check_only` stop it at once, else follow its log until Ctrl-C. It is stopped (so removed)
+    whatever happens."""
     try:
-        if not answers(url + HEALTH_PATH, time.monotonic() + STARTUP_SECONDS):
+        if not answers(probe, time.monotonic() + startup_seconds, *([good] if good else [])):
             last = container.logs(tail=5).decode(errors="replace").strip().replace("\n", " | ")
-            raise AppError(f"{built.uri} did not answer {url}{HEALTH_PATH} within {STARTUP_SECONDS} s: {last}")
-        print(
-            f"app: {url}/ ({HEALTH_PATH} answers ok; on a notebook instance: <notebook URL>/proxy/{port}/)", flush=True
-        )
+            raise AppError(f"{uri} did not answer {probe.split('?')[0]} within {startup_seconds} s: {last}")
+        print(banner, flush=True)
         if check_only:
             return
-        print("Ctrl-C stops it", flush=True)
+        print("Ctrl-C stops it (the container is removed)", flush=True)
         for chunk in container.logs(stream=True, follow=True):
             print(chunk.decode(errors="replace"), end="", flush=True)
     finally:
-        container.stop(timeout=5)
+        container.stop(timeout=10)

@@ -41,6 +41,15 @@ class _Names:
             f"arn:{partition}:sagemaker:{region}:{account}:{kind}/{settings.base_job_name.lower()}*"
             for kind in ("model", "endpoint-config", "endpoint", "transform-job")
         ]
+        # inv studio-image names the SageMaker image and its app image config <base>-<theme>-py<N>.
+        prefix = f"arn:{partition}:sagemaker:{region}:{account}"
+        base = settings.base_job_name.lower()
+        self.studio = [
+            f"{prefix}:image/{base}*",
+            f"{prefix}:image-version/{base}*/*",
+            f"{prefix}:app-image-config/{base}*",
+        ]
+        self.domains = f"{prefix}:domain/*"  # the domain is named on the command line (--domain-id)
         logs = f"arn:{partition}:logs:{region}:{account}:log-group:/aws/sagemaker"
         self.serving_log_groups = [f"{logs}/Endpoints/{settings.base_job_name.lower()}*", f"{logs}/TransformJobs"]
         self.log_group = f"arn:{partition}:logs:{region}:{account}:log-group:{LOG_GROUP}"
@@ -121,6 +130,26 @@ def operator_policy(settings: Settings, account: str) -> dict:
             ],
             names.serving,
         ),
+        # inv studio-image: the workspace image as a Studio image (CreateImage passes the execution role: the
+        # PassRole statement below covers it), and --domain-id's domain offering it.
+        _statement(
+            "StudioImages",
+            [
+                "sagemaker:CreateImage",
+                "sagemaker:DescribeImage",
+                "sagemaker:DeleteImage",
+                "sagemaker:CreateImageVersion",
+                "sagemaker:DescribeImageVersion",
+                "sagemaker:CreateAppImageConfig",
+                "sagemaker:DescribeAppImageConfig",
+                "sagemaker:UpdateAppImageConfig",
+                "sagemaker:DeleteAppImageConfig",
+                "sagemaker:AddTags",
+                "sagemaker:ListTags",
+            ],
+            names.studio,
+        ),
+        _statement("StudioDomain", ["sagemaker:DescribeDomain", "sagemaker:UpdateDomain"], names.domains),
         # ListEndpoints has no resource-level form (inv endpoint.list filters by name and tag).
         _statement("ListEndpoints", ["sagemaker:ListEndpoints"], "*"),
         _statement("ReadJobLogs", ["logs:DescribeLogStreams"], f"{names.log_group}:*"),

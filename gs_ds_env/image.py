@@ -96,8 +96,10 @@ def build(settings: Settings, dry_run: bool = False, workspace: bool = False) ->
     )
 
 
-def push(settings: Settings, account: str) -> BuiltImage:
-    _, result = _run(build_push_command(settings, push=True, account=account), stdout=subprocess.DEVNULL)
+def push(settings: Settings, account: str, workspace: bool = False) -> BuiltImage:
+    _, result = _run(
+        build_push_command(settings, push=True, account=account, workspace=workspace), stdout=subprocess.DEVNULL
+    )
     local = f"{settings.ecr_repository}:{result['CONTENT_TAG']}"
     image_id, size = identity(local)
     return BuiltImage(
@@ -121,9 +123,11 @@ class PushPlan:
     content_tag: str
 
 
-def push_plan(settings: Settings, account: str) -> PushPlan:
+def push_plan(settings: Settings, account: str, workspace: bool = False) -> PushPlan:
     completed, results = _run(
-        build_push_command(settings, push=True, account=account, dry_run=True), capture_output=True, text=True
+        build_push_command(settings, push=True, account=account, dry_run=True, workspace=workspace),
+        capture_output=True,
+        text=True,
     )
     commands = [
         line.removeprefix("[image] [dry-run] ") for line in completed.stderr.splitlines() if "[dry-run]" in line

@@ -14,6 +14,7 @@ from invoke import Collection, Exit
 from gs_ds_env import data as data_mod
 from gs_ds_env import kernels as kernels_mod
 from gs_ds_env import locks as locks_mod
+from gs_ds_env.app import AppError
 from gs_ds_env.aws import AwsError, explain
 from gs_ds_env.clean import CleanError
 from gs_ds_env.interrupts import interruptible
@@ -23,6 +24,7 @@ from gs_ds_env.serving import ServeError
 from gs_ds_env.settings import ConfigError, load_settings, validate_for_aws
 from gs_ds_env.theme import ThemeError
 from gs_ds_env.training_job import TrainingFailed
+from gs_ds_env.workspace import WorkspaceError
 
 
 def clear_errors(func):
@@ -44,6 +46,8 @@ def clear_errors(func):
             CleanError,
             ServeError,
             ThemeError,
+            AppError,
+            WorkspaceError,
         ) as error:
             raise Exit(f"error: {error}", code=1) from None
         except TrainingFailed as error:

@@ -1,8 +1,8 @@
-"""`inv image.*` — Images: a theme's training (or app) image, built, pushed, an app theme's app served."""
+"""`inv image.*` — Images: a theme's training (or app, or workspace) image, built, pushed; an app theme's app served."""
 
 from __future__ import annotations
 
-from invoke import Exit, task
+from invoke import task
 
 from gs_ds_env.settings import load_settings
 
@@ -56,37 +56,7 @@ def app(c, theme="streamlit", py=None, port=None, check=False):
     """Serve an app theme's app.py from its image on 127.0.0.1:<port>, checked over HTTP."""
     from gs_ds_env import app as app_mod
 
-    try:
-        app_mod.run(load_settings(theme=theme, py=py), number(8501 if port is None else port, "--port", int), check)
-    except app_mod.AppError as error:
-        raise Exit(f"error: {error}", code=1) from None
+    app_mod.run(load_settings(theme=theme, py=py), number(8501 if port is None else port, "--port", int), check)
 
 
-@task(
-    help={
-        "theme": "theme",
-        "py": "Python 3.N",
-        "port": "host port on 127.0.0.1 (default 8888)",
-        "folder": "the folder mounted in the workspace's home (default: the current folder)",
-        "check": "start it, wait until it answers, stop it (exit 1 if it never answers)",
-    }
-)
-@clear_errors
-def lab(c, theme=None, py=None, port=None, folder=None, check=False):
-    """JupyterLab from the theme's workspace image (its kernel: the training env) on 127.0.0.1, until Ctrl-C."""
-    from pathlib import Path
-
-    from gs_ds_env import lab as lab_mod
-
-    try:
-        lab_mod.run(
-            load_settings(theme=theme, py=py),
-            number(8888 if port is None else port, "--port", int),
-            Path(folder) if folder else Path.cwd(),
-            check,
-        )
-    except lab_mod.LabError as error:
-        raise Exit(f"error: {error}", code=1) from None
-
-
-namespace = group("image", ("build", build), ("push", push), ("app", app), ("lab", lab), default=build)
+namespace = group("image", ("build", build), ("push", push), ("app", app), default=build)

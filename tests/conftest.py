@@ -78,6 +78,21 @@ def docker_engine():
     pytest.skip("no Docker engine: start dockerd (see .ci/docker-setup.sh) to run the container tests")
 
 
+# The Dev Containers reference CLI (what VS Code's Dev Containers runs), installed by `make test` with npm.
+DEVCONTAINER_CLI = REPO / ".tools/devcontainers/node_modules/.bin/devcontainer"
+
+
+@pytest.fixture(scope="session")
+def devcontainer_cli(docker_engine) -> Path:
+    if DEVCONTAINER_CLI.is_file():
+        return DEVCONTAINER_CLI
+    if os.environ.get("GS_REQUIRE_DOCKER"):
+        pytest.fail(
+            f"GS_REQUIRE_DOCKER=1 but {DEVCONTAINER_CLI} is missing: `make test` installs it with npm (Node.js)"
+        )
+    pytest.skip("no devcontainer CLI: install Node.js's npm and run `make test` to open a dev container in the tests")
+
+
 @pytest.fixture(scope="session")
 def base_image(docker_engine) -> str:
     """BASE_IMAGE for test builds: $GS_TEST_BASE_IMAGE (CI: the offline Debian image), else python:3.11-slim."""

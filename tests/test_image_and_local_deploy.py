@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -700,3 +701,76 @@ def test_inv_lab_answers_with_its_token_on_127_0_0_1_and_ctrl_c_leaves_no_contai
     assert lab.returncode != 0
     leftovers = docker.from_env().containers.list(all=True, filters={"label": "gs-ds-env.lab=tabular"})
     assert leftovers == [], [c.name for c in leftovers]
+
+
+def test_inv_devcontainer_writes_a_file_the_dev_containers_cli_opens_in_the_workspace_image(
+    local_deploy, project, tmp_path, devcontainer_cli
+):
+    """The file names the workspace image by its content tag (the image exists), and the Dev Containers reference CLI
+    (what VS Code runs) brings the folder up in it: the interpreter is the training env with the kernel's versions,
+    the folder is mounted, the AWS config read-only. Re-running changes nothing; a hand-edited file is kept."""
+    home = tmp_path / "home"
+    (home / ".aws").mkdir(parents=True)
+    (home / ".aws/config").write_text("[default]\nregion = eu-west-1\n")
+    folder = tmp_path / "my-analysis"
+    folder.mkdir()
+    (folder / "explore.py").write_text("print('mine')\n")
+    env = {**local_deploy.env, "HOME": str(home)}
+
+    def devcontainer():
+        result = subprocess.run([INV, "devcontainer", "--folder", str(folder)], cwd=project, env=env, capture_output=True, text=True)  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    assert "devcontainer.json written" in devcontainer()
+    path = folder / ".devcontainer/tabular/devcontainer.json"
+    config = json.loads(path.read_text())
+    built = subprocess.run([INV, "build", "--workspace"], cwd=project, env=env, capture_output=True, text=True)
+    assert config["image"] == built.stdout.split("image: ", 1)[1].split()[0]
+    assert re.fullmatch(r"gs-ds-env:tabular_311-workspace-[0-9a-f]{12}", config["image"])
+    docker.from_env().images.get(config["image"])  # the image it names exists
+    assert config["remoteUser"] == "sagemaker-user" and config["overrideCommand"] is True
+    assert config["customizations"]["vscode"]["settings"]["python.defaultInterpreterPath"] == "/opt/venv/bin/python"
+    assert set(config["customizations"]["vscode"]["extensions"]) == {"ms-python.python", "ms-toolsai.jupyter"}
+    assert config["mounts"] == ["source=${localEnv:HOME}/.aws,target=/home/sagemaker-user/.aws,type=bind,readonly"]
+
+    written_at = path.stat().st_mtime_ns
+    assert "up to date" in devcontainer() and path.stat().st_mtime_ns == written_at
+    edited = path.read_text().replace('"overrideCommand": true', '"overrideCommand": false')
+    path.write_text(edited)
+    assert "kept as devcontainer.json.previous" in devcontainer()
+    assert (path.parent / "devcontainer.json.previous").read_text() == edited and json.loads(path.read_text()) == config
+
+    cli = [str(devcontainer_cli), "--workspace-folder", str(folder), "--config", str(path)]
+    try:
+        up = subprocess.run([cli[0], "up", *cli[1:]], env=env, capture_output=True, text=True, timeout=600)
+        assert '"outcome":"success"' in up.stdout, (up.stdout + up.stderr)[-3000:]
+        versions = (
+            "import pandas, sklearn, xgboost; print(pandas.__version__, sklearn.__version__, xgboost.__version__)"
+        )
+        kernel = subprocess.run(
+            [str(project / "themes/tabular/kernel/.venv/bin/python"), "-c", versions], capture_output=True, text=True
+        ).stdout.strip()
+        inside = subprocess.run(
+            [cli[0], "exec", *cli[1:], "sh", "-c",
+             f"id -u; pwd; python -c 'import sys, ipykernel; print(sys.executable)'; python -c '{versions}'; "
+             "cat explore.py ~/.aws/config; touch ~/.aws/mine 2>&1 || true"],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        lines = inside.stdout.strip().splitlines()
+        assert lines[:5] == [
+            "1000",
+            "/home/sagemaker-user/my-analysis",
+            "/opt/venv/bin/python",
+            kernel,
+            "print('mine')",
+        ]
+        assert lines[5:7] == ["[default]", "region = eu-west-1"] and "Read-only file system" in lines[7], lines
+    finally:
+        client = docker.from_env()
+        for container in client.containers.list(all=True, filters={"label": f"devcontainer.local_folder={folder}"}):
+            uid_layer = [tag for tag in container.image.tags if tag.startswith("vsc-")]  # the CLI's, not ours
+            container.remove(force=True)
+            for tag in uid_layer:
+                with contextlib.suppress(docker.errors.APIError):  # still used by another folder's dev container
+                    client.images.remove(tag)

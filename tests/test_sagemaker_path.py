@@ -831,3 +831,68 @@ def test_endpoint_deploy_list_predict_delete_and_a_transform_job(
     )
     assert sent.splitlines() == validation.read_text().splitlines()[1:]
     assert "SageMaker.DeleteModel" in operations(calls)  # the transform's model does not outlive it
+
+
+def test_studio_image_pushes_the_workspace_image_then_makes_the_studio_objects_and_its_dry_run_calls_nothing(
+    tmp_path, project, moto, registry, base_image, titanic_csv, monkeypatch, capsys
+):
+    """`inv studio-image`: the workspace image goes to the real registry as the training image does (ECR's half to
+    moto); the SageMaker half (CreateImage ... UpdateDomain, which moto lacks) to botocore's Stubber, which checks
+    that the version is made from exactly the pushed image."""
+    from botocore.stub import ANY, Stubber
+
+    from gs_ds_env.aws import session as aws_session
+    from gs_ds_env.settings import load_settings
+    from gs_ds_env.workspace import studio
+
+    env = sagemaker_env(tmp_path, moto, base_image, titanic_csv, ECR_REGISTRY=registry.host, BASE_JOB_NAME="gs-studio")
+    moto.reset_recording()
+    plan = inv(project, env, "studio-image", "--domain-id", "d-abcdef123456", "--dry-run")
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    assert moto.calls() == [] and workspace_tags(registry) == []
+    assert "sagemaker:CreateImage gs-studio-tabular-py311" in plan.stdout
+    assert "sagemaker:UpdateDomain d-abcdef123456" in plan.stdout
+    planned_uri = plan.stdout.split("  image: ", 1)[1].split()[0]
+    assert planned_uri.startswith(f"{registry.host}/{REPOSITORY}:tabular_311-workspace-")
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings(repo_root=project)
+    sm = studio._sagemaker(aws_session(settings))
+    stub = Stubber(sm)
+    name = "gs-studio-tabular-py311"
+    arn = f"arn:aws:sagemaker:{REGION}:123456789012:image/{name}"
+    stub.add_client_error("describe_image", "ResourceNotFound", "no such image", expected_params={"ImageName": name})
+    stub.add_response("create_image", {"ImageArn": arn}, {"ImageName": name, "RoleArn": ROLE, "DisplayName": ANY,
+                      "Description": ANY, "Tags": [{"Key": "project", "Value": "gs-ds-env"}, {"Key": "gs-ds-env:studio-image", "Value": "tabular_311"}]})  # fmt: skip
+    stub.add_response("describe_image", {"ImageName": name, "ImageStatus": "CREATED"}, {"ImageName": name})
+    stub.add_client_error("describe_image_version", "ResourceNotFound", "none", expected_params={"ImageName": name})
+    stub.add_response("create_image_version", {"ImageVersionArn": f"{arn.replace(':image/', ':image-version/')}/1"},
+                      {"ImageName": name, "BaseImage": planned_uri, "ClientToken": ANY})  # fmt: skip
+    stub.add_response(
+        "describe_image_version", {"ImageVersionStatus": "CREATED", "Version": 1}, {"ImageName": name, "Version": 1}
+    )
+    stub.add_client_error(
+        "describe_app_image_config", "ResourceNotFound", "none", expected_params={"AppImageConfigName": name}
+    )
+    stub.add_response(
+        "create_app_image_config", {}, {"AppImageConfigName": name, "Tags": ANY, "JupyterLabAppImageConfig": ANY}
+    )
+    monkeypatch.setattr(studio, "_sagemaker", lambda boto_session: sm)
+    with stub:
+        studio.run(settings, "jupyterlab", "", remove=False, dry_run=False)
+        stub.assert_no_pending_responses()
+    assert f"image: {planned_uri} (pushed)" in capsys.readouterr().out
+    # The version names exactly what the registry holds (content tag and kernel-name tag, one manifest).
+    assert workspace_tags(registry) == sorted(["tabular_311-workspace", planned_uri.rsplit(":", 1)[1]])
+    assert registry.digest(REPOSITORY, "tabular_311-workspace") == registry.digest(
+        REPOSITORY, planned_uri.rsplit(":", 1)[1]
+    )
+    assert "ECR.GetAuthorizationToken" in operations(moto.calls())  # docker login through ECR, as for training
+
+
+def workspace_tags(registry) -> list[str]:
+    try:
+        return sorted(tag for tag in registry.tags(REPOSITORY) if "workspace" in tag)
+    except urllib.error.HTTPError:  # the repository does not exist yet
+        return []

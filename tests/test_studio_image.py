@@ -1,0 +1,251 @@
+"""`inv studio-image` against SageMaker's API as botocore's Stubber plays it: moto implements none of CreateImage,
+CreateImageVersion, CreateAppImageConfig or UpdateDomain. The Stubber checks each request against the service
+model and that the calls come in exactly this order with exactly these parameters; an unexpected call fails."""
+
+from __future__ import annotations
+
+import subprocess
+
+import boto3
+import pytest
+from botocore.stub import ANY, Stubber
+from conftest import copy_repo
+
+from gs_ds_env import iam
+from gs_ds_env.settings import ConfigError, load_settings
+from gs_ds_env.workspace import WorkspaceError, studio
+
+REGION = "eu-west-1"
+ROLE = "arn:aws:iam::123456789012:role/gs-ds-env-sagemaker"
+URI = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/gs-ds-env-tabular:tabular_311-workspace-0123456789ab"
+NAME = "gs-ds-env-tabular-py311"
+IMAGE_ARN = f"arn:aws:sagemaker:{REGION}:123456789012:image/{NAME}"
+CONFIG_ARN = f"arn:aws:sagemaker:{REGION}:123456789012:app-image-config/{NAME}"
+DOMAIN = "d-abcdef123456"
+OTHER_IMAGE = {"ImageName": "team-r-image", "AppImageConfigName": "team-r-config"}
+SPEC = {"InstanceType": "ml.t3.medium"}
+OWN_TAGS = [{"Key": "project", "Value": "titanic"}, {"Key": studio.OWNER_TAG, "Value": "tabular_311"}]
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKING_DIR", str(tmp_path / "work"))
+    repo = copy_repo(tmp_path / "repo", "themes", "docker", ".env.example")
+    return load_settings(
+        repo_root=repo, target="sagemaker", aws_region=REGION, s3_bucket="team-bucket", sagemaker_role_arn=ROLE,
+        ecr_repository="gs-ds-env-tabular", base_job_name="gs-ds-env", theme="tabular", py="3.11",
+        tags={"project": "titanic"},
+    )  # fmt: skip
+
+
+def stubbed():
+    client = boto3.Session(region_name=REGION, aws_access_key_id="t", aws_secret_access_key="t").client("sagemaker")
+    return client, Stubber(client)
+
+
+def missing(stub: Stubber, operation: str, params: dict) -> None:
+    stub.add_client_error(operation, "ResourceNotFound", "not found", expected_params=params)
+
+
+def image(status: str) -> dict:
+    return {"ImageName": NAME, "ImageArn": IMAGE_ARN, "ImageStatus": status}
+
+
+def version(number: int, status: str, base: str = URI, reason: str | None = None) -> dict:
+    answer = {"ImageArn": IMAGE_ARN, "ImageVersionArn": f"arn:aws:sagemaker:{REGION}:123456789012:image-version/{NAME}/{number}",
+              "ImageVersionStatus": status, "Version": number, "BaseImage": base}  # fmt: skip
+    return {**answer, "FailureReason": reason} if reason else answer
+
+
+JUPYTERLAB = {"JupyterLabAppImageConfig": {"ContainerConfig": {"ContainerEntrypoint": [studio.ENTRY_POINT]}}}
+
+
+def domain(images: list[dict]) -> dict:
+    return {"DomainId": DOMAIN, "DefaultUserSettings": {"JupyterLabAppSettings": {"DefaultResourceSpec": SPEC, "CustomImages": images}}}  # fmt: skip
+
+
+def test_a_first_publish_makes_image_version_config_and_offers_it_in_the_domain_keeping_its_settings(settings):
+    sm, stub = stubbed()
+    missing(stub, "describe_image", {"ImageName": NAME})
+    stub.add_response("create_image", {"ImageArn": IMAGE_ARN}, {
+        "ImageName": NAME, "RoleArn": ROLE, "DisplayName": "Python 3.11 (tabular)",
+        "Description": "gs-ds-env workspace: theme tabular, Python 3.11", "Tags": OWN_TAGS})  # fmt: skip
+    stub.add_response("describe_image", image("CREATING"), {"ImageName": NAME})
+    stub.add_response("describe_image", image("CREATED"), {"ImageName": NAME})
+    missing(stub, "describe_image_version", {"ImageName": NAME})
+    stub.add_response(
+        "create_image_version", {"ImageVersionArn": version(1, "CREATING")["ImageVersionArn"]},
+        {"ImageName": NAME, "BaseImage": URI, "ClientToken": ANY},
+    )  # fmt: skip
+    for status in ("CREATING", "CREATING", "CREATED"):
+        stub.add_response("describe_image_version", version(1, status), {"ImageName": NAME, "Version": 1})
+    missing(stub, "describe_app_image_config", {"AppImageConfigName": NAME})
+    stub.add_response("create_app_image_config", {"AppImageConfigArn": CONFIG_ARN},
+                      {"AppImageConfigName": NAME, "Tags": OWN_TAGS, **JUPYTERLAB})  # fmt: skip
+    stub.add_response("describe_domain", domain([OTHER_IMAGE]), {"DomainId": DOMAIN})
+    # UpdateDomain replaces the app settings object: the domain's own default instance and image are sent back.
+    stub.add_response("update_domain", {"DomainArn": "arn"}, {"DomainId": DOMAIN, "DefaultUserSettings": {
+        "JupyterLabAppSettings": {"DefaultResourceSpec": SPEC, "CustomImages": [
+            OTHER_IMAGE, {"ImageName": NAME, "AppImageConfigName": NAME}]}}})  # fmt: skip
+    slept = []
+    with stub:
+        done = studio.publish(settings, sm, studio.StudioImage.of(settings), URI, DOMAIN, sleep=slept.append, poll=7)
+        stub.assert_no_pending_responses()
+    assert done == [
+        f"image {NAME}: created",
+        f"version 1: created from {URI}",
+        f"app image config {NAME}: created",
+        f"domain {DOMAIN}: offers {NAME} (pick it for a jupyterlab space)",
+    ]
+    assert slept == [7, 7, 7]  # once for the image, twice for the version
+
+
+def test_a_re_run_with_nothing_changed_creates_nothing(settings):
+    sm, stub = stubbed()
+    stub.add_response("describe_image", image("CREATED"), {"ImageName": NAME})
+    stub.add_response("describe_image", image("CREATED"), {"ImageName": NAME})
+    stub.add_response("describe_image_version", version(3, "CREATED"), {"ImageName": NAME})
+    stub.add_response("describe_image_version", version(3, "CREATED"), {"ImageName": NAME, "Version": 3})
+    stub.add_response("describe_app_image_config", {"AppImageConfigName": NAME, "AppImageConfigArn": CONFIG_ARN, **JUPYTERLAB},
+                      {"AppImageConfigName": NAME})  # fmt: skip
+    stub.add_response(
+        "describe_domain", domain([{"ImageName": NAME, "AppImageConfigName": NAME}]), {"DomainId": DOMAIN}
+    )
+    with stub:  # any Create*/Update* call would be unexpected: the Stubber raises
+        done = studio.publish(settings, sm, studio.StudioImage.of(settings), URI, DOMAIN, sleep=pytest.fail)
+        stub.assert_no_pending_responses()
+    assert done == [f"image {NAME}: exists", f"version 3: already holds {URI}",
+                    f"app image config {NAME}: unchanged", f"domain {DOMAIN}: already offers {NAME}"]  # fmt: skip
+
+
+def test_a_new_lock_makes_a_new_version_and_a_changed_config_is_updated(settings):
+    sm, stub = stubbed()
+    studio_image = studio.StudioImage.of(settings, "kernel-gateway")
+    old_uri = URI.replace("0123456789ab", "ffffffffffff")
+    stub.add_response("describe_image", image("CREATED"), {"ImageName": NAME})
+    stub.add_response("describe_image", image("CREATED"), {"ImageName": NAME})
+    stub.add_response("describe_image_version", version(3, "CREATED", base=old_uri), {"ImageName": NAME})
+    stub.add_response("create_image_version", {"ImageVersionArn": version(4, "CREATING")["ImageVersionArn"]},
+                      {"ImageName": NAME, "BaseImage": URI, "ClientToken": ANY})  # fmt: skip
+    stub.add_response("describe_image_version", version(4, "CREATED"), {"ImageName": NAME, "Version": 4})
+    stub.add_response(
+        "describe_app_image_config", {"AppImageConfigName": NAME, **JUPYTERLAB}, {"AppImageConfigName": NAME}
+    )
+    # Studio Classic: the theme's kernel by its name in the image, Studio's uid/gid and home.
+    classic = {"KernelGatewayImageConfig": {
+        "KernelSpecs": [{"Name": "tabular_311", "DisplayName": "Python 3.11 (tabular)"}],
+        "FileSystemConfig": {"MountPath": "/home/sagemaker-user", "DefaultUid": 1000, "DefaultGid": 100}}}  # fmt: skip
+    stub.add_response(
+        "update_app_image_config", {"AppImageConfigArn": CONFIG_ARN}, {"AppImageConfigName": NAME, **classic}
+    )
+    with stub:
+        done = studio.publish(settings, sm, studio_image, URI, sleep=pytest.fail)
+        stub.assert_no_pending_responses()
+    assert done[1:3] == [f"version 4: created from {URI}", f"app image config {NAME}: updated"]
+    assert done[3] == "attach it to a Studio domain: inv studio-image --theme tabular --domain-id <d-...>"
+
+
+def test_a_failed_version_stops_with_sagemakers_reason_in_one_line(settings):
+    sm, stub = stubbed()
+    stub.add_response("describe_image", image("CREATED"), {"ImageName": NAME})
+    stub.add_response("describe_image", image("CREATED"), {"ImageName": NAME})
+    missing(stub, "describe_image_version", {"ImageName": NAME})
+    stub.add_response("create_image_version", {"ImageVersionArn": version(1, "CREATING")["ImageVersionArn"]},
+                      {"ImageName": NAME, "BaseImage": URI, "ClientToken": ANY})  # fmt: skip
+    reason = "Unable to pull image: access denied for the role"
+    stub.add_response(
+        "describe_image_version", version(1, "CREATE_FAILED", reason=reason), {"ImageName": NAME, "Version": 1}
+    )
+    with stub, pytest.raises(WorkspaceError) as failed:
+        studio.publish(settings, sm, studio.StudioImage.of(settings), URI, sleep=pytest.fail)
+    assert str(failed.value) == f"version 1 of image {NAME} is CREATE_FAILED: {reason}"
+
+
+def test_delete_refuses_what_it_did_not_tag_before_deleting_anything(settings):
+    sm, stub = stubbed()
+    stub.add_response("describe_image", image("CREATED"), {"ImageName": NAME})
+    stub.add_response(
+        "describe_app_image_config",
+        {"AppImageConfigName": NAME, "AppImageConfigArn": CONFIG_ARN},
+        {"AppImageConfigName": NAME},
+    )
+    stub.add_response("list_tags", {"Tags": [{"Key": "team", "Value": "r"}]}, {"ResourceArn": IMAGE_ARN})
+    with stub, pytest.raises(WorkspaceError, match="has no gs-ds-env:studio-image tag"):
+        studio.delete(sm, studio.StudioImage.of(settings), DOMAIN)
+    stub.assert_no_pending_responses()
+
+
+def test_delete_removes_the_domain_entry_the_config_and_the_image_and_a_second_delete_finds_nothing(settings):
+    sm, stub = stubbed()
+    stub.add_response("describe_image", image("CREATED"), {"ImageName": NAME})
+    stub.add_response(
+        "describe_app_image_config",
+        {"AppImageConfigName": NAME, "AppImageConfigArn": CONFIG_ARN},
+        {"AppImageConfigName": NAME},
+    )
+    stub.add_response("list_tags", {"Tags": OWN_TAGS}, {"ResourceArn": IMAGE_ARN})
+    stub.add_response("list_tags", {"Tags": OWN_TAGS}, {"ResourceArn": CONFIG_ARN})
+    stub.add_response(
+        "describe_domain", domain([OTHER_IMAGE, {"ImageName": NAME, "AppImageConfigName": NAME}]), {"DomainId": DOMAIN}
+    )
+    stub.add_response("update_domain", {"DomainArn": "arn"}, {"DomainId": DOMAIN, "DefaultUserSettings": {
+        "JupyterLabAppSettings": {"DefaultResourceSpec": SPEC, "CustomImages": [OTHER_IMAGE]}}})  # fmt: skip
+    stub.add_response("delete_app_image_config", {}, {"AppImageConfigName": NAME})
+    stub.add_response("delete_image", {}, {"ImageName": NAME})
+    missing(stub, "describe_image", {"ImageName": NAME})
+    missing(stub, "describe_app_image_config", {"AppImageConfigName": NAME})
+    with stub:
+        first = studio.delete(sm, studio.StudioImage.of(settings), DOMAIN)
+        second = studio.delete(sm, studio.StudioImage.of(settings))
+        stub.assert_no_pending_responses()
+    assert first == [f"domain {DOMAIN}: no longer offers {NAME}", f"app image config {NAME}: deleted",
+                     f"image {NAME}: deleted with its versions"]  # fmt: skip
+    assert second == [f"app image config {NAME}: not there", f"image {NAME}: not there"]
+
+
+def test_names_fit_sagemakers_rules_and_two_long_themes_never_share_one(settings):
+    import re
+
+    base = "a-very-long-base-job-name-of-38-chars"
+    names = set()
+    for theme in ("forecasting-with-a-long-name-one", "forecasting-with-a-long-name-two"):
+        long = settings.__class__(**{**settings.__dict__, "base_job_name": base, "theme": theme})
+        name = studio.StudioImage.of(long).name
+        assert len(name) <= 63 and re.fullmatch(r"[a-zA-Z0-9]([-.]?[a-zA-Z0-9]){0,62}", name), name
+        names.add(name)
+    assert len(names) == 2
+    with pytest.raises(ConfigError, match="--app 'vscode'"):
+        studio.StudioImage.of(settings, "vscode")
+
+
+def test_the_operator_policy_allows_exactly_the_studio_calls_on_this_projects_names(settings):
+    statements = {s["Sid"]: s for s in iam.operator_policy(settings, "123456789012")["Statement"]}
+    prefix = f"arn:aws:sagemaker:{REGION}:123456789012"
+    assert statements["StudioImages"]["Resource"] == [
+        f"{prefix}:image/gs-ds-env*", f"{prefix}:image-version/gs-ds-env*/*", f"{prefix}:app-image-config/gs-ds-env*"
+    ]  # fmt: skip
+    called = {"CreateImage", "DescribeImage", "DeleteImage", "CreateImageVersion", "DescribeImageVersion",
+              "CreateAppImageConfig", "DescribeAppImageConfig", "UpdateAppImageConfig", "DeleteAppImageConfig",
+              "AddTags", "ListTags"}  # fmt: skip
+    assert set(statements["StudioImages"]["Action"]) == {f"sagemaker:{c}" for c in called}
+    assert statements["StudioDomain"]["Action"] == ["sagemaker:DescribeDomain", "sagemaker:UpdateDomain"]
+    # CreateImage passes the execution role to SageMaker: the one PassRole statement covers it.
+    assert statements["PassOnlyTheExecutionRoleToSageMaker"]["Resource"] == ROLE
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--domain-id", "xyz"], "error: --domain-id 'xyz' is not a Studio domain id (d- and 12 letters/digits)"),
+        (["--app", "vscode"], "error: --app 'vscode': use jupyterlab (Studio) or kernel-gateway (Studio Classic)"),
+    ],
+)
+def test_bad_options_get_one_line_and_exit_2_before_anything_runs(tmp_path, args, message):
+    from conftest import INV, clone_project, tool_env
+
+    project = clone_project(tmp_path / "project")
+    env = tool_env(TARGET="sagemaker", AWS_REGION=REGION, S3_BUCKET="team-bucket", SAGEMAKER_ROLE_ARN=ROLE,
+                   WORKING_DIR=str(tmp_path / "work"), AWS_ENDPOINT_URL="http://127.0.0.1:9")  # fmt: skip
+    result = subprocess.run([INV, "studio-image", *args], cwd=project, env=env, capture_output=True, text=True)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(message) and result.stdout == ""
