@@ -61,8 +61,8 @@ def copy_project(scratch: Path, *parts: str) -> Path:
 
 def bench_kernels(scratch: Path, py: str, env: dict) -> None:
     repo = copy_project(scratch / "repo", "bin", "themes")
-    theme = repo / "themes/tabular"
-    requirements = [theme / "kernel/requirements.txt", theme / "docker/requirements.txt"]
+    files = Paths(repo).theme("tabular")
+    requirements = [files.kernel_requirements, files.image_requirements]
     script = [str(repo / "bin/gs-env-create-kernel.sh")]
     _timed(script + ["tabular", py], env=env)  # warms uv's cache
     # A new kernel from a lock whose packages uv's cache holds (a second theme, a teammate's lock): install, smoke

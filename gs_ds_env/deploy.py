@@ -1,4 +1,6 @@
-"""`inv deploy`: kernel -> image -> data -> training job -> report, each step timed."""
+"""`inv deploy` and `inv train`: one run flow for a program (the Titanic program on the staged data, or your script)
+on a target (local mode or SageMaker, targets.py): kernel -> image -> parity -> channels -> job -> record, each
+step timed."""
 
 from __future__ import annotations
 
@@ -6,27 +8,14 @@ import os
 import re
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import (
-    aws,
-    data,
-    image,
-    instance,
-    kernels,
-    parity,
-    preflight,
-    report,
-    s3_data,
-    script_mode,
-    sdk,
-    training_job,
-)
-from . import versions as versions_mod
+from . import aws, data, image, kernels, parity, report, s3_data, script_mode, sdk, training_job
 from .data import TITANIC_THEME
 from .plans import local_plan, reproduce_commands, sagemaker_plan, script_reproduce_commands
-from .report import invoked_command
 from .settings import ConfigError, Settings
+from .targets import AttachedChoice, LocalTarget, SageMakerJob, SageMakerTarget
 
 
 def process_age() -> float | None:
@@ -40,23 +29,22 @@ def process_age() -> float | None:
         return None
 
 
-# Set by the CLI (`inv deploy`, `inv train`): there the process is the run, so its start-up is the run's first step.
-# A notebook kernel that calls deploy.run has lived for hours: its age is no step of the run.
-COUNT_PROCESS_START_UP = False
-
-
 class Timer:
-    """Each step's seconds, in order (under the CLI from the process's start): the report's timings add up to the
-    run's wall time."""
+    """Each step's seconds, in order: the report's timings add up to the run's wall time. `count_start_up`: the CLI's
+    (`inv deploy`, `inv train`), where the process is the run, so all it did before the first step (interpreter, inv,
+    imports, settings) is the run's first step; a notebook kernel that calls deploy.run has lived for hours, and its
+    age is no step of the run."""
 
-    def __init__(self) -> None:
+    def __init__(self, count_start_up: bool = False) -> None:
         self.seconds: dict[str, float] = {}
-        age = process_age() if COUNT_PROCESS_START_UP else None
-        if age is not None:
-            self.seconds["start-up (inv, imports, settings)"] = round(age, 2)
+        self.count_start_up = count_start_up
 
     @contextmanager
     def step(self, name: str, announce: bool = True):
+        if self.count_start_up and not self.seconds:
+            age = process_age()
+            if age is not None:
+                self.seconds["start-up (inv, imports, settings)"] = round(age, 2)
         if announce:
             print(f"==> {name}", flush=True)
         started = time.perf_counter()
@@ -105,113 +93,6 @@ def titanic_data(staged: data.StagedData) -> dict:
     }
 
 
-def image_record(built: image.BuiltImage) -> dict:
-    record = {"uri": built.uri, "content_tag": built.content_tag, "size_bytes": built.size_bytes}
-    if built.image_id:
-        record["image_id"] = built.image_id
-    if built.digest:  # pushed: the registry's digest, and the tags this run sent
-        record.update(digest=built.digest, pushed=built.pushed)
-    return record
-
-
-def sagemaker_fields(
-    settings: Settings, account: str, choice, result: training_job.JobResult | None, job_name: str
-) -> dict:
-    """The run record's SageMaker part: account, resources, instance evidence, bill, logs, console links (the
-    job's own facts, `result`, once it has ended)."""
-    urls = training_job.console_urls(settings.aws_region, job_name)
-    fields = {
-        "account": account,
-        "s3_prefix_uri": s3_data.uri(settings),
-        "ecr_repository": settings.ecr_repository,
-        "role_arn": settings.sagemaker_role_arn,
-        "instance_type": settings.instance_type,
-        "instance_count": settings.instance_count,
-        "spot": settings.use_spot,
-        "instance_evidence": choice.evidence() if choice else None,
-        "price_usd_per_hour": choice.price if choice else None,
-        "log_stream": f"{aws.LOG_GROUP} / {job_name}/algo-1-*",
-        "console_url": urls["job"],
-        "logs_url": urls["logs"],
-    }
-    if result is not None:
-        fields.update(
-            model_local_copy=str(result.local_copy),
-            billable_seconds=result.billable_seconds,
-            cost_usd=result.cost_usd,
-            log_stream=f"{aws.LOG_GROUP} / {', '.join(result.log_streams) or job_name + '/algo-1-*'}",
-            job_status=result.description.get("TrainingJobStatus"),
-        )
-    return fields
-
-
-def _write_run(
-    settings: Settings,
-    job_name: str,
-    built: image.BuiltImage,
-    checked: tuple[dict, parity.Environment],
-    result: training_job.JobResult | None,
-    timer: Timer,
-    pictures: list[str],
-    *,
-    channels: dict[str, str] | None,
-    hyperparameters: dict[str, str],
-    **fields,
-) -> Path:
-    """Write the run record (run.json) and its report: what every run shares (settings, image, parity, the job's
-    result, timings, the command); `fields` adds the program's part (the Titanic data, or the entry point), the
-    target's (sagemaker_fields) and, for a job that did not complete, its status and reason."""
-    started = time.perf_counter()
-    parity_record, container = checked
-    versions = fields.pop("versions", None) or versions_mod.collect(settings, built, container)
-    timings = dict(timer.seconds)
-    if result is not None:
-        timings.update({f"train: {step}": seconds for step, seconds in result.steps.items()})
-        timings["training computation (in container)"] = result.training_seconds or 0.0
-    timings["run record (versions, report)"] = round(time.perf_counter() - started, 2)
-    record = report.RunRecord(
-        target=settings.target,
-        theme=settings.theme,
-        kernel=settings.kernel_name,
-        region=settings.aws_region,
-        job_name=job_name,
-        image=image_record(built),
-        parity=parity_record,
-        versions=versions,
-        hyperparameters=hyperparameters,
-        channels=channels,
-        metrics=result.metrics if result else {},
-        model_artifact=result.model_artifact if result else "",
-        timings=timings,
-        pictures=pictures,
-        command=invoked_command(),
-        environment={script_mode.SEED_VARIABLE: str(settings.seed)},
-        **({"log_path": result.log_path} if result and result.log_path else {}),
-        **fields,
-    )
-    run_json, report_md = report.write(settings.paths.run(record.job_name), record)
-    print(
-        f"report: {report_md}\nrun record: {run_json}" + (f"\nmodel: {record.model_artifact}" if result else ""),
-        flush=True,
-    )
-    return run_json
-
-
-@contextmanager
-def recording_failures(write):
-    """A job that does not complete still leaves its record: `write(status=…, reason=…, **facts)` runs before the
-    failure or interruption goes on to the one-line error."""
-    try:
-        yield
-    except training_job.TrainingFailed as failed:
-        write(status=failed.status, reason=failed.reason, **failed.facts)
-        raise
-    except KeyboardInterrupt as interrupted:
-        status = getattr(interrupted, "status", "interrupted (Ctrl-C)")
-        write(status=status, reason=status)
-        raise
-
-
 def claim_job_name(settings: Settings, job_name: str | None, program: str) -> str:
     """The job's name (given, or BASE_JOB_NAME-<theme>-<program>-<timestamp>); runs/<name> must not exist yet: a
     run is never overwritten."""
@@ -225,9 +106,95 @@ def claim_job_name(settings: Settings, job_name: str | None, program: str) -> st
     return name
 
 
-def _local_pictures(settings: Settings, result: training_job.JobResult, job_name: str) -> list[str]:
-    """The pictures a local-mode job left in output.tar.gz (beside model.tar.gz), unpacked into the run folder."""
-    return report.extract_pictures(Path(result.model_artifact).with_name("output.tar.gz"), settings.paths.run(job_name))
+def titanic_channels(settings: Settings) -> dict[str, str]:
+    """No --channel for the Titanic theme: its example reads the staged Titanic data, as `inv deploy` does."""
+    if settings.theme != TITANIC_THEME:
+        return {}
+    staged = data.split_and_stage(settings)
+    print(f"channels: none given; the staged Titanic data ({', '.join(staged.channels)})", flush=True)
+    return {name: str(folder) for name, folder in staged.channels.items()}
+
+
+@dataclass
+class TitanicProgram:
+    """The Titanic program (`train` in the image) on the staged Titanic data; `inv deploy` builds the kernel first."""
+
+    source: str | None = None
+    builds_kernel: bool = True
+    name: str = "titanic"
+    script: None = None
+    checks_image: bool = True  # SageMaker: the image trains on a sample before the push
+
+    def preflight_channels(self, settings: Settings) -> dict:
+        return data.split_and_stage(settings, self.source).channels
+
+    def local_channels(self, settings: Settings, timer: Timer, staging: Path) -> tuple[dict, dict]:
+        with timer.step("data"):
+            staged = data.split_and_stage(settings, self.source)
+        return staged.channels, {"data": titanic_data(staged)}
+
+    def sagemaker_channels(self, settings: Settings, timer: Timer, s3) -> tuple[dict, dict]:
+        with timer.step("data"):
+            staged = data.split_and_stage(settings, self.source)
+            uploaded = s3_data.upload(settings, s3, staged)
+        objects = {"objects": uploaded.objects, "bucket_actions": uploaded.bucket_actions}
+        return uploaded.channels, {"data": {**titanic_data(staged), **objects}}
+
+    def record_fields(self, settings: Settings, job_name: str) -> dict:
+        on_sagemaker = settings.target == "sagemaker"
+        return {
+            "hyperparameters": settings.hyperparameters,
+            "reproduce": reproduce_commands(settings, job_name if on_sagemaker else None),
+        }
+
+
+@dataclass
+class ScriptProgram:
+    """Your entry point in the theme's image (script mode) with its channels (a folder or file, or s3://)."""
+
+    script: script_mode.ScriptMode
+    channels: dict[str, str] = field(default_factory=dict)
+    builds_kernel: bool = False
+    checks_image: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.script.entry_point
+
+    def local_channels(self, settings: Settings, timer: Timer, staging: Path) -> tuple[dict, dict]:
+        return script_mode.local_folders(self.channels, staging), {}
+
+    def sagemaker_channels(self, settings: Settings, timer: Timer, s3) -> tuple[dict, dict]:
+        with timer.step("channels"):
+            return s3_data.upload_channels(settings, s3, self.channels).channels, {}
+
+    def record_fields(self, settings: Settings, job_name: str) -> dict:
+        return {
+            "hyperparameters": self.script.hyperparameters,
+            "entry_point": self.script.entry_point,
+            "source_dir": str(self.script.source_dir),
+            "shipped": self.script.shipped_summary(),
+            "metric_definitions": self.script.metric_definitions,
+            "reproduce": script_reproduce_commands(settings),
+        }
+
+
+def execute(settings: Settings, program, target, job_name: str, timer: Timer, allow_drift: bool, detach: bool) -> Path:
+    """The one run flow, for either program on either target."""
+    settings = target.prepare(settings, timer)
+    if program.builds_kernel:
+        with timer.step("kernel"):
+            kernels.create_kernel(settings)
+    built = target.publish(settings, timer, program)
+    with timer.step("parity"):
+        checked = check_parity(settings, built, allow_drift)
+    channels, data_fields = target.hand_over(settings, timer, program, job_name)
+    fields = {**program.record_fields(settings, job_name), **data_fields}
+    return target.train(settings, timer, program, built, checked, channels, job_name, fields, detach)
+
+
+def _target(settings: Settings, skip_preflight: bool):
+    return SageMakerTarget(skip_preflight) if settings.target == "sagemaker" else LocalTarget()
 
 
 def run(
@@ -240,99 +207,18 @@ def run(
     allow_drift: bool = False,
     skip_preflight: bool = False,
     detach: bool = False,
+    timer: Timer | None = None,
 ) -> Path | None:
-    """`inv deploy` / `inv train` for either target; a dry run prints the plan and calls nothing."""
+    """`inv deploy` / `inv train`: the Titanic program on either target; a dry run prints the plan and calls nothing.
+    `timer`: the run's, when its caller started it (the CLI: at the process's start)."""
     if dry_run:
         print(sagemaker_plan(settings) if settings.target == "sagemaker" else local_plan(settings), flush=True)
         return None
     sdk.prefetch()  # imported while the first steps wait on the kernel script, the build and parity
-    if settings.target == "sagemaker":
-        return deploy_sagemaker(
-            settings,
-            skip_kernel=skip_kernel,
-            source=source,
-            job_name=job_name,
-            allow_drift=allow_drift,
-            skip_preflight=skip_preflight,
-            detach=detach,
-        )
-    return deploy_local(settings, skip_kernel=skip_kernel, source=source, job_name=job_name, allow_drift=allow_drift)
-
-
-def _write_failed_local(settings, job_name, built, checked, timer, **fields):
-    """The record of a local job that did not complete (whatever it left, e.g. output.tar.gz, stays beside it)."""
-
-    def write(**outcome):
-        _write_run(settings, job_name, built, checked, None, timer, [], **fields, **outcome)
-
-    return write
-
-
-def deploy_local(
-    settings: Settings,
-    skip_kernel: bool = False,
-    source: str | None = None,
-    job_name: str | None = None,
-    allow_drift: bool = False,
-) -> Path:
-    job_name = claim_job_name(settings, job_name, "titanic")
-    timer = Timer()
-    if not skip_kernel:
-        with timer.step("kernel"):
-            kernels.create_kernel(settings)
-    with timer.step("build"):
-        built = image.build(settings)
-    with timer.step("parity"):
-        checked = check_parity(settings, built, allow_drift)
-    with timer.step("data"):
-        staged = data.split_and_stage(settings, source)
-    common = dict(
-        hyperparameters=settings.hyperparameters, data=titanic_data(staged), reproduce=reproduce_commands(settings)
-    )
-    failed = _write_failed_local(
-        settings, job_name, built, checked, timer, channels={k: str(v) for k, v in staged.channels.items()}, **common
-    )
-    with timer.step("train"), recording_failures(failed):
-        result = training_job.train_local(settings, built.uri, staged.channels, job_name)
-    with timer.step("pictures (from output.tar.gz)", announce=False):
-        pictures = _local_pictures(settings, result, job_name)
-    return _write_run(
-        settings,
-        job_name,
-        built,
-        checked,
-        result,
-        timer,
-        pictures,
-        channels=result.channels,
-        output_path=str(Path(result.model_artifact).parent),
-        **common,
-    )
-
-
-def titanic_channels(settings: Settings) -> dict[str, str]:
-    """No --channel for the Titanic theme: its example reads the staged Titanic data, as `inv deploy` does."""
-    if settings.theme != TITANIC_THEME:
-        return {}
-    staged = data.split_and_stage(settings)
-    print(f"channels: none given; the staged Titanic data ({', '.join(staged.channels)})", flush=True)
-    return {name: str(folder) for name, folder in staged.channels.items()}
-
-
-def _account_and_instance(settings: Settings, boto_session, timer: Timer, skip_preflight: bool):
-    """The paid path's first steps, shared by `deploy` and `train --entry-point`: the cheap preflight, the
-    account, and the instance choice (a zero quota stops here, before anything slow or paid). Returns the settings
-    with INSTANCE_TYPE resolved (auto -> the chosen type): every later step reads it from there."""
-    if not skip_preflight:
-        with timer.step("preflight"):
-            _stop_on_failures(preflight.cheap_checks(settings, boto_session))
-    with timer.step("account and instance"):
-        account = aws.account_id(boto_session)
-        choice = instance.choose(settings, boto_session)
-        for warning in choice.warnings:
-            print(f"warning: {warning}", flush=True)
-        print(f"instance: {choice.instance_type} ({choice.reason})", flush=True)
-    return account, choice, settings.replace(instance_type=choice.instance_type)
+    program = TitanicProgram(source=source, builds_kernel=not skip_kernel)
+    job_name = claim_job_name(settings, job_name, program.name)
+    target = _target(settings, skip_preflight)
+    return execute(settings, program, target, job_name, timer or Timer(), allow_drift, detach)
 
 
 def run_script(
@@ -345,6 +231,7 @@ def run_script(
     allow_drift: bool = False,
     skip_preflight: bool = False,
     detach: bool = False,
+    timer: Timer | None = None,
 ) -> Path:
     """`inv train --entry-point FILE`: the user's code as a job in the theme's image (local mode or SageMaker)."""
     script = script_mode.prepare(settings, hyperparameters, metric_definitions)
@@ -352,167 +239,9 @@ def run_script(
     job_name = claim_job_name(settings, job_name, script.entry_point)
     if channels is None:  # no --channel: the staged Titanic data, as the Titanic job has; {}: no channel at all
         channels = titanic_channels(settings)
-    fields = dict(
-        hyperparameters=script.hyperparameters,
-        entry_point=script.entry_point,
-        source_dir=str(script.source_dir),
-        shipped=script.shipped_summary(),
-        metric_definitions=script.metric_definitions,
-        reproduce=script_reproduce_commands(settings),
-    )
-    if settings.target == "sagemaker":
-        return _run_script_on_sagemaker(
-            settings, script, channels, job_name, allow_drift, skip_preflight, detach, fields
-        )
-    timer = Timer()
-    with timer.step("build"):
-        built = image.build(settings)
-    with timer.step("parity"):
-        checked = check_parity(settings, built, allow_drift)
-    folders = script_mode.local_folders(channels, settings.paths.run(job_name) / "channels")
-    failed = _write_failed_local(
-        settings, job_name, built, checked, timer, channels={k: str(v) for k, v in folders.items()}, **fields
-    )
-    with timer.step("train"), recording_failures(failed):
-        result = training_job.train_local(settings, built.uri, folders, job_name, script=script)
-    with timer.step("pictures (from output.tar.gz)", announce=False):
-        pictures = _local_pictures(settings, result, job_name)
-    return _write_run(settings, job_name, built, checked, result, timer, pictures, channels=result.channels, **fields)
-
-
-def _run_script_on_sagemaker(
-    settings: Settings,
-    script: script_mode.ScriptMode,
-    channels: dict[str, str],
-    job_name: str,
-    allow_drift: bool,
-    skip_preflight: bool,
-    detach: bool,
-    fields: dict,
-) -> Path:
-    """The same script as a SageMaker job: the SDK uploads source_dir as sourcedir.tar.gz under <prefix>/code/."""
-    timer = Timer()
-    boto_session = aws.session(settings)
-    account, choice, settings = _account_and_instance(settings, boto_session, timer, skip_preflight)
-    with timer.step("build and push"):
-        pushed = image.push(settings, account)
-    with timer.step("parity"):
-        checked = check_parity(settings, pushed, allow_drift)
-    with timer.step("channels"):
-        uploaded = s3_data.upload_channels(settings, aws.client(boto_session, "s3"), channels)
-    job = SageMakerJob(settings, boto_session, account, choice, pushed, checked, timer, job_name)
-    return job.run(uploaded.channels, script, detach, **fields)
-
-
-class SageMakerJob:
-    """The paid part both SageMaker flows share: announce the cost ceiling, start the job, follow it (or return
-    at once with --detach), collect its results, write its record — also when it fails or is stopped."""
-
-    def __init__(self, settings, boto_session, account, choice, pushed, checked, timer, job_name) -> None:
-        self.settings, self.boto_session, self.account, self.choice = settings, boto_session, account, choice
-        self.pushed, self.checked, self.timer, self.job_name = pushed, checked, timer, job_name
-        self.run_dir = settings.paths.run(job_name)
-
-    def _write(self, result, pictures, channels, **fields) -> Path:
-        target = sagemaker_fields(self.settings, self.account, self.choice, result, self.job_name)
-        return _write_run(
-            self.settings, self.job_name, self.pushed, self.checked, result, self.timer, pictures,
-            channels=channels, **{**target, **fields},
-        )  # fmt: skip
-
-    def run(self, channels: dict[str, str], script, detach: bool, **fields) -> Path:
-        settings, price = self.settings, self.choice.price
-        if price is not None:
-            ceiling = price * settings.instance_count * (settings.max_wait if settings.use_spot else settings.max_run)
-            print(
-                f"starting a paid training job {self.job_name}: {settings.instance_count} x {settings.instance_type} "
-                f"at {price:.3f} USD/h, at most {ceiling / 3600:.2f} USD (MAX_RUN/MAX_WAIT bound)",
-                flush=True,
-            )
-
-        def failed(**outcome):
-            self._write(None, [], channels, **fields, **outcome)
-
-        with self.timer.step("train"), recording_failures(failed):
-            training_job.run_on_sagemaker(
-                settings, self.boto_session, self.pushed.uri, channels, self.job_name, script, detach=detach
-            )
-        if detach:
-            run_json = self._write(None, [], channels, status=training_job.IN_PROGRESS, **fields)
-            print(
-                f"training job {self.job_name} started and left running (--detach): follow it and collect its "
-                f"results with `inv job attach {self.job_name}`; stop it with "
-                f"`aws sagemaker stop-training-job --training-job-name {self.job_name}`",
-                flush=True,
-            )
-            return run_json
-        return self.collect(channels, script.metric_definitions if script else None, **fields)
-
-    def collect(self, channels: dict[str, str], definitions, **fields) -> Path:
-        def failed(**outcome):
-            self._write(None, [], channels, **fields, **outcome)
-
-        with self.timer.step("results"), recording_failures(failed):
-            result = training_job.collect_sagemaker(
-                self.settings, self.boto_session, self.job_name, self.choice.price, self.run_dir, definitions
-            )
-            output = training_job.fetch_output(self.boto_session, result.model_artifact, self.run_dir)
-            pictures = report.extract_pictures(output, self.run_dir) if output else []
-        return self._write(result, pictures, channels, **fields)
-
-
-def _stop_on_failures(checks) -> None:
-    for check in checks:
-        print(f"preflight {check.status:4} {check.name}: {check.detail}", flush=True)
-    failures = [check for check in checks if check.status == "fail"]
-    if failures:
-        raise preflight.PreflightFailed(
-            "; ".join(f"{c.name}: {c.detail} (fix: {c.fix})" if c.fix else f"{c.name}: {c.detail}" for c in failures)
-            + " — nothing was pushed or started (--skip-preflight "
-            "to go on anyway)"
-        )
-
-
-def deploy_sagemaker(
-    settings: Settings,
-    skip_kernel: bool = False,
-    source: str | None = None,
-    job_name: str | None = None,
-    allow_drift: bool = False,
-    skip_preflight: bool = False,
-    detach: bool = False,
-) -> Path:
-    """preflight -> kernel -> instance evidence -> build -> image check -> ECR push -> S3 upload -> training job
-    -> verified model -> report."""
-    job_name = claim_job_name(settings, job_name, "titanic")
-    timer = Timer()
-    boto_session = aws.session(settings)
-    account, choice, settings = _account_and_instance(settings, boto_session, timer, skip_preflight)
-    if not skip_kernel:
-        with timer.step("kernel"):
-            kernels.create_kernel(settings)
-    if not skip_preflight:
-        with timer.step("image check"):
-            built = image.build(settings)
-            staged = data.split_and_stage(settings, source)
-            _stop_on_failures([preflight.image_check(settings, built.local_ref, staged.channels)])
-    with timer.step("build and push"):
-        pushed = image.push(settings, account)
-    with timer.step("parity"):
-        checked = check_parity(settings, pushed, allow_drift)
-    with timer.step("data"):
-        staged = data.split_and_stage(settings, source)
-        uploaded = s3_data.upload(settings, aws.client(boto_session, "s3"), staged)
-    job = SageMakerJob(settings, boto_session, account, choice, pushed, checked, timer, job_name)
-    return job.run(
-        uploaded.channels,
-        None,
-        detach,
-        hyperparameters=settings.hyperparameters,
-        data={**titanic_data(staged), "objects": uploaded.objects, "bucket_actions": uploaded.bucket_actions},
-        output_path=s3_data.uri(settings, "output"),
-        reproduce=reproduce_commands(settings, job_name),
-    )
+    program = ScriptProgram(script, channels)
+    target = _target(settings, skip_preflight)
+    return execute(settings, program, target, job_name, timer or Timer(), allow_drift, detach)
 
 
 def attach(settings: Settings, job_name: str) -> Path:
@@ -546,18 +275,8 @@ def attach(settings: Settings, job_name: str) -> Path:
     fields = {**record.program_fields(), "versions": record.versions}
 
     def failed(**outcome):
-        job._write(None, [], record.channels, **fields, **outcome)
+        job.write(None, [], record.channels, **fields, **outcome)
 
-    with timer.step("train"), recording_failures(failed):
+    with timer.step("train"), report.recording_failures(failed):
         training_job.wait_for(boto_session, job_name)
     return job.collect(record.channels, record.metric_definitions, **fields)
-
-
-class AttachedChoice:
-    """The instance choice as the detached run recorded it (price and evidence), for the attached run's record."""
-
-    def __init__(self, price: float | None, evidence: str | None) -> None:
-        self.price, self._evidence = price, evidence
-
-    def evidence(self) -> str | None:
-        return self._evidence

@@ -6,6 +6,7 @@ import json
 import shlex
 import sys
 import tarfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -269,3 +270,90 @@ def render(record: RunRecord) -> str:
 def invoked_command() -> str:
     """The command line this run came from, as the person typed it (`inv train …`)."""
     return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+# ---- assembling a record: what every run shares, then the program's and the target's parts --------------------
+
+
+def image_record(built) -> dict:
+    """The run record's `image` (an image.BuiltImage)."""
+    record = {"uri": built.uri, "content_tag": built.content_tag, "size_bytes": built.size_bytes}
+    if built.image_id:
+        record["image_id"] = built.image_id
+    if built.digest:  # pushed: the registry's digest, and the tags this run sent
+        record.update(digest=built.digest, pushed=built.pushed)
+    return record
+
+
+def write_run(
+    settings,
+    job_name: str,
+    built,
+    checked: tuple[dict, object],
+    result,
+    timings: dict[str, float],
+    pictures: list[str],
+    *,
+    channels: dict[str, str] | None,
+    hyperparameters: dict[str, str],
+    **fields,
+) -> Path:
+    """Write the run record (run.json) and its report: what every run shares (settings, image, parity, the job's
+    result, timings, the command); `fields` adds the program's part (the Titanic data, or the entry point), the
+    target's (targets.sagemaker_fields) and, for a job that did not complete, its status and reason."""
+    import time
+
+    from . import script_mode
+    from . import versions as versions_mod
+
+    started = time.perf_counter()
+    parity_record, container = checked
+    versions = fields.pop("versions", None) or versions_mod.collect(settings, built, container)
+    timings = dict(timings)
+    if result is not None:
+        timings.update({f"train: {step}": seconds for step, seconds in result.steps.items()})
+        timings["training computation (in container)"] = result.training_seconds or 0.0
+    timings["run record (versions, report)"] = round(time.perf_counter() - started, 2)
+    record = RunRecord(
+        target=settings.target,
+        theme=settings.theme,
+        kernel=settings.kernel_name,
+        region=settings.aws_region,
+        job_name=job_name,
+        image=image_record(built),
+        parity=parity_record,
+        versions=versions,
+        hyperparameters=hyperparameters,
+        channels=channels,
+        metrics=result.metrics if result else {},
+        model_artifact=result.model_artifact if result else "",
+        timings=timings,
+        pictures=pictures,
+        command=invoked_command(),
+        environment={script_mode.SEED_VARIABLE: str(settings.seed)},
+        **({"log_path": result.log_path} if result and result.log_path else {}),
+        **fields,
+    )
+    run_json, report_md = write(settings.paths.run(record.job_name), record)
+    print(
+        f"report: {report_md}\nrun record: {run_json}" + (f"\nmodel: {record.model_artifact}" if result else ""),
+        flush=True,
+    )
+    return run_json
+
+
+@contextmanager
+def recording_failures(write_failed):
+    """A job that does not complete still leaves its record: `write_failed(status=…, reason=…, **facts)` runs
+    before the failure or interruption goes on to the one-line error."""
+    from .training_job import TrainingFailed
+
+    try:
+        yield
+    except TrainingFailed as failed:
+        write_failed(status=failed.status, reason=failed.reason, **failed.facts)
+        raise
+    except KeyboardInterrupt as interrupted:
+        status = getattr(interrupted, "status", "interrupted (Ctrl-C)")
+        write_failed(status=status, reason=status)
+        raise

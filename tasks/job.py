@@ -50,8 +50,8 @@ def train(
     from gs_ds_env import deploy as deploy_mod
     from gs_ds_env import metrics, plans, script_mode
 
-    deploy_mod.COUNT_PROCESS_START_UP = True
-
+    # The process is the run: its start-up is the run's first step.
+    timer = deploy_mod.Timer(count_start_up=True)
     if entry_point is not None and not entry_point.strip():
         raise ConfigError("--entry-point is empty: give the script to run, e.g. --entry-point train.py")
     settings = load_settings(target=target, theme=theme, py=py, entry_point=entry_point, source_dir=source_dir)
@@ -68,6 +68,7 @@ def train(
             allow_drift=allow_drift,
             skip_preflight=skip_preflight,
             detach=detach,
+            timer=timer,
         )
         return
     channels = script_mode.parse_channels(channel or [], settings.target)
@@ -85,6 +86,7 @@ def train(
         allow_drift=allow_drift,
         skip_preflight=skip_preflight,
         detach=detach,
+        timer=timer,
     )
 
 
@@ -117,8 +119,8 @@ def deploy(
     """kernel -> build -> parity -> (instance, push) -> data -> training job -> runs/<job>/report.md."""
     from gs_ds_env import deploy as deploy_mod
 
-    deploy_mod.COUNT_PROCESS_START_UP = True
-
+    # The process is the run: its start-up is the run's first step.
+    timer = deploy_mod.Timer(count_start_up=True)
     settings = load_settings(target=target, theme=theme, py=py)
     if detach and settings.target != "sagemaker":
         raise ConfigError("--detach is for TARGET=sagemaker: a local job runs on this machine while you wait")
@@ -130,6 +132,7 @@ def deploy(
         allow_drift=allow_drift,
         skip_preflight=skip_preflight,
         detach=detach,
+        timer=timer,
     )
 
 

@@ -316,6 +316,26 @@ def test_bad_requests_get_their_status_and_one_line_and_the_server_keeps_serving
         )
         first, second = (json.loads(line)["prediction"] for line in answer.splitlines())
         assert status == 200 and first > second  # a first-class woman before a third-class man
+        # Requests that arrive together (the one worker predicts those that queued in one call): each answer is
+        # its own row's, as when sent alone, and a bad one among them gets its 400 alone.
+        bodies = [f"{rows[0]}\n{row}\n".encode() for row in rows[1:25]]
+        bodies[7] = f"{rows[0]}\n1,2,3\n".encode()
+        alone = [post(port, body, "text/csv") for body in bodies]
+        together: list = [None] * len(bodies)
+
+        def send(i: int) -> None:
+            together[i] = post(port, bodies[i], "text/csv")
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(len(bodies))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert together[7][0] == alone[7][0] == 400 and "CSV row 2 has 3 fields" in together[7][1]
+        for (status, text), (expected_status, expected) in [
+            (t, a) for i, (t, a) in enumerate(zip(together, alone, strict=True)) if i != 7
+        ]:
+            assert status == expected_status == 200 and float(text) == pytest.approx(float(expected), rel=1e-12, abs=0)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/execution-parameters") as response:
             assert json.load(response) == {
                 "MaxConcurrentTransforms": 1,

@@ -115,6 +115,81 @@ def test_the_blend_derives_features_once_and_predicts_exactly_as_one_pipeline_pe
     assert derived["TicketGroupSize"].tolist() == [1.0] and math.isnan(derived["GroupSurvival"].iloc[0])
 
 
+@pytest.fixture(scope="module")
+def titanic_model(titanic_csv):
+    """A blend fitted on 700 rows (as `train` fits it), and the other 191 raw rows."""
+    import pandas as pd
+    from titanic.features import REQUIRED_COLUMNS
+    from titanic.model import Hyperparameters, build_pipeline
+
+    frame = pd.read_csv(titanic_csv)
+    train, held_out = frame.iloc[:700], frame.iloc[700:]
+    return build_pipeline(Hyperparameters(n_estimators=50)).fit(train[REQUIRED_COLUMNS], train["Survived"]), held_out
+
+
+def test_the_compiled_encoders_give_exactly_the_pipelines_probabilities_or_are_not_used(titanic_model, titanic_csv):
+    import numpy as np
+    import pandas as pd
+    from titanic.compiled import ServingModel, probe_rows
+    from titanic.features import REQUIRED_COLUMNS
+
+    pipeline, held_out = titanic_model
+    served = ServingModel(pipeline)
+    assert served.compiled, served.why_not
+    everyone = titanic.input_fn(pd.read_csv(titanic_csv).to_csv(index=False).encode(), "text/csv")
+    for frame in (everyone, held_out[REQUIRED_COLUMNS], probe_rows(), everyone.iloc[[5]]):
+        assert np.array_equal(served.predict_proba(frame), pipeline.predict_proba(frame))
+    # A pipeline of another shape (a weighted vote) is served through scikit-learn, and says why.
+    pipeline.named_steps["model"].weights = [2, 1]
+    try:
+        weighted = ServingModel(pipeline)
+        assert not weighted.compiled and "weighted" in weighted.why_not
+        assert np.array_equal(weighted.predict_proba(everyone), pipeline.predict_proba(everyone))
+    finally:
+        pipeline.named_steps["model"].weights = None
+
+
+def test_requests_that_arrive_together_are_predicted_together_each_as_if_alone(titanic_model, tmp_path):
+    """Handler.transform_many (what a busy worker does with the requests that queued): one predict_fn call for the
+    requests that decode, the same bytes as one call each; a bad request gets its own error, the others answers."""
+    import joblib
+    from gs_serving.handler import load
+
+    pipeline, held_out = titanic_model
+    (tmp_path / "model").mkdir()
+    joblib.dump(pipeline, tmp_path / "model/model.joblib")
+    env = ServingEnvironment.from_environ({"SM_MODEL_DIR": str(tmp_path / "model"), "GS_THEME": "tabular"})
+    handler = load(env)
+    assert handler.row_wise
+    rows = held_out.drop(columns=["Survived"]).head(6)
+    requests = [(rows.iloc[[i]].to_csv(index=False).encode(), "text/csv", "text/csv") for i in range(3)]
+    requests.append((rows.iloc[3:6].to_json(orient="records").encode(), "application/json", "application/json"))
+    requests.insert(2, (b"Pclass,Name\n", "text/csv", "text/csv"))  # a header and no rows: 400
+    calls = []
+    predict_fn = handler.predict_fn
+    handler.predict_fn = lambda data, model: calls.append(len(data)) or predict_fn(data, model)
+    together = handler.transform_many(requests)
+    assert calls == [6]  # the five good requests' six rows in one call
+    alone = [handler.transform(*request) if i != 2 else None for i, request in enumerate(requests)]
+    for i in (0, 1, 3, 4):
+        # The same answers; the numbers may differ in float64's last bits (a matrix product sums a batch in
+        # another order than a single row: at most a few 1e-16).
+        (body, media), (expected, expected_media) = together[i], alone[i]
+        assert media == expected_media and numbers(body) == pytest.approx(numbers(expected), rel=1e-12, abs=0)
+    assert isinstance(together[2], codecs.BadRequest) and "no data rows" in str(together[2])
+    # A model that fails on one request's rows: the others still get their predictions.
+    handler.predict_fn = lambda data, model: (
+        (_ for _ in ()).throw(RuntimeError("boom")) if len(data) != 1 else predict_fn(data, model)
+    )
+    mixed = handler.transform_many([requests[0], requests[4], requests[1]])
+    assert mixed[0] == alone[0] and mixed[2] == alone[1] and isinstance(mixed[1], RuntimeError)
+
+
+def numbers(body: bytes) -> list[float]:
+    text = body.decode()
+    return json.loads(text)["predictions"] if text.startswith("{") else [float(line) for line in text.split()]
+
+
 def test_serving_resources_are_named_under_base_job_name_uniquely(tmp_path):
     from conftest import copy_repo
 

@@ -4,7 +4,8 @@ answers /ping; a model that cannot load ends the server with one line (exit 1).
 A bad request is answered with its status and one line, and the server goes on: 400 a body that does not decode,
 413 a body above the payload limit, 415 an unsupported content type, 406 an unsupported Accept, 500 a prediction
 that raised, 504 one that ran past SAGEMAKER_MODEL_SERVER_TIMEOUT (a thread cannot be stopped: it runs to its end, and
-the worker's next prediction starts after it).
+the worker's next prediction starts after it). Requests that arrive while a prediction runs are predicted together
+(Batcher).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .contract import ContractError, ServingEnvironment
 from .handler import Handler, ModelLoadError, load
 
 DRAIN_FACTOR = 4  # an oversized body is read up to this many times the limit before the connection is dropped
+MAX_BATCH = 64  # requests predicted together at most (each within the payload limit)
 
 
 def _error(status: int, message: str) -> Response:
@@ -44,11 +46,54 @@ async def _body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks) if size <= limit else None
 
 
+class Batcher:
+    """One prediction at a time per worker process (one worker per CPU): CPU-bound predictions in parallel threads
+    would only contend for the GIL and the cores. Off the event loop, so /ping answers during a long prediction and
+    the request timeout can fire. The requests that arrive while a prediction runs wait, then go together
+    (Handler.transform_many: one predict_fn call for a row-wise model), so a busy worker catches up instead of
+    queueing: a worker holding more keep-alive connections than another is not slower for it."""
+
+    def __init__(self, handler: Handler, max_requests: int = MAX_BATCH) -> None:
+        self.handler = handler
+        self.max_requests = max_requests
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+        self.waiting: list[tuple[tuple[bytes, str, str], asyncio.Future]] = []
+        self.running = False
+        self.task: asyncio.Task | None = None
+
+    async def transform(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+        loop = asyncio.get_running_loop()
+        answer = loop.create_future()
+        self.waiting.append(((body, content_type, accept), answer))
+        if not self.running:
+            self.running = True
+            self.task = loop.create_task(self._run())  # referenced: the loop keeps only weak references to tasks
+        return await answer
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting[: self.max_requests], self.waiting[self.max_requests :]
+                try:
+                    results = await loop.run_in_executor(
+                        self.thread, self.handler.transform_many, [request for request, _ in batch]
+                    )
+                except Exception as error:  # transform_many answers per request; this is a bug of its own
+                    results = [error] * len(batch)
+                for (_, answer), result in zip(batch, results, strict=True):
+                    if answer.done():  # its client timed out (504) or went away
+                        continue
+                    if isinstance(result, Exception):
+                        answer.set_exception(result)
+                    else:
+                        answer.set_result(result)
+        finally:
+            self.running = False
+
+
 def create_app(env: ServingEnvironment, handler: Handler) -> Starlette:
-    # One prediction at a time per worker process (one worker per CPU): CPU-bound predictions in parallel threads
-    # would only contend for the GIL and the cores; the others wait their turn. Off the event loop, so /ping
-    # answers during a long prediction and the request timeout can fire.
-    predictions = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+    predictions = Batcher(handler)
 
     async def ping(request: Request) -> Response:
         return Response(b"\n", status_code=200, media_type="text/plain")
@@ -71,10 +116,9 @@ def create_app(env: ServingEnvironment, handler: Handler) -> Starlette:
         if accept in ("", "*/*"):
             accept = env.default_accept or content_type
         try:
-            future = asyncio.get_running_loop().run_in_executor(
-                predictions, handler.transform, body, content_type, accept
+            output, media = await asyncio.wait_for(
+                predictions.transform(body, content_type, accept), timeout=env.timeout_seconds
             )
-            output, media = await asyncio.wait_for(future, timeout=env.timeout_seconds)
         except (codecs.BadRequest, codecs.UnsupportedMediaType, codecs.NotAcceptable) as error:
             return _error(error.status, error)
         except asyncio.TimeoutError:

@@ -23,6 +23,9 @@ from .features import REQUIRED_COLUMNS, TARGET
 NUMERIC = ("Pclass", "Age", "SibSp", "Parch", "Fare")
 TEST_ORDER = ["PassengerId", "Pclass", "Name", "Sex", "Age", "SibSp", "Parch", "Ticket", "Fare", "Cabin", "Embarked"]
 TRAIN_ORDER = TEST_ORDER[:1] + [TARGET] + TEST_ORDER[1:]
+# Each row's probability depends on that row alone (the features use only what was learnt in training): requests
+# that arrive together are predicted in one call (gs_serving.handler).
+ROW_WISE = True
 # Batch transform splits a file by line, so only the first mini-batch would hold the header: `inv transform` sends
 # the rows without it and names the columns here (the model's environment).
 COLUMNS_VARIABLE = "GS_CSV_COLUMNS"
@@ -35,9 +38,16 @@ def model_fn(model_dir: str):
         raise ModelLoadError(
             f"no model.joblib in {model_dir} (found: {', '.join(found) or 'nothing'}): serve the model.tar.gz of a Titanic training run"
         )
+    import sys
+
     import joblib
 
-    return joblib.load(path)
+    from .compiled import ServingModel
+
+    model = ServingModel(joblib.load(path))
+    if not model.compiled:
+        print(f"serve: note: predicting through scikit-learn's own encoders ({model.why_not})", file=sys.stderr)
+    return model
 
 
 def _records_from_csv(body: bytes) -> list[dict]:
