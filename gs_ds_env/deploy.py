@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import aws, data, image, kernels, parity, report, s3_data, script_mode, sdk, training_job
+from . import aws, data, image, kernels, parity, report, s3_data, sagemaker_job, script_mode, sdk, training_job
 from .data import TITANIC_THEME
 from .plans import local_plan, reproduce_commands, sagemaker_plan, script_reproduce_commands
 from .settings import ConfigError, Settings
@@ -278,5 +278,5 @@ def attach(settings: Settings, job_name: str) -> Path:
         job.write(None, [], record.channels, **fields, **outcome)
 
     with timer.step("train"), report.recording_failures(failed):
-        training_job.wait_for(boto_session, job_name)
+        sagemaker_job.wait_for(boto_session, job_name)
     return job.collect(record.channels, record.metric_definitions, **fields)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from . import aws, data, iam, image, instance, preflight, s3_data, script_mode, training_job
+from . import aws, data, iam, image, instance, preflight, s3_data, sagemaker_job, script_mode, training_job
 from .data import TITANIC_THEME
 from .report import invoked_command
 from .settings import Settings
@@ -156,7 +156,7 @@ def sagemaker_plan(settings: Settings) -> str:
     push = image.push_plan(settings, account)
     image_uri = push.image_uri
     channels = {channel: s3_data.channel_uri(settings, channel) for channel in data.CHANNELS}
-    request = training_job.planned_request(settings, boto_session, image_uri, channels, job_name)
+    request = sagemaker_job.planned_request(settings, boto_session, image_uri, channels, job_name)
     data_plan = s3_data.plan(settings).splitlines()
     steps = [
         (

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import aws, image, instance, preflight, report, s3_data, training_job
+from . import aws, image, instance, local_job, preflight, report, s3_data, sagemaker_job, training_job
 from .settings import Settings
 
 
@@ -34,7 +34,7 @@ class LocalTarget:
             )  # fmt: skip
 
         with timer.step("train"), report.recording_failures(failed):
-            result = training_job.train_local(settings, built.uri, channels, job_name, script=program.script)
+            result = local_job.train_local(settings, built.uri, channels, job_name, script=program.script)
         with timer.step("pictures (from output.tar.gz)", announce=False):
             # The pictures a local-mode job left in output.tar.gz (beside model.tar.gz), unpacked into the run folder.
             outputs = Path(result.model_artifact).with_name("output.tar.gz")
@@ -102,7 +102,7 @@ def sagemaker_fields(
 ) -> dict:
     """The run record's SageMaker part: account, resources, instance evidence, bill, logs, console links (the
     job's own facts, `result`, once it has ended)."""
-    urls = training_job.console_urls(settings.aws_region, job_name)
+    urls = sagemaker_job.console_urls(settings.aws_region, job_name)
     fields = {
         "account": account,
         "s3_prefix_uri": s3_data.uri(settings),
@@ -158,7 +158,7 @@ class SageMakerJob:
             self.write(None, [], channels, **fields, **outcome)
 
         with self.timer.step("train"), report.recording_failures(failed):
-            training_job.run_on_sagemaker(
+            sagemaker_job.run_on_sagemaker(
                 settings, self.boto_session, self.pushed.uri, channels, self.job_name, script, detach=detach
             )
         if detach:
@@ -177,10 +177,10 @@ class SageMakerJob:
             self.write(None, [], channels, **fields, **outcome)
 
         with self.timer.step("results"), report.recording_failures(failed):
-            result = training_job.collect_sagemaker(
+            result = sagemaker_job.collect_sagemaker(
                 self.settings, self.boto_session, self.job_name, self.choice.price, self.run_dir, definitions
             )
-            output = training_job.fetch_output(self.boto_session, result.model_artifact, self.run_dir)
+            output = sagemaker_job.fetch_output(self.boto_session, result.model_artifact, self.run_dir)
             pictures = report.extract_pictures(output, self.run_dir) if output else []
         return self.write(result, pictures, channels, **fields)
 

@@ -21,7 +21,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
 from conftest import REPO, copy_repo, tool_env
 
-from gs_ds_env import iam, instance, training_job
+from gs_ds_env import iam, instance, sagemaker_job, training_job
 from gs_ds_env.aws import AwsError
 from gs_ds_env.settings import ConfigError, load_settings
 
@@ -196,7 +196,7 @@ def test_failed_job_prints_reason_last_log_lines_and_hint(moto, monkeypatch, cap
     reason = 'AlgorithmError: framework error: exec: "train": executable file not found in $PATH, exit code: 127'
     moto.reset_recording()
     with pytest.raises(training_job.TrainingFailed) as failed:
-        training_job.run_on_sagemaker(
+        sagemaker_job.run_on_sagemaker(
             settings(instance_type="ml.m5.large"),
             failing_session(job, reason),
             "123456789012.dkr.ecr.eu-west-1.amazonaws.com/x:y",
@@ -229,7 +229,7 @@ def test_quota_refused_at_create_gives_one_line_with_the_fix(moto, monkeypatch):
         match=r"starting training job j-1: ResourceLimitExceeded: .* is 0 Instances "
         r"\(the account quota .* run `inv instance`",
     ):
-        training_job.run_on_sagemaker(
+        sagemaker_job.run_on_sagemaker(
             settings(instance_type="ml.m5.large"), session, "img:tag", {"train": "s3://b/k"}, "j-1"
         )
 
@@ -265,7 +265,7 @@ def test_an_empty_model_tarball_is_a_failure(moto, monkeypatch, tmp_path):
         StoppingCondition={"MaxRuntimeInSeconds": 60},
     )
     with pytest.raises(training_job.TrainingFailed, match=r"model.tar.gz is empty .* empty /opt/ml/model"):
-        training_job.collect_sagemaker(
+        sagemaker_job.collect_sagemaker(
             settings(s3_bucket="empty-model-bucket", s3_prefix="p"), session, "job-e", 0.115, tmp_path / "run"
         )
 

@@ -475,13 +475,13 @@ from pathlib import Path
 from invoke import Exit
 
 import tasks
-from gs_ds_env import data, training_job
+from gs_ds_env import data, local_job
 from gs_ds_env.settings import load_settings
 
 settings = load_settings(repo_root=Path(sys.argv[1]), py="3.11", model=sys.argv[4])
 staged = data.split_and_stage(settings)
 try:
-    tasks.clear_errors(training_job.train_local)(settings, sys.argv[2], staged.channels, sys.argv[3])
+    tasks.clear_errors(local_job.train_local)(settings, sys.argv[2], staged.channels, sys.argv[3])
 except Exit as stopped:
     print(stopped.message, file=sys.stderr)
     sys.exit(stopped.code)

@@ -486,7 +486,7 @@ def test_script_mode_job_ships_the_source_dir_and_the_image_runs_it(
 
 
 TWO_HOST_JOB = """
-from gs_ds_env import aws, s3_data, script_mode, training_job
+from gs_ds_env import aws, s3_data, sagemaker_job, script_mode
 from gs_ds_env.settings import load_settings
 
 settings = load_settings(theme="cv", entry_point="themes/cv/example/train.py")
@@ -494,7 +494,7 @@ boto_session = aws.session(settings)
 s3_data.ensure_bucket(settings, aws.client(boto_session, "s3"))
 image = f"{settings.ecr_registry}/{settings.ecr_repository}:cv_311"
 settings = settings.replace(instance_type="ml.c5.xlarge")
-training_job.run_on_sagemaker(settings, boto_session, image, {}, "gs-two-hosts", script_mode.prepare(settings, {}))
+sagemaker_job.run_on_sagemaker(settings, boto_session, image, {}, "gs-two-hosts", script_mode.prepare(settings, {}))
 """
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from .. import image, local_containers
 from ..app import ensure_free
 from ..interrupts import interruptible
+from ..local_job import local_session
 from ..sdk import sagemaker
 from ..settings import Settings
-from ..training_job import local_session
 from . import ServeError, model_source, report
 from .model_source import ModelSource
 

@@ -26,9 +26,9 @@ from pathlib import Path
 from .. import aws, local_containers, s3_data
 from ..app import ensure_free
 from ..interrupts import interruptible
+from ..local_job import local_session
 from ..sdk import sagemaker
 from ..settings import ConfigError, Settings
-from ..training_job import local_session
 from . import ServeError, local, model_source
 from .model_source import ModelSource
 

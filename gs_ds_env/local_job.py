@@ -1,0 +1,243 @@
+"""A training job in SageMaker local mode: the real image on this machine through the SDK's LocalSession, its
+output in runs/<job>/ (job.log, model.tar.gz, output.tar.gz), MAX_RUN and signals honoured, nothing left running."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+import boto3
+
+from . import interrupts, local_containers, metrics
+from .interrupts import Interrupted, interruptible
+from .script_mode import ScriptMode
+from .sdk import SDK_CONFIG, sagemaker
+from .settings import Settings
+from .training_job import (
+    EMPTY_MODEL_HINT,
+    LOCAL_ROLE,
+    STOPPED_MAX_RUN,
+    Failure,
+    JobResult,
+    TrainingFailed,
+    estimator,
+    parse_failure,
+    read_metrics_json,
+    saved_files,
+)
+
+
+def _session_without_credentials(region: str):
+    """A boto3 session that finds no AWS credentials. Local mode with file:// channels needs none, and the SDK
+    would otherwise copy the caller's keys into the container's environment and its docker-compose.yaml."""
+    import botocore.session
+    from botocore.credentials import CredentialResolver
+
+    core = botocore.session.Session()
+    core.register_component("credential_provider", CredentialResolver(providers=[]))
+    return boto3.Session(botocore_session=core, region_name=region)
+
+
+def local_session(settings: Settings, container_root: Path):
+    sagemaker()
+    from sagemaker.local import LocalSession
+
+    session = LocalSession(boto_session=_session_without_credentials(settings.aws_region), sagemaker_config=SDK_CONFIG)
+    session.config = {"local": {"local_code": True, "container_root": str(container_root)}}
+    return session
+
+
+def _local_failure(run_dir: Path) -> Failure:
+    """Local mode tars /opt/ml/output into runs/<job>/output.tar.gz even for a failed job."""
+    try:
+        with tarfile.open(run_dir / "output.tar.gz") as archive:
+            member = archive.extractfile("failure")
+            return parse_failure(member.read().decode(errors="replace") if member else "")
+    except (KeyError, OSError, tarfile.TarError):
+        return Failure("", [], None)
+
+
+class _Tee(io.TextIOBase):
+    """sys.stdout while a local job runs: the terminal sees everything, and so does runs/<job>/job.log."""
+
+    def __init__(self, terminal, log) -> None:
+        self.terminal, self.log = terminal, log
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self.terminal, "encoding", None) or "utf-8"
+
+    def isatty(self) -> bool:
+        return self.terminal.isatty()
+
+    def fileno(self) -> int:
+        return self.terminal.fileno()
+
+    def write(self, text: str) -> int:
+        self.terminal.write(text)
+        self.log.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.terminal.flush()
+        self.log.flush()
+
+
+@contextlib.contextmanager
+def _logged_to(path: Path):
+    import sys
+
+    with path.open("a", encoding="utf-8", errors="replace") as log:
+        terminal = sys.stdout
+        sys.stdout = _Tee(terminal, log)
+        try:
+            yield
+        finally:
+            sys.stdout = terminal
+
+
+class _MaxRunWatchdog:
+    """MAX_RUN in local mode, as SageMaker applies it: when it is reached, the job's containers are stopped
+    (SIGTERM, then SIGKILL after a grace period) and the job ends with status `stopped: max run`."""
+
+    GRACE_SECONDS = 10
+
+    def __init__(self, seconds: int, scratch: Path) -> None:
+        self.seconds, self.scratch = seconds, scratch
+        self.fired = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+
+    def _watch(self) -> None:
+        if self._done.wait(self.seconds):
+            return
+        self.fired.set()
+        print(f"\nMAX_RUN={self.seconds} s reached: stopping the job's containers", flush=True)
+        while not self._done.is_set():  # compose may still be creating them
+            local_containers.stop(self.scratch, self.GRACE_SECONDS)
+            self._done.wait(1)
+
+
+def _stop_compose_children() -> None:
+    """`docker-compose up`, which the SDK started: a SIGTERM sent to this process alone does not reach it."""
+    import psutil
+
+    composes = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "compose" in " ".join(child.cmdline()):
+                child.terminate()
+                composes.append(child)
+        except psutil.ZombieProcess:  # it exited when its containers went: reap it
+            composes.append(child)
+        except psutil.Error:
+            continue
+    psutil.wait_procs(composes, timeout=10)  # reaped, not left as zombies
+
+
+def _fit(job, inputs: dict[str, str], job_name: str) -> BaseException | None:
+    try:
+        job.fit(inputs or None, job_name=job_name, wait=True, logs=True)
+    except BaseException as error:  # noqa: BLE001 - the caller decides, knowing whether a signal came
+        return error
+    return None
+
+
+def train_local(
+    settings: Settings, image_uri: str, channels: dict[str, Path], job_name: str, script: ScriptMode | None = None
+) -> JobResult:
+    """Run the real image through SageMaker local mode; artifacts land in runs/<job>/, everything the job
+    printed in runs/<job>/job.log.
+
+    A job completes as on SageMaker: the container exited 0 and /opt/ml/model was saved (metrics.json is
+    optional). MAX_RUN stops it; Ctrl-C, SIGTERM and SIGHUP stop it too and leave runs/<job>/INTERRUPTED.
+    Afterwards, whatever happened, the containers and `docker-compose` are stopped and removed and the SDK's
+    scratch folder (compose file, config copies) is deleted."""
+    run_dir = settings.paths.run(job_name)
+    scratch = run_dir / "container"
+    scratch.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / "job.log"
+    started = time.perf_counter()
+    session = local_session(settings, scratch)
+    inputs = {channel: f"file://{folder.resolve()}" for channel, folder in channels.items()}
+    job = estimator(
+        settings,
+        image_uri,
+        session,
+        local=True,
+        output_path=f"file://{run_dir.resolve()}",
+        role=LOCAL_ROLE,
+        instance_type="local",
+        script=script,
+    )
+    sdk_ready = time.perf_counter()
+    try:
+        with interruptible() as received, _MaxRunWatchdog(settings.max_run, scratch) as watchdog, _logged_to(log_path):
+            failure = _fit(job, inputs, job_name)
+        fitted = time.perf_counter()
+        # The SDK swallows a signal's exception or turns it into other errors in its clean-up: the list says.
+        if received:
+            why = f"interrupted ({interrupts.NAMES[received[0]]})"
+            (run_dir / "INTERRUPTED").write_text(f"{why} before the job finished: nothing here is a result\n")
+            raise Interrupted(why, received[0])
+        if watchdog.fired.is_set():
+            raise TrainingFailed(
+                f"local training job {job_name} stopped: MAX_RUN={settings.max_run} s reached (raise MAX_RUN in .env "
+                f"if the job needs longer; its log: {log_path})",
+                status=STOPPED_MAX_RUN,
+                reason=f"MaxRuntimeExceeded: MAX_RUN={settings.max_run} s",
+                log_path=str(log_path),
+            )
+        if isinstance(failure, RuntimeError):  # the SDK's "Failed to run: [docker compose ...]"
+            found = _local_failure(run_dir)
+            reason = found.line or str(failure).splitlines()[0][:300]
+            raise TrainingFailed(
+                f"local training job {job_name} failed: {reason} (log: {log_path})",
+                reason=reason,
+                exit_code=found.exit_code,
+                stderr_tail=found.tail,
+                log_path=str(log_path),
+            )
+        if failure is not None:
+            raise failure
+    finally:
+        _stop_compose_children()
+        local_containers.remove(scratch)
+        shutil.rmtree(scratch, ignore_errors=True)
+    artifact = Path(job.model_data.removeprefix("file://"))
+    if not saved_files(artifact):
+        raise TrainingFailed(
+            f"local training job {job_name} exited 0 but {artifact} is missing or empty (hint: {EMPTY_MODEL_HINT}; "
+            f"log: {log_path})",
+            reason=f"no model saved: {EMPTY_MODEL_HINT}",
+            log_path=str(log_path),
+        )
+    saved = read_metrics_json(artifact)
+    definitions = script.metric_definitions if script else metrics.default_definitions()
+    with log_path.open(encoding="utf-8", errors="replace") as log:
+        found = {**metrics.from_lines(log, definitions), **saved.get("metrics", {})}
+    steps = {
+        "SageMaker SDK (import, local session)": sdk_ready - started,
+        "local-mode job (docker-compose, container)": fitted - sdk_ready,
+        "outputs (containers removed, model, metrics)": time.perf_counter() - fitted,
+    }
+    return JobResult(
+        str(artifact),
+        found,
+        saved.get("training_seconds"),
+        channels=inputs,
+        log_path=str(log_path),
+        steps={step: round(seconds, 2) for step, seconds in steps.items()},
+    )

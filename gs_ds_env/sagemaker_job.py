@@ -1,0 +1,294 @@
+"""A training job on SageMaker: started with the SDK's Estimator.fit, followed through CloudWatch, stopped on
+Ctrl-C, and its results (model.tar.gz, metrics, bill, logs) collected from S3."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+import boto3
+from botocore.awsrequest import AWSResponse
+from botocore.exceptions import BotoCoreError, ClientError
+
+from . import aws, interrupts, metrics, s3_data
+from .aws import LOG_GROUP
+from .interrupts import Interrupted, interruptible
+from .sdk import SDK_CONFIG, sagemaker
+from .settings import Settings
+from .training_job import (
+    EMPTY_MODEL_HINT,
+    JobResult,
+    TrainingFailed,
+    estimator,
+    hint_for,
+    parse_failure,
+    read_metrics_json,
+    saved_files,
+)
+
+
+def sdk_session(boto_session: boto3.Session):
+    # The SDK's own sagemaker client would use botocore's default 60 s read timeout: give it ours.
+    return sagemaker().Session(
+        boto_session=boto_session, sagemaker_client=aws.client(boto_session, "sagemaker"), sagemaker_config=SDK_CONFIG
+    )
+
+
+def sagemaker_estimator(settings: Settings, session, image_uri: str, job_name: str, script=None):
+    """The Estimator for SageMaker; settings.instance_type is a resolved type (never auto)."""
+    return estimator(
+        settings,
+        image_uri,
+        session,
+        local=False,
+        output_path=s3_data.uri(settings, "output"),
+        role=settings.sagemaker_role_arn,
+        instance_type=settings.instance_type,
+        checkpoint_s3_uri=s3_data.uri(settings, "checkpoints", job_name),
+        script=script,
+        code_location=s3_data.uri(settings, "code"),
+    )
+
+
+def planned_request(
+    settings: Settings,
+    boto_session: boto3.Session,
+    image_uri: str,
+    channels: dict[str, str],
+    job_name: str,
+) -> dict:
+    """The exact CreateTrainingJob request the SDK would send, captured before it is sent: nothing is called."""
+    session = sdk_session(boto_session)
+    captured: dict = {}
+    events = session.sagemaker_client.meta.events
+
+    def record(params, model, **_):
+        captured[model.name] = copy.deepcopy(params)
+
+    def answer_without_sending(model, **_):
+        if model.name != "CreateTrainingJob":
+            raise RuntimeError(f"dry run: the SDK tried to call {model.name}")
+        return AWSResponse(None, 200, {}, None), {"TrainingJobArn": f"arn:aws:sagemaker:::training-job/{job_name}"}
+
+    events.register("before-parameter-build.sagemaker", record)
+    events.register("before-call.sagemaker", answer_without_sending)
+    sdk_logger = logging.getLogger("sagemaker")
+    level = sdk_logger.level
+    sdk_logger.setLevel(logging.WARNING)  # it would say "Creating training-job", which a dry run does not
+    try:
+        sagemaker_estimator(settings, session, image_uri, job_name).fit(
+            channels or None, job_name=job_name, wait=False, logs=False
+        )
+    finally:
+        sdk_logger.setLevel(level)
+    return captured["CreateTrainingJob"]
+
+
+def run_on_sagemaker(
+    settings: Settings,
+    boto_session: boto3.Session,
+    image_uri: str,
+    channels: dict[str, str],
+    job_name: str,
+    script=None,
+    *,
+    detach: bool = False,
+) -> None:
+    """Start the job, then (unless `detach`) follow it as `wait_for` does until it ends."""
+    session = sdk_session(boto_session)
+    estimator = sagemaker_estimator(settings, session, image_uri, job_name, script)
+    try:
+        with interruptible():
+            # No channels: fit(None), so the request has no InputDataConfig (an empty list is refused by the API).
+            estimator.fit(channels or None, job_name=job_name, wait=False, logs=False)
+    except ClientError as error:
+        raise aws.explain(error, f"starting training job {job_name}") from None
+    except Interrupted as interrupted:  # it may have been created before the signal came
+        stop(boto_session, job_name, interrupted.status, interrupted.signum)
+    if not detach:
+        wait_for(boto_session, job_name)
+
+
+def wait_for(boto_session: boto3.Session, job_name: str) -> None:
+    """Stream the job's CloudWatch logs until it ends; a failed job raises TrainingFailed. Ctrl-C, SIGTERM or
+    SIGHUP stop the job with StopTrainingJob (a paid job is never left running unseen) and raise Interrupted."""
+    exceptions = sagemaker().exceptions
+    try:
+        with interruptible():
+            sdk_session(boto_session).logs_for_job(job_name, wait=True, log_type="All")
+    except Interrupted as interrupted:
+        stop(boto_session, job_name, interrupted.status, interrupted.signum)
+    except exceptions.UnexpectedStatusException:
+        raise sagemaker_failure(boto_session, job_name) from None
+    except ClientError as error:
+        raise aws.explain(error, f"following training job {job_name}") from None
+
+
+def stop(boto_session: boto3.Session, job_name: str, why: str, signum: int = 2) -> None:
+    """StopTrainingJob, said as it is done; raises Interrupted with the status the run record keeps."""
+    name = interrupts.NAMES.get(signum, why)
+    print(f"\n{why}: stopping training job {job_name} (sagemaker:StopTrainingJob)", flush=True)
+    try:
+        aws.client(boto_session, "sagemaker").stop_training_job(TrainingJobName=job_name)
+    except (ClientError, BotoCoreError) as error:
+        if aws.error_code(error) == "ValidationException":  # never created, or already ended
+            raise Interrupted(f"{why}; no running job {job_name} to stop ({aws.error_code(error)})", signum) from None
+        raise Interrupted(
+            f"{why}; StopTrainingJob failed ({aws.error_code(error)}): stop {job_name} in the console or with "
+            f"`aws sagemaker stop-training-job --training-job-name {job_name}`",
+            signum,
+        ) from None
+    raise Interrupted(f"stopped ({name}): StopTrainingJob sent", signum)
+
+
+def log_streams(logs, job_name: str) -> list[str]:
+    """The job's CloudWatch streams (<job>/algo-N-…); raises ClientError when there are none yet."""
+    response = logs.describe_log_streams(logGroupName=LOG_GROUP, logStreamNamePrefix=job_name)
+    return [stream["logStreamName"] for stream in response["logStreams"]]
+
+
+def last_log_lines(boto_session: boto3.Session, job_name: str, count: int = 15) -> list[str]:
+    logs = aws.client(boto_session, "logs")
+    try:
+        lines = []
+        for stream in log_streams(logs, job_name):
+            events = logs.get_log_events(
+                logGroupName=LOG_GROUP, logStreamName=stream, limit=count, startFromHead=False
+            )["events"]
+            lines += [event["message"].rstrip() for event in events]
+        return lines[-count:]
+    except (ClientError, BotoCoreError) as error:
+        return [f"(logs unreadable: {aws.error_code(error)})"]
+
+
+def sagemaker_failure(boto_session: boto3.Session, job_name: str) -> TrainingFailed:
+    description = aws.client(boto_session, "sagemaker").describe_training_job(TrainingJobName=job_name)
+    status = description.get("TrainingJobStatus")
+    reason = description.get("FailureReason") or "(no FailureReason)"
+    lines = last_log_lines(boto_session, job_name)
+    hint = hint_for(reason + "\n" + "\n".join(lines))
+    details = [f"training job {job_name}: {status}", f"FailureReason: {reason}", "last log lines:"]
+    details += [f"  {line}" for line in lines] or ["  (no log lines)"]
+    details.append(f"hint: {hint}")
+    line = parse_failure(reason).line if "ErrorMessage" in reason else reason.splitlines()[0][:300]
+    return TrainingFailed(
+        f"training job {job_name} {status}: {line} (hint: {hint})",
+        details,
+        status=str(status).lower(),
+        reason=line,
+        log_tail=lines,
+    )
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def fetch_output(boto_session: boto3.Session, model_artifact: str, run_dir: Path) -> Path | None:
+    """Copy output.tar.gz (metrics, pictures) from beside model.tar.gz to runs/<job>/; None when there is none."""
+    bucket, key = split_s3(model_artifact.rsplit("/", 1)[0] + "/output.tar.gz")
+    target = run_dir / "output.tar.gz"
+    try:
+        aws.client(boto_session, "s3").download_file(bucket, key, str(target))
+    except aws.CALL_ERRORS:
+        return None
+    return target
+
+
+def job_log_lines(boto_session: boto3.Session, job_name: str, most: int = 20_000) -> list[str]:
+    """Every line the job printed to CloudWatch (up to `most`), to read its metrics as SageMaker does."""
+    logs = aws.client(boto_session, "logs")
+    lines: list[str] = []
+    try:
+        for stream in log_streams(logs, job_name):
+            token = None
+            while len(lines) < most:
+                page = logs.get_log_events(
+                    logGroupName=LOG_GROUP,
+                    logStreamName=stream,
+                    startFromHead=True,
+                    **({"nextToken": token} if token else {}),
+                )
+                lines += [event["message"] for event in page["events"]]
+                if not page["events"] or page.get("nextForwardToken") in (None, token):
+                    break
+                token = page["nextForwardToken"]
+    except (ClientError, BotoCoreError):
+        pass
+    return lines[:most]
+
+
+def collect_sagemaker(
+    settings: Settings,
+    boto_session: boto3.Session,
+    job_name: str,
+    price: float | None,
+    run_dir: Path,
+    definitions: list[dict[str, str]] | None = None,
+) -> JobResult:
+    """Verify model.tar.gz really is in S3, copy it to runs/<job>/; metrics from the job's log lines (as SageMaker
+    reads them with the metric definitions, FinalMetricDataList) and metrics.json when there is one; billable
+    time and cost."""
+    description = aws.client(boto_session, "sagemaker").describe_training_job(TrainingJobName=job_name)
+    artifact = description.get("ModelArtifacts", {}).get("S3ModelArtifacts", "")
+    bucket, key = split_s3(artifact)
+    s3 = aws.client(boto_session, "s3")
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if aws.error_code(error) not in {"404", "NoSuchKey", "NotFound"}:
+            raise aws.explain(error, f"checking {artifact}") from None
+        raise TrainingFailed(
+            f"training job {job_name} is {description.get('TrainingJobStatus')} but {artifact or 'its model'} does "
+            f"not exist in S3 (hint: {EMPTY_MODEL_HINT}; or the execution role cannot write the output prefix)"
+        ) from None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    local_copy = run_dir / "model.tar.gz"
+    try:
+        s3.download_file(bucket, key, str(local_copy))
+    except (ClientError, BotoCoreError) as error:
+        raise aws.explain(error, f"downloading {artifact}") from None
+    if not saved_files(local_copy):  # SageMaker tars /opt/ml/model even when the program left it empty
+        raise TrainingFailed(f"{artifact} is empty (hint: {EMPTY_MODEL_HINT})")
+    saved = read_metrics_json(local_copy)
+    definitions = definitions or metrics.default_definitions()
+    defined = {definition["Name"] for definition in definitions}
+    # SageMaker's own reading of the log with the job's definitions; then the log itself (also the project's
+    # `split:name=value` lines no definition names), then metrics.json.
+    found = {
+        item["MetricName"]: item["Value"]
+        for item in description.get("FinalMetricDataList", [])
+        if item.get("MetricName") in defined
+    }
+    found.update(metrics.from_lines(job_log_lines(boto_session, job_name), definitions))
+    found.update(saved.get("metrics", {}))
+    billable = description.get("BillableTimeInSeconds") or description.get("TrainingTimeInSeconds")
+    if billable is None and description.get("TrainingStartTime") and description.get("TrainingEndTime"):
+        billable = int((description["TrainingEndTime"] - description["TrainingStartTime"]).total_seconds())
+    count = description.get("ResourceConfig", {}).get("InstanceCount", settings.instance_count)
+    cost = round(billable / 3600 * price * count, 4) if billable is not None and price is not None else None
+    try:
+        streams = log_streams(aws.client(boto_session, "logs"), job_name)
+    except (ClientError, BotoCoreError):
+        streams = []
+    return JobResult(
+        artifact,
+        found,
+        saved.get("training_seconds"),
+        description=description,
+        local_copy=local_copy,
+        billable_seconds=billable,
+        cost_usd=cost,
+        log_streams=streams,
+    )
+
+
+def console_urls(region: str, job_name: str) -> dict[str, str]:
+    console = f"https://{region}.console.aws.amazon.com"
+    return {
+        "job": f"{console}/sagemaker/home?region={region}#/jobs/{job_name}",
+        "logs": f"{console}/cloudwatch/home?region={region}#logsV2:log-groups/log-group/"
+        f"$252Faws$252Fsagemaker$252FTrainingJobs$3FlogStreamNameFilter$3D{job_name}",
+    }
