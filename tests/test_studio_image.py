@@ -161,14 +161,19 @@ def test_a_failed_version_stops_with_sagemakers_reason_in_one_line(settings):
     assert str(failed.value) == f"version 1 of image {NAME} is CREATE_FAILED: {reason}"
 
 
-def test_delete_refuses_what_it_did_not_tag_before_deleting_anything(settings):
-    sm, stub = stubbed()
+def both_exist(stub: Stubber) -> None:
+    """What delete looks up first: the image and the app image config, both there."""
     stub.add_response("describe_image", image("CREATED"), {"ImageName": NAME})
     stub.add_response(
         "describe_app_image_config",
         {"AppImageConfigName": NAME, "AppImageConfigArn": CONFIG_ARN},
         {"AppImageConfigName": NAME},
     )
+
+
+def test_delete_refuses_what_it_did_not_tag_before_deleting_anything(settings):
+    sm, stub = stubbed()
+    both_exist(stub)
     stub.add_response("list_tags", {"Tags": [{"Key": "team", "Value": "r"}]}, {"ResourceArn": IMAGE_ARN})
     with stub, pytest.raises(WorkspaceError, match="has no gs-ds-env:studio-image tag"):
         studio.delete(sm, studio.StudioImage.of(settings), DOMAIN)
@@ -177,12 +182,7 @@ def test_delete_refuses_what_it_did_not_tag_before_deleting_anything(settings):
 
 def test_delete_removes_the_domain_entry_the_config_and_the_image_and_a_second_delete_finds_nothing(settings):
     sm, stub = stubbed()
-    stub.add_response("describe_image", image("CREATED"), {"ImageName": NAME})
-    stub.add_response(
-        "describe_app_image_config",
-        {"AppImageConfigName": NAME, "AppImageConfigArn": CONFIG_ARN},
-        {"AppImageConfigName": NAME},
-    )
+    both_exist(stub)
     stub.add_response("list_tags", {"Tags": OWN_TAGS}, {"ResourceArn": IMAGE_ARN})
     stub.add_response("list_tags", {"Tags": OWN_TAGS}, {"ResourceArn": CONFIG_ARN})
     stub.add_response(

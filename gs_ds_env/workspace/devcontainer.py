@@ -71,9 +71,7 @@ def config(settings: Settings, built: BuiltImage, inv: Path | None = None) -> di
 
 def write(settings: Settings, folder: Path, built: BuiltImage, dry_run: bool = False) -> Written:
     """Write the file under `folder` (idempotent: the same content is not rewritten; a different file already there,
-    perhaps edited by hand, is kept as devcontainer.json.previous)."""
-    if not folder.is_dir():
-        raise ConfigError(f"--folder {folder} is not a folder: give the folder VS Code opens")
+    perhaps edited by hand, is kept as devcontainer.json.previous). `folder` exists (run checked it)."""
     path = config_path(settings, folder)
     text = json.dumps(config(settings, built), indent=2) + "\n"
     old = path.read_text() if path.is_file() else None
