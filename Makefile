@@ -8,9 +8,11 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/uv/bin/uv)
 UV_VERSION := $(shell sed -n 's/^UV_VERSION=//p' docker/pins.env)
 VENV := .venv
 # uv's cache goes under WORKING_DIR (on a notebook instance the persistent volume), never ~/.cache on the root
-# disk. Same default as the Python settings; a WORKING_DIR set only in .env applies once inv runs.
-WORKING_DIR_DEFAULT := $(or $(WORKING_DIR),$(if $(wildcard /home/ec2-user/SageMaker),/home/ec2-user/SageMaker/.myenv,$(or $(XDG_DATA_HOME),$(HOME)/.local/share)/gs-ds-env))
-export UV_CACHE_DIR ?= $(WORKING_DIR_DEFAULT)/cache/uv
+# disk. The kernel script resolves it as everywhere (environment; .env through the settings once the project venv
+# exists; its one default before), so the Makefile has no rule of its own.
+WORKING_DIR_RESOLVED := $(shell bash bin/gs-env-create-kernel.sh --print-working-dir)
+$(if $(WORKING_DIR_RESOLVED),,$(error WORKING_DIR cannot be used (the line above says why)))
+export UV_CACHE_DIR ?= $(WORKING_DIR_RESOLVED)/cache/uv
 INV := $(VENV)/bin/inv
 # Every value passed on to the shell is single-quoted, so THEME='x;rm -rf ~' reaches inv as a (refused) name.
 quote = '$(subst ','\'',$(1))'

@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from gs_ds_env import locks  # noqa: E402
+from gs_ds_env.kernel import locks  # noqa: E402
 from gs_ds_env.paths import PROJECT_PACKAGE, Paths  # noqa: E402
 from gs_ds_env.settings import REPO_ROOT, load_settings  # noqa: E402
 

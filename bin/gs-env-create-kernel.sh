@@ -6,6 +6,7 @@ set -Eeuo pipefail
 usage() {
   cat <<'EOF'
 Usage: gs-env-create-kernel.sh [--force] [--register-only] <theme> <python_version> [requirements_file] [torch_backend]
+       gs-env-create-kernel.sh --print-working-dir
 
 Create themes/<theme>/kernel/.venv with uv for Python <python_version> (3.N or 3.NN), install the theme's
 kernel and image requirement lists under its lock themes/<theme>/requirements.lock (so every package has the
@@ -17,6 +18,8 @@ version the theme image has), run themes/<theme>/smoke.py in the new venv, and r
                     none takes torch from PyPI, exactly as locked). The lock fixes torch's version whatever the backend.
   --force           rebuild even when the venv matches the manifest and is healthy
   --register-only   only (re-)register the kernelspec of an existing healthy venv (what restore does)
+  --print-working-dir
+                    print the WORKING_DIR this script would use (see below) and exit (the Makefile asks it)
   -h, --help        this help
 
 Environment: WORKING_DIR holds uv, caches and uv-managed Pythons (default /home/ec2-user/SageMaker/.myenv on a
@@ -32,6 +35,29 @@ log() { printf '[kernel] %s\n' "$*" >&2; }
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
+# ---- WORKING_DIR: everything that must survive a notebook restart and must not fill / ---------------
+# inv and make pass the validated value in the environment. Standalone, this script reads no .env itself: when
+# the project's venv exists (make venv), the project's settings say what .env means (python-dotenv, validated);
+# otherwise the default below, as in the settings. The Makefile asks this function (--print-working-dir).
+project_setting() { # KEY -> its validated value; stderr: the settings' one-line refusal
+  PYTHONPATH="$REPO_ROOT" "$REPO_ROOT/.venv/bin/python" -m gs_ds_env.settings --repo-root "$REPO_ROOT" --get "$1"
+}
+resolve_working_dir() { # sets WORKING_DIR (absolute) or dies with the one line that says why
+  if [[ -z "${WORKING_DIR:-}" && -f "$REPO_ROOT/.env" && -x "$REPO_ROOT/.venv/bin/python" ]]; then
+    WORKING_DIR="$(project_setting WORKING_DIR 2>/dev/null)" || die "$REPO_ROOT/.env: $(project_setting WORKING_DIR 2>&1 >/dev/null)"
+  fi
+  if [[ -z "${WORKING_DIR:-}" ]]; then
+    if [[ -d /home/ec2-user/SageMaker ]]; then
+      WORKING_DIR=/home/ec2-user/SageMaker/.myenv
+    else
+      WORKING_DIR="${XDG_DATA_HOME:-$HOME/.local/share}/gs-ds-env"
+    fi
+  fi
+  WORKING_DIR="${WORKING_DIR/#\~/$HOME}"
+  [[ "$WORKING_DIR" == /* && "$WORKING_DIR" != *'$'* ]] ||
+    die "WORKING_DIR '$WORKING_DIR' is not an absolute path: set it to e.g. /home/ec2-user/SageMaker/.myenv, or leave it empty"
+}
+
 # ---- arguments, all validated before anything is created -------------------------------------------
 force=0
 register_only=0
@@ -41,6 +67,7 @@ while (($#)); do
     -h | --help) usage; exit 0 ;;
     --force) force=1 ;;
     --register-only) register_only=1 ;;
+    --print-working-dir) resolve_working_dir; printf '%s\n' "$WORKING_DIR"; exit 0 ;;
     --) shift; positional+=("$@"); break ;;
     -?*) die "unknown option '$1' (see --help)" ;;
     *) positional+=("$1") ;;
@@ -89,26 +116,7 @@ venv="$kernel_dir/.venv"
 manifest="$kernel_dir/manifest.env"
 frozen="$kernel_dir/requirements.lock.txt"
 
-# ---- WORKING_DIR: everything that must survive a notebook restart and must not fill / ---------------
-# inv and make pass the validated value in the environment. Standalone, this script reads no .env itself: when
-# the project's venv exists (make venv), the project's settings say what .env means (python-dotenv, validated);
-# otherwise the default below, as in the settings.
-project_setting() { # KEY -> its validated value; stderr: the settings' one-line refusal
-  PYTHONPATH="$REPO_ROOT" "$REPO_ROOT/.venv/bin/python" -m gs_ds_env.settings --repo-root "$REPO_ROOT" --get "$1"
-}
-if [[ -z "${WORKING_DIR:-}" && -f "$REPO_ROOT/.env" && -x "$REPO_ROOT/.venv/bin/python" ]]; then
-  WORKING_DIR="$(project_setting WORKING_DIR 2>/dev/null)" || die "$REPO_ROOT/.env: $(project_setting WORKING_DIR 2>&1 >/dev/null)"
-fi
-if [[ -z "${WORKING_DIR:-}" ]]; then
-  if [[ -d /home/ec2-user/SageMaker ]]; then
-    WORKING_DIR=/home/ec2-user/SageMaker/.myenv
-  else
-    WORKING_DIR="${XDG_DATA_HOME:-$HOME/.local/share}/gs-ds-env"
-  fi
-fi
-WORKING_DIR="${WORKING_DIR/#\~/$HOME}"
-[[ "$WORKING_DIR" == /* && "$WORKING_DIR" != *'$'* ]] ||
-  die "WORKING_DIR '$WORKING_DIR' is not an absolute path: set it to e.g. /home/ec2-user/SageMaker/.myenv, or leave it empty"
+resolve_working_dir
 mkdir -p "$WORKING_DIR/cache/uv" "$WORKING_DIR/cache/pip" "$WORKING_DIR/python" "$WORKING_DIR/cache/huggingface" "$WORKING_DIR/cache/torch"
 export UV_CACHE_DIR="$WORKING_DIR/cache/uv"
 export PIP_CACHE_DIR="$WORKING_DIR/cache/pip"
@@ -333,7 +341,7 @@ if [[ -z "$requirements" ]] && grep -Eq '^KERNEL_WITH_PROJECT=1([[:space:]]|$)' 
   "$UV" pip install --quiet --python "$staging/bin/python" --no-deps --editable "$REPO_ROOT" ||
     { log "installing this project (editable) into the new venv failed"; exit 4; }
   # Every package the project's modules import when they load is installed (looked up, not imported).
-  "$staging/bin/python" -m gs_ds_env.import_check "$REPO_ROOT" ||
+  "$staging/bin/python" -m gs_ds_env.kernel.import_check "$REPO_ROOT" ||
     { log "gs_ds_env cannot be imported in the new venv: add what is not installed to themes/$theme/kernel/requirements.txt and run inv lock"; exit 4; }
 fi
 checkpoint installed

@@ -14,7 +14,10 @@ and pushes nothing, on the first run and the second alike.
 
 Options:
   --py X.Y            Python of the image (default: $PY, else the theme's DEFAULT_PYTHON)
+  --kind KIND         training (the image gets the SageMaker toolkit and serving stack) or app (default: the
+                      theme's theme.env KIND, else training); inv passes it
   --base-image IMAGE  base image (default: the digest-pinned BASE_IMAGE_<py> of docker/pins.env); also $BASE_IMAGE
+  --uv-version X.Y.Z  the uv the image installs with (default: UV_VERSION of docker/pins.env); also $UV_VERSION
   --torch-backend B   none (default: torch from PyPI, as locked), cpu, cu126, ...; also $TORCH_BACKEND
   --no-push           build and tag locally only; account and region may then be '-'
   --registry HOST     registry host override (private endpoints, tests); also $ECR_REGISTRY
@@ -45,7 +48,9 @@ cache_args=()
 immutable=0
 workspace=0
 py="${PY:-}"
+kind=""
 base_image="${BASE_IMAGE:-}"
+uv_version="${UV_VERSION:-}"
 torch_backend="${TORCH_BACKEND:-none}"
 registry="${ECR_REGISTRY:-}"
 ca_bundle="${BUILD_CA_BUNDLE:-}"
@@ -60,7 +65,9 @@ while (($#)); do
     --workspace) workspace=1 ;;
     --no-cache) cache_args=(--no-cache) ;;
     --py) [[ $# -ge 2 ]] || die "--py needs a value"; py="$2"; shift ;;
+    --kind) [[ $# -ge 2 ]] || die "--kind needs a value"; kind="$2"; shift ;;
     --base-image) [[ $# -ge 2 ]] || die "--base-image needs a value"; base_image="$2"; shift ;;
+    --uv-version) [[ $# -ge 2 ]] || die "--uv-version needs a value"; uv_version="$2"; shift ;;
     --torch-backend) [[ $# -ge 2 ]] || die "--torch-backend needs a value"; torch_backend="$2"; shift ;;
     --registry) [[ $# -ge 2 ]] || die "--registry needs a value"; registry="$2"; shift ;;
     --ca-bundle) [[ $# -ge 2 ]] || die "--ca-bundle needs a value"; ca_bundle="$2"; shift ;;
@@ -94,27 +101,42 @@ fi
   die "ecr_repo_name '$repo' is invalid: lowercase letters, digits, '.', '_', '-' and '/' separators, 2-256 characters"
 [[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}$ ]] ||
   die "tag '$tag' is invalid: letters, digits, '_', '.', '-', not starting with '.' or '-', at most 101 characters"
-if [[ -z "$py" ]]; then
-  py="$(sed -n 's/^DEFAULT_PYTHON=\(.*\)$/\1/p' "$REPO_ROOT/themes/$theme/theme.env" 2>/dev/null | tr -d '"')"
+# theme.env is read here only standalone, once (inv passes --py and --kind as the project's ThemeFiles read them).
+theme_env="$REPO_ROOT/themes/$theme/theme.env"
+if [[ (-z "$py" || -z "$kind") && -f "$theme_env" ]]; then
+  theme_python="" theme_kind=""
+  while IFS='=' read -r key value || [[ -n "$key" ]]; do
+    value="${value%%#*}" value="${value//\"/}" # a comment may follow; quotes are not part of the value
+    case "$key" in
+      DEFAULT_PYTHON) theme_python="$(xargs <<<"$value")" ;; # trimmed, validated below as --py is
+      KIND) read -r theme_kind _ <<<"$value" ;;              # its first word, as ThemeFiles.kind
+    esac
+  done <"$theme_env"
+  py="${py:-$theme_python}" kind="${kind:-$theme_kind}"
 fi
+kind="${kind:-training}"
+[[ "$kind" == training || "$kind" == app ]] || die "kind '$kind' is not training or app (--kind, or KIND in themes/$theme/theme.env)"
 [[ "$py" =~ ^3\.[0-9]{1,2}$ ]] || die "python version '$py' is not of the form 3.N (use --py 3.12)"
 [[ -f "$REPO_ROOT/themes/$theme/requirements.lock" ]] ||
   die "theme '$theme' has no lock themes/$theme/requirements.lock: create it with 'inv lock --theme $theme'"
-# A training theme's image gets the SageMaker training toolkit; an app theme (theme.env KIND=app) does not.
+# A training theme's image gets the SageMaker training toolkit; an app theme does not.
 toolkit=1
-if grep -Eq '^KIND=app([[:space:]]|$)' "$REPO_ROOT/themes/$theme/theme.env" 2>/dev/null; then toolkit=0; fi
+if [[ "$kind" == app ]]; then toolkit=0; fi
 [[ "$torch_backend" =~ ^(auto|none|cpu|cu[0-9]{2,3}|rocm[0-9]+(\.[0-9]+)*|xpu)$ ]] ||
   die "torch backend '$torch_backend' is not one of auto, none, cpu, cuNNN (e.g. cu126), rocmX.Y, xpu"
-pins_value() { # KEY -> value from docker/pins.env (plain KEY=value lines, written by this project)
-  sed -n "s/^$1=\(.*\)$/\1/p" "$REPO_ROOT/docker/pins.env" | tail -n 1
-}
-uv_version="${UV_VERSION:-$(pins_value UV_VERSION)}"
-[[ "$uv_version" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "UV_VERSION '$uv_version' (docker/pins.env) is not a version such as 0.13.9"
-if [[ -z "$base_image" ]]; then
-  base_image="$(pins_value "BASE_IMAGE_${py//./_}")"
-  [[ -n "$base_image" ]] ||
-    die "no pinned base image for Python $py in docker/pins.env: add BASE_IMAGE_${py//./_} (inv lock --base) or pass --base-image"
+if [[ -z "$uv_version" || -z "$base_image" ]]; then # standalone: docker/pins.env, read once (inv passes both)
+  pinned_uv="" pinned_base=""
+  while IFS='=' read -r key value || [[ -n "$key" ]]; do
+    case "$key" in
+      UV_VERSION) pinned_uv="$value" ;;
+      "BASE_IMAGE_${py//./_}") pinned_base="$value" ;;
+    esac
+  done <"$REPO_ROOT/docker/pins.env"
+  uv_version="${uv_version:-$pinned_uv}" base_image="${base_image:-$pinned_base}"
 fi
+[[ "$uv_version" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "uv version '$uv_version' (--uv-version, or UV_VERSION in docker/pins.env) is not a version such as 0.13.9"
+[[ -n "$base_image" ]] ||
+  die "no pinned base image for Python $py in docker/pins.env: add BASE_IMAGE_${py//./_} (inv lock --base) or pass --base-image"
 ca_args=()
 if [[ -n "$ca_bundle" ]]; then
   [[ -f "$ca_bundle" && -r "$ca_bundle" ]] || die "CA bundle '$ca_bundle' is not a readable file (BUILD_CA_BUNDLE / --ca-bundle)"

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+# The checkout this package was imported from (tests and `inv --search-root` pass another root to Paths).
+REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCK_NAME = "requirements.lock"
 TOOLKIT_REQUIREMENTS = "docker/toolkit.txt"  # relative to the repository root
 SERVING_REQUIREMENTS = "docker/serving.txt"  # the serving stack, beside the toolkit in a training image

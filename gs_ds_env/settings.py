@@ -12,10 +12,8 @@ from pathlib import Path
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
-from .locks import MIN_PYTHON
-from .paths import Paths, ThemeFiles
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from gs_ds_env.kernel.locks import MIN_PYTHON
+from gs_ds_env.paths import REPO_ROOT, Paths, ThemeFiles
 
 
 class ConfigError(ValueError):

@@ -14,7 +14,7 @@ from .common import aws_settings, clear_errors, group
 def instance(c, instance_type=None):
     """Rank training instance types by API acceptance, Service Quotas and price; show the pick and why."""
     from gs_ds_env import aws
-    from gs_ds_env import instance as instance_mod
+    from gs_ds_env.aws import instance as instance_mod
 
     settings = aws_settings(instance_type=instance_type)
     print(instance_mod.choose(settings, aws.session(settings)).evidence())
@@ -26,7 +26,7 @@ def iam_policy(c, out=None):
     """Least-privilege operator policy, execution-role policy and trust policy for this .env."""
     import json
 
-    from gs_ds_env import iam
+    from gs_ds_env.aws import iam
 
     policies = iam.all_policies(aws_settings())
     if not out:

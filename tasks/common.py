@@ -12,18 +12,18 @@ from botocore.parsers import ResponseParserError
 from invoke import Collection, Exit
 
 from gs_ds_env import data as data_mod
-from gs_ds_env import kernels as kernels_mod
-from gs_ds_env import locks as locks_mod
-from gs_ds_env.app import AppError
 from gs_ds_env.aws import AwsError, explain
-from gs_ds_env.clean import CleanError
+from gs_ds_env.image.app import AppError
 from gs_ds_env.interrupts import interruptible
-from gs_ds_env.parity import ParityError
-from gs_ds_env.preflight import PreflightFailed
+from gs_ds_env.job.training_job import TrainingFailed
+from gs_ds_env.kernel import kernels as kernels_mod
+from gs_ds_env.kernel import locks as locks_mod
+from gs_ds_env.kernel.parity import ParityError
+from gs_ds_env.ops.clean import CleanError
+from gs_ds_env.ops.preflight import PreflightFailed
 from gs_ds_env.serving import ServeError
 from gs_ds_env.settings import ConfigError, load_settings, validate_for_aws
 from gs_ds_env.theme import ThemeError
-from gs_ds_env.training_job import TrainingFailed
 from gs_ds_env.workspace import WorkspaceError
 
 

@@ -20,7 +20,8 @@ from .common import clear_errors, group
 @clear_errors
 def data(c, source=None, target=None, dry_run=False):
     """Fetch and verify the Titanic CSV, split it train/validation, stage it (and upload it for sagemaker)."""
-    from gs_ds_env import aws, s3_data
+    from gs_ds_env import aws
+    from gs_ds_env.data import s3_data
 
     settings = load_settings(target=target)
     if dry_run:

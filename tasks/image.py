@@ -30,7 +30,8 @@ def build(c, theme=None, py=None, dry_run=False, workspace=False):
 @clear_errors
 def push(c, theme=None, py=None, dry_run=False):
     """Build the theme image and push it to ECR (repository created if missing, scan on push)."""
-    from gs_ds_env import aws, iam, image
+    from gs_ds_env import aws, image
+    from gs_ds_env.aws import iam
 
     settings = aws_settings(theme=theme, py=py)
     if dry_run:
@@ -54,7 +55,7 @@ def push(c, theme=None, py=None, dry_run=False):
 @clear_errors
 def app(c, theme="streamlit", py=None, port=None, check=False):
     """Serve an app theme's app.py from its image on 127.0.0.1:<port>, checked over HTTP."""
-    from gs_ds_env import app as app_mod
+    from gs_ds_env.image import app as app_mod
 
     app_mod.run(load_settings(theme=theme, py=py), number(8501 if port is None else port, "--port", int), check)
 

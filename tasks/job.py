@@ -47,8 +47,8 @@ def train(
     detach=False,
 ):
     """Train in the theme image: your --entry-point (script mode), or the Titanic program on the staged data."""
-    from gs_ds_env import deploy as deploy_mod
-    from gs_ds_env import metrics, plans, script_mode
+    from gs_ds_env.job import deploy as deploy_mod
+    from gs_ds_env.job import metrics, plans, script_mode
 
     # The process is the run: its start-up is the run's first step.
     timer = deploy_mod.Timer(count_start_up=True)
@@ -117,7 +117,7 @@ def deploy(
     detach=False,
 ):
     """kernel -> build -> parity -> (instance, push) -> data -> training job -> runs/<job>/report.md."""
-    from gs_ds_env import deploy as deploy_mod
+    from gs_ds_env.job import deploy as deploy_mod
 
     # The process is the run: its start-up is the run's first step.
     timer = deploy_mod.Timer(count_start_up=True)
@@ -140,7 +140,7 @@ def deploy(
 @clear_errors
 def attach(c, name):
     """Follow a SageMaker job started with --detach until it ends (Ctrl-C stops it), then collect its results."""
-    from gs_ds_env import deploy as deploy_mod
+    from gs_ds_env.job import deploy as deploy_mod
 
     deploy_mod.attach(aws_settings(), name)
 
@@ -156,7 +156,7 @@ def attach(c, name):
 @clear_errors
 def notebook(c, path="notebooks/titanic-sagemaker.ipynb", theme=None, py=None, timeout=None):
     """Run a notebook top to bottom on its theme kernel with nbclient (as CI does); the executed copy goes to runs/."""
-    from gs_ds_env import notebook as notebook_mod
+    from gs_ds_env.job import notebook as notebook_mod
 
     notebook_path = Path(path).expanduser().resolve()
     if not notebook_path.is_file():

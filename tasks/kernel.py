@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from invoke import Exit, task
 
-from gs_ds_env import kernels as kernels_mod
-from gs_ds_env import locks as locks_mod
+from gs_ds_env.kernel import kernels as kernels_mod
+from gs_ds_env.kernel import locks as locks_mod
 from gs_ds_env.settings import load_settings
 
 from .common import clear_errors, group
@@ -98,7 +98,7 @@ def lock(c, theme=None, upgrade=False, check=False, base=False):
 def parity(c, theme=None, py=None, workspace=False):
     """Every package in both the kernel venv and the theme image, with both versions; exit 1 on any difference."""
     from gs_ds_env import image
-    from gs_ds_env import parity as parity_mod
+    from gs_ds_env.kernel import parity as parity_mod
 
     settings = load_settings(theme=theme, py=py)
     built = image.build(settings, workspace=workspace)

@@ -25,7 +25,7 @@ def doctor(c, threshold=None, json=False, notebook_root=None, preflight=False):
     """One line per check (disk, caches, Docker, tools, kernels, lifecycle): ok / warn / fail and the fix.
     --preflight: before a paid job, the AWS checks (caller, ECR, role, bucket, quota) and the image on a sample."""
 
-    from gs_ds_env import doctor as doctor_mod
+    from gs_ds_env.ops import doctor as doctor_mod
 
     try:
         threshold = number(80 if threshold is None else threshold, "--threshold")
@@ -33,7 +33,7 @@ def doctor(c, threshold=None, json=False, notebook_root=None, preflight=False):
             raise ConfigError(f"--threshold {threshold:g} is not a percentage: use 1-100")
         if preflight:
             from gs_ds_env import aws, image
-            from gs_ds_env import preflight as preflight_mod
+            from gs_ds_env.ops import preflight as preflight_mod
 
             settings = aws_settings()
             checks = preflight_mod.cheap_checks(settings, aws.session(settings))
@@ -68,7 +68,7 @@ def doctor(c, threshold=None, json=False, notebook_root=None, preflight=False):
 @clear_errors
 def clean(c, uv=False, pip=False, docker=False, runs=False, older_than=None, all=False, dry_run=False):
     """Free disk through the tools' own commands; never a venv or a kernel (that is inv kernel-remove)."""
-    from gs_ds_env import clean as clean_mod
+    from gs_ds_env.ops import clean as clean_mod
 
     if not (uv or pip or docker or runs or all):
         raise Exit("error: say what to clean: --uv, --pip, --docker, --runs [--older-than DAYS] or --all", code=2)

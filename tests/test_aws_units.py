@@ -19,10 +19,10 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
-from conftest import REPO, copy_repo, tool_env
+from conftest import REPO, clone_project, copy_repo, tool_env
 
-from gs_ds_env import iam, instance, sagemaker_job, training_job
-from gs_ds_env.aws import AwsError
+from gs_ds_env.aws import AwsError, iam, instance
+from gs_ds_env.job import sagemaker_job, training_job
 from gs_ds_env.settings import ConfigError, load_settings
 
 REGION = "eu-west-1"
@@ -338,26 +338,29 @@ def test_iam_policies_are_narrow_and_pass_parliament():
 
 
 def test_iam_policy_task_writes_the_files(tmp_path):
+    project = clone_project(tmp_path / "project")
+    out = tmp_path / "policies"
+    out.mkdir()
     env = tool_env(TARGET="local", S3_BUCKET="team-bucket", SAGEMAKER_ROLE_ARN=ROLE, AWS_REGION=REGION)
     result = subprocess.run(
-        [str(REPO / ".venv/bin/inv"), "iam-policy", "--out", str(tmp_path)],
-        cwd=REPO,
+        [str(REPO / ".venv/bin/inv"), "iam-policy", "--out", str(out)],
+        cwd=project,
         env=env,
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
+    assert sorted(p.name for p in out.iterdir()) == [
         "execution-role-policy.json",
         "execution-role-trust-policy.json",
         "operator-policy.json",
     ]
-    assert json.loads((tmp_path / "operator-policy.json").read_text()) == iam.operator_policy(
+    assert json.loads((out / "operator-policy.json").read_text()) == iam.operator_policy(
         settings(s3_prefix="gs-ds-env", ecr_repository="gs-ds-env-tabular", base_job_name="gs-ds-env"), "123456789012"
     )
     missing = subprocess.run(
         [str(REPO / ".venv/bin/inv"), "iam-policy"],
-        cwd=REPO,
+        cwd=project,
         capture_output=True,
         text=True,
         env=tool_env(S3_BUCKET="", SAGEMAKER_ROLE_ARN=ROLE),

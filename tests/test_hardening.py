@@ -18,9 +18,9 @@ from conftest import INV, REPO, clone_project, copy_repo, tool_env
 from jupyter_client.kernelspec import KernelSpecManager
 
 from gs_ds_env import aws, data
-from gs_ds_env.kernels import KernelError, remove_kernel
+from gs_ds_env.job.training_job import hint_for, read_metrics_json, saved_files
+from gs_ds_env.kernel.kernels import KernelError, remove_kernel
 from gs_ds_env.settings import ConfigError, load_settings
-from gs_ds_env.training_job import hint_for, read_metrics_json, saved_files
 
 SETTING_KEYS = (
     "THEME",
@@ -494,9 +494,14 @@ def test_kernel_remove_refuses_kernels_this_project_did_not_create(tmp_path, mon
 
 
 # ---- caches under WORKING_DIR, not ~/.cache on the root disk ------------------------------------------------
-@pytest.mark.parametrize("working_dir", [None, "wd"])
+@pytest.mark.parametrize("working_dir", [None, "wd", ".env"])
 def test_make_puts_uv_cache_under_working_dir(tmp_path, working_dir):
+    """The Makefile has no WORKING_DIR rule of its own: the environment, else .env as the settings read it (once the
+    project venv exists), else the one default, all through the kernel script's --print-working-dir."""
     project = clone_project(tmp_path / "project")
+    if working_dir == ".env":
+        (project / ".env").write_text(f"WORKING_DIR={tmp_path}/from-dotenv\n")
+        (project / ".venv").symlink_to(REPO / ".venv")  # the project venv, only read
     home = tmp_path / "home"
     stale_venv = tmp_path / "venv"
     stale_venv.mkdir()
@@ -507,7 +512,7 @@ def test_make_puts_uv_cache_under_working_dir(tmp_path, working_dir):
     env.pop("UV_CACHE_DIR", None)
     env.pop("XDG_DATA_HOME", None)
     env.pop("WORKING_DIR", None)
-    if working_dir:
+    if working_dir == "wd":
         env["WORKING_DIR"] = str(tmp_path / working_dir)
     result = subprocess.run(
         ["make", "-s", "venv", f"VENV={stale_venv}", f"UV={recorder}"],
@@ -517,8 +522,22 @@ def test_make_puts_uv_cache_under_working_dir(tmp_path, working_dir):
         env=env,
     )
     assert result.returncode == 0, result.stderr
-    expected = tmp_path / working_dir if working_dir else home / ".local/share/gs-ds-env"
-    assert (tmp_path / "seen").read_text().strip() == str(expected / "cache/uv")
+    expected = {None: home / ".local/share/gs-ds-env", "wd": tmp_path / "wd", ".env": tmp_path / "from-dotenv"}
+    assert (tmp_path / "seen").read_text().strip() == str(expected[working_dir] / "cache/uv")
+
+
+def test_make_refuses_a_working_dir_the_settings_refuse_in_one_line(tmp_path):
+    project = clone_project(tmp_path / "project")
+    (project / ".env").write_text("WORKING_DIR=relative/x\n")
+    (project / ".venv").symlink_to(REPO / ".venv")
+    env = tool_env(HOME=str(tmp_path / "home"))
+    for name in ("UV_CACHE_DIR", "WORKING_DIR"):
+        env.pop(name, None)
+    result = subprocess.run(["make", "-s", "help"], cwd=project, capture_output=True, text=True, env=env)
+    assert result.returncode == 2, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert "WORKING_DIR='relative/x' is not an absolute path" in lines[0] and "cannot be used" in lines[1], lines
+    assert len(lines) == 2 and not (project / "relative").exists()
 
 
 def _stage_in_child(settings, queue):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import INV, REPO, clone_project, tool_env
 
-from gs_ds_env import clean
+from gs_ds_env.ops import clean
 from gs_ds_env.settings import ConfigError, load_settings
 
 

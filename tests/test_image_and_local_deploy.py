@@ -551,7 +551,7 @@ def test_ctrl_c_stops_the_container_and_marks_the_run_interrupted(project, stub_
 def test_an_image_package_list_is_made_once_per_image_id_and_a_damaged_one_is_made_again(local_deploy, tmp_path):
     """Parity's image side on a warm run: the packages of an image (named by its id, i.e. its content) are listed in
     a container once, then read back; what cannot be read is listed again."""
-    from gs_ds_env import parity
+    from gs_ds_env.kernel import parity
 
     image = json.loads((local_deploy.run_dir / "run.json").read_text())["image"]["uri"]
     cache = tmp_path / "cache/images/some-id.json"

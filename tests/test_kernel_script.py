@@ -201,7 +201,7 @@ def test_kernel_lifecycle_create_idempotent_restore_failed_rebuild_switch_python
 
 
 def test_kernel_remove_dry_run_then_for_real(tmp_path, monkeypatch):
-    from gs_ds_env.kernels import format_table, list_kernels, remove_kernel
+    from gs_ds_env.kernel.kernels import format_table, list_kernels, remove_kernel
 
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter"))
     spec_dir = tmp_path / "jupyter/kernels/demo_312"
@@ -236,7 +236,7 @@ def test_kernel_remove_dry_run_then_for_real(tmp_path, monkeypatch):
 def test_the_import_check_finds_what_a_module_imports_at_load_time_without_importing_it(tmp_path):
     """What the kernel script runs in a venv that holds this project: the packages its modules import when they
     load must be installed (looked up, not imported); an import inside a function is its caller's business."""
-    from gs_ds_env import import_check
+    from gs_ds_env.kernel import import_check
 
     (tmp_path / "gs_ds_env/sub").mkdir(parents=True)
     (tmp_path / "training/titanic").mkdir(parents=True)
@@ -247,7 +247,7 @@ def test_the_import_check_finds_what_a_module_imports_at_load_time_without_impor
     (tmp_path / "training/titanic/train.py").write_text("from numpy import array\nfrom gs_ds_env import sub\n")
     assert import_check.missing(tmp_path) == {"not_installed_anywhere_xyz": "gs_ds_env/sub/uses.py"}
     refused = subprocess.run(
-        [sys.executable, "-m", "gs_ds_env.import_check", str(tmp_path)], capture_output=True, text=True, cwd=REPO
+        [sys.executable, "-m", "gs_ds_env.kernel.import_check", str(tmp_path)], capture_output=True, text=True, cwd=REPO
     )
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr == "not installed: not_installed_anywhere_xyz (imported by gs_ds_env/sub/uses.py)\n"

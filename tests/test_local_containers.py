@@ -8,7 +8,7 @@ import contextlib
 from docker.errors import NotFound
 
 import docker
-from gs_ds_env import local_containers
+from gs_ds_env.job import local_containers
 
 
 def test_remove_takes_every_container_under_its_folder_and_nothing_else(tmp_path, base_image):

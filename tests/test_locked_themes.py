@@ -17,9 +17,9 @@ from dotenv import dotenv_values
 from packaging.version import Version
 
 import docker
-from gs_ds_env import locks
-from gs_ds_env.kernels import list_kernels
-from gs_ds_env.parity import SEED, venv_environment
+from gs_ds_env.kernel import locks
+from gs_ds_env.kernel.kernels import list_kernels
+from gs_ds_env.kernel.parity import SEED, venv_environment
 
 THEMES = ["tabular", "forecasting", "streamlit", "tsai", "cv"]
 TORCH_THEMES = {"tsai", "cv"}

@@ -6,7 +6,7 @@ import re
 import subprocess
 
 import pytest
-from conftest import REPO, tool_env
+from conftest import REPO, clone_project, tool_env
 
 from gs_ds_env.settings import ConfigError, load_settings
 
@@ -55,7 +55,7 @@ def test_bad_settings_name_the_key(tmp_path, monkeypatch, content, message):
 def test_inv_reports_bad_settings_as_one_line(tmp_path):
     result = subprocess.run(
         [str(REPO / ".venv/bin/inv"), "deploy", "--dry-run"],
-        cwd=REPO,
+        cwd=clone_project(tmp_path / "project"),
         capture_output=True,
         text=True,
         env=tool_env(PY="3"),
@@ -130,6 +130,7 @@ BUILD_PUSH = str(REPO / "bin/gs-env-docker-build-push.sh")
         (["tabular", "123456789012", "us-east-1", "repo", "-bad"], "unknown option '-bad'"),
         (["tabular", "123456789012", "us-east-1", "repo", "bad tag"], "tag 'bad tag' is invalid"),
         (["--py", "3", "tabular", "123456789012", "us-east-1", "repo", "t"], "python version '3' is not of the form"),
+        (["--kind", "gpu", "tabular", "123456789012", "us-east-1", "repo", "t"], "kind 'gpu' is not training or app"),
     ],
 )
 def test_build_push_validates_before_doing_anything(args, message):
@@ -166,6 +167,44 @@ def test_build_push_dry_run_prints_the_plan_and_content_tag():
     assert lines["CONTENT_TAG"].startswith("tabular_311-") and len(lines["CONTENT_TAG"]) == len("tabular_311-") + 12
 
 
+@pytest.mark.parametrize(
+    "theme_env",
+    [
+        None,  # the themes as they are (tabular: training, streamlit: app)
+        '# mine\nKIND="app"   # a comment\nDEFAULT_PYTHON="3.13"',  # quoted values, comments, no final newline
+        "KIND=\nDEFAULT_PYTHON=3.11\n",  # an empty KIND is training
+        "KIND=app streamlit\nDEFAULT_PYTHON=3.11 3.12\n",  # KIND's first word; two Pythons: refused
+    ],
+)
+def test_standalone_build_reads_theme_env_as_the_project_does(tmp_path, theme_env):
+    """inv passes --py and --kind from ThemeFiles; the script alone reads theme.env itself, and must agree."""
+    from gs_ds_env.paths import Paths
+
+    project = clone_project(tmp_path / "project")
+    themes = ["tabular", "streamlit"]
+    if theme_env is not None:
+        (project / "themes/tabular/theme.env").write_text(theme_env)
+        themes = ["tabular"]
+    for theme in themes:
+        files = Paths(project).theme(theme)
+        env = {k: v for k, v in tool_env().items() if k not in ("PY", "BASE_IMAGE")}
+        result = subprocess.run(
+            [str(project / "bin/gs-env-docker-build-push.sh"), "--dry-run", "--no-push", theme, "-", "-", "repo", "t"],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        if " " in files.default_python:  # read whole, as ThemeFiles does, then refused in one line
+            assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+                "gs-env-docker-build-push: python version '3.11 3.12' is not of the form 3.N (use --py 3.12)"
+            ]
+            continue
+        assert result.returncode == 0, result.stderr
+        toolkit = "0" if files.kind == "app" else "1"
+        assert f"--build-arg PY={files.default_python} " in result.stderr, (theme, files.default_python)
+        assert f"--build-arg TOOLKIT={toolkit} " in result.stderr, (theme, files.kind)
+
+
 def test_shell_scripts_are_shellcheck_clean():
     scripts = sorted(str(p) for p in (REPO / "bin").glob("*.sh")) + sorted(str(p) for p in (REPO / ".ci").glob("*.sh"))
     result = subprocess.run(
@@ -174,7 +213,38 @@ def test_shell_scripts_are_shellcheck_clean():
     assert result.returncode == 0, result.stdout
 
 
-def test_make_help_lists_every_target():
-    out = subprocess.run(["make", "-s", "help"], cwd=REPO, capture_output=True, text=True).stdout
+def test_make_help_lists_every_target(tmp_path):
+    project = clone_project(tmp_path / "project")
+    out = subprocess.run(["make", "-s", "help"], cwd=project, capture_output=True, text=True, env=tool_env()).stdout
     for target in ("kernel", "deploy", "doctor", "test", "lint", "format", "bench"):
         assert f"\x1b[36m{target} " in out  # one help line per entry point
+
+
+def test_inv_passes_the_build_script_every_value_and_gets_the_content_tag_it_gets_alone(tmp_path, monkeypatch):
+    """Under inv the script parses nothing (theme.env, pins.env come resolved); the image it names is the same."""
+    from gs_ds_env import image
+
+    project = clone_project(tmp_path / "project")
+    for name in ("PY", "BASE_IMAGE", "UV_VERSION", "TORCH_BACKEND", "THEME"):
+        monkeypatch.delenv(name, raising=False)
+    settings = load_settings(repo_root=project, theme="streamlit", py="3.12")
+    command = image.build_push_command(settings, push=False, dry_run=True)
+    given = dict(zip(command[1:-5:2], command[2:-5:2], strict=False))
+    assert given["--kind"] == "app" and given["--uv-version"] and "@sha256:" in given["--base-image"], command
+
+    def content_tag(cmd: list[str]) -> str:
+        result = subprocess.run(cmd, capture_output=True, text=True, env=tool_env())
+        assert result.returncode == 0, result.stderr
+        return dict(line.split("=", 1) for line in result.stdout.splitlines())["CONTENT_TAG"]
+
+    alone = [
+        command[0],
+        "--dry-run",
+        "--no-push",
+        "--py",
+        "3.12",
+        "--torch-backend",
+        settings.torch_backend,
+        *command[-5:],
+    ]
+    assert content_tag(command) == content_tag(alone)

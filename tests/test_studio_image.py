@@ -11,7 +11,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 from conftest import copy_repo
 
-from gs_ds_env import iam
+from gs_ds_env.aws import iam
 from gs_ds_env.settings import ConfigError, load_settings
 from gs_ds_env.workspace import WorkspaceError, studio
 

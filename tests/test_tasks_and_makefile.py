@@ -11,7 +11,7 @@ import re
 import subprocess
 import sys
 
-from conftest import INV, REPO
+from conftest import INV, REPO, clone_project, tool_env
 from invoke import Program
 
 ENTRY_POINTS = {"help", "venv", "kernel", "deploy", "doctor", "test", "lint", "format", "bench"}
@@ -28,8 +28,8 @@ def load_namespace():
     return module
 
 
-def inv_output(*args: str) -> str:
-    result = subprocess.run([INV, *args], cwd=REPO, capture_output=True, text=True)
+def inv_output(project, *args: str) -> str:
+    result = subprocess.run([INV, *args], cwd=project, capture_output=True, text=True, env=tool_env())
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -59,10 +59,14 @@ def readme_code() -> str:
     return "\n".join(re.findall(r"```[a-z]*\n(.*?)```", text, re.S) + re.findall(r"`([^`\n]+)`", text))
 
 
-def test_inv_lists_each_namespace_and_each_flat_name_answers_as_its_namespaced_task():
+def test_inv_lists_each_namespace_and_each_flat_name_answers_as_its_namespaced_task(tmp_path):
     """What a user sees: `inv --list` shows every namespace's tasks and the flat names; `inv --help <flat>` is the
     help of a namespaced task (same docstring, same options), so the README's short commands are those tasks."""
-    listed = {line.split()[0] for line in inv_output("--list").splitlines()[2:] if line.strip()}
+    listed = {
+        line.split()[0]
+        for line in inv_output(clone_project(tmp_path / "project"), "--list").splitlines()[2:]
+        if line.strip()
+    }
     tasks = load_namespace()
     namespaced = {f"{group.name}.{name}" for group in tasks.NAMESPACES for name in group.tasks}
     assert namespaced <= listed and set(tasks.FLAT_ALIASES) <= listed
@@ -113,3 +117,43 @@ def test_every_make_and_inv_command_in_the_readme_exists():
         assert options <= task_options(tasks.ns, name), (
             f"README: inv {name} has no {options - task_options(tasks.ns, name)}"
         )
+
+
+# What every namespace uses and no namespace owns: settings and paths, the SDK import, signals, the file lock.
+SHARED_MODULES = {"__init__", "settings", "paths", "sdk", "interrupts", "flock"}
+
+
+def readme_code_map() -> dict[str, list[str]]:
+    """namespace -> the paths its row of the README's namespace table names in its code column."""
+    rows = re.findall(r"^\| `([a-z]+)` \| [^|]+ \| ([^|]+) \|$", (REPO / "README.md").read_text(), re.M)
+    return {name: re.findall(r"`([^`]+)`", code) for name, code in rows}
+
+
+def test_the_readme_code_map_gives_each_namespace_one_place_in_the_package():
+    """A newcomer finds a task's code from its namespace: each namespace's row names where its code is, those paths
+    exist, its task module calls into them, and no module of the package is left outside the map."""
+    tasks = load_namespace()
+    code_map = readme_code_map()
+    assert set(code_map) == {group.name for group in tasks.NAMESPACES}
+    mapped = set()
+    for namespace, paths in code_map.items():
+        missing = [path for path in paths if not (REPO / path).exists()]
+        assert not missing, f"README code map, {namespace}: {missing} do not exist"
+        packages = [path for path in paths if path.startswith("gs_ds_env/")]
+        assert packages, f"README code map, {namespace}: no place in gs_ds_env/"
+        mapped.update(packages)
+        dotted = [path.removesuffix("/").removesuffix(".py").replace("/", ".") for path in packages]
+        imported = re.findall(r"from (gs_ds_env[\w.]*) import ([\w, ]+)", (REPO / f"tasks/{namespace}.py").read_text())
+        modules = {f"{module}.{name.strip()}" for module, names in imported for name in names.split(",")}
+        assert any(m == d or m.startswith(d + ".") for m in modules for d in dotted), (
+            f"tasks/{namespace}.py imports nothing from {dotted}"
+        )
+    unmapped = [
+        str(path.relative_to(REPO))
+        for path in sorted((REPO / "gs_ds_env").glob("*"))
+        if path.name != "__pycache__"
+        and path.stem not in SHARED_MODULES
+        and not any(str(path.relative_to(REPO)).startswith(m.removesuffix("/")) for m in mapped)
+        and not any(m.startswith(str(path.relative_to(REPO)) + "/") for m in mapped)
+    ]
+    assert not unmapped, f"in gs_ds_env/ but in no namespace's row of the README code map: {unmapped}"

@@ -19,11 +19,12 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .. import aws, image, s3_data
-from ..interrupts import interruptible
-from ..settings import ConfigError, Settings
-from . import ServeError, local, model_source
-from .model_source import ModelSource
+from gs_ds_env import aws, image
+from gs_ds_env.data import s3_data
+from gs_ds_env.interrupts import interruptible
+from gs_ds_env.serving import ServeError, local, model_source
+from gs_ds_env.serving.model_source import ModelSource
+from gs_ds_env.settings import ConfigError, Settings
 
 RUN_TAG = "gs-ds-env:run"  # every resource deploy creates carries it; delete refuses what lacks it
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
@@ -133,7 +134,7 @@ def deploy(settings: Settings, source: ModelSource, instance_type: str) -> str:
     if not model_data.startswith("s3://"):
         model_data = s3_data.upload_model(settings, aws.client(boto_session, "s3"), Path(model_data))
     name = source.resource_name(settings)
-    from ..sdk import SDK_CONFIG, sagemaker
+    from gs_ds_env.sdk import SDK_CONFIG, sagemaker
 
     sagemaker()
     from sagemaker.model import Model

@@ -14,14 +14,15 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import image, local_containers
-from ..app import ensure_free
-from ..interrupts import interruptible
-from ..local_job import local_session
-from ..sdk import sagemaker
-from ..settings import Settings
-from . import ServeError, model_source, report
-from .model_source import ModelSource
+from gs_ds_env import image
+from gs_ds_env.image.app import ensure_free
+from gs_ds_env.interrupts import interruptible
+from gs_ds_env.job import local_containers
+from gs_ds_env.job.local_job import local_session
+from gs_ds_env.sdk import sagemaker
+from gs_ds_env.serving import ServeError, model_source, report
+from gs_ds_env.serving.model_source import ModelSource
+from gs_ds_env.settings import Settings
 
 # Local mode never passes a role to Docker; the SDK's Model only wants an ARN-shaped string.
 LOCAL_ROLE = "arn:aws:iam::000000000000:role/gs-ds-env-local"

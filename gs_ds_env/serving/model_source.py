@@ -10,10 +10,10 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..report import RunRecord
-from ..sdk import timestamp
-from ..settings import ConfigError, Settings
-from . import ServeError
+from gs_ds_env.job.report import RunRecord
+from gs_ds_env.sdk import timestamp
+from gs_ds_env.serving import ServeError
+from gs_ds_env.settings import ConfigError, Settings
 
 RUN_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
 
@@ -114,7 +114,7 @@ def extract(source: ModelSource, settings: Settings, destination: Path) -> Path:
     destination.mkdir(parents=True, exist_ok=True)
     archive = source.archive
     if archive.startswith("s3://"):
-        from .. import aws
+        from gs_ds_env import aws
 
         bucket, _, key = archive.removeprefix("s3://").partition("/")
         local = destination.parent / "model.tar.gz"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..settings import ConfigError, Settings
-from . import ServeError
+from gs_ds_env.serving import ServeError
+from gs_ds_env.settings import ConfigError, Settings
 
 CONTENT_TYPES = {
     ".csv": "text/csv",
@@ -44,7 +44,7 @@ def _first_line(data: bytes) -> str:
 def invoke_local(body: bytes, content_type: str, accept: str, port: int) -> bytes:
     from urllib3.exceptions import HTTPError
 
-    from ..sdk import sagemaker
+    from gs_ds_env.sdk import sagemaker
 
     sagemaker()  # quiet: the predictions alone go to stdout
     from sagemaker.local.local_session import LocalSagemakerRuntimeClient
@@ -66,7 +66,7 @@ def invoke_local(body: bytes, content_type: str, accept: str, port: int) -> byte
 def invoke_sagemaker(settings: Settings, endpoint: str, body: bytes, content_type: str, accept: str) -> bytes:
     from botocore.exceptions import ClientError
 
-    from .. import aws
+    from gs_ds_env import aws
 
     client = aws.session(settings).client("sagemaker-runtime")
     try:
@@ -91,7 +91,7 @@ def predict(
         raise ConfigError(f"--output {output} exists: choose a new file (nothing is overwritten)")
     accept = accept or kind
     if endpoint:
-        from ..settings import validate_for_aws
+        from gs_ds_env.settings import validate_for_aws
 
         validate_for_aws(settings)
         data = invoke_sagemaker(settings, endpoint, body, kind, accept)

@@ -12,8 +12,8 @@ import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..settings import Settings
-from .model_source import ModelSource
+from gs_ds_env.serving.model_source import ModelSource
+from gs_ds_env.settings import Settings
 
 SMOKE_ROWS = 50
 

@@ -23,14 +23,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import aws, local_containers, s3_data
-from ..app import ensure_free
-from ..interrupts import interruptible
-from ..local_job import local_session
-from ..sdk import sagemaker
-from ..settings import ConfigError, Settings
-from . import ServeError, local, model_source
-from .model_source import ModelSource
+from gs_ds_env import aws
+from gs_ds_env.data import s3_data
+from gs_ds_env.image.app import ensure_free
+from gs_ds_env.interrupts import interruptible
+from gs_ds_env.job import local_containers
+from gs_ds_env.job.local_job import local_session
+from gs_ds_env.sdk import sagemaker
+from gs_ds_env.serving import ServeError, local, model_source
+from gs_ds_env.serving.model_source import ModelSource
+from gs_ds_env.settings import ConfigError, Settings
 
 KINDS = {".csv": "text/csv", ".jsonl": "application/jsonlines", ".jsonlines": "application/jsonlines"}
 COLUMNS_VARIABLE = "GS_CSV_COLUMNS"
@@ -199,8 +201,8 @@ def run_local(settings: Settings, source: ModelSource, inputs: TransformInput, o
 def run_sagemaker(
     settings: Settings, source: ModelSource, inputs: TransformInput, output: str | None, instance_count: int
 ) -> str:
-    from .. import image
-    from . import endpoint
+    from gs_ds_env import image
+    from gs_ds_env.serving import endpoint
 
     boto_session = aws.session(settings)
     account = aws.account_id(boto_session)
@@ -228,7 +230,7 @@ def run_sagemaker(
                 )
         data = s3_data.uri(settings, "transform-input", name) + "/"
     output = output or s3_data.uri(settings, "transform-output", name)
-    from ..sdk import SDK_CONFIG
+    from gs_ds_env.sdk import SDK_CONFIG
 
     sagemaker()
     from sagemaker.model import Model

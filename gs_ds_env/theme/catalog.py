@@ -8,8 +8,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import kernels
-from ..settings import Settings
+from gs_ds_env.kernel import kernels
+from gs_ds_env.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,11 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .. import image, kernels, locks, parity
-from ..settings import Settings
-from ..training_job import TrainingFailed
-from . import ThemeError
+from gs_ds_env import image
+from gs_ds_env.job.training_job import TrainingFailed
+from gs_ds_env.kernel import kernels, locks, parity
+from gs_ds_env.settings import Settings
+from gs_ds_env.theme import ThemeError
 
 RELATIVE_TOLERANCE = 1e-6  # the same seeded computation on the same versions; only float printing may differ
 
@@ -79,7 +80,7 @@ def _same(kernel: dict[str, float], job: dict[str, float]) -> list[str]:
 
 def check(settings: Settings) -> Path:
     """Run every step; returns the log. Raises ThemeError (one line, with the fix) at the first failure."""
-    from .. import deploy
+    from gs_ds_env.job import deploy
 
     name, files = settings.theme, settings.theme_files
     settings.working_dir.mkdir(parents=True, exist_ok=True)
@@ -129,7 +130,7 @@ def check(settings: Settings) -> Path:
 
     step("parity", same_versions, f"inv lock --theme {name}, then rebuild: inv kernel --force, inv build")
     if files.kind == "app":
-        from ..app import run as run_app
+        from gs_ds_env.image.app import run as run_app
 
         step("app", lambda: run_app(settings, _free_port(), check_only=True) or "answers its health check",
              f"correct themes/{name}/app.py")  # fmt: skip

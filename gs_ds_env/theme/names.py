@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..settings import THEME_NAME, ConfigError
+from gs_ds_env.settings import THEME_NAME, ConfigError
 
 NAME = re.compile(THEME_NAME)
 MAX_LENGTH = 32

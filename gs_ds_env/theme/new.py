@@ -15,9 +15,10 @@ from pathlib import Path
 from dotenv import dotenv_values
 from packaging.requirements import InvalidRequirement, Requirement
 
-from .. import locks
-from ..settings import ConfigError, Settings
-from . import ThemeError, names
+from gs_ds_env.kernel import locks
+from gs_ds_env.paths import Paths
+from gs_ds_env.settings import ConfigError, Settings
+from gs_ds_env.theme import ThemeError, names
 
 TEMPLATES = "themes/_templates"
 CREATED_KEY = "CREATED_BY"  # in theme.env: what `inv theme.remove` may remove
@@ -124,10 +125,7 @@ def create(
         source_root = repo / "themes" / from_theme
         if from_theme.startswith("_") or not (source_root / "kernel/requirements.txt").is_file():
             raise ConfigError(f"--from {from_theme!r} is not a theme: choose one of {', '.join(locks.themes(repo))}")
-        first = (
-            (source_root / "theme.env").read_text().splitlines()[:1] if (source_root / "theme.env").is_file() else []
-        )
-        default_description = first[0].lstrip("# ").strip() if first and first[0].startswith("#") else from_theme
+        default_description = Paths(repo).theme(from_theme).description or from_theme
         origin = f"from theme {from_theme}"
         replacements = {f"themes/{from_theme}/": f"themes/{name}/", f"--theme {from_theme}": f"--theme {name}",
                         f"smoke {from_theme}:": f"smoke {name}:"}  # fmt: skip

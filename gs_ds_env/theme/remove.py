@@ -6,10 +6,10 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 
-from .. import kernels
-from ..image import THEME_LABEL, is_ours
-from ..settings import Settings
-from . import ThemeError
+from gs_ds_env.image import THEME_LABEL, is_ours
+from gs_ds_env.kernel import kernels
+from gs_ds_env.settings import Settings
+from gs_ds_env.theme import ThemeError
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..image import BuiltImage
-from ..settings import ConfigError, Settings
-from . import HOME, USER, VENV_PYTHON
+from gs_ds_env.image import BuiltImage
+from gs_ds_env.settings import ConfigError, Settings
+from gs_ds_env.workspace import HOME, USER, VENV_PYTHON
 
 EXTENSIONS = ["ms-python.python", "ms-toolsai.jupyter"]
 
@@ -88,7 +88,7 @@ def write(settings: Settings, folder: Path, built: BuiltImage, dry_run: bool = F
 
 def run(settings: Settings, folder: Path, dry_run: bool = False) -> Written:
     """The task: build the workspace image (unless `dry_run`: only its tag), write the file, say how to open it."""
-    from .. import image
+    from gs_ds_env import image
 
     if not folder.is_dir():
         raise ConfigError(f"--folder {folder} is not a folder: give the folder VS Code opens")

@@ -7,10 +7,10 @@ import json
 import secrets
 from pathlib import Path
 
-from .. import image
-from ..app import check_port, until_ctrl_c
-from ..settings import ConfigError, Settings
-from . import HOME
+from gs_ds_env import image
+from gs_ds_env.image.app import check_port, until_ctrl_c
+from gs_ds_env.settings import ConfigError, Settings
+from gs_ds_env.workspace import HOME
 
 CONTAINER_PORT = 8888
 STARTUP_SECONDS = 90

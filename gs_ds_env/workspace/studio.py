@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
-from .. import aws
-from ..settings import ConfigError, Settings
-from . import GID, HOME, UID, WorkspaceError
+from gs_ds_env import aws
+from gs_ds_env.settings import ConfigError, Settings
+from gs_ds_env.workspace import GID, HOME, UID, WorkspaceError
 
 MAX_NAME = 63  # SageMaker image and app image config names
 APPS = {  # --app: its app image config key and the domain's user-settings key
@@ -251,7 +251,8 @@ def delete(sm, studio: StudioImage, domain_id: str = "") -> list[str]:
 
 def run(settings: Settings, app: str, domain_id: str, remove: bool, dry_run: bool) -> None:
     """The task: print the plan, then (unless `dry_run`) push and publish, or delete; a line per step."""
-    from .. import iam, image
+    from gs_ds_env import image
+    from gs_ds_env.aws import iam
 
     studio = StudioImage.of(settings, app)
     if domain_id and not re.fullmatch(r"d-[a-z0-9]{12}", domain_id):

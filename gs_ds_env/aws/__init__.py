@@ -1,4 +1,5 @@
-"""boto3 sessions and clients with botocore's standard retries; one-line explanations of AWS errors.
+"""`inv aws.*`: the operator's IAM policy (iam.py) and the instance pick (instance.py); here, what every AWS call
+shares: boto3 sessions and clients with botocore's standard retries; one-line explanations of AWS errors.
 
 AWS_ENDPOINT_URL (private endpoints, moto in the tests) is honoured by botocore itself.
 """
@@ -18,7 +19,7 @@ from botocore.exceptions import (
 )
 from botocore.parsers import ResponseParserError
 
-from .settings import ConfigError, Settings
+from gs_ds_env.settings import ConfigError, Settings
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"  # where SageMaker writes every training job's log streams
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-from .paths import Paths, ThemeFiles, dir_bytes
-from .settings import REPO_ROOT, Settings
+from gs_ds_env.paths import Paths, ThemeFiles, dir_bytes
+from gs_ds_env.settings import REPO_ROOT, Settings
 
 
 @dataclass

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .settings import ConfigError, Settings
+from gs_ds_env.settings import ConfigError, Settings
 
 
 class NotebookFailed(RuntimeError):

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 
-from . import aws, data, iam, image, instance, preflight, s3_data, sagemaker_job, script_mode, training_job
-from .data import TITANIC_THEME
-from .report import invoked_command
-from .settings import Settings
+from gs_ds_env import aws, data, image
+from gs_ds_env.aws import iam, instance
+from gs_ds_env.data import TITANIC_THEME, s3_data
+from gs_ds_env.job import sagemaker_job, script_mode, training_job
+from gs_ds_env.job.report import invoked_command
+from gs_ds_env.ops import preflight
+from gs_ds_env.settings import Settings
 
 AWS_KEYS = (
     "AWS_REGION",

@@ -6,8 +6,8 @@ import time
 import urllib.error
 import urllib.request
 
-from . import image
-from .settings import ConfigError, Settings
+from gs_ds_env import image
+from gs_ds_env.settings import ConfigError, Settings
 
 CONTAINER_PORT = 8501
 HEALTH_PATH = "/_stcore/health"  # Streamlit's own health endpoint

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import subprocess
 
-from . import locks
-from .image import BuiltImage
-from .parity import Environment
-from .settings import Settings
+from gs_ds_env.image import BuiltImage
+from gs_ds_env.kernel import locks
+from gs_ds_env.kernel.parity import Environment
+from gs_ds_env.settings import Settings
 
 
 def _base_image_id(reference: str) -> str:
@@ -48,7 +48,7 @@ def _git_commit(settings: Settings) -> str:
 
 
 def collect(settings: Settings, built: BuiltImage, image: Environment) -> dict:
-    from .sdk import sagemaker
+    from gs_ds_env.sdk import sagemaker
 
     files = settings.theme_files
     return {

@@ -11,12 +11,12 @@ import boto3
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import aws, interrupts, metrics, s3_data
-from .aws import LOG_GROUP
-from .interrupts import Interrupted, interruptible
-from .sdk import SDK_CONFIG, sagemaker
-from .settings import Settings
-from .training_job import (
+from gs_ds_env import aws, interrupts
+from gs_ds_env.aws import LOG_GROUP
+from gs_ds_env.data import s3_data
+from gs_ds_env.interrupts import Interrupted, interruptible
+from gs_ds_env.job import metrics
+from gs_ds_env.job.training_job import (
     EMPTY_MODEL_HINT,
     JobResult,
     TrainingFailed,
@@ -26,6 +26,8 @@ from .training_job import (
     read_metrics_json,
     saved_files,
 )
+from gs_ds_env.sdk import SDK_CONFIG, sagemaker
+from gs_ds_env.settings import Settings
 
 
 def sdk_session(boto_session: boto3.Session):

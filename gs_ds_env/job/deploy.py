@@ -11,11 +11,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import aws, data, image, kernels, parity, report, s3_data, sagemaker_job, script_mode, sdk, training_job
-from .data import TITANIC_THEME
-from .plans import local_plan, reproduce_commands, sagemaker_plan, script_reproduce_commands
-from .settings import ConfigError, Settings
-from .targets import AttachedChoice, LocalTarget, SageMakerJob, SageMakerTarget
+from gs_ds_env import aws, data, image, sdk
+from gs_ds_env.data import TITANIC_THEME, s3_data
+from gs_ds_env.job import report, sagemaker_job, script_mode, training_job
+from gs_ds_env.job.plans import local_plan, reproduce_commands, sagemaker_plan, script_reproduce_commands
+from gs_ds_env.job.targets import AttachedChoice, LocalTarget, SageMakerJob, SageMakerTarget
+from gs_ds_env.kernel import kernels, parity
+from gs_ds_env.settings import ConfigError, Settings
 
 
 def process_age() -> float | None:

@@ -1,4 +1,5 @@
-"""The Titanic data: fetch (URL or local path) with a pinned sha256, validate, split, stage."""
+"""`inv data.*`: the Titanic data, fetched (URL or local path) with a pinned sha256, validated, split and staged
+(here); uploaded to S3 for SageMaker (s3_data.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .flock import exclusive
-from .settings import Settings
+from gs_ds_env.flock import exclusive
+from gs_ds_env.settings import Settings
 
 if TYPE_CHECKING:  # pandas and scikit-learn cost seconds to import: only the steps that split data load them
     import pandas as pd

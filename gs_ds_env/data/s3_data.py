@@ -11,9 +11,9 @@ from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import aws
-from .data import CHANNELS, StagedData, sha256_of
-from .settings import Settings
+from gs_ds_env import aws
+from gs_ds_env.data import CHANNELS, StagedData, sha256_of
+from gs_ds_env.settings import Settings
 
 TRANSFER = TransferConfig(multipart_threshold=64 * 1024 * 1024, max_concurrency=4)
 ENCRYPTION = "AES256"  # SSE-S3; also the bucket default we set on buckets we create

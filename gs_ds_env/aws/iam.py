@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import re
 
-from . import s3_data
-from .aws import LOG_GROUP
-from .settings import Settings
+from gs_ds_env.aws import LOG_GROUP
+from gs_ds_env.data import s3_data
+from gs_ds_env.settings import Settings
 
 
 def _statement(sid: str, actions: list[str], resources: list[str] | str, condition: dict | None = None) -> dict:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import aws
-from .settings import ConfigError, Settings
+from gs_ds_env import aws
+from gs_ds_env.settings import ConfigError, Settings
 
 # On-demand SageMaker *training* prices, USD per instance-hour, us-east-1, as listed on
 # https://aws.amazon.com/sagemaker/pricing/ when this table was written. Used only when the Price List API cannot

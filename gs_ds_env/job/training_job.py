@@ -11,10 +11,10 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import metrics
-from .script_mode import SEED_VARIABLE, ScriptMode, job_base
-from .sdk import name_from_base, sagemaker
-from .settings import Settings
+from gs_ds_env.job import metrics
+from gs_ds_env.job.script_mode import SEED_VARIABLE, ScriptMode, job_base
+from gs_ds_env.sdk import name_from_base, sagemaker
+from gs_ds_env.settings import Settings
 
 # ---- the job, both targets ----------------------------------------------------------------------------
 LOCAL_ROLE = "arn:aws:iam::000000000000:role/local-mode-unused"  # local mode needs a role string, never uses it

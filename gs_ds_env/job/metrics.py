@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from .settings import ConfigError
+from gs_ds_env.settings import ConfigError
 
 NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 # Local mode prefixes each line with the container's name, in colour: `abc-algo-1-xyz  | validation:rmse=0.42`.

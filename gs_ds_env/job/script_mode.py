@@ -10,8 +10,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import locks, metrics
-from .settings import ConfigError, Settings
+from gs_ds_env.job import metrics
+from gs_ds_env.kernel import locks
+from gs_ds_env.settings import ConfigError, Settings
 
 # Script mode on several hosts: the toolkit starts the script with torchrun (what the SDK's PyTorch estimator
 # sets for distribution={"torch_distributed": {"enabled": True}}; the generic Estimator takes it as a hyperparameter).

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import boto3
 
-from . import interrupts, local_containers, metrics
-from .interrupts import Interrupted, interruptible
-from .script_mode import ScriptMode
-from .sdk import SDK_CONFIG, sagemaker
-from .settings import Settings
-from .training_job import (
+from gs_ds_env import interrupts
+from gs_ds_env.interrupts import Interrupted, interruptible
+from gs_ds_env.job import local_containers, metrics
+from gs_ds_env.job.script_mode import ScriptMode
+from gs_ds_env.job.training_job import (
     EMPTY_MODEL_HINT,
     LOCAL_ROLE,
     STOPPED_MAX_RUN,
@@ -30,6 +29,8 @@ from .training_job import (
     read_metrics_json,
     saved_files,
 )
+from gs_ds_env.sdk import SDK_CONFIG, sagemaker
+from gs_ds_env.settings import Settings
 
 
 def _session_without_credentials(region: str):

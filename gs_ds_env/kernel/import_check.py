@@ -1,4 +1,4 @@
-"""`python -m gs_ds_env.import_check ROOT`: can this interpreter find every package this project's modules import
+"""`python -m gs_ds_env.kernel.import_check ROOT`: can this interpreter find every package this project's modules import
 when they load? Run by the kernel script in a theme venv that holds the project (theme.env KERNEL_WITH_PROJECT).
 
 It reads the module-level imports (what `import gs_ds_env.…` executes) and looks each one up without importing
@@ -41,7 +41,7 @@ def missing(root: Path) -> dict[str, str]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m gs_ds_env.import_check PROJECT_ROOT", file=sys.stderr)
+        print("usage: python -m gs_ds_env.kernel.import_check PROJECT_ROOT", file=sys.stderr)
         return 2
     absent = missing(Path(argv[0]))
     if absent:

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import aws, image, instance, local_job, preflight, report, s3_data, sagemaker_job, training_job
-from .settings import Settings
+from gs_ds_env import aws, image
+from gs_ds_env.aws import instance
+from gs_ds_env.data import s3_data
+from gs_ds_env.job import local_job, report, sagemaker_job, training_job
+from gs_ds_env.ops import preflight
+from gs_ds_env.settings import Settings
 
 
 class LocalTarget:

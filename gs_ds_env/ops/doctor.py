@@ -14,10 +14,10 @@ import subprocess
 from dataclasses import asdict
 from pathlib import Path
 
-from . import kernels, locks
-from .checks import FAIL, OK, WARN, Check
-from .paths import dir_bytes
-from .settings import Settings
+from gs_ds_env.kernel import kernels, locks
+from gs_ds_env.ops.checks import FAIL, OK, WARN, Check
+from gs_ds_env.paths import dir_bytes
+from gs_ds_env.settings import Settings
 
 NOTEBOOK_ROOT = Path("/home/ec2-user/SageMaker")  # the persistent volume of a notebook instance
 MIN_GLIBC_WHEELS = (2, 28)  # manylinux_2_28 wheels (xgboost-cpu, recent torch) need it

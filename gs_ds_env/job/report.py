@@ -303,8 +303,8 @@ def write_run(
     target's (targets.sagemaker_fields) and, for a job that did not complete, its status and reason."""
     import time
 
-    from . import script_mode
-    from . import versions as versions_mod
+    from gs_ds_env.job import script_mode
+    from gs_ds_env.job import versions as versions_mod
 
     started = time.perf_counter()
     parity_record, container = checked
@@ -346,7 +346,7 @@ def write_run(
 def recording_failures(write_failed):
     """A job that does not complete still leaves its record: `write_failed(status=…, reason=…, **facts)` runs
     before the failure or interruption goes on to the one-line error."""
-    from .training_job import TrainingFailed
+    from gs_ds_env.job.training_job import TrainingFailed
 
     try:
         yield

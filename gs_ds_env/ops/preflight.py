@@ -13,10 +13,11 @@ from pathlib import Path
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from . import aws, instance, s3_data
-from .checks import FAIL, OK, WARN, Check
-from .data import CHANNELS
-from .settings import Settings
+from gs_ds_env import aws
+from gs_ds_env.aws import instance
+from gs_ds_env.data import CHANNELS, s3_data
+from gs_ds_env.ops.checks import FAIL, OK, WARN, Check
+from gs_ds_env.settings import Settings
 
 
 class PreflightFailed(RuntimeError):

@@ -19,9 +19,8 @@ from pathlib import Path
 from dotenv import dotenv_values
 from packaging.requirements import Requirement
 
-from .paths import LOCK_NAME, SERVING_REQUIREMENTS, TOOLKIT_REQUIREMENTS, Paths, ThemeFiles
+from gs_ds_env.paths import LOCK_NAME, REPO_ROOT, SERVING_REQUIREMENTS, TOOLKIT_REQUIREMENTS, Paths, ThemeFiles
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 MIN_PYTHON = "3.11"
 PINS_FILE = "docker/pins.env"
 
@@ -40,7 +39,7 @@ def themes(repo_root: Path) -> list[str]:
 
 def uv_binary(repo_root: Path) -> str:
     """uv on PATH, else the one `make venv` bootstrapped into .tools/uv (of this checkout or of `repo_root`)."""
-    candidates = [shutil.which("uv"), *(str(root / ".tools/uv/bin/uv") for root in (repo_root, PACKAGE_ROOT))]
+    candidates = [shutil.which("uv"), *(str(root / ".tools/uv/bin/uv") for root in (repo_root, REPO_ROOT))]
     found = next((c for c in candidates if c and Path(c).exists()), None)
     if not found:
         raise LockError("uv was not found: run `make venv` (it installs uv into .tools/uv) or put uv on PATH")

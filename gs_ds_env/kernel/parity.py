@@ -16,7 +16,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from .locks import normalise
+from gs_ds_env.kernel.locks import normalise
 
 PROBE = (
     "import importlib.metadata as m, json, platform; "

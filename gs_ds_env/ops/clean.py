@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .image import CONTENT_LABEL, is_ours
-from .paths import dir_bytes
-from .settings import Settings
+from gs_ds_env.image import CONTENT_LABEL, is_ours
+from gs_ds_env.paths import dir_bytes
+from gs_ds_env.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,8 @@ def _size(path: Path) -> int:
 def current_content_tags(settings: Settings) -> set[str]:
     """The content tag each theme's image has now, for PY and every kernel's Python (the build script's
     --dry-run: nothing is built)."""
-    from . import image, kernels, locks
+    from gs_ds_env import image
+    from gs_ds_env.kernel import kernels, locks
 
     pythons = {settings.py} | {manifest.py for manifest in kernels.manifests(settings.repo_root) if manifest.py}
     tags = set()
@@ -153,7 +154,7 @@ def execute(settings: Settings, steps: list[Step]) -> int:
     freed = 0
     for step in steps:
         if step.kind == "uv":
-            from . import locks
+            from gs_ds_env.kernel import locks
 
             uv = locks.uv_binary(settings.repo_root)
             subprocess.run([uv, "cache", "prune", "--cache-dir", step.target], check=True)

@@ -1,4 +1,5 @@
-"""Theme images: built (and pushed) by bin/gs-env-docker-build-push.sh, inspected with the docker SDK."""
+"""`inv image.*`: theme images, built (and pushed) by bin/gs-env-docker-build-push.sh, inspected with the docker SDK
+(here); an app theme's app served from its image (app.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 import docker
-
-from .settings import Settings
+from gs_ds_env.kernel import locks
+from gs_ds_env.settings import Settings
 
 # Labels bin/gs-env-docker-build-push.sh puts on every theme image it builds.
 CONTENT_LABEL = "gs-ds-env.content-tag"
@@ -50,9 +51,16 @@ def build_push_command(
         settings.py,
         "--torch-backend",
         settings.torch_backend,
+        "--kind",
+        settings.paths.theme(settings.theme).kind,
     ]
-    if settings.base_image:
-        cmd += ["--base-image", settings.base_image]
+    # Resolved here, so the script parses nothing under inv (standalone it reads docker/pins.env itself).
+    pins = locks.pins(settings.repo_root)
+    if pins.get("UV_VERSION"):
+        cmd += ["--uv-version", pins["UV_VERSION"]]
+    base_image = settings.base_image or pins.get(locks.base_image_key(settings.py), "")
+    if base_image:
+        cmd += ["--base-image", base_image]
     if settings.build_ca_bundle:
         cmd += ["--ca-bundle", str(Path(settings.build_ca_bundle).expanduser())]
     if not push:
