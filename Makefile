@@ -65,7 +65,7 @@ test: venv $(if $(shell command -v npm 2>/dev/null),$(DEVCONTAINER_CLI)) ## Run 
 lint: venv ## ruff (check + format check), shellcheck on every script, hadolint on the Dockerfile
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/shellcheck -S style bin/*.sh .ci/*.sh .ci/run training/app docker/*.sh bench/serving_anchor/serve
+	$(VENV)/bin/shellcheck -S style bin/*.sh .ci/*.sh .ci/run training/app docker/*.sh docker/workspace/*.sh bench/serving_anchor/serve
 	$(VENV)/bin/hadolint docker/Dockerfile bench/serving_anchor/Dockerfile
 
 format: venv ## Fix what ruff can: format, then import order and simple rewrites

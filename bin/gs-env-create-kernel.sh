@@ -24,7 +24,9 @@ version the theme image has), run themes/<theme>/smoke.py in the new venv, and r
 
 Environment: WORKING_DIR holds uv, caches and uv-managed Pythons (default /home/ec2-user/SageMaker/.myenv on a
 SageMaker notebook, else ~/.local/share/gs-ds-env). Unset, and with the project's venv (make venv), the value
-the project's settings read from .env.
+the project's settings read from .env. KERNEL_WITH_PROJECT=1|0: install this project into the kernel (default:
+the theme's theme.env says; inv passes it). UV: the uv to use (default: uv on PATH, else WORKING_DIR's, else
+installed there with pip; inv passes the project's, so make's bootstrapped .tools/uv is used, not a second one).
 JUPYTER_DATA_DIR is respected. A rebuild is built aside and swapped in only when it installs and its smoke
 test passes; otherwise the previous kernel stays as it was.
 EOF
@@ -107,6 +109,23 @@ else
   requirement_args=(-r "$theme_dir/kernel/requirements.txt" -r "$theme_dir/docker/requirements.txt")
 fi
 smoke="$theme_dir/smoke.py"
+# Does the kernel also hold this project (theme.env KERNEL_WITH_PROJECT=1)? inv says so in the environment;
+# standalone, theme.env's KERNEL_WITH_PROJECT, read once, as the project's ThemeFiles reads it (first word 1: yes).
+[[ -z "${UV:-}" || -x "${UV:-}" ]] || die "UV '$UV' is not an executable uv: unset it, or point it at one"
+with_project="${KERNEL_WITH_PROJECT:-}"
+[[ -z "$with_project" || "$with_project" =~ ^[01]$ ]] ||
+  die "KERNEL_WITH_PROJECT '$with_project' is not 0 or 1 (or unset: theme.env says)"
+if [[ -z "$with_project" ]]; then
+  theme_says=""
+  if [[ -f "$theme_dir/theme.env" ]]; then
+    while IFS='=' read -r key value || [[ -n "$key" ]]; do
+      value="${value%%#*}"
+      if [[ "$key" == KERNEL_WITH_PROJECT ]]; then read -r theme_says _ <<<"${value//\"/}"; fi
+    done <"$theme_dir/theme.env"
+  fi
+  with_project=0
+  if [[ "$theme_says" == 1 ]]; then with_project=1; fi
+fi
 [[ "$torch_backend" =~ ^(auto|none|cpu|cu[0-9]{2,3}|rocm[0-9]+(\.[0-9]+)*|xpu)$ ]] ||
   die "torch backend '$torch_backend' is not one of auto, none, cpu, cuNNN (e.g. cu126), rocmX.Y, xpu"
 
@@ -130,8 +149,9 @@ if [[ "$(stat -c %d "$UV_CACHE_DIR")" != "$(stat -c %d "$kernel_dir")" ]]; then
   export UV_LINK_MODE=copy
 fi
 
-# ---- uv: use the one on PATH, else the one in WORKING_DIR, else bootstrap it there ---------------
+# ---- uv: the one inv passes ($UV), else the one on PATH, else the one in WORKING_DIR, else bootstrap it there ----
 find_uv() {
+  if [[ -n "${UV:-}" ]]; then echo "$UV"; return; fi
   if command -v uv >/dev/null 2>&1; then command -v uv; return; fi
   if [[ -x "$WORKING_DIR/tools/uv/bin/uv" ]]; then echo "$WORKING_DIR/tools/uv/bin/uv"; return; fi
   log "uv not found: installing it into $WORKING_DIR/tools/uv (pip --target, nothing touches the base env)"
@@ -334,7 +354,7 @@ venv_healthy "$staging" || { log "the new venv cannot import ipykernel"; exit 4;
 # A theme whose notebooks drive training jobs (theme.env KERNEL_WITH_PROJECT=1, e.g. tabular) gets this
 # project's package, editable and without dependencies: kernel/requirements.txt lists them, so the lock pins them.
 # (Not with a requirements file of your own: that kernel holds what the file says.)
-if [[ -z "$requirements" ]] && grep -Eq '^KERNEL_WITH_PROJECT=1([[:space:]]|$)' "$theme_dir/theme.env" 2>/dev/null; then
+if [[ -z "$requirements" && "$with_project" == 1 ]]; then
   [[ -f "$REPO_ROOT/pyproject.toml" ]] ||
     { log "theme $theme installs this project into its kernel, but $REPO_ROOT has no pyproject.toml"; exit 4; }
   log "+ $UV pip install --python $staging/bin/python --no-deps --editable $REPO_ROOT"

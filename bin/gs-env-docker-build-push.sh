@@ -112,6 +112,7 @@ if [[ (-z "$py" || -z "$kind") && -f "$theme_env" ]]; then
       KIND) read -r theme_kind _ <<<"$value" ;;              # its first word, as ThemeFiles.kind
     esac
   done <"$theme_env"
+  [[ "$theme_kind" == app ]] || theme_kind=training # as ThemeFiles.kind: app, or else training
   py="${py:-$theme_python}" kind="${kind:-$theme_kind}"
 fi
 kind="${kind:-training}"
@@ -180,9 +181,9 @@ content_digest() {
     local inputs=(docker training "themes/$theme/docker" "themes/$theme/requirements.lock" "themes/$theme/smoke.py"
       .dockerignore)
     [[ -f "themes/$theme/app.py" ]] && inputs+=("themes/$theme/app.py")
-    # What only the workspace variant is built from does not change the training image's tag.
+    # What only the workspace variant is built from (docker/workspace/) does not change the training image's tag.
     local workspace_only=()
-    [[ "$target" == workspace ]] || workspace_only=(! -name 'workspace.*' ! -name start-jupyterlab.sh)
+    [[ "$target" == workspace ]] || workspace_only=(! -path 'docker/workspace/*')
     find "${inputs[@]}" \
       -type f ! -path '*/__pycache__/*' ! -name '*.pyc' "${workspace_only[@]}" -print0 2>/dev/null |
       LC_ALL=C sort -z | xargs -0 sha256sum

@@ -59,20 +59,29 @@ class Paths:
         """What a theme image holds (Python, packages), listed once per image id: an id names its content."""
         return self._working(f"cache/images/{image_id.removeprefix('sha256:')}.json")
 
+    @property
+    def themes_root(self) -> Path:
+        return self.repo_root / "themes"
+
+    @property
+    def templates(self) -> Path:
+        """themes/_templates/: what `inv theme.new` makes a theme from (not a theme itself)."""
+        return self.themes_root / "_templates"
+
     def theme(self, name: str) -> ThemeFiles:
-        return ThemeFiles(self.repo_root / "themes" / name)
+        return ThemeFiles(self.themes_root / name)
 
     def theme_folders(self) -> list[ThemeFiles]:
         """Every folder under themes/ but _templates/ and hidden ones, lists or not (a theme whose lists are gone
         may still hold a kernel venv and manifest: they stay listable and removable)."""
-        root = self.repo_root / "themes"
+        root = self.themes_root
         if not root.is_dir():
             return []
         return [ThemeFiles(p) for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(("_", "."))]
 
     def themes(self) -> list[str]:
         """Every theme (a folder with kernel/requirements.txt); _templates/ and hidden folders are not themes."""
-        found = (self.repo_root / "themes").glob("*/kernel/requirements.txt")
+        found = self.themes_root.glob("*/kernel/requirements.txt")
         return sorted(p.parent.parent.name for p in found if not p.parent.parent.name.startswith(("_", ".")))
 
 
@@ -117,6 +126,12 @@ class ThemeFiles:
         """theme.env's first line, a comment saying what the theme is for."""
         first = self.theme_env.read_text().splitlines()[:1] if self.theme_env.is_file() else []
         return first[0].lstrip("#").strip() if first and first[0].startswith("#") else ""
+
+    @property
+    def with_project(self) -> bool:
+        """The kernel also holds this project's package, editable (theme.env KERNEL_WITH_PROJECT=1: notebooks that drive
+        training jobs)."""
+        return self._properties().get("KERNEL_WITH_PROJECT", "").split()[:1] == ["1"]
 
     @property
     def default_python(self) -> str:

@@ -286,7 +286,7 @@ def _check(settings: Settings, rules: dict) -> None:
 
 def _validate(settings: Settings) -> None:
     _check(settings, _RULES)
-    if not (settings.repo_root / "themes" / settings.theme).is_dir():
+    if not settings.theme_files.root.is_dir():
         themes = settings.paths.themes()
         raise ConfigError(f"THEME={settings.theme!r} does not exist under themes/: choose one of {', '.join(themes)}")
     if int(settings.py.split(".")[1]) < int(MIN_PYTHON.split(".")[1]):

@@ -7,13 +7,18 @@ answer with Completed: a botocore before-call hook answers Failed instead.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
+import functools
 import json
+import shutil
 import subprocess
 import tarfile
+import tempfile
 import warnings
 from datetime import datetime, timezone
+from pathlib import Path
 
 import boto3
 import pytest
@@ -29,8 +34,17 @@ REGION = "eu-west-1"
 ROLE = "arn:aws:iam::123456789012:role/gs-ds-env-sagemaker"
 
 
+@functools.cache
+def project() -> Path:
+    """One copy of the project for this module's settings: a .env in the checkout never leaks into them."""
+    root = Path(tempfile.mkdtemp(prefix="gs-aws-units-"))
+    atexit.register(shutil.rmtree, root, True)
+    return copy_repo(root / "project", "bin", "themes", "docker", ".env.example")
+
+
 def settings(**overrides):
     values = dict(
+        repo_root=project(),
         target="sagemaker",
         aws_region=REGION,
         s3_bucket="team-bucket",

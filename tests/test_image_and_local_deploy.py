@@ -475,7 +475,8 @@ from pathlib import Path
 from invoke import Exit
 
 import tasks
-from gs_ds_env import data, local_job
+from gs_ds_env import data
+from gs_ds_env.job import local_job
 from gs_ds_env.settings import load_settings
 
 settings = load_settings(repo_root=Path(sys.argv[1]), py="3.11", model=sys.argv[4])

@@ -6,13 +6,14 @@ Each test works on a scratch copy of bin/ and themes/ with its own WORKING_DIR a
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, copy_repo, tool_env, tree_snapshot
+from conftest import REPO, clone_project, copy_repo, tool_env, tree_snapshot
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
 
@@ -48,7 +49,8 @@ def kernel_facts(kernel_name: str, jupyter_dir: Path, monkeypatch) -> dict:
         client.wait_for_ready(timeout=90)
         out = execute(
             client,
-            "import sys, pandas, sklearn, xgboost\nprint(sys.executable)\nprint(sys.version.split()[0])\n"
+            # gs_ds_env: the standalone script read theme.env's KERNEL_WITH_PROJECT=1 and installed the project
+            "import sys, pandas, sklearn, xgboost, gs_ds_env\nprint(sys.executable)\nprint(sys.version.split()[0])\n"
             "!python -c 'import sys; print(sys.executable)'\n!which pip",
         )
     finally:
@@ -87,6 +89,43 @@ def test_bad_input_is_refused_with_one_line_and_nothing_changed(sandbox, args, m
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert tree_snapshot(repo) == before
     assert not jupyter_dir.exists()
+
+
+def test_a_bad_kernel_with_project_from_the_environment_is_refused_before_anything(sandbox):
+    repo, env, jupyter_dir = sandbox
+    before = tree_snapshot(repo)
+    result = run_script(repo, {**env, "KERNEL_WITH_PROJECT": "yes"}, "tabular", "3.12")
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "gs-env-create-kernel: KERNEL_WITH_PROJECT 'yes' is not 0 or 1 (or unset: theme.env says)"
+    ]
+    assert tree_snapshot(repo) == before and not jupyter_dir.exists()
+
+
+def test_the_uv_inv_passes_is_the_one_the_script_runs_and_a_bad_one_is_refused(sandbox, tmp_path):
+    """inv passes the project's uv (make's .tools/uv when none is on PATH), so the script installs no second one."""
+    repo, env, jupyter_dir = sandbox
+    recorder = tmp_path / "recorded-uv"
+    recorder.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "$0.calls"\nexit 3\n')
+    recorder.chmod(0o755)
+    result = run_script(repo, {**env, "UV": str(recorder)}, "tabular", "3.12")
+    assert result.returncode != 0 and Path(f"{recorder}.calls").read_text().strip(), result.stderr
+    before = tree_snapshot(repo)
+    refused = run_script(repo, {**env, "UV": str(tmp_path / "no-such-uv")}, "tabular", "3.12")
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+        f"gs-env-create-kernel: UV '{tmp_path / 'no-such-uv'}' is not an executable uv: unset it, or point it at one"
+    ]
+    assert tree_snapshot(repo) == before
+
+
+def test_inv_hands_the_kernel_script_its_values_resolved(tmp_path):
+    from gs_ds_env.kernel import kernels
+    from gs_ds_env.settings import load_settings
+
+    project = clone_project(tmp_path / "repo")
+    for theme, with_project in (("tabular", "1"), ("streamlit", "0")):
+        env = kernels.script_env(load_settings(repo_root=project, theme=theme, working_dir=tmp_path / "work"))
+        assert env["KERNEL_WITH_PROJECT"] == with_project and env["WORKING_DIR"] == str(tmp_path / "work")
+        assert Path(env["UV"]).is_file() and os.access(env["UV"], os.X_OK)
 
 
 def test_help_names_the_script_and_its_arguments_and_does_nothing_else(sandbox):

@@ -486,7 +486,9 @@ def test_script_mode_job_ships_the_source_dir_and_the_image_runs_it(
 
 
 TWO_HOST_JOB = """
-from gs_ds_env import aws, s3_data, sagemaker_job, script_mode
+from gs_ds_env import aws
+from gs_ds_env.data import s3_data
+from gs_ds_env.job import sagemaker_job, script_mode
 from gs_ds_env.settings import load_settings
 
 settings = load_settings(theme="cv", entry_point="themes/cv/example/train.py")
@@ -629,7 +631,7 @@ STOPPED_JOB = """
 import json, sys, time
 from botocore.awsrequest import AWSResponse
 import sagemaker.session
-from gs_ds_env import deploy, script_mode
+from gs_ds_env.job import deploy, script_mode
 from gs_ds_env.settings import load_settings
 
 def still_running(self, job_name, *args, **kwargs):  # moto ends every job at once: this one keeps going

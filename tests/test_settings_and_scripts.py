@@ -248,3 +248,26 @@ def test_inv_passes_the_build_script_every_value_and_gets_the_content_tag_it_get
         *command[-5:],
     ]
     assert content_tag(command) == content_tag(alone)
+
+
+def test_what_only_the_workspace_is_built_from_leaves_the_training_tag_alone(tmp_path):
+    """docker/workspace/ feeds only the workspace variant's content tag; a shared input (the Dockerfile) feeds both."""
+    project = clone_project(tmp_path / "project")
+
+    def tags() -> tuple[str, str]:
+        found = []
+        for variant in ([], ["--workspace"]):
+            cmd = [str(project / "bin/gs-env-docker-build-push.sh"), *variant, "--dry-run", "--no-push", "--py", "3.11"]
+            result = subprocess.run([*cmd, "tabular", "-", "-", "repo", "t"], capture_output=True, text=True)
+            assert result.returncode == 0, result.stderr
+            found.append(dict(line.split("=", 1) for line in result.stdout.splitlines())["CONTENT_TAG"])
+        return found[0], found[1]
+
+    training, workspace = tags()
+    with (project / "docker/workspace/requirements.txt").open("a") as listed:
+        listed.write("# a comment is a change\n")
+    training_after, workspace_after = tags()
+    assert training_after == training and workspace_after != workspace
+    with (project / "docker/Dockerfile").open("a") as dockerfile:
+        dockerfile.write("# a comment is a change\n")
+    assert all(after != before for after, before in zip(tags(), (training_after, workspace_after), strict=True))

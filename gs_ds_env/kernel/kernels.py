@@ -14,6 +14,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from gs_ds_env.kernel import locks
 from gs_ds_env.paths import Paths, ThemeFiles, dir_bytes
 from gs_ds_env.settings import REPO_ROOT, Settings
 
@@ -31,7 +32,14 @@ class KernelInfo:
 
 
 def script_env(settings: Settings) -> dict[str, str]:
-    return {**os.environ, "WORKING_DIR": str(settings.working_dir)}
+    """What the kernel script would otherwise work out itself: resolved here, so under inv it parses nothing."""
+    with_project = "1" if settings.theme_files.with_project else "0"
+    env = {**os.environ, "WORKING_DIR": str(settings.working_dir), "KERNEL_WITH_PROJECT": with_project}
+    try:
+        env["UV"] = locks.uv_binary(settings.repo_root)
+    except locks.LockError:
+        env.pop("UV", None)  # none yet: the script installs one into WORKING_DIR
+    return env
 
 
 def create_kernel(settings: Settings, requirements: str | None = None, force: bool = False) -> None:

@@ -29,10 +29,6 @@ class LockError(RuntimeError):
     """A lock is missing, stale or cannot be made; the message says how to fix it."""
 
 
-def theme_files(repo_root: Path, theme: str) -> ThemeFiles:
-    return Paths(repo_root).theme(theme)
-
-
 def themes(repo_root: Path) -> list[str]:
     return Paths(repo_root).themes()
 
@@ -126,7 +122,7 @@ def _compile(repo_root: Path, files: ThemeFiles, output: Path, upgrade: bool, ca
 
 def lock(repo_root: Path, theme: str, upgrade: bool = False, cache_dir: Path | None = None) -> Path:
     """(Re)write the theme's lock. Without `upgrade`, pins already in the lock are kept where still valid."""
-    files = theme_files(repo_root, theme)
+    files = Paths(repo_root).theme(theme)
     if not files.kernel_requirements.is_file():
         raise LockError(f"theme {theme!r} has no kernel/requirements.txt; themes: {', '.join(themes(repo_root))}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,7 +136,7 @@ def lock(repo_root: Path, theme: str, upgrade: bool = False, cache_dir: Path | N
 
 def stale(repo_root: Path, theme: str, cache_dir: Path | None = None) -> list[str]:
     """Lines that re-locking would change (empty: the lock matches its inputs). Writes nothing."""
-    files = theme_files(repo_root, theme)
+    files = Paths(repo_root).theme(theme)
     if not files.lock.is_file():
         return [f"{files.lock.relative_to(repo_root)} is missing"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -182,7 +178,7 @@ def pinned(lock_file: Path, python_version: str) -> dict[str, str]:
 def kernel_pins(repo_root: Path, theme: str, python_version: str) -> dict[str, str]:
     """What the kernel venv must hold: the kernel's and the image's lists resolved under the lock for this Python
     on Linux x86_64 (the lock also pins the training toolkit's dependencies, which only the image installs)."""
-    files = theme_files(repo_root, theme)
+    files = Paths(repo_root).theme(theme)
     with tempfile.TemporaryDirectory() as tmp:
         output = Path(tmp) / "kernel.txt"
         command = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from gs_ds_env.paths import Paths
 from gs_ds_env.settings import THEME_NAME, ConfigError
 
 NAME = re.compile(THEME_NAME)
@@ -26,5 +27,5 @@ def check_new(repo_root: Path, name: str) -> None:
         raise ConfigError(f"theme name {name!r} {why}: e.g. nlp, spark-etl, team2-ds")
     if name in RESERVED:
         raise ConfigError(f"theme name {name!r} is reserved (commands read it as something else): choose another")
-    if (repo_root / "themes" / name).exists():
+    if Paths(repo_root).theme(name).root.exists():
         raise ConfigError(f"theme {name!r} already exists (themes/{name}/): choose another name, or --from {name}")

@@ -20,7 +20,6 @@ from gs_ds_env.paths import Paths
 from gs_ds_env.settings import ConfigError, Settings
 from gs_ds_env.theme import ThemeError, names
 
-TEMPLATES = "themes/_templates"
 CREATED_KEY = "CREATED_BY"  # in theme.env: what `inv theme.remove` may remove
 # Never copied from a theme: its kernel's build state and caches.
 NOT_COPIED = shutil.ignore_patterns(".venv*", "manifest.env", ".build.lock", ".kernelspec.previous", "__pycache__")
@@ -35,7 +34,7 @@ class Template:
 
 def templates(repo_root: Path) -> dict[str, Template]:
     found = {}
-    for root in sorted((repo_root / TEMPLATES).glob("*/template.env")):
+    for root in sorted(Paths(repo_root).templates.glob("*/template.env")):
         values = dotenv_values(root)
         found[root.parent.name] = Template(root.parent.name, root.parent, values.get("DESCRIPTION") or "")
     return found
@@ -122,7 +121,7 @@ def create(
         raise ConfigError("give --template or --from, not both")
     known = templates(repo)
     if from_theme:
-        source_root = repo / "themes" / from_theme
+        source_root = Paths(repo).theme(from_theme).root
         if from_theme.startswith("_") or not (source_root / "kernel/requirements.txt").is_file():
             raise ConfigError(f"--from {from_theme!r} is not a theme: choose one of {', '.join(locks.themes(repo))}")
         default_description = Paths(repo).theme(from_theme).description or from_theme
@@ -133,7 +132,7 @@ def create(
         template = template or "ds"
         if template not in known:
             raise ConfigError(
-                f"--template {template!r} does not exist: choose one of {', '.join(known)} ({TEMPLATES}/)"
+                f"--template {template!r} does not exist: choose one of {', '.join(known)} (themes/_templates/)"
             )
         source_root, default_description = known[template].root, known[template].description
         origin = f"template {template}"
@@ -147,7 +146,7 @@ def create(
     # name themes/NAME/... exactly as `inv lock` would write them; it is on the same disk, so the move is atomic.
     staging = Path(tempfile.mkdtemp(prefix=".gs-theme-new-", dir=repo))
     try:
-        theme = staging / "themes" / name
+        theme = Paths(staging).theme(name).root
         shutil.copytree(source_root, theme, ignore=NOT_COPIED)
         (theme / "template.env").unlink(missing_ok=True)
         _render(theme, replacements)
@@ -160,7 +159,7 @@ def create(
                 os.symlink(repo / shared, staging / shared)
         print(f"[theme] {name}: {origin}, Python {python}; compiling its lock (uv pip compile)...", flush=True)
         locks.lock(staging, name, cache_dir=settings.paths.uv_cache)
-        final = repo / "themes" / name
+        final = Paths(repo).theme(name).root
         try:
             os.rename(theme, final)  # fails rather than merges if the name was taken meanwhile
         except OSError as error:

@@ -27,7 +27,7 @@ APPS = {  # --app: its app image config key and the domain's user-settings key
     "kernel-gateway": ("KernelGatewayImageConfig", "KernelGatewayAppSettings"),
 }
 OWNER_TAG = "gs-ds-env:studio-image"  # on the image and the app image config; --delete refuses what lacks it
-ENTRY_POINT = "/usr/local/bin/start-jupyterlab"  # docker/start-jupyterlab.sh: port 8888, base URL, no token
+ENTRY_POINT = "/usr/local/bin/start-jupyterlab"  # docker/workspace/start-jupyterlab.sh: port 8888, base URL, no token
 POLL_SECONDS = 10
 WAIT_SECONDS = 30 * 60
 
