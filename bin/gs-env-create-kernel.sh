@@ -109,9 +109,9 @@ else
   requirement_args=(-r "$theme_dir/kernel/requirements.txt" -r "$theme_dir/docker/requirements.txt")
 fi
 smoke="$theme_dir/smoke.py"
+[[ -z "${UV:-}" || -x "${UV:-}" ]] || die "UV '$UV' is not an executable uv: unset it, or point it at one"
 # Does the kernel also hold this project (theme.env KERNEL_WITH_PROJECT=1)? inv says so in the environment;
 # standalone, theme.env's KERNEL_WITH_PROJECT, read once, as the project's ThemeFiles reads it (first word 1: yes).
-[[ -z "${UV:-}" || -x "${UV:-}" ]] || die "UV '$UV' is not an executable uv: unset it, or point it at one"
 with_project="${KERNEL_WITH_PROJECT:-}"
 [[ -z "$with_project" || "$with_project" =~ ^[01]$ ]] ||
   die "KERNEL_WITH_PROJECT '$with_project' is not 0 or 1 (or unset: theme.env says)"
@@ -119,8 +119,10 @@ if [[ -z "$with_project" ]]; then
   theme_says=""
   if [[ -f "$theme_dir/theme.env" ]]; then
     while IFS='=' read -r key value || [[ -n "$key" ]]; do
+      # as python-dotenv: optional `export`, spaces around the key; a comment may follow; quotes are not the value
+      [[ "$key" =~ ^[[:space:]]*(export[[:space:]]+)?KERNEL_WITH_PROJECT[[:space:]]*$ ]] || continue
       value="${value%%#*}"
-      if [[ "$key" == KERNEL_WITH_PROJECT ]]; then read -r theme_says _ <<<"${value//\"/}"; fi
+      read -r theme_says _ <<<"${value//[\"\']/}"
     done <"$theme_dir/theme.env"
   fi
   with_project=0

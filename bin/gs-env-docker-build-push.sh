@@ -106,7 +106,9 @@ theme_env="$REPO_ROOT/themes/$theme/theme.env"
 if [[ (-z "$py" || -z "$kind") && -f "$theme_env" ]]; then
   theme_python="" theme_kind=""
   while IFS='=' read -r key value || [[ -n "$key" ]]; do
-    value="${value%%#*}" value="${value//\"/}" # a comment may follow; quotes are not part of the value
+    # as python-dotenv: optional `export`, spaces around the key; a comment may follow; quotes are not the value
+    [[ "$key" =~ ^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*$ ]] || continue
+    key="${BASH_REMATCH[2]}" value="${value%%#*}" value="${value//[\"\']/}"
     case "$key" in
       DEFAULT_PYTHON) theme_python="$(xargs <<<"$value")" ;; # trimmed, validated below as --py is
       KIND) read -r theme_kind _ <<<"$value" ;;              # its first word, as ThemeFiles.kind

@@ -293,3 +293,16 @@ def test_clean_dry_run_lists_what_the_real_run_removes(instance, base_image):
     current_tag = next(line.split()[1] for line in current.stdout.splitlines() if line.startswith("image: "))
     assert client.images.list(name=current_tag), "the theme's current image must survive"
     assert (project / "themes/tabular/kernel/manifest.env").is_file(), "clean never touches a kernel"
+
+
+def test_doctor_without_any_uv_says_so_in_its_table(scratch_settings, monkeypatch):
+    """No uv on PATH nor in .tools/uv (a fresh notebook before `make venv`): one warning row, not an error."""
+    from gs_ds_env.kernel import locks
+    from gs_ds_env.ops import doctor
+
+    def no_uv(repo_root):
+        raise locks.LockError("uv was not found")
+
+    monkeypatch.setattr(locks, "uv_binary", no_uv)
+    rows = {check.name: check for check in doctor.tool_checks(scratch_settings)}
+    assert rows["uv"].status == doctor.WARN and rows["uv"].detail == "uv not found", rows["uv"]

@@ -173,6 +173,7 @@ def test_build_push_dry_run_prints_the_plan_and_content_tag():
         None,  # the themes as they are (tabular: training, streamlit: app)
         '# mine\nKIND="app"   # a comment\nDEFAULT_PYTHON="3.13"',  # quoted values, comments, no final newline
         "KIND=\nDEFAULT_PYTHON=3.11\n",  # an empty KIND is training
+        "export KIND = 'app'\n DEFAULT_PYTHON=3.13#no space before the comment\n",  # what python-dotenv also reads
         "KIND=app streamlit\nDEFAULT_PYTHON=3.11 3.12\n",  # KIND's first word; two Pythons: refused
     ],
 )

@@ -150,8 +150,10 @@ def tool_checks(settings: Settings) -> list[Check]:
         )
     else:
         checks.append(Check("tools", "glibc", OK, glibc))
-    uv = locks.uv_binary(settings.repo_root)
-    version = _version([uv, "--version"]) if uv else ""
+    try:
+        version = _version([locks.uv_binary(settings.repo_root), "--version"])
+    except locks.LockError:  # none on PATH nor in .tools/uv: a line of the table, not the end of it
+        version = ""
     if version:
         checks.append(Check("tools", "uv", OK, version))
     else:
