@@ -1,8 +1,11 @@
-"""`inv serve` / `inv predict`: the theme image that trained a model answers predictions with it.
+"""`inv serve.*` and `inv endpoint.*`: the theme image that trained a model answers predictions with it.
 
 model_source.py  which model (a run, a model.tar.gz, an S3 URI) and the image it was trained in
 local.py         a local endpoint through the SDK's local mode (Model(...).deploy(instance_type="local"))
 predict.py       one request to an endpoint, local or on SageMaker, through the same invoke_endpoint interface
+transform.py     batch predictions over files (the SDK's Transformer), locally or on SageMaker
+endpoint.py      SageMaker endpoints: deploy (sized, tagged), list (with their cost), delete
+report.py        the served model's page beside its run
 The server itself lives in the image: training/gs_serving (the SageMaker inference contract).
 """
 
