@@ -8,6 +8,7 @@ Usage: gs-env-docker-build-push.sh [options] <theme> <aws_account_id> <region> <
 
 Build docker/Dockerfile for themes/<theme>/docker/requirements.txt (installed with uv under the theme's
 lock, themes/<theme>/requirements.lock) and push it to <account>.dkr.ecr.<region>.amazonaws.com/<ecr_repo_name>
+(amazonaws.com.cn in the China regions)
 as <tag> (e.g. tabular_312) and as <tag>-<content digest>: the digest of every build input (lock, pinned base
 image, Dockerfile, training/, smoke test, uv version, torch backend), so a rebuild with nothing changed builds
 and pushes nothing, on the first run and the second alike.
@@ -194,7 +195,9 @@ content_digest() {
 content_tag="${tag}-$(content_digest)"
 local_image="$repo:$tag"
 if ((push)); then
-  registry="${registry:-$account.dkr.ecr.$region.amazonaws.com}"
+  ecr_domain=amazonaws.com
+  [[ "$region" == cn-* ]] && ecr_domain=amazonaws.com.cn # the China regions' endpoints
+  registry="${registry:-$account.dkr.ecr.$region.$ecr_domain}"
   remote="$registry/$repo"
 fi
 
@@ -214,6 +217,7 @@ build_cmd=(docker build --force-rm "${cache_args[@]}"
   --label "gs-ds-env.variant=$target"
   --label "gs-ds-env.base-image=$base_image" --label "gs-ds-env.torch-backend=$torch_backend"
   --label "gs-ds-env.lock-sha256=$(sha256sum "$REPO_ROOT/themes/$theme/requirements.lock" | cut -d' ' -f1)"
+  --label "gs-ds-env.checkout=$REPO_ROOT"
   --tag "$repo:$content_tag" --tag "$local_image"
   "$REPO_ROOT")
 if ((push)); then

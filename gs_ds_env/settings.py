@@ -309,9 +309,12 @@ def _validate(settings: Settings) -> None:
         validate_for_aws(settings)
 
 
-def validate_for_aws(settings: Settings) -> None:
-    """The AWS keys, checked before any AWS call (also used by `inv push` / `inv data` on the sagemaker path)."""
-    _check(settings, _AWS_RULES)
+def validate_for_aws(settings: Settings, keys: tuple[str, ...] | None = None) -> None:
+    """The AWS keys, checked before any AWS call (also used by `inv push` / `inv data` on the sagemaker path);
+    `keys`: only those a command uses (listing or deleting endpoints uses no bucket, repository or role)."""
+    _check(settings, _AWS_RULES if keys is None else {key: _AWS_RULES[key] for key in keys})
+    if keys is not None:
+        return
     if settings.ecr_registry and not REGISTRY.fullmatch(settings.ecr_registry):
         raise ConfigError(
             f"ECR_REGISTRY={settings.ecr_registry!r} is not a registry host: use host[:port] without "

@@ -89,10 +89,12 @@ def number(value, option: str, kind: type = float):
     return parsed
 
 
-def aws_settings(**overrides):
-    """Settings for a task that always talks to AWS, whatever TARGET says: the AWS keys are checked first."""
+def aws_settings(uses: tuple[str, ...] | None = None, **overrides):
+    """Settings for a task that always talks to AWS, whatever TARGET says: the AWS keys it uses (all by default;
+    `uses`: only these, e.g. () for a task that reads or deletes SageMaker resources and touches no bucket, repository
+    or role) are checked first. TARGET=sagemaker in .env checks them all anyway."""
     settings = load_settings(**overrides)
-    validate_for_aws(settings)
+    validate_for_aws(settings, uses)
     return settings
 
 

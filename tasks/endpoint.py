@@ -5,6 +5,7 @@ from __future__ import annotations
 from invoke import task
 
 from .common import aws_settings, clear_errors, group
+from .serve import CODE_HELP, model_and_code
 
 
 @task(
@@ -16,16 +17,29 @@ from .common import aws_settings, clear_errors, group
         "py": "Python 3.N (with --model-data)",
         "instance_type": "serverless (default), auto (the smallest real-time instance for the model) or ml.<type>",
         "dry_run": "print the plan (every AWS call), create nothing",
+        **CODE_HELP,
     },
+    iterable=["dependency"],
 )
 @clear_errors
-def endpoint_deploy(c, run=None, model_data=None, theme=None, py=None, instance_type="serverless", dry_run=False):
+def endpoint_deploy(
+    c,
+    run=None,
+    model_data=None,
+    theme=None,
+    py=None,
+    instance_type="serverless",
+    entry_point=None,
+    source_dir=None,
+    dependency=None,
+    dry_run=False,
+):
     """A SageMaker endpoint for a trained model (TARGET=sagemaker): sized from its measured memory, tagged."""
-    from gs_ds_env.serving import endpoint, model_source
+    from gs_ds_env.serving import endpoint
 
+    endpoint.check_instance_type(instance_type)  # before anything runs
     settings = aws_settings(theme=theme, py=py)
-    source = model_source.resolve(settings, run, model_data, theme_given=theme is not None)
-    endpoint.size(1.0, instance_type)  # the option is checked before anything runs
+    source = model_and_code(settings, run, model_data, theme, entry_point, source_dir, dependency)
     print("\n".join(endpoint.plan(settings, source, instance_type)), flush=True)
     if not dry_run:
         endpoint.deploy(settings, source, instance_type)
@@ -37,7 +51,7 @@ def endpoint_delete(c, name, dry_run=False):
     """Delete one of this project's endpoints with its endpoint config and model."""
     from gs_ds_env.serving import endpoint
 
-    settings = aws_settings()
+    settings = aws_settings(uses=())
     steps = endpoint.delete_plan(settings, name)
     print("\n".join(("would " if dry_run else "") + step for step in steps), flush=True)
     if not dry_run:
@@ -50,7 +64,7 @@ def endpoint_list(c):
     """This project's SageMaker endpoints: status, size and cost per hour (a forgotten one keeps costing)."""
     from gs_ds_env.serving import endpoint
 
-    print(endpoint.table(endpoint.listing(aws_settings())))
+    print(endpoint.table(endpoint.listing(aws_settings(uses=()))))
 
 
 namespace = group("endpoint", ("deploy", endpoint_deploy), ("delete", endpoint_delete), ("list", endpoint_list))

@@ -18,6 +18,7 @@ from .common import aws_settings, clear_errors, group, number
         "py": "Python 3.N",
         "entry_point": "your script (script mode, run by the SageMaker training toolkit in the theme image)",
         "source_dir": "the folder shipped with it (default: the entry point's folder)",
+        "dependency": "a folder or file copied beside the entry point, repeatable (the SDK's dependencies)",
         "channel": "name=folder, name=file or (sagemaker) name=s3://…, repeatable (script mode)",
         "hyperparameter": "key=value passed to the script as --key value, repeatable; nothing else is passed",
         "metric_definition": "name=regex with one (group) for the value, repeatable (the SDK's metric_definitions)",
@@ -25,9 +26,9 @@ from .common import aws_settings, clear_errors, group, number
         "dry_run": "print the plan, start nothing",
         "allow_drift": "train even if the kernel and the image differ (the report records it)",
         "skip_preflight": "sagemaker: skip the checks run before anything is pushed or paid for",
-        "detach": "sagemaker: start the job and return; `inv job attach NAME` follows it and collects its results",
+        "detach": "sagemaker: start the job and return; `inv job.attach NAME` follows it and collects its results",
     },
-    iterable=["channel", "hyperparameter", "metric_definition"],
+    iterable=["channel", "hyperparameter", "metric_definition", "dependency"],
 )
 @clear_errors
 def train(
@@ -37,6 +38,7 @@ def train(
     py=None,
     entry_point=None,
     source_dir=None,
+    dependency=None,
     channel=None,
     hyperparameter=None,
     metric_definition=None,
@@ -58,8 +60,10 @@ def train(
     if detach and settings.target != "sagemaker":
         raise ConfigError("--detach is for TARGET=sagemaker: a local job runs on this machine while you wait")
     if not settings.entry_point:
-        if channel or hyperparameter or metric_definition:
-            raise ConfigError("--channel, --hyperparameter and --metric-definition go with --entry-point (script mode)")
+        if channel or hyperparameter or metric_definition or dependency:
+            raise ConfigError(
+                "--channel, --hyperparameter, --metric-definition and --dependency go with --entry-point (script mode)"
+            )
         deploy_mod.run(
             settings,
             skip_kernel=True,
@@ -75,13 +79,14 @@ def train(
     hyperparameters = script_mode.parse_hyperparameters(hyperparameter or [])
     definitions = metrics.parse_definitions(metric_definition or [])
     if dry_run:
-        print(plans.script_plan(settings, hyperparameters, channels, definitions))
+        print(plans.script_plan(settings, hyperparameters, channels, definitions, dependency or []))
         return
     deploy_mod.run_script(
         settings,
         channels=channels or None,
         hyperparameters=hyperparameters,
         metric_definitions=definitions,
+        dependencies=dependency or [],
         job_name=job_name,
         allow_drift=allow_drift,
         skip_preflight=skip_preflight,
@@ -100,7 +105,7 @@ def train(
         "dry_run": "print the plan (every command and AWS call), do nothing",
         "allow_drift": "train even if the kernel and the image differ (the report records it)",
         "skip_preflight": "sagemaker: skip the checks run before anything is pushed or paid for",
-        "detach": "sagemaker: start the job and return; `inv job attach NAME` follows it and collects its results",
+        "detach": "sagemaker: start the job and return; `inv job.attach NAME` follows it and collects its results",
     }
 )
 @clear_errors
@@ -142,7 +147,7 @@ def attach(c, name):
     """Follow a SageMaker job started with --detach until it ends (Ctrl-C stops it), then collect its results."""
     from gs_ds_env.job import deploy as deploy_mod
 
-    deploy_mod.attach(aws_settings(), name)
+    deploy_mod.attach(aws_settings(uses=()), name)
 
 
 @task(

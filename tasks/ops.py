@@ -61,24 +61,40 @@ def doctor(c, threshold=None, json=False, notebook_root=None, preflight=False):
         "docker": "this project's images no theme uses now",
         "runs": "run folders (with --older-than)",
         "older_than": "days (runs only; default 30)",
-        "all": "all of the above",
+        "orphans": "what a killed command left running: local endpoints, transforms, jobs, labs and their folders",
+        "all_checkouts": "with --docker: also images other checkouts of the project built (the plan says whose)",
+        "all": "all of the above (this checkout's)",
         "dry_run": "print what would be removed and remove nothing",
     }
 )
 @clear_errors
-def clean(c, uv=False, pip=False, docker=False, runs=False, older_than=None, all=False, dry_run=False):
-    """Free disk through the tools' own commands; never a venv or a kernel (that is inv kernel-remove)."""
+def clean(
+    c,
+    uv=False,
+    pip=False,
+    docker=False,
+    runs=False,
+    older_than=None,
+    orphans=False,
+    all_checkouts=False,
+    all=False,
+    dry_run=False,
+):
+    """Free disk and stop leftovers through the tools' own commands; never a venv or a kernel (inv kernel-remove)."""
     from gs_ds_env.ops import clean as clean_mod
 
-    if not (uv or pip or docker or runs or all):
-        raise Exit("error: say what to clean: --uv, --pip, --docker, --runs [--older-than DAYS] or --all", code=2)
+    if not (uv or pip or docker or runs or orphans or all):
+        raise Exit(
+            "error: say what to clean: --uv, --pip, --docker, --runs [--older-than DAYS], --orphans or --all", code=2
+        )
     older_than = number(30 if older_than is None else older_than, "--older-than")
     if older_than < 0:
         raise Exit(f"error: --older-than {older_than:g} is negative: give a number of days", code=2)
     settings = load_settings()
     steps = clean_mod.plan(
-        settings, uv=uv or all, pip=pip or all, docker=docker or all, runs=runs or all, older_than=older_than
-    )
+        settings, uv=uv or all, pip=pip or all, docker=docker or all, runs=runs or all, older_than=older_than,
+        orphans=orphans or all, all_checkouts=all_checkouts,
+    )  # fmt: skip
     print("\n".join(clean_mod.describe(steps, dry_run)), flush=True)
     if not dry_run and steps:
         print(f"freed {clean_mod.execute(settings, steps) / 1e6:.0f} MB")

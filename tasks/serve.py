@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from invoke import task
@@ -9,6 +10,26 @@ from invoke import task
 from gs_ds_env.settings import ConfigError, load_settings, validate_for_aws
 
 from .common import clear_errors, group, number
+
+CODE_HELP = {
+    "entry_point": "the script holding the handler (model_fn, ...), for a model trained elsewhere (default: the run's)",
+    "source_dir": "the folder shipped with it (default: the entry point's folder)",
+    "dependency": "a folder or file put beside the entry point, repeatable (the SDK's dependencies)",
+}
+
+
+def _port(value, default: int) -> int:
+    port = number(default if value is None else value, "--port", int)
+    if not 1024 <= port <= 65535:
+        raise ConfigError(f"--port {port} is not a usable port: choose 1024-65535")
+    return port
+
+
+def model_and_code(settings, run, model_data, theme, entry_point, source_dir, dependency):
+    from gs_ds_env.serving import model_source
+
+    code = model_source.given_code(entry_point, source_dir, dependency or [])
+    return model_source.resolve(settings, run, model_data, theme_given=theme is not None, code=code)
 
 
 @task(
@@ -18,28 +39,48 @@ from .common import clear_errors, group, number
         "theme": "theme (default: the run's, else THEME)",
         "py": "Python 3.N (with --model-data)",
         "port": "the endpoint's port on this machine (default SERVE_PORT)",
+        "host": "the address it is published on (default 127.0.0.1: this machine only)",
         "check": "start it, write the served-model page, stop it",
         "dry_run": "print the plan, start nothing",
-    }
+        **CODE_HELP,
+    },
+    iterable=["dependency"],
 )
 @clear_errors
-def serve(c, run=None, model_data=None, theme=None, py=None, port=None, check=False, dry_run=False):
+def serve(
+    c,
+    run=None,
+    model_data=None,
+    theme=None,
+    py=None,
+    port=None,
+    host="127.0.0.1",
+    entry_point=None,
+    source_dir=None,
+    dependency=None,
+    check=False,
+    dry_run=False,
+):
     """Serve a trained model from its theme image on a local endpoint (SageMaker local mode) until Ctrl-C."""
-    from gs_ds_env.serving import local, model_source
+    from gs_ds_env.serving import local
 
     settings = load_settings(theme=theme, py=py)
-    port = number(settings.serve_port if port is None else port, "--port", int)
-    if not 1024 <= port <= 65535:
-        raise ConfigError(f"--port {port} is not a usable port: choose 1024-65535")
-    source = model_source.resolve(settings, run, model_data, theme_given=theme is not None)
-    print("\n".join(local.plan(settings, source, port)), flush=True)
+    port = _port(port, settings.serve_port)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f"--host {host!r} is not an IP address: e.g. 127.0.0.1 (default) or 0.0.0.0") from None
+    source = model_and_code(settings, run, model_data, theme, entry_point, source_dir, dependency)
+    print("\n".join(local.plan(settings, source, port, host)), flush=True)
+    if host != "127.0.0.1":
+        print(f"warning: --host {host}: anyone who can reach this machine can call the endpoint (no authentication)")
     if not dry_run:
-        local.serve(settings, source, port, check_only=check)
+        local.serve(settings, source, port, check_only=check, host=host)
 
 
 @task(
     help={
-        "input": "a .csv, .json or .jsonl file (the suffix is its content type)",
+        "input": "a .csv, .json, .jsonl or .npy file (the suffix is its content type)",
         "endpoint": "a SageMaker endpoint's name (default: the local endpoint of `inv serve`)",
         "port": "the local endpoint's port (default SERVE_PORT)",
         "accept": "the answer's content type (default: the input's)",
@@ -52,7 +93,7 @@ def predict(c, input, endpoint=None, port=None, accept=None, output=None):
     from gs_ds_env.serving import predict as predict_mod
 
     settings = load_settings()
-    port = number(settings.serve_port if port is None else port, "--port", int)
+    port = _port(port, settings.serve_port)
     predict_mod.predict(settings, Path(input), endpoint, port, accept, Path(output) if output else None)
 
 
@@ -64,28 +105,47 @@ def predict(c, input, endpoint=None, port=None, accept=None, output=None):
         "model_data": "a model.tar.gz or its s3:// URI instead of a run",
         "theme": "theme (default: the run's, else THEME)",
         "py": "Python 3.N (with --model-data)",
+        "header": "the CSV's first line names its columns (default: no header, unless the model's handler reads one)",
+        "no_header": "every line of the CSV is a row, whatever the model's handler declares",
         "instance_count": "sagemaker: instances (files are spread across them)",
         "dry_run": "print the plan, run nothing",
-    }
+        **CODE_HELP,
+    },
+    iterable=["dependency"],
 )
 @clear_errors
 def transform(
-    c, input, output=None, run=None, model_data=None, theme=None, py=None, instance_count=None, dry_run=False
+    c,
+    input,
+    output=None,
+    run=None,
+    model_data=None,
+    theme=None,
+    py=None,
+    header=False,
+    no_header=False,
+    entry_point=None,
+    source_dir=None,
+    dependency=None,
+    instance_count=None,
+    dry_run=False,
 ):
     """Batch predictions over files (the SDK's Transformer): split by line, each prediction joined to its row."""
-    from gs_ds_env.serving import model_source
     from gs_ds_env.serving import transform as transform_mod
 
     settings = load_settings(theme=theme, py=py)
     count = number(1 if instance_count is None else instance_count, "--instance-count", int)
     if not 1 <= count <= 100 or (count > 1 and settings.target == "local"):
         raise ConfigError(f"--instance-count {count}: 1-100, and 1 with TARGET=local (one machine)")
+    if header and no_header:
+        raise ConfigError("give --header or --no-header, not both")
     if settings.target == "sagemaker":
         validate_for_aws(settings)
-    source = model_source.resolve(settings, run, model_data, theme_given=theme is not None)
-    inputs = transform_mod.read_input(input)
+    source = model_and_code(settings, run, model_data, theme, entry_point, source_dir, dependency)
+    inputs = transform_mod.read_input(input, True if header else (False if no_header else None))
     if settings.target == "local":
         destination = Path(output) if output else transform_mod.default_output(settings, source)
+        transform_mod.check_output(destination)
     else:
         destination = output
         if destination and not destination.startswith("s3://"):

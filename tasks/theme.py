@@ -16,9 +16,10 @@ from .common import clear_errors, group
         "template": "ds (default), de, mlops or app: a folder of themes/_templates/",
         "from": "copy this theme instead of a template",
         "python": "its default Python 3.N (default: PY)",
-        "add": "more packages for its image and kernel, e.g. 'polars>=1.0 duckdb'",
+        "add": "one more requirement for its image and kernel, repeatable, e.g. --add 'polars>=1.0' --add duckdb",
         "description": "one line saying what it is for",
     },
+    iterable=["add"],
 )
 @clear_errors
 def theme_new(c, name, template=None, from_=None, python=None, add=None, description=None):
@@ -49,15 +50,24 @@ def theme_list(c):
     print(catalog.format_table(catalog.rows(load_settings())))
 
 
-@task(name="remove", help={"name": "a theme made by inv theme.new", "dry_run": "print what would be removed"})
+@task(
+    name="remove",
+    help={
+        "name": "a theme made by inv theme.new",
+        "dry_run": "print what would be removed and what is kept",
+        "force": "remove it even while one of its kernels runs (the kernel then breaks)",
+    },
+)
 @clear_errors
-def theme_remove(c, name, dry_run=False):
-    """Remove a theme made by `inv theme.new`: its kernels and venv, its images, its folder."""
+def theme_remove(c, name, dry_run=False, force=False):
+    """Remove what `inv theme.new` made (its kernels and venv, its images, its files); your own files stay."""
     from gs_ds_env.theme import remove
 
     settings = load_settings()
-    steps = remove.plan(settings, name)
+    steps, kept = remove.plan(settings, name, force=force)
     print("\n".join(f"{'would remove' if dry_run else 'remove'}: {step.what}" for step in steps), flush=True)
+    if kept:
+        print(f"{'would keep' if dry_run else 'keep'}: {kept}", flush=True)
     if not dry_run:
         remove.execute(settings, steps)
 

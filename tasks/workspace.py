@@ -18,10 +18,11 @@ from .common import aws_settings, clear_errors, group, number
         "port": "host port on 127.0.0.1 (default 8888)",
         "folder": "the folder mounted in the workspace's home (default: the current folder)",
         "check": "start it, wait until it answers, stop it (exit 1 if it never answers)",
+        "force": "mount the folder even if it is /, your home itself or a system folder",
     }
 )
 @clear_errors
-def lab(c, theme=None, py=None, port=None, folder=None, check=False):
+def lab(c, theme=None, py=None, port=None, folder=None, check=False, force=False):
     """JupyterLab from the theme's workspace image (its kernel: the training env) on 127.0.0.1, until Ctrl-C."""
     from gs_ds_env.workspace import lab as lab_mod
 
@@ -30,6 +31,7 @@ def lab(c, theme=None, py=None, port=None, folder=None, check=False):
         number(8888 if port is None else port, "--port", int),
         Path(folder) if folder else Path.cwd(),
         check,
+        force,
     )
 
 

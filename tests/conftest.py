@@ -275,3 +275,16 @@ def started_server(image: str, model_dir: Path, container_port: int = 8080, **en
         time.sleep(0.2)
     container.remove(force=True)
     raise AssertionError("the server never answered /ping")
+
+
+@pytest.fixture(scope="session")
+def tabular_image(tmp_path_factory, base_image) -> str:
+    """The tabular theme's image (PY=3.11), built by `inv build` in a copy of the project: the same content tag as
+    every other module's copy builds, so it is built once per session."""
+    project = clone_project(tmp_path_factory.mktemp("tabular-image"))
+    built = subprocess.run(
+        [INV, "build", "--theme", "tabular", "--py", "3.11"], cwd=project, capture_output=True, text=True,
+        env=tool_env(BASE_IMAGE=base_image, WORKING_DIR=str(project.parent / "work")),
+    )  # fmt: skip
+    assert built.returncode == 0, (built.stdout + built.stderr)[-3000:]
+    return built.stdout.split("image: ", 1)[1].split()[0]

@@ -141,7 +141,9 @@ def test_settings_and_the_push_script_accept_the_same_regions(tmp_path, clean_en
         capture_output=True, text=True, env=tool_env(WORKING_DIR=str(tmp_path / "work")),
     )  # fmt: skip
     assert pushed.returncode == 0, pushed.stderr
-    assert f".dkr.ecr.{region}.amazonaws.com/gs-ds-env-tabular:t1" in pushed.stdout + pushed.stderr
+    # The China regions' ECR endpoints are under amazonaws.com.cn.
+    domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
+    assert f"IMAGE_URI=123456789012.dkr.ecr.{region}.{domain}/gs-ds-env-tabular:t1-" in pushed.stdout
 
 
 @pytest.mark.parametrize(

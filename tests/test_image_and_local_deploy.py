@@ -353,7 +353,13 @@ def test_bad_requests_get_their_status_and_one_line_and_the_server_keeps_serving
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert failed.returncode == 1 and "Traceback" not in failed.stderr
-    assert failed.stderr.strip().splitlines()[-1].startswith("serve: cannot start: no model.joblib in /opt/ml/model")
+    assert (
+        failed.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "serve: cannot start: nothing in /opt/ml/model can be served (found: nothing): needed a handler with model_fn"
+        )
+    )
 
 
 def test_a_local_batch_transform_joins_one_prediction_to_each_input_row(local_deploy, project, tmp_path):

@@ -243,15 +243,25 @@ def test_clean_dry_run_lists_what_the_real_run_removes(instance, base_image):
     client = docker.from_env()
     context = root / "stale-image"
     context.mkdir()
-    (context / "Dockerfile").write_text(f"FROM {base_image}\nLABEL gs-ds-env.content-tag=tabular_311-0000stale000\n")
+    # Stale images this checkout built (its label), and one another checkout sharing the daemon built.
+    checkout = f"gs-ds-env.checkout={project.resolve()}"
+    (context / "Dockerfile").write_text(
+        f"FROM {base_image}\nLABEL gs-ds-env.content-tag=tabular_311-0000stale000 {checkout}\n"
+    )
     client.images.build(path=str(context), tag="gs-ds-env-clean-test:tabular_311-0000stale000", rm=True)
+    (context / "Dockerfile").write_text(
+        f"FROM {base_image}\nLABEL gs-ds-env.content-tag=tabular_311-2222other222 gs-ds-env.checkout=/elsewhere/gs\n"
+    )
+    client.images.build(path=str(context), tag="gs-ds-env-clean-test:tabular_311-2222other222", rm=True)
     # A user's image built FROM it: it inherits the content-tag label, but it is not the project's.
     derived = root / "derived-image"
     derived.mkdir()
     (derived / "Dockerfile").write_text("FROM gs-ds-env-clean-test:tabular_311-0000stale000\nLABEL mine=yes\n")
     client.images.build(path=str(derived), tag="gs-ds-env-clean-test:my-derived", rm=True)
     # Another stale image, alone: removed with the package list parity keeps for its id; the current one's stays.
-    (context / "Dockerfile").write_text(f"FROM {base_image}\nLABEL gs-ds-env.content-tag=tabular_311-1111stale111\n")
+    (context / "Dockerfile").write_text(
+        f"FROM {base_image}\nLABEL gs-ds-env.content-tag=tabular_311-1111stale111 {checkout}\n"
+    )
     lone, _ = client.images.build(path=str(context), tag="gs-ds-env-clean-test:tabular_311-1111stale111", rm=True)
     listed_packages = Path(env["WORKING_DIR"]) / "cache/images"
     listed_packages.mkdir(parents=True, exist_ok=True)
@@ -274,7 +284,13 @@ def test_clean_dry_run_lists_what_the_real_run_removes(instance, base_image):
     ]
     assert any("gs-ds-env-clean-test:tabular_311-0000stale000" in line for line in listed)
     assert any(f"{runs / 'old-job'}" in line for line in listed)
-    assert not any(name in line for line in listed for name in ("new-job", "my-analysis", "linked-run", "my-derived"))
+    assert not any(
+        name in line for line in listed for name in ("new-job", "my-analysis", "linked-run", "my-derived", "other222")
+    )
+    # Another checkout's image only with --all-checkouts, and the plan says whose it is.
+    wider = clean("--dry-run", "--all-checkouts")
+    (theirs,) = [line for line in wider.stdout.splitlines() if "other222" in line]
+    assert theirs.startswith("would remove: ") and "built by checkout /elsewhere/gs" in theirs
     assert (runs / "old-job").is_dir() and client.images.list(name="gs-ds-env-clean-test:tabular_311-0000stale000")
 
     done = clean()
@@ -289,7 +305,9 @@ def test_clean_dry_run_lists_what_the_real_run_removes(instance, base_image):
     assert sorted(path.name for path in listed_packages.iterdir()) == [
         f"{client.images.get(base_image).id.removeprefix('sha256:')}.json"
     ]
+    assert client.images.list(name="gs-ds-env-clean-test:tabular_311-2222other222"), "another checkout's image stays"
     client.images.remove("gs-ds-env-clean-test:my-derived")
+    client.images.remove("gs-ds-env-clean-test:tabular_311-2222other222")
     current_tag = next(line.split()[1] for line in current.stdout.splitlines() if line.startswith("image: "))
     assert client.images.list(name=current_tag), "the theme's current image must survive"
     assert (project / "themes/tabular/kernel/manifest.env").is_file(), "clean never touches a kernel"

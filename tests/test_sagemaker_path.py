@@ -536,7 +536,7 @@ def test_script_channels_hold_exactly_this_runs_files_and_a_detached_job_is_atta
     tmp_path, project, moto, registry, base_image, titanic_csv
 ):
     """Three detached runs of a plain script on one channel folder: a file deleted locally is gone from the next
-    run's channel, an unchanged folder is not sent again; then `inv job attach` collects the job's model and
+    run's channel, an unchanged folder is not sent again; then `inv job.attach` collects the job's model and
     reads its metrics from the job's log lines (no metrics.json), as SageMaker does."""
     execution_role(moto, "gs-ds-env-sagemaker", TRUST_SAGEMAKER)
     env = sagemaker_env(
@@ -554,7 +554,7 @@ def test_script_channels_hold_exactly_this_runs_files_and_a_detached_job_is_atta
             "--channel", f"train={folder}", "--job-name", job_name, "--detach", "--skip-preflight",
         )  # fmt: skip
         assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
-        assert f"inv job attach {job_name}" in job.stdout
+        assert f"inv job.attach {job_name}" in job.stdout
         record = json.loads((project / "runs" / job_name / "run.json").read_text())
         assert record["status"] == "in progress (detached)"
         puts = [c.operation for c in moto.calls() if c.operation.startswith("S3 PUT") and "/channels/" in c.operation]

@@ -13,7 +13,7 @@ from conftest import REPO
 sys.path.insert(0, str(REPO / "training"))
 
 from gs_serving import codecs  # noqa: E402
-from gs_serving.contract import ContractError, ServingEnvironment  # noqa: E402
+from gs_serving.contract import MODEL_MARKER, ContractError, ServingEnvironment  # noqa: E402
 from titanic import serve as titanic  # noqa: E402
 
 
@@ -48,13 +48,15 @@ def test_codecs_decode_and_encode_each_format_and_name_what_is_wrong():
         (b"{}", "application/json", codecs.BadRequest, "send a JSON list"),
         (b"[]", "application/json", codecs.BadRequest, "the list is empty"),
         (b"[1]\nnope\n", "application/jsonlines", codecs.BadRequest, "line 2 is not JSON"),
-        (b"1", "application/x-npy", codecs.UnsupportedMediaType, "not supported"),
+        (b"1", "application/x-npy", codecs.BadRequest, "not NPY"),
+        (b"1", "image/png", codecs.UnsupportedMediaType, "not supported"),
     ):
         with pytest.raises(error, match=message):
             codecs.decode(body, kind)
     assert codecs.encode([0.25, 0.75], "text/csv") == (b"0.25\n0.75\n", "text/csv")
-    assert json.loads(codecs.encode([0.25], "application/json")[0]) == {"predictions": [0.25]}
-    assert codecs.encode([0.25], "application/jsonlines")[0] == b'{"prediction": 0.25}\n'
+    assert json.loads(codecs.encode([0.25], "application/json")[0]) == [0.25]  # AWS's containers: a bare list
+    assert json.loads(codecs.encode([0.25], "application/json", envelope=True)[0]) == {"predictions": [0.25]}
+    assert codecs.encode([0.25], "application/jsonlines", envelope=True)[0] == b'{"prediction": 0.25}\n'
     with pytest.raises(codecs.NotAcceptable):
         codecs.encode([1], "image/png")
 
@@ -81,9 +83,25 @@ def test_the_titanic_handler_reads_rows_as_training_read_them(monkeypatch):
         (f"{HEADER}\n".encode(), "text/csv", "a header row but no data rows"),
         (b"1,2,3\n", "text/csv", "no header naming the Titanic columns"),
         (b'[{"Pclass": true}]', "application/json", "record 1: Pclass=True is not a number"),
-        (b'[{"Colour": "red"}]', "application/json", "record 1 has none of the Titanic columns"),
+        (b'[{"Colour": "red"}]', "application/json", "record 1: unknown column.s. 'Colour'"),
         (b'{"Pclass": 1}\n{"Age": "old"}\n', "application/jsonlines", "record 2: Age: 'old' is not a number"),
         (b'[{"Fare": Infinity}]', "application/json", "record 1: Fare: 'inf' is not a finite number"),
+    ):
+        with pytest.raises(codecs.BadRequest, match=message):
+            titanic.input_fn(body, kind)
+
+
+def test_titanic_column_names_match_whatever_their_case_and_a_misspelling_or_a_twice_given_one_is_refused():
+    row = '1,1,1,"Cumings, Mrs. John Bradley",female,38,1,0,PC 17599,71.2833,C85,C'
+    expected = titanic.input_fn(f"{HEADER}\n{row}\n".encode(), "text/csv")
+    # An all-lower-case header (as many exports write it) is the same request.
+    assert titanic.input_fn(f"{HEADER.lower()}\n{row}\n".encode(), "text/csv").equals(expected)
+    assert titanic.input_fn(b'[{"sex": "female", "pclass": 1}]', "application/json").loc[0, "Sex"] == "female"
+    for body, kind, message in (
+        (b"Sex,sex,Pclass\nmale,female,1\n", "text/csv", "the column Sex is given twice .fields 1 and 2."),
+        (b'[{"Sex": "male", "SEX": "female"}]', "application/json", "the column Sex is given twice"),
+        (b"Sexe,Pclass,Age\nfemale,1,38\n", "text/csv", "unknown column.s. 'Sexe' .did you mean 'Sex'.."),
+        (b'[{"Pclas": 1, "Sex": "male"}]', "application/json", "did you mean 'Pclass'"),
     ):
         with pytest.raises(codecs.BadRequest, match=message):
             titanic.input_fn(body, kind)
@@ -158,6 +176,8 @@ def test_requests_that_arrive_together_are_predicted_together_each_as_if_alone(t
     pipeline, held_out = titanic_model
     (tmp_path / "model").mkdir()
     joblib.dump(pipeline, tmp_path / "model/model.joblib")
+    # As the Titanic program marks its model (only a marked model gets the built-in handler).
+    (tmp_path / "model" / MODEL_MARKER).write_text(json.dumps({"handler": "titanic.serve"}))
     env = ServingEnvironment.from_environ({"SM_MODEL_DIR": str(tmp_path / "model"), "GS_THEME": "tabular"})
     handler = load(env)
     assert handler.row_wise

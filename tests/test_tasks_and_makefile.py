@@ -157,3 +157,63 @@ def test_the_readme_code_map_gives_each_namespace_one_place_in_the_package():
         and not any(m.startswith(str(path.relative_to(REPO)) + "/") for m in mapped)
     ]
     assert not unmapped, f"in gs_ds_env/ but in no namespace's row of the README code map: {unmapped}"
+
+
+def _printed_strings(path):
+    """Every string a module may print: its string constants and f-strings (placeholders as {}), not docstrings."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            yield "".join(part.value if isinstance(part, ast.Constant) else "{}" for part in node.values)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            yield node.value
+
+
+def printed_inv_commands() -> list[tuple[str, str, set[str]]]:
+    """(where, task, options) of every `inv TASK --option ...` the package, the task modules and the bin/ scripts
+    print as a hint."""
+    found = []
+    sources = [
+        (p, list(_printed_strings(p))) for p in sorted([*REPO.glob("gs_ds_env/**/*.py"), *REPO.glob("tasks/*.py")])
+    ]
+    for script in sorted(REPO.glob("bin/*.sh")):  # what its lines print: their quoted strings, not comments
+        lines = [line for line in script.read_text().splitlines() if not line.lstrip().startswith("#")]
+        sources.append((script, [q for line in lines for q in re.findall(r'"([^"]*)"', line)]))
+    for path, texts in sources:
+        for text in texts:
+            for match in re.finditer(r"\binv ([a-z][a-z0-9.|-]*)([^`\n'\"]*)", text):
+                options, tail = set(), match.group(2).split()
+                for token in tail:
+                    if token.startswith(("#", "(", ";")) or token.endswith(";"):
+                        break
+                    option = re.match(r"\[?--([a-z][a-z0-9-]*)", token)
+                    if option:
+                        options.add(option.group(1))
+                    if token.endswith((",", ":", ")")):  # the command ends there (`inv lock --theme x, then ...`)
+                        break
+                for name in match.group(1).split("|"):
+                    found.append((str(path.relative_to(REPO)), name, options))
+    return found
+
+
+def test_every_inv_command_the_code_prints_as_a_hint_exists_with_its_options():
+    """A hint that names a command that does not exist (`inv endpoint delete NAME`) sends the user nowhere."""
+    tasks = load_namespace()
+    commands = printed_inv_commands()
+    assert len(commands) > 40 and ("gs_ds_env/serving/endpoint.py", "endpoint.delete", set()) in commands
+    names = set(tasks.ns.task_names) | {alias for aliases in tasks.ns.task_names.values() for alias in aliases}
+    for where, name, options in commands:
+        assert name in names, f"{where} prints `inv {name}`, which is not a task"
+        assert options <= task_options(tasks.ns, name), (
+            f"{where}: inv {name} has no {options - task_options(tasks.ns, name)}"
+        )

@@ -31,9 +31,16 @@ def environment(project: Path, **env: str) -> dict[str, str]:
     return tool_env(WORKING_DIR=str(project.parent / "work"), JUPYTER_DATA_DIR=str(project.parent / "jupyter"), **env)
 
 
+def stages(project: Path) -> list[Path]:
+    """The staging folders of `inv theme.new` (under WORKING_DIR; never in the project)."""
+    return sorted((project.parent / "work/stages").glob("theme-new-*"))
+
+
 def themes_and_staging(project: Path) -> set[str]:
-    """Every folder in themes/ and every staging folder `inv theme new` could have left in the project root."""
-    return {p.name for p in (project / "themes").iterdir()} | {p.name for p in project.glob(".gs-theme-new-*")}
+    """Every folder in themes/, any staging folder in the project root (none is made there any more) or under
+    WORKING_DIR."""
+    found = {p.name for p in (project / "themes").iterdir()} | {p.name for p in project.glob(".gs-theme-new-*")}
+    return found | {p.name for p in stages(project)}
 
 
 @pytest.mark.parametrize(
@@ -63,6 +70,33 @@ def test_a_package_that_does_not_exist_leaves_no_theme(copy):
     assert result.returncode == 1, result.stdout + result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert "cannot lock theme ghost" in line and "nothing was written" in line
+    # The cause (uv's `Because …` sentence), not the hint uv prints after it.
+    assert "Because gs-ds-env-no-such-package-anywhere was not found in the package registry" in line
+    assert themes_and_staging(copy) == before
+
+
+def test_a_theme_to_copy_is_a_name_never_a_path(copy):
+    before = themes_and_staging(copy)
+    result = inv(copy, "theme.new", "sneaky", "--from", "../themes/tabular")
+    assert result.returncode == 2 and "is not a theme's name" in result.stderr, result.stderr
+    assert themes_and_staging(copy) == before
+
+
+def test_a_killed_theme_new_leaves_its_stage_under_working_dir_and_the_next_one_removes_it(copy):
+    before = themes_and_staging(copy)
+    process = subprocess.Popen(
+        [INV, "theme.new", "killed", "--template", "mlops"], cwd=copy, env=environment(copy),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not [s for s in stages(copy) if (s / "themes/killed/theme.env").is_file()]:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # no clean-up of its own can run
+    process.communicate(timeout=30)
+    (stage,) = stages(copy)
+    assert not list(copy.glob(".gs-theme-new-*")) and not (copy / "themes/killed").exists()
+    nothing = inv(copy, "theme.new", "ghost", "--add", "gs-ds-env-no-such-package-anywhere")
+    assert f"[theme] removed {stage}: the stage of an `inv theme.new` that was killed" in nothing.stdout
     assert themes_and_staging(copy) == before
 
 
@@ -73,9 +107,9 @@ def test_ctrl_c_during_the_lock_leaves_no_theme(copy):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )  # fmt: skip
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not list(copy.glob(".gs-theme-new-*/themes/halfway/theme.env")):
+    while time.monotonic() < deadline and not [s for s in stages(copy) if (s / "themes/halfway/theme.env").is_file()]:
         time.sleep(0.05)
-    assert list(copy.glob(".gs-theme-new-*/themes/halfway/theme.env")), "the lock step never started"
+    assert stages(copy), "the lock step never started"
     time.sleep(0.5)  # uv is resolving now (the mlops lock takes seconds)
     os.killpg(process.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole group, uv included
     out, err = process.communicate(timeout=60)
@@ -87,7 +121,9 @@ def test_ctrl_c_during_the_lock_leaves_no_theme(copy):
 def test_each_template_makes_a_locked_listed_theme_that_remove_takes_away_alone(copy):
     before = themes_and_staging(copy)
     for template in TEMPLATES:
-        created = inv(copy, "theme.new", f"mine-{template}", "--template", template, "--python", "3.11")
+        # One requirement per --add, spaces and markers included (as a line of requirements.txt).
+        extra = ["--add", "tomli ; python_version >= '3.11'"] if template == "de" else []
+        created = inv(copy, "theme.new", f"mine-{template}", "--template", template, "--python", "3.11", *extra)
         assert created.returncode == 0, created.stdout + created.stderr
         assert f"created themes/mine-{template}/" in created.stdout
         root = copy / "themes" / f"mine-{template}"
@@ -96,6 +132,8 @@ def test_each_template_makes_a_locked_listed_theme_that_remove_takes_away_alone(
         assert "DEFAULT_PYTHON=3.11" in (root / "theme.env").read_text()
         assert ("KIND=app" in (root / "theme.env").read_text()) == (template == "app")
         assert (root / "example/train.py").is_file() == (template != "app")
+    assert "tomli ; python_version >= '3.11'" in (copy / "themes/mine-de/docker/requirements.txt").read_text()
+    assert "tomli==" in (copy / "themes/mine-de/requirements.lock").read_text()
     # A copy of a theme keeps its lists and starts from its lock: the packages both lock pin the same version.
     copied = inv(copy, "theme.new", "mine-tabular", "--from", "tabular", "--description", "Titanic, my way")
     assert copied.returncode == 0, copied.stdout + copied.stderr
@@ -118,11 +156,32 @@ def test_each_template_makes_a_locked_listed_theme_that_remove_takes_away_alone(
     assert "[yours]" not in rows["tabular"]
     refused = inv(copy, "theme.remove", "tabular")
     assert refused.returncode == 1 and "one of the project's own" in refused.stderr
+    # The user's own files in a theme made here (notes, an edited example) are listed and kept; what theme.new
+    # wrote goes.
+    mine = copy / "themes/mine-ds"
+    (mine / "NOTES.md").write_text("my notes\n")
+    example = mine / "example/train.py"
+    example.write_text(example.read_text() + "# my change\n")
     dry = inv(copy, "theme.remove", "mine-ds", "--dry-run")
-    assert dry.returncode == 0 and "would remove: folder" in dry.stdout and (copy / "themes/mine-ds").is_dir()
+    assert dry.returncode == 0 and "would remove: file themes/mine-ds/theme.env" in dry.stdout, dry.stdout
+    assert (
+        "would keep: 2 file(s) in themes/mine-ds/ that inv theme.new did not write (or that changed since): NOTES.md, example/train.py"
+        in dry.stdout
+    )
+    assert (mine / "theme.env").is_file()
+    # A theme folder that is a link is never followed.
+    (copy / "themes/linked").symlink_to(copy / "themes/mine-app")
+    linked = inv(copy, "theme.remove", "linked")
+    assert linked.returncode == 1 and "is a link" in linked.stderr and "Traceback" not in linked.stderr
+    (copy / "themes/linked").unlink()
     for name in [f"mine-{t}" for t in TEMPLATES] + ["mine-tabular"]:
         removed = inv(copy, "theme.remove", name)
         assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert sorted(str(p.relative_to(mine)) for p in mine.rglob("*") if p.is_file()) == ["NOTES.md", "example/train.py"]
+    assert "mine-ds" not in inv(copy, "theme.list").stdout
+    import shutil
+
+    shutil.rmtree(mine)
     assert themes_and_staging(copy) == before
 
 
@@ -143,6 +202,17 @@ def test_a_theme_from_the_ds_template_passes_theme_check_and_remove_spares_the_o
     for command in (("kernel", "--theme", "team-two"), ("build", "--theme", "team-two")):
         built = inv(copy, *command, **env)
         assert built.returncode == 0, built.stdout + built.stderr
+    # Not while one of its kernels runs: that kernel would break and could not restart.
+    kernel = subprocess.Popen(
+        [str(copy / "themes/team-ds/kernel/.venv/bin/python"), "-c", "import time; time.sleep(120)"]
+    )
+    try:
+        refused = inv(copy, "theme.remove", "team-ds", **env)
+        assert refused.returncode == 1 and f"a kernel of theme team-ds is running (pid {kernel.pid}" in refused.stderr
+        assert (copy / "themes/team-ds/kernel/.venv").is_dir()
+    finally:
+        kernel.kill()
+        kernel.wait()
     removed = inv(copy, "theme.remove", "team-ds", **env)
     assert removed.returncode == 0, removed.stdout + removed.stderr
     assert "removed image tag gs-ds-env-themes-test:team-ds_311" in removed.stdout

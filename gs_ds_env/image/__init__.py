@@ -17,6 +17,7 @@ from gs_ds_env.settings import Settings
 # Labels bin/gs-env-docker-build-push.sh puts on every theme image it builds.
 CONTENT_LABEL = "gs-ds-env.content-tag"
 THEME_LABEL = "gs-ds-env.theme"
+CHECKOUT_LABEL = "gs-ds-env.checkout"  # the project folder the image was built from
 
 
 def is_ours(settings: Settings, reference: str) -> bool:

@@ -31,8 +31,9 @@ def answers(url: str, deadline: float, good=lambda body: body.strip() == b"ok") 
     return False
 
 
-def ensure_free(port: int) -> None:
-    """Before any build: the port must be free on 127.0.0.1 (else Docker fails late with an API traceback)."""
+def ensure_free(port: int, settings: Settings | None = None) -> None:
+    """Before any build: the port must be free on 127.0.0.1 (else Docker fails late with an API traceback). When
+    something of this project holds it (an endpoint a killed `inv serve` left), the line names it."""
     import socket
 
     with socket.socket() as probe:
@@ -40,10 +41,19 @@ def ensure_free(port: int) -> None:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
+            return
         except OSError:
-            raise ConfigError(
-                f"port {port} is already in use on 127.0.0.1: stop what listens there or choose another --port"
-            ) from None
+            pass
+    holder = None
+    if settings is not None:
+        from gs_ds_env.ops import leftovers
+
+        holder = leftovers.holding_port(settings, port)
+    raise ConfigError(
+        f"port {port} is already in use on 127.0.0.1"
+        + (f": {holder}" if holder else ": stop what listens there")
+        + " — or choose another --port"
+    )
 
 
 def run(settings: Settings, port: int, check_only: bool) -> None:
@@ -56,21 +66,24 @@ def run(settings: Settings, port: int, check_only: bool) -> None:
             f"theme {settings.theme!r} is not an app theme (theme.env KIND=app): run its code with "
             f"`inv train --theme {settings.theme} --entry-point FILE`"
         )
-    check_port(port)
+    check_port(port, settings)
     built = image.build(settings)
+    from gs_ds_env.ops import leftovers
+
     container = docker.from_env().containers.run(
-        built.uri, ["app"], detach=True, remove=True, ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)}
-    )
+        built.uri, ["app"], detach=True, remove=True, ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)},
+        labels=leftovers.labels(settings, "app"),
+    )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     banner = f"app: {url}/ ({HEALTH_PATH} answers ok; on a notebook instance: <notebook URL>/proxy/{port}/)"
     until_ctrl_c(container, built.uri, url + HEALTH_PATH, banner, check_only, STARTUP_SECONDS)
 
 
-def check_port(port: int) -> None:
+def check_port(port: int, settings: Settings | None = None) -> None:
     """A port a container may publish on 127.0.0.1: in range and free, checked before any build."""
     if not 1024 <= port <= 65535:
         raise ConfigError(f"--port {port} is not a usable port: choose 1024-65535")
-    ensure_free(port)
+    ensure_free(port, settings)
 
 
 def until_ctrl_c(

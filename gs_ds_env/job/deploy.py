@@ -4,6 +4,7 @@ step timed."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import time
@@ -158,15 +159,24 @@ class ScriptProgram:
     channels: dict[str, str] = field(default_factory=dict)
     builds_kernel: bool = False
     checks_image: bool = False
+    job_name: str = ""
 
     @property
     def name(self) -> str:
         return self.script.entry_point
 
+    def stage_code(self, run_dir: Path) -> None:
+        """The job runs a copy of the code (the source dir and its dependencies), kept with the run."""
+        if self.script.code_dir is None:
+            code = script_mode.stage_code(self.script, run_dir / "code")
+            self.script = dataclasses.replace(self.script, code_dir=code)
+
     def local_channels(self, settings: Settings, timer: Timer, staging: Path) -> tuple[dict, dict]:
+        self.stage_code(staging.parent)
         return script_mode.local_folders(self.channels, staging), {}
 
     def sagemaker_channels(self, settings: Settings, timer: Timer, s3) -> tuple[dict, dict]:
+        self.stage_code(settings.paths.run(self.job_name))
         with timer.step("channels"):
             return s3_data.upload_channels(settings, s3, self.channels).channels, {}
 
@@ -175,6 +185,8 @@ class ScriptProgram:
             "hyperparameters": self.script.hyperparameters,
             "entry_point": self.script.entry_point,
             "source_dir": str(self.script.source_dir),
+            "dependencies": [str(path) for path in self.script.dependencies] or None,
+            "code": str(self.script.code_dir) if self.script.code_dir else None,
             "shipped": self.script.shipped_summary(),
             "metric_definitions": self.script.metric_definitions,
             "reproduce": script_reproduce_commands(settings),
@@ -229,6 +241,7 @@ def run_script(
     channels: dict[str, str] | None,
     hyperparameters: dict[str, str],
     metric_definitions: list[dict[str, str]] | None = None,
+    dependencies: list[str] | None = None,
     job_name: str | None = None,
     allow_drift: bool = False,
     skip_preflight: bool = False,
@@ -236,18 +249,18 @@ def run_script(
     timer: Timer | None = None,
 ) -> Path:
     """`inv train --entry-point FILE`: the user's code as a job in the theme's image (local mode or SageMaker)."""
-    script = script_mode.prepare(settings, hyperparameters, metric_definitions)
+    script = script_mode.prepare(settings, hyperparameters, metric_definitions, dependencies)
     sdk.prefetch()
     job_name = claim_job_name(settings, job_name, script.entry_point)
     if channels is None:  # no --channel: the staged Titanic data, as the Titanic job has; {}: no channel at all
         channels = titanic_channels(settings)
-    program = ScriptProgram(script, channels)
+    program = ScriptProgram(script, channels, job_name=job_name)
     target = _target(settings, skip_preflight)
     return execute(settings, program, target, job_name, timer or Timer(), allow_drift, detach)
 
 
 def attach(settings: Settings, job_name: str) -> Path:
-    """`inv job attach NAME`: follow a SageMaker job started with --detach until it ends (Ctrl-C stops it), then
+    """`inv job.attach NAME`: follow a SageMaker job started with --detach until it ends (Ctrl-C stops it), then
     collect its results into runs/<job>/ and complete its record."""
     if not re.fullmatch(JOB_NAME, job_name):
         raise ConfigError(f"job name {job_name!r} is invalid: letters, digits and '-', at most 63 characters")
@@ -263,7 +276,14 @@ def attach(settings: Settings, job_name: str) -> Path:
         raise ConfigError(f"{job_name} ran in local mode: there is no SageMaker job to attach to")
     if record.status != training_job.IN_PROGRESS:
         raise ConfigError(f"{job_name} has already ended ({record.status}): its results are in {run_json.parent}")
-    settings = settings.replace(target="sagemaker", theme=record.theme, aws_region=record.region)
+    # Where the run put its things is in its record: attaching needs no bucket, repository or role in .env.
+    bucket, _, prefix = (record.s3_prefix_uri or "").removeprefix("s3://").partition("/")
+    settings = settings.replace(
+        target="sagemaker", theme=record.theme, aws_region=record.region,
+        s3_bucket=bucket or settings.s3_bucket, s3_prefix=prefix or settings.s3_prefix,
+        ecr_repository=record.ecr_repository or settings.ecr_repository,
+        sagemaker_role_arn=record.role_arn or settings.sagemaker_role_arn,
+    )  # fmt: skip
     boto_session = aws.session(settings)
     timer = Timer()
     timer.seconds.update(record.timings)

@@ -25,10 +25,12 @@ from gs_ds_env.job.training_job import (
     JobResult,
     TrainingFailed,
     estimator,
+    explain,
     parse_failure,
     read_metrics_json,
     saved_files,
 )
+from gs_ds_env.ops import leftovers
 from gs_ds_env.sdk import SDK_CONFIG, sagemaker
 from gs_ds_env.settings import Settings
 
@@ -44,12 +46,20 @@ def _session_without_credentials(region: str):
     return boto3.Session(botocore_session=core, region_name=region)
 
 
-def local_session(settings: Settings, container_root: Path):
+def local_session(settings: Settings, container_root: Path, kind: str = "train"):
+    """A LocalSession whose containers carry this command's labels (the SDK's local.container_config): one left
+    running by a killed command is found by them (ops/leftovers.py)."""
     sagemaker()
     from sagemaker.local import LocalSession
 
     session = LocalSession(boto_session=_session_without_credentials(settings.aws_region), sagemaker_config=SDK_CONFIG)
-    session.config = {"local": {"local_code": True, "container_root": str(container_root)}}
+    session.config = {
+        "local": {
+            "local_code": True,
+            "container_root": str(container_root),
+            "container_config": {"labels": leftovers.labels(settings, kind)},
+        }
+    }
     return session
 
 
@@ -169,6 +179,9 @@ def train_local(
     run_dir = settings.paths.run(job_name)
     scratch = run_dir / "container"
     scratch.mkdir(parents=True, exist_ok=True)
+    from gs_ds_env.job.report import invoked_command
+
+    leftovers.claim(scratch, settings, "train", job=job_name, command=invoked_command())
     log_path = run_dir / "job.log"
     started = time.perf_counter()
     session = local_session(settings, scratch)
@@ -203,7 +216,7 @@ def train_local(
             )
         if isinstance(failure, RuntimeError):  # the SDK's "Failed to run: [docker compose ...]"
             found = _local_failure(run_dir)
-            reason = found.line or str(failure).splitlines()[0][:300]
+            reason = explain(found.line or str(failure).splitlines()[0][:300])
             raise TrainingFailed(
                 f"local training job {job_name} failed: {reason} (log: {log_path})",
                 reason=reason,

@@ -1,8 +1,14 @@
-"""A job's metrics, read as SageMaker reads them: from the lines the program prints. The project's format is one
-line `<split>:<name>=<number>` (split: train, validation or test), e.g. `validation:rmse=0.4211`; any other
-line format is named with `--metric-definition name=regex` (the SDK's `metric_definitions`), which the SageMaker
-path passes on to CreateTrainingJob. The last value printed wins (SageMaker's final metric). A `metrics.json`
-in the model, when the program writes one, adds to or overrides these."""
+"""A job's metrics, read as SageMaker reads them: from the lines the program prints, with metric definitions (one
+regex a name, its one group the value), which the SageMaker path passes on to CreateTrainingJob. Without any of the
+user's, the definitions read:
+- the project's format, one line `<split>:<name>=<number>` (split: train, validation or test), e.g.
+  `validation:rmse=0.4211`;
+- the frameworks' own log lines, under the same names (as SageMaker's built-in XGBoost names them): XGBoost's eval
+  lines (`[9]#011validation-rmse:0.42`; #011 is a tab as CloudWatch shows it), LightGBM's (`[9]\tvalid_0's l2:
+  0.18`) and Keras' (`- loss: 0.31 - val_loss: 0.35`).
+Any other format is named with `--metric-definition name=regex` (the SDK's `metric_definitions`), which wins over a
+built-in definition of the same name. The last value printed wins (SageMaker's final metric). A `metrics.json` in
+the model, when the program writes one, adds to or overrides these."""
 
 from __future__ import annotations
 
@@ -17,14 +23,37 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 COMPOSE_PREFIX = re.compile(r"^\S+\s+\|\s?")
 PROJECT_LINE = re.compile(rf"^\s*((?:train|validation|test):[A-Za-z0-9_.\-/]{{1,200}})\s*=\s*({NUMBER})\s*$")
 # Names SageMaker shows without any definition of the user's: the project's format for the usual metrics.
-COMMON = ("auc", "accuracy", "f1", "logloss", "loss", "rmse", "mae", "mse", "mape", "r2")
+COMMON = ("auc", "accuracy", "f1", "logloss", "loss", "rmse", "mae", "mse", "mape", "r2", "error")
 # CreateTrainingJob's limits (AlgorithmSpecification.MetricDefinitions).
 MAX_DEFINITIONS, MAX_NAME, MAX_REGEX = 40, 255, 500
+# How each framework names the two splits in its log lines (XGBoost: the evals' names, `validation_0` from its
+# scikit-learn API; LightGBM: `training`, `valid_0`/`valid_1`) and each metric.
+SPLITS = {
+    "train": ("train", "training"),
+    "validation": ("validation", "valid", "eval", "validation_0", "valid_0", "valid_1"),
+}
+XGBOOST = {"auc": "auc", "logloss": "logloss", "rmse": "rmse", "mae": "mae", "mape": "mape", "error": "error"}
+LIGHTGBM = {"auc": "auc", "logloss": "(?:binary|multi)_logloss", "rmse": "rmse", "mse": "l2", "mae": "l1", "error": "binary_error"}  # fmt: skip
+KERAS = {"loss": "loss", "accuracy": "acc(?:uracy)?", "auc": "auc", "mae": "mae", "mse": "mse"}
+FRAMEWORKS = "the project's `<split>:<name>=<number>` lines, XGBoost's, LightGBM's and Keras' log lines"
+
+
+def _regex(split: str, metric: str) -> str:
+    """One regex (one group: the value) for a name, in every format that prints it."""
+    names = "|".join(SPLITS[split]) if split in SPLITS else split
+    forms = [f"^{split}:{metric}="]
+    if metric in XGBOOST and split in SPLITS:
+        forms.append(rf"\[\d+\].*?(?:#011|\s)(?:{names})-{XGBOOST[metric]}:")
+    if metric in LIGHTGBM and split in SPLITS:
+        forms.append(rf"\[\d+\].*?\s(?:{names})'s {LIGHTGBM[metric]}: ")
+    if metric in KERAS:
+        forms.append(rf"(?:^|\s-\s){KERAS[metric]}: " if split == "train" else rf"\sval_{KERAS[metric]}: ")
+    return f"(?:{'|'.join(forms)})\\s*({NUMBER})" if len(forms) > 1 else f"{forms[0]}({NUMBER})"
 
 
 def default_definitions() -> list[dict[str, str]]:
     return [
-        {"Name": f"{split}:{metric}", "Regex": f"^{split}:{metric}=({NUMBER})"}
+        {"Name": f"{split}:{metric}", "Regex": _regex(split, metric)}
         for split in ("train", "validation")
         for metric in COMMON
     ]

@@ -66,9 +66,10 @@ def script_plan(
     hyperparameters: dict[str, str],
     channels: dict[str, str],
     metric_definitions: list[dict[str, str]] | None = None,
+    dependencies: list[str] | None = None,
 ) -> str:
     """What `inv train --entry-point` would do, for either target; nothing is called."""
-    script = script_mode.prepare(settings, hyperparameters, metric_definitions)
+    script = script_mode.prepare(settings, hyperparameters, metric_definitions, dependencies)
     if not channels and settings.theme == TITANIC_THEME:
         channels = {name: f"<staged Titanic {name}>" for name in data.CHANNELS}
     described = {
@@ -87,12 +88,14 @@ def script_plan(
         f"plan for inv train --entry-point (theme {settings.theme}, Python {settings.py}, TARGET={settings.target}):",
         f"  1. {image_step}",
         "  2. parity: the kernel venv's packages vs the image's (stop on any difference unless --allow-drift)",
-        f"  ships: {script.source_dir}/ — {script.shipped_summary()}",
+        f"  ships: {script.source_dir}/"
+        + "".join(f" + {path.name} (from {path})" for path in script.dependencies)
+        + f" — {script.shipped_summary()}; the job runs a copy, runs/<job>/code/ (kept with the run)",
         f"  channels: {described or 'none'}",
         f"  hyperparameters, exactly: {script.hyperparameters} (the script gets `--key value` for each, nothing "
         f"else); environment {script_mode.SEED_VARIABLE}={settings.seed}",
-        f"  metrics: `train:|validation:|test:<name>=<number>` lines{', and ' + ', '.join(user_metrics) if user_metrics else ''}"
-        "; metrics.json in the model when there is one",
+        f"  metrics: `train:|validation:|test:<name>=<number>` lines, XGBoost's, LightGBM's and Keras' log lines"
+        f"{', and ' + ', '.join(user_metrics) if user_metrics else ''}; metrics.json in the model when there is one",
     ]
     if settings.target == "sagemaker":
         uploads = {
@@ -102,19 +105,19 @@ def script_plan(
         lines += [
             f"  3. channels: {uploads or 'none'} (content-addressed prefixes holding exactly these files; a file "
             f"already there with the same sha256 is not sent; s3:PutObject, SSE {s3_data.ENCRYPTION})",
-            f"  4. the SDK tars {script.source_dir} and uploads it as "
+            f"  4. the SDK tars that copy and uploads it as "
             f"{s3_data.uri(settings, 'code')}/<job>/source/sourcedir.tar.gz",
             f"  5. sagemaker:CreateTrainingJob with hyperparameters {script.hyperparameters} + sagemaker_program="
             f"{script.entry_point}, sagemaker_submit_directory=<that sourcedir.tar.gz>, MaxRuntimeInSeconds="
             f"{settings.max_run}, {len(script.metric_definitions)} metric definitions; the image's toolkit runs it",
             "  6. follow its logs (Ctrl-C stops it: sagemaker:StopTrainingJob; --detach returns at once, then "
-            "`inv job attach <job>`), model.tar.gz checked in S3, runs/<job>/report.md + run.json",
+            "`inv job.attach <job>`), model.tar.gz checked in S3, runs/<job>/report.md + run.json",
         ]
     else:
         lines += [
             f"  3. Estimator(instance_type='local', instance_count={settings.instance_count}, "
             f"entry_point={script.entry_point!r}, "
-            f"source_dir={str(script.source_dir)!r}, hyperparameters={script.hyperparameters}).fit({list(channels) or None}), "
+            f"source_dir='runs/<job>/code', hyperparameters={script.hyperparameters}).fit({list(channels) or None}), "
             f"stopped after MAX_RUN={settings.max_run} s",
             "  4. runs/<job>/model.tar.gz, job.log, report.md + run.json (also when the job fails or is interrupted)",
         ]

@@ -61,10 +61,13 @@ class RunRecord:
     data: dict | None = None
     output_path: str | None = None
     reproduce: list[str] | None = None
-    # Script mode: your entry point, the folder shipped with it, the metric definitions the job used
+    # Script mode: your entry point, the folder shipped with it and its dependencies, the copy of that code the job
+    # ran (runs/<job>/code: what `inv serve --run` serves with), the metric definitions the job used
     entry_point: str | None = None
     source_dir: str | None = None
     shipped: str | None = None
+    dependencies: list[str] | None = None
+    code: str | None = None
     metric_definitions: list[dict[str, str]] | None = None
     # TARGET=sagemaker
     account: str | None = None
@@ -95,7 +98,7 @@ class RunRecord:
         """What the program part of the record holds (the Titanic data, or the script), to write it again."""
         names = (
             "hyperparameters", "data", "output_path", "reproduce", "entry_point", "source_dir", "shipped",
-            "metric_definitions",
+            "dependencies", "code", "metric_definitions",
         )  # fmt: skip
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
@@ -257,6 +260,10 @@ def render(record: RunRecord) -> str:
     ]
     if record.shipped:
         parts += ["## Code shipped", f"`{record.source_dir}`: {record.shipped}"]
+        if record.dependencies:
+            parts.append("Dependencies beside the entry point: " + ", ".join(f"`{d}`" for d in record.dependencies))
+        if record.code:
+            parts.append(f"The copy the job ran (and `inv serve --run {record.job_name}` serves with): `{record.code}`")
     if record.pictures:
         parts += ["## Pictures", "\n\n".join(f"![{PICTURES.get(name, name)}]({name})" for name in record.pictures)]
     parts += _versions(record.versions)

@@ -1,6 +1,11 @@
 """Your script, as SageMaker would run it: what `inv train --entry-point` checks before anything runs (the entry
-point and what its source dir ships, channels, hyperparameters, metric definitions, the job's name). Nothing is
-added to what the script receives: its hyperparameters are exactly yours (plus the SDK's own `sagemaker_*`)."""
+point and what its source dir and dependencies ship, channels, hyperparameters, metric definitions, the job's name).
+Nothing is added to what the script receives: its hyperparameters are exactly yours (plus the SDK's own
+`sagemaker_*`).
+
+The code a job runs is a copy, runs/<job>/code/: the source dir with each dependency beside the entry point (the
+SDK's `dependencies=[...]` layout), the same on both targets (local mode mounts it; on SageMaker the SDK tars it). It
+stays with the run: `inv serve --run` serves with it, whatever happened to the source dir since."""
 
 from __future__ import annotations
 
@@ -34,7 +39,9 @@ class ScriptMode:
     source_dir: Path
     hyperparameters: dict[str, str]
     metric_definitions: list[dict[str, str]] = field(default_factory=list)
-    shipped: list[tuple[str, int]] = field(default_factory=list)  # (path in source_dir, bytes)
+    shipped: list[tuple[str, int]] = field(default_factory=list)  # (path in the code, bytes)
+    dependencies: list[Path] = field(default_factory=list)  # folders or files copied beside the entry point
+    code_dir: Path | None = None  # the copy the job runs (runs/<job>/code), once staged
 
     @property
     def shipped_bytes(self) -> int:
@@ -68,8 +75,34 @@ def shipped_files(source_dir: Path) -> list[tuple[str, int]]:
     return sorted(files)
 
 
+def parse_dependencies(specs: list[str], source_dir: Path) -> list[Path]:
+    """--dependency PATH (repeatable, the SDK's `dependencies`): a folder or file copied beside the entry point under
+    its own name; a name the source dir already has, or two dependencies of one name, would overwrite: refused."""
+    dependencies: list[Path] = []
+    taken = {path.name: "the source dir" for path in source_dir.iterdir()} if source_dir.is_dir() else {}
+    for spec in specs:
+        if not spec.strip():
+            raise ConfigError("--dependency is empty: give a folder or a file, e.g. --dependency lib/common")
+        path = Path(spec).expanduser().resolve()
+        if not path.exists():
+            raise ConfigError(f"--dependency {spec}: it does not exist")
+        if path.name in taken:
+            raise ConfigError(
+                f"--dependency {spec}: {taken[path.name]} already has a {path.name!r}, which it would overwrite beside "
+                "the entry point: rename one"
+            )
+        if path.is_dir():
+            shipped_files(path)  # a link leading out of it is refused, as for the source dir
+        taken[path.name] = f"--dependency {spec}"
+        dependencies.append(path)
+    return dependencies
+
+
 def prepare(
-    settings: Settings, hyperparameters: dict[str, str], metric_definitions: list[dict[str, str]] | None = None
+    settings: Settings,
+    hyperparameters: dict[str, str],
+    metric_definitions: list[dict[str, str]] | None = None,
+    dependencies: list[str] | None = None,
 ) -> ScriptMode:
     """ENTRY_POINT / SOURCE_DIR checked and made relative: the entry point must be a file inside the source dir."""
     if not settings.entry_point.strip():
@@ -90,6 +123,12 @@ def prepare(
             "the source dir is what is shipped to the job"
         )
     shipped = shipped_files(source_dir)
+    extra = parse_dependencies(dependencies or [], source_dir)
+    for dependency in extra:
+        if dependency.is_dir():
+            shipped += [(f"{dependency.name}/{name}", size) for name, size in shipped_files(dependency)]
+        else:
+            shipped.append((dependency.name, dependency.stat().st_size))
     defaults = {}
     if settings.instance_count > 1 and locks.has_torch(settings.theme_files.lock):
         defaults[TORCH_DISTRIBUTED] = "true"  # torchrun on every host (a --hyperparameter overrides)
@@ -98,8 +137,23 @@ def prepare(
         source_dir,
         {**defaults, **hyperparameters},
         metrics.for_job(metric_definitions or []),
-        shipped,
+        sorted(shipped),
+        extra,
     )
+
+
+def stage_code(script: ScriptMode, destination: Path) -> Path:
+    """The code the job runs, copied into `destination`: the source dir, each dependency beside the entry point.
+    Links that stay inside are followed (the SDK's tar follows them too); caches are left out."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".ipynb_checkpoints")
+    shutil.copytree(script.source_dir, destination, ignore=ignore)
+    for dependency in script.dependencies:
+        target = destination / dependency.name
+        if dependency.is_dir():
+            shutil.copytree(dependency, target, ignore=ignore)
+        else:
+            shutil.copy2(dependency, target)
+    return destination
 
 
 def parse_hyperparameters(specs: list[str]) -> dict[str, str]:

@@ -134,7 +134,7 @@ def sagemaker_fields(
 
 class SageMakerJob:
     """The paid part: announce the cost ceiling, start the job, follow it (or return at once with --detach),
-    collect its results, write its record — also when it fails or is stopped. `inv job attach` resumes here."""
+    collect its results, write its record — also when it fails or is stopped. `inv job.attach` resumes here."""
 
     def __init__(self, settings, boto_session, account, choice, pushed, checked, timer, job_name) -> None:
         self.settings, self.boto_session, self.account, self.choice = settings, boto_session, account, choice
@@ -169,7 +169,7 @@ class SageMakerJob:
             run_json = self.write(None, [], channels, status=training_job.IN_PROGRESS, **fields)
             print(
                 f"training job {self.job_name} started and left running (--detach): follow it and collect its "
-                f"results with `inv job attach {self.job_name}`; stop it with "
+                f"results with `inv job.attach {self.job_name}`; stop it with "
                 f"`aws sagemaker stop-training-job --training-job-name {self.job_name}`",
                 flush=True,
             )

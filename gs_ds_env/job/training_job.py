@@ -72,9 +72,6 @@ def estimator(
     script: ScriptMode | None = None,
     code_location: str | None = None,
 ):
-    sagemaker()  # quiet the SDK before its first import
-    from sagemaker.estimator import Estimator
-
     options = dict(
         image_uri=image_uri,
         role=role,
@@ -92,9 +89,9 @@ def estimator(
         disable_profiler=True,
     )
     if script:
-        # Script mode: the SDK ships source_dir (mounted in local mode, sourcedir.tar.gz on SageMaker) and sets
+        # Script mode: the SDK ships the code (mounted in local mode, sourcedir.tar.gz on SageMaker) and sets
         # sagemaker_program / sagemaker_submit_directory, which the toolkit in the image reads.
-        options.update(entry_point=script.entry_point, source_dir=str(script.source_dir))
+        options.update(entry_point=script.entry_point, source_dir=str(script.code_dir or script.source_dir))
         if code_location:  # sourcedir.tar.gz under the project's prefix, not the SDK's default bucket
             options.update(code_location=code_location)
     if not local:
@@ -106,7 +103,30 @@ def estimator(
             checkpoint_s3_uri=checkpoint_s3_uri if settings.use_spot else None,
             tags=[{"Key": k, "Value": v} for k, v in settings.tags.items()] or None,
         )
-    return Estimator(**options)
+    job = _script_estimator_class()(**options)
+    job.program = script.entry_point if script else None
+    return job
+
+
+_ESTIMATOR = None
+
+
+def _script_estimator_class():
+    """The SDK's Estimator, but local mode runs the entry point where it is in the source dir (`sub/train.py`), as
+    SageMaker does: the SDK's local mode passes only the file's name, which the toolkit then cannot find."""
+    global _ESTIMATOR
+    if _ESTIMATOR is None:
+        sagemaker()  # quiet the SDK before its first import
+        from sagemaker.estimator import Estimator
+
+        class ScriptEstimator(Estimator):
+            program: str | None = None
+
+            def _script_mode_hyperparam_update(self, code_dir: str, script: str) -> None:
+                super()._script_mode_hyperparam_update(code_dir, self.program or script)
+
+        _ESTIMATOR = ScriptEstimator
+    return _ESTIMATOR
 
 
 @dataclass(frozen=True)
@@ -165,8 +185,19 @@ def read_metrics_json(artifact: Path) -> dict:
 
 # ---- on SageMaker -------------------------------------------------------------------------------------
 EMPTY_MODEL_HINT = "empty /opt/ml/model: the training program must save its model to /opt/ml/model before it exits"
+# Packages of AWS's own framework containers, on no index: a script written for those images may import them.
+AWS_PRIVATE_PACKAGE = re.compile(
+    r"No module named '(sagemaker_(?:containers|xgboost_container|sklearn_container|pytorch_container|"
+    r"pytorch_serving_container|tensorflow_container|algorithm_toolkit))"
+)
 # FailureReason / last log lines -> what usually causes it and what to do.
 HINTS = [
+    (
+        AWS_PRIVATE_PACKAGE.pattern,
+        "the script imports a package private to AWS's own framework containers (not on PyPI, so not in a theme "
+        "image): what script mode needs is the SageMaker training toolkit's, which the image has (SM_* variables, "
+        "hyperparameters as arguments); drop the import or copy the few lines it gives into your code",
+    ),
     # An ECR image URI in an unrelated log line must not trigger the ECR hint: match pull failures only.
     (
         r"CannotPullContainer|Cannot pull|pull access denied|manifest .* not found|"
@@ -201,6 +232,17 @@ HINTS = [
         "the training program failed: read the log lines above; reproduce with `make deploy TARGET=local`",
     ),
 ]
+
+
+def explain(reason: str) -> str:
+    """A failure line, with what to do when the cause is one the project knows by name."""
+    private = AWS_PRIVATE_PACKAGE.search(reason)
+    if private:
+        return (
+            f"{reason} — {private.group(1)} is private to AWS's own containers (on no package index, so in no theme "
+            "image): this image runs scripts with the SageMaker training toolkit instead; remove that import"
+        )
+    return reason
 
 
 def hint_for(text: str) -> str:

@@ -94,6 +94,24 @@ def _without_constraint_notes(lock_text: str, constraints: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def uv_reason(stderr: str) -> str:
+    """The cause in uv's failure output (its `Because …` sentence, else its `error:` line), not the hint after it."""
+    lines = [line.strip().lstrip("×╰─▶│ ").strip().removeprefix("cause:").strip() for line in stderr.splitlines()]
+    for number, line in enumerate(lines):
+        if line.startswith("Because"):
+            sentence = [line]
+            for following in lines[number + 1 :]:
+                if not following or following.startswith(("hint:", "help:")):
+                    break
+                sentence.append(following)
+            return " ".join(sentence)
+    errors = [line for line in lines if line.startswith("error:")]
+    if errors:
+        return errors[0].removeprefix("error:").strip()
+    meaningful = [line for line in lines if line and not line.startswith(("hint:", "help:"))]
+    return (meaningful or ["no output"])[-1]
+
+
 def _compile(repo_root: Path, files: ThemeFiles, output: Path, upgrade: bool, cache_dir: Path | None) -> None:
     """uv pip compile, then once more if a pin forks inside a Python minor: the version below the boundary for
     every patch release, so the kernel and the image agree whatever their patch versions (uv's
@@ -106,8 +124,7 @@ def _compile(repo_root: Path, files: ThemeFiles, output: Path, upgrade: bool, ca
     for attempt in range(2):
         result = subprocess.run(command, cwd=repo_root, env=env, capture_output=True, text=True)
         if result.returncode != 0:
-            reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            raise LockError(f"cannot lock theme {files.theme}: {reason}")
+            raise LockError(f"cannot lock theme {files.theme}: {uv_reason(result.stderr)}")
         forks = patch_level_forks(output.read_text())
         if not forks:
             break

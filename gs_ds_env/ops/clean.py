@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gs_ds_env.image import CONTENT_LABEL, is_ours
+from gs_ds_env.image import CHECKOUT_LABEL, CONTENT_LABEL, is_ours
 from gs_ds_env.paths import dir_bytes
 from gs_ds_env.settings import Settings
 
@@ -21,7 +21,7 @@ from gs_ds_env.settings import Settings
 class Step:
     what: str  # one line: what is removed
     bytes: int  # what it holds now (what the step frees at most)
-    kind: str  # uv | pip | image | run
+    kind: str  # uv | pip | image | run | orphan
     target: str  # cache dir, image references, run folder
     image_id: str = ""  # an image step: the id its package list is kept under (parity's cache)
 
@@ -53,8 +53,24 @@ def current_content_tags(settings: Settings) -> set[str]:
     return tags
 
 
-def plan(settings: Settings, *, uv: bool, pip: bool, docker: bool, runs: bool, older_than: float) -> list[Step]:
+def plan(
+    settings: Settings,
+    *,
+    uv: bool,
+    pip: bool,
+    docker: bool,
+    runs: bool,
+    older_than: float,
+    orphans: bool = False,
+    all_checkouts: bool = False,
+) -> list[Step]:
     steps = []
+    if orphans:
+        from gs_ds_env.ops import leftovers
+
+        for found in leftovers.find(settings):
+            size = _size(found.folder) if found.folder else 0
+            steps.append(Step(found.what, size, "orphan", str(found.folder or found.containers[0].id)))
     if uv:
         cache = settings.paths.uv_cache
         steps.append(Step(f"uv cache prune on {cache} (unused entries)", _size(cache), "uv", str(cache)))
@@ -62,7 +78,7 @@ def plan(settings: Settings, *, uv: bool, pip: bool, docker: bool, runs: bool, o
         cache = settings.paths.pip_cache
         steps.append(Step(f"pip cache purge on {cache}", _size(cache), "pip", str(cache)))
     if docker:
-        steps += _image_steps(settings)
+        steps += _image_steps(settings, all_checkouts)
     if runs:
         cutoff = time.time() - older_than * 86400
         for folder in sorted(settings.paths.runs.glob("*")):
@@ -86,10 +102,13 @@ def is_run(folder: Path) -> bool:
     )
 
 
-def _image_steps(settings: Settings) -> list[Step]:
+def _image_steps(settings: Settings, all_checkouts: bool = False) -> list[Step]:
+    """Images this checkout built (their checkout label) that no theme builds any more; `all_checkouts`: those of
+    every checkout of the project sharing this Docker daemon (each step says whose)."""
     import docker
 
     keep = current_content_tags(settings)
+    checkout = str(settings.repo_root.resolve())
     steps = []
     for found in docker.from_env().images.list(filters={"label": CONTENT_LABEL}):
         tag = found.labels.get(CONTENT_LABEL, "")
@@ -97,14 +116,17 @@ def _image_steps(settings: Settings) -> list[Step]:
         # The project built it only if it carries its own content tag (<repository>:<label>): an image built FROM
         # a project image inherits the label, never that tag.
         built_here = any(reference.rsplit(":", 1)[-1] == tag for reference in ours)
-        if tag in keep or not built_here:
+        whose = found.labels.get(CHECKOUT_LABEL, "")
+        if tag in keep or not built_here or (whose != checkout and not all_checkouts):
             continue
         others = len(found.tags) - len(ours)
         size = 0 if others else int(found.attrs.get("Size", 0))
         note = f"; {others} other tag(s) keep the image" if others else ""
+        owner = "this checkout" if whose == checkout else (f"checkout {whose}" if whose else "an unknown checkout")
         steps.append(
             Step(
-                f"image {', '.join(ours)} ({found.short_id}, content tag {tag}: no theme builds it now{note})",
+                f"image {', '.join(ours)} ({found.short_id}, content tag {tag}, built by {owner}: no theme builds it "
+                f"now{note})",
                 size,
                 "image",
                 " ".join(ours),
@@ -152,6 +174,13 @@ def execute(settings: Settings, steps: list[Step]) -> int:
             "run inv clean again"
         )
     freed = 0
+    orphans = [step.target for step in steps if step.kind == "orphan"]
+    if orphans:
+        from gs_ds_env.ops import leftovers
+
+        found = [item for item in leftovers.find(settings) if str(item.folder or item.containers[0].id) in orphans]
+        leftovers.remove(found)
+        freed += sum(step.bytes for step in steps if step.kind == "orphan")
     for step in steps:
         if step.kind == "uv":
             from gs_ds_env.kernel import locks

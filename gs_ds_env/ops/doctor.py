@@ -247,8 +247,22 @@ def run(settings: Settings, threshold: float = 80.0, notebook_root: Path = NOTEB
         + docker_checks(notebook_root)
         + tool_checks(settings)
         + kernel_checks(settings)
+        + leftover_checks(settings)
         + lifecycle_checks(settings, notebook_root)
     )
+
+
+def leftover_checks(settings: Settings) -> list[Check]:
+    """What a killed command of this project left running or lying around (ops/leftovers.py)."""
+    from gs_ds_env.ops import leftovers
+
+    found = leftovers.find(settings)
+    if not found:
+        return [Check("running", "leftovers", OK, "nothing a killed command left behind")]
+    return [
+        Check("running", f"leftover {item.kind}", WARN, item.what, f"`{item.remove_command}` removes it")
+        for item in found
+    ]
 
 
 def failed(checks: list[Check]) -> bool:

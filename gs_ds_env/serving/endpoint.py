@@ -1,4 +1,4 @@
-"""`inv endpoint deploy|delete|list`: a trained model as a SageMaker endpoint, serverless by default.
+"""`inv endpoint.deploy|delete|list`: a trained model as a SageMaker endpoint, serverless by default.
 
 deploy: the model is first loaded in its image here (`serve --check`: a model that cannot load costs nothing, and
 its peak memory is the evidence for the endpoint's size), the image is pushed to ECR and the model put in S3 (both
@@ -11,7 +11,6 @@ list: this project's endpoints, their status, size and what they cost per hour.
 from __future__ import annotations
 
 import contextlib
-import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from gs_ds_env import aws, image
 from gs_ds_env.data import s3_data
 from gs_ds_env.interrupts import interruptible
-from gs_ds_env.serving import ServeError, local, model_source
+from gs_ds_env.serving import ServeError, prepare
 from gs_ds_env.serving.model_source import ModelSource
 from gs_ds_env.settings import ConfigError, Settings
 
@@ -36,7 +35,6 @@ PRICE_TABLE_DATE = "2025-06-01"
 HOSTING_INSTANCES = [("ml.t2.medium", 4, 0.056), ("ml.m5.large", 8, 0.115), ("ml.m5.xlarge", 16, 0.23), ("ml.m5.2xlarge", 32, 0.461)]  # fmt: skip
 SERVERLESS_USD_PER_GB_SECOND = 0.00002
 POLL_SECONDS = 15
-PEAK = re.compile(r"peak memory (\d+) MB")
 
 
 @dataclass(frozen=True)
@@ -61,6 +59,34 @@ class Sizing:
         return f"real-time {self.instance_type} x1: ${self.usd_per_hour}/h while it exists ({PRICE_TABLE_DATE} us-east-1 table)"
 
 
+def known_instance_types(batch: bool = False) -> list[str]:
+    """The instance types SageMaker accepts for an endpoint (or a transform job), from botocore's API model."""
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    return list(model.shape_for("TransformInstanceType" if batch else "ProductionVariantInstanceType").enum)
+
+
+def check_instance_type(instance_type: str, batch: bool = False) -> None:
+    """--instance-type before anything runs: serverless, auto, or a type SageMaker's API accepts for this use."""
+    if instance_type in ("", "serverless", "auto"):
+        if batch and instance_type == "serverless":
+            raise ConfigError(
+                "--instance-type serverless is for endpoints: a transform job runs on instances (auto or ml.<type>)"
+            )
+        return
+    known = known_instance_types(batch)
+    if instance_type not in known:
+        import difflib
+
+        close = difflib.get_close_matches(instance_type, known, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise ConfigError(
+            f"--instance-type {instance_type!r} is not an instance type SageMaker offers for "
+            f"{'batch transform' if batch else 'endpoints'}{hint}: use serverless (default), auto or e.g. ml.m5.large"
+        )
+
+
 def size(peak_mb: float, instance_type: str, batch: bool = False) -> Sizing:
     """The endpoint's size from the model's measured peak memory: serverless (default) the smallest memory size
     >= HEADROOM x peak; `auto` the smallest real-time instance with that much memory; else the type given."""
@@ -77,8 +103,7 @@ def size(peak_mb: float, instance_type: str, batch: bool = False) -> Sizing:
             if gib * 1024 >= need_mb:
                 return Sizing(None, name, f"{measured} -> {name} ({gib} GiB), the smallest listed instance above it")
         raise ConfigError(f"{measured}: more than the listed instances: pass --instance-type ml.<type>")
-    if not re.fullmatch(r"ml\.[a-z0-9]+\.[a-z0-9]+", instance_type):
-        raise ConfigError(f"--instance-type {instance_type!r}: use serverless (default), auto or e.g. ml.m5.large")
+    check_instance_type(instance_type, batch)
     return Sizing(None, instance_type, f"{measured}; {instance_type} as given")
 
 
@@ -87,16 +112,14 @@ def tags(settings: Settings, source: ModelSource) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in {**settings.tags, RUN_TAG: run}.items()]
 
 
-def measure(settings: Settings, source: ModelSource, local_image: str) -> float:
-    """Load the model in its image here; its peak memory (MB)."""
-    settings.working_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="endpoint-check-", dir=settings.working_dir) as scratch:
-        model_dir = model_source.extract(source, settings, Path(scratch) / "model")
-        line = local.check_model(local_image, model_dir)
-    found = PEAK.search(line)
-    if not found:
-        raise ServeError(f"`serve --check` in {local_image} did not report its peak memory: {line}")
-    return float(found.group(1))
+def model_data(settings: Settings, s3, source: ModelSource, model: prepare.PreparedModel, scratch: Path) -> str:
+    """The model archive SageMaker reads: the prepared folder repacked (its code added, as the SDK repacks it) and
+    sent once per content, else the original as it is (an s3:// URI) or sent once per content."""
+    if model.repacked:
+        return s3_data.upload_model(settings, s3, prepare.archive(model, scratch / "model.tar.gz"))
+    if source.archive.startswith("s3://"):
+        return source.archive
+    return s3_data.upload_model(settings, s3, Path(source.archive))
 
 
 def plan(settings: Settings, source: ModelSource, instance_type: str) -> list[str]:
@@ -106,15 +129,23 @@ def plan(settings: Settings, source: ModelSource, instance_type: str) -> list[st
         if source.archive.startswith("s3://")
         else f"to {s3_data.uri(settings, 'models', '<sha256>', 'model.tar.gz')} (once per content)"
     )
+    if instance_type in ("", "serverless"):
+        size_line = f"serverless: the smallest of {', '.join(map(str, SERVERLESS_MEMORY_MB))} MB >= {HEADROOM} x peak"
+    elif instance_type == "auto":
+        size_line = f"real-time: the smallest of {', '.join(n for n, _, _ in HOSTING_INSTANCES)} with {HEADROOM} x peak"
+    else:
+        size_line = f"real-time {instance_type} x1, as given"
+    code = f"{source.code.origin} when it defines a handler, " if source.code else ""
     return [
         f"endpoint {name} for {source.label} ({source.theme}, Python {source.py}):",
+        f"  handler: the model's own code/, else {code}else the framework defaults (serve --check says which)",
         "  load the model in its image here (serve --check): its peak memory sizes the endpoint",
-        f"  size: {instance_type or 'serverless'} (serverless: the smallest of {', '.join(map(str, SERVERLESS_MEMORY_MB))} MB >= {HEADROOM} x peak)",
+        f"  size: {size_line}",
         f"  push the theme image to ECR repository {settings.ecr_repository} (skipped when the content tag is there)",
-        f"  model data: {source.archive} {where}",
+        f"  model data: {source.archive} {where}; repacked with its code/ when the handler comes from a script",
         f"  sagemaker:CreateModel {name} (image, model data, role {settings.sagemaker_role_arn})",
         f"  sagemaker:CreateEndpointConfig {name}, sagemaker:CreateEndpoint {name}; tags {RUN_TAG} and TAGS",
-        f"  wait until InService; remove with: inv endpoint delete {name}",
+        f"  wait until InService; remove with: inv endpoint.delete {name}",
     ]
 
 
@@ -128,11 +159,12 @@ def deploy(settings: Settings, source: ModelSource, instance_type: str) -> str:
     # The theme image in ECR under its content tag (nothing is sent when the registry has it, e.g. after training).
     built = image.push(settings.replace(theme=source.theme, py=source.py), account)
     image_uri = built.uri
-    sizing = size(measure(settings, source, built.local_ref), instance_type)
-    print(f"size: {sizing.describe()}\n  evidence: {sizing.evidence}", flush=True)
-    model_data = source.archive
-    if not model_data.startswith("s3://"):
-        model_data = s3_data.upload_model(settings, aws.client(boto_session, "s3"), Path(model_data))
+    settings.working_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="endpoint-check-", dir=settings.working_dir) as scratch:
+        model = prepare.prepare(settings, source, built.local_ref, Path(scratch))
+        sizing = size(model.peak_mb, instance_type)
+        print(f"size: {sizing.describe()}\n  evidence: {sizing.evidence}", flush=True)
+        data = model_data(settings, aws.client(boto_session, "s3"), source, model, Path(scratch))
     name = source.resource_name(settings)
     from gs_ds_env.sdk import SDK_CONFIG, sagemaker
 
@@ -149,11 +181,14 @@ def deploy(settings: Settings, source: ModelSource, instance_type: str) -> str:
         )
     else:
         options.update(initial_instance_count=1, instance_type=sizing.instance_type)
-    model = Model(image_uri=image_uri, model_data=model_data, role=settings.sagemaker_role_arn, sagemaker_session=session, name=name)  # fmt: skip
+    model_object = Model(
+        image_uri=image_uri, model_data=data, role=settings.sagemaker_role_arn, sagemaker_session=session, name=name,
+        env=model.environment or None,
+    )  # fmt: skip
     client = aws.client(boto_session, "sagemaker")
     try:
         with interruptible():
-            model.deploy(**options)
+            model_object.deploy(**options)
             _wait_in_service(client, name)
     except KeyboardInterrupt:
         print(f"interrupted: deleting endpoint {name}, its config and model (nothing left to pay for)", flush=True)
@@ -162,7 +197,7 @@ def deploy(settings: Settings, source: ModelSource, instance_type: str) -> str:
     except (ClientError, BotoCoreError) as error:
         raise aws.explain(error, f"creating endpoint {name}") from None
     print(f"endpoint {name} is InService ({sizing.describe()})", flush=True)
-    print(f"predict: TARGET=sagemaker inv predict --endpoint {name} --input FILE; remove: inv endpoint delete {name}")
+    print(f"predict: inv predict --endpoint {name} --input FILE; remove: inv endpoint.delete {name}")
     return name
 
 
@@ -179,7 +214,7 @@ def _wait_in_service(client, name: str) -> None:
         if status in ("Failed", "OutOfService", "Deleting"):
             raise ServeError(
                 f"endpoint {name} is {status}: {described.get('FailureReason', '(no reason given)')}; "
-                f"remove it with `inv endpoint delete {name}`"
+                f"remove it with `inv endpoint.delete {name}`"
             )
         time.sleep(POLL_SECONDS)
 
@@ -204,7 +239,7 @@ def delete_plan(settings: Settings, name: str) -> list[str]:
     except ClientError as error:
         if aws.error_code(error) == "ValidationException":
             raise ConfigError(
-                f"no endpoint {name!r} in {settings.aws_region}: `inv endpoint list` shows this project's"
+                f"no endpoint {name!r} in {settings.aws_region}: `inv endpoint.list` shows this project's"
             ) from None
         raise aws.explain(error, f"reading endpoint {name}") from None
     if not _ours(client, described["EndpointArn"]):

@@ -1,12 +1,13 @@
 """A local endpoint: the theme image's `serve` through the SDK's local mode (Model.deploy(instance_type="local"),
-the same docker compose round trip as a local training job), checked before and after it starts, stopped with
-Ctrl-C (or SIGTERM/SIGHUP) with nothing left running."""
+the same docker compose round trip as a local training job), the model prepared and checked before it starts
+(prepare.py), published on 127.0.0.1, stopped with Ctrl-C (or SIGTERM/SIGHUP) with nothing left running. A command
+killed before it could stop it leaves a claim (ops/leftovers.py) that `inv clean --orphans` removes."""
 
 from __future__ import annotations
 
 import contextlib
 import shutil
-import subprocess
+import socket
 import tempfile
 import time
 import urllib.error
@@ -19,27 +20,32 @@ from gs_ds_env.image.app import ensure_free
 from gs_ds_env.interrupts import interruptible
 from gs_ds_env.job import local_containers
 from gs_ds_env.job.local_job import local_session
+from gs_ds_env.job.report import invoked_command
+from gs_ds_env.ops import leftovers
 from gs_ds_env.sdk import sagemaker
-from gs_ds_env.serving import ServeError, model_source, report
+from gs_ds_env.serving import ServeError, local_mode, prepare, report
 from gs_ds_env.serving.model_source import ModelSource
-from gs_ds_env.settings import Settings
+from gs_ds_env.settings import ConfigError, Settings
 
 # Local mode never passes a role to Docker; the SDK's Model only wants an ARN-shaped string.
 LOCAL_ROLE = "arn:aws:iam::000000000000:role/gs-ds-env-local"
 HEALTH_INTERVAL_SECONDS = 2
 
 
-def plan(settings: Settings, source: ModelSource, port: int) -> list[str]:
+def plan(settings: Settings, source: ModelSource, port: int, host: str = "127.0.0.1") -> list[str]:
     image_note = (
         f"the image it trained in ({source.image_candidates(settings)[0]}) if still here, else the theme's image built now"
         if source.run
         else f"the {source.theme} image (Python {source.py}), built if needed"
     )
+    code = source.code.origin + " when it defines a handler (model_fn, ...)" if source.code else "none given"
     return [
         f"serve {source.label}: {source.archive}",
         f"  image: {image_note}",
+        f"  handler: the model's own code/ if it has one, else {code}; else the framework defaults "
+        "(a model file they load); never another program's handler",
         "  check: `serve --check` in the image loads the model (one line and nothing started if it cannot)",
-        f"  endpoint: SageMaker local mode (docker compose) on http://127.0.0.1:{port}/invocations until Ctrl-C",
+        f"  endpoint: SageMaker local mode (docker compose) on http://{host}:{port}/invocations until Ctrl-C",
         "  then: the endpoint, its container and the unpacked model are removed",
     ]
 
@@ -66,20 +72,6 @@ def serving_image(settings: Settings, source: ModelSource) -> str:
     return built.uri
 
 
-def check_model(image_ref: str, model_dir: Path) -> str:
-    """`serve --check` in the image: the model and its handler load, or one line says why."""
-    result = subprocess.run(
-        ["docker", "run", "--rm", "-v", f"{model_dir}:/opt/ml/model:ro", image_ref, "serve", "--check"],
-        capture_output=True,
-        text=True,
-    )
-    if result.returncode != 0:
-        lines = [line for line in result.stderr.splitlines() if line.strip()] or ["no output"]
-        reason = next((line for line in reversed(lines) if line.startswith("serve:")), lines[-1])
-        raise ServeError(f"the model does not load in {image_ref}: {reason.removeprefix('serve: ')}")
-    return result.stdout.strip()
-
-
 def _answers(port: int) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as response:
@@ -88,65 +80,102 @@ def _answers(port: int) -> bool:
         return False
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def pick_port(settings: Settings, port: int, fallback: bool) -> int:
+    """`port` when it is free; else, `fallback` (a local endpoint started from code, e.g. the notebook's), a free
+    one, said; else the port's one line (naming what of this project holds it)."""
+    try:
+        ensure_free(port, settings)
+        return port
+    except ConfigError:
+        if not fallback:
+            raise
+    chosen = free_port()
+    print(f"note: port {port} is in use; the local endpoint takes port {chosen} instead", flush=True)
+    return chosen
+
+
 @dataclass(frozen=True)
 class RunningEndpoint:
     name: str
     url: str
     image: str
     ready_seconds: float
+    model: prepare.PreparedModel
 
 
 @contextlib.contextmanager
-def running(settings: Settings, source: ModelSource, port: int):
+def running(
+    settings: Settings, source: ModelSource, port: int | None = None, host: str = "127.0.0.1", fallback: bool = True
+):
     """A local endpoint for the model while inside (a notebook's `with`); stopped and removed on the way out,
-    whatever happens (Ctrl-C, SIGTERM, an error)."""
-    ensure_free(port)
+    whatever happens (Ctrl-C, SIGTERM, an error). `port` (default SERVE_PORT) in use: another is taken when
+    `fallback` (the endpoint's url says which), else the one line says what holds it."""
+    port = pick_port(settings, settings.serve_port if port is None else port, fallback)
     image_ref = serving_image(settings, source)
     settings.working_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="serve-", dir=settings.working_dir))
     name = source.resource_name(settings, "local")
+    leftovers.claim(scratch, settings, "serve", port=port, endpoint=name, command=invoked_command())
     session = None
     try:
         with interruptible():
-            model_dir = model_source.extract(source, settings, scratch / "model")
-            print(check_model(image_ref, model_dir), flush=True)
+            model = prepare.prepare(settings, source, image_ref, scratch)
             sagemaker()
             from sagemaker.model import Model
 
             (scratch / "containers").mkdir()
-            session = local_session(settings, scratch / "containers")
+            session = local_session(settings, scratch / "containers", kind="serve")
             session.config = {"local": {**session.config["local"], "serving_port": port}}
             started = time.monotonic()
-            Model(
-                image_uri=image_ref, model_data=f"file://{model_dir}", role=LOCAL_ROLE, sagemaker_session=session,
-                name=name,
-            ).deploy(initial_instance_count=1, instance_type="local", endpoint_name=name, wait=False)  # fmt: skip
-            # wait=False: local mode's CreateEndpoint already returns once /ping answers; the SDK's wait would
-            # only sleep its 30 s poll before asking. The status is checked here instead.
-            status = session.sagemaker_client.describe_endpoint(EndpointName=name)["EndpointStatus"]
+            with local_mode.as_sagemaker(model.folder, bind=host) as wait_seconds:
+                try:
+                    Model(
+                        image_uri=image_ref, model_data=f"file://{model.folder}", role=LOCAL_ROLE, sagemaker_session=session,
+                        name=name, env=model.environment or None,
+                    ).deploy(initial_instance_count=1, instance_type="local", endpoint_name=name, wait=False)  # fmt: skip
+                except RuntimeError as error:
+                    if "didn't launch" not in str(error):
+                        raise
+                # wait=False: local mode's CreateEndpoint already returns once /ping answers; the SDK's wait would
+                # only sleep its 30 s poll before asking. The status is checked here instead.
+                status = session.sagemaker_client.describe_endpoint(EndpointName=name)["EndpointStatus"]
             if status != "InService":
-                raise ServeError(f"endpoint {name} is {status}, not InService (see the container's output above)")
-            yield RunningEndpoint(name, f"http://127.0.0.1:{port}", image_ref, time.monotonic() - started)
+                raise ServeError(
+                    f"endpoint {name}: its container did not answer /ping within {wait_seconds} s ({status}): the "
+                    "model failed to start or takes longer to load (see the container's output above)"
+                )
+            url_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+            yield RunningEndpoint(name, f"http://{url_host}:{port}", image_ref, time.monotonic() - started, model)
     finally:
-        _stop(session, name, scratch)
+        if session is not None:
+            with local_mode.as_sagemaker(None):
+                _stop(session, name, scratch)
+        else:
+            local_containers.remove(scratch / "containers")
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
-def serve(settings: Settings, source: ModelSource, port: int, check_only: bool = False) -> Path | None:
+def serve(
+    settings: Settings, source: ModelSource, port: int, check_only: bool = False, host: str = "127.0.0.1"
+) -> Path | None:
     """Start the endpoint and keep it until Ctrl-C (`check_only`: stop once it answered and the report is
-    written). Returns the served-model page when the model came from a run."""
-    with running(settings, source, port) as endpoint:
-        page = None
-        if source.run:
-            page = report.write_local(
-                settings, source, endpoint.image, endpoint.name, endpoint.url, endpoint.ready_seconds
-            )
+    written). Returns the served-model page."""
+    with running(settings, source, port, host=host, fallback=False) as endpoint:
+        page = report.write_local(settings, source, endpoint) if source.run else None
         print(
-            f"endpoint {endpoint.name} answers on {endpoint.url}/invocations (ready in {endpoint.ready_seconds:.1f} s)",
+            f"endpoint {endpoint.name} answers on {endpoint.url}/invocations (ready in {endpoint.ready_seconds:.1f} s; "
+            f"handler: {endpoint.model.handler})",
             flush=True,
         )
         if page:
             print(f"served-model page: {page}", flush=True)
-        print(f"predict: inv predict --input FILE.csv|.json|.jsonl [--port {port}]; Ctrl-C stops it", flush=True)
+        print(f"predict: inv predict --input FILE.csv|.json|.jsonl|.npy [--port {port}]; Ctrl-C stops it", flush=True)
         if check_only:
             return page
         with interruptible():
@@ -161,11 +190,10 @@ def serve(settings: Settings, source: ModelSource, port: int, check_only: bool =
 
 def _stop(session, name: str, scratch: Path) -> None:
     """Delete the local endpoint (the SDK stops its compose process), then make sure no container is left."""
-    if session is not None:
-        client = session.sagemaker_client
-        for call, key in ((client.delete_endpoint, "EndpointName"), (client.delete_endpoint_config, "EndpointConfigName"), (client.delete_model, "ModelName")):  # fmt: skip
-            with contextlib.suppress(Exception):  # not created (a failed start): nothing to delete
-                call(**{key: name})
+    client = session.sagemaker_client
+    for call, key in ((client.delete_endpoint, "EndpointName"), (client.delete_endpoint_config, "EndpointConfigName"), (client.delete_model, "ModelName")):  # fmt: skip
+        with contextlib.suppress(Exception):  # not created (a failed start): nothing to delete
+            call(**{key: name})
     local_containers.remove(scratch / "containers")
     shutil.rmtree(scratch, ignore_errors=True)
     print(f"stopped: endpoint {name} and its container removed", flush=True)

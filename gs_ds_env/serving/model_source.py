@@ -1,21 +1,32 @@
-"""Which model to serve, and in which image: a run of this project (its record names both), a model.tar.gz, or an
-S3 URI. The image is the one the run trained in when it is still here, so the endpoint runs the same locked
-versions as the training job (and the kernel)."""
+"""Which model to serve, with which code, in which image: a run of this project (its record names all three), a
+model.tar.gz, or an S3 URI (with --entry-point/--source-dir for code of a model trained elsewhere). The image is the
+one the run trained in when it is still here, so the endpoint runs the same locked versions as the training job
+(and the kernel). A script run's code is the copy the job ran (runs/<job>/code), as `estimator.deploy()` serves
+the estimator's own entry point."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
-import shutil
-import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gs_ds_env.job.report import RunRecord
 from gs_ds_env.sdk import timestamp
-from gs_ds_env.serving import ServeError
 from gs_ds_env.settings import ConfigError, Settings
 
 RUN_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+
+
+@dataclass(frozen=True)
+class Code:
+    """The code a model may be served with: an entry point (relative to `root`) in a folder, and the dependencies
+    that go beside it. It becomes the handler when the entry point defines one (prepare.place_code)."""
+
+    entry_point: str
+    root: Path
+    origin: str  # how the plan and serve.md name it
+    dependencies: tuple[Path, ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True)
@@ -25,6 +36,7 @@ class ModelSource:
     py: str
     run: RunRecord | None = None
     run_dir: Path | None = None
+    code: Code | None = None
 
     @property
     def label(self) -> str:
@@ -58,8 +70,51 @@ class ModelSource:
         return files[0] if len(files) == 1 else None
 
 
+def _run_code(record: RunRecord, run_dir: Path) -> Code | None:
+    """A script run's code: the copy the job ran, else (a run from before the copy was kept) its source dir."""
+    if not record.entry_point:
+        return None
+    copy = Path(record.code) if record.code else run_dir / "code"
+    if copy.is_dir():
+        return Code(record.entry_point, copy, f"the entry point of run {record.job_name} ({record.entry_point})")
+    if record.source_dir and (Path(record.source_dir) / record.entry_point).is_file():
+        dependencies = tuple(Path(d) for d in record.dependencies or [])
+        origin = (
+            f"the entry point of run {record.job_name} ({record.entry_point}, from {record.source_dir} as it is now)"
+        )
+        return Code(record.entry_point, Path(record.source_dir), origin, dependencies)
+    return None
+
+
+def given_code(entry_point: str | None, source_dir: str | None, dependencies: list[str]) -> Code | None:
+    """--entry-point FILE [--source-dir DIR] [--dependency PATH]: code for a model trained elsewhere."""
+    if not entry_point:
+        if source_dir or dependencies:
+            raise ConfigError("--source-dir and --dependency go with --entry-point (the handler script)")
+        return None
+    entry = Path(entry_point).expanduser().resolve()
+    if not entry.is_file():
+        raise ConfigError(f"--entry-point {entry_point}: not a file (the script with model_fn, e.g. train.py)")
+    root = Path(source_dir).expanduser().resolve() if source_dir else entry.parent
+    if not root.is_dir() or not entry.is_relative_to(root):
+        raise ConfigError(f"--entry-point {entry_point} is not inside --source-dir {source_dir}")
+    found = []
+    for spec in dependencies:
+        path = Path(spec).expanduser().resolve()
+        if not path.exists():
+            raise ConfigError(f"--dependency {spec}: it does not exist")
+        found.append(path)
+    return Code(str(entry.relative_to(root)), root, f"--entry-point {entry_point}", tuple(found))
+
+
 def _from_run(settings: Settings, run_dir: Path) -> ModelSource:
-    record = RunRecord.load(run_dir / "run.json")
+    try:
+        record = RunRecord.load(run_dir / "run.json")
+    except (OSError, ValueError, TypeError) as error:
+        raise ConfigError(
+            f"runs/{run_dir.name}/run.json cannot be read ({type(error).__name__}): it is damaged; serve another run "
+            "or its model with --model-data runs/<job>/model.tar.gz"
+        ) from None
     if record.status != "completed":
         raise ConfigError(f"run {record.job_name} is {record.status!r}: serve a completed run (see runs/*/report.md)")
     local = [record.model_local_copy, record.model_artifact]
@@ -68,17 +123,25 @@ def _from_run(settings: Settings, run_dir: Path) -> ModelSource:
     if not archive:
         raise ConfigError(f"run {record.job_name} has no model.tar.gz left in {run_dir}: serve another run")
     py = record.kernel.rsplit("_", 1)[-1]
-    return ModelSource(archive, record.theme, f"{py[0]}.{py[1:]}", record, run_dir)
+    return ModelSource(archive, record.theme, f"{py[0]}.{py[1:]}", record, run_dir, _run_code(record, run_dir))
 
 
-def resolve(settings: Settings, run: str | None, model_data: str | None, theme_given: bool) -> ModelSource:
-    """--run NAME, --model-data PATH|s3://..., or else the newest completed run of the theme."""
+def resolve(
+    settings: Settings, run: str | None, model_data: str | None, theme_given: bool, code: Code | None = None
+) -> ModelSource:
+    """--run NAME, --model-data PATH|s3://..., or else the newest completed run of the theme; `code` (given
+    --entry-point) replaces a run's own."""
+    source = _resolve(settings, run, model_data, theme_given)
+    return dataclasses.replace(source, code=code) if code else source
+
+
+def _resolve(settings: Settings, run: str | None, model_data: str | None, theme_given: bool) -> ModelSource:
     if run and model_data:
         raise ConfigError("give --run or --model-data, not both")
     if model_data:
         if not model_data.startswith("s3://"):
             path = Path(model_data).expanduser()
-            if not path.is_file() or not tarfile.is_tarfile(path):
+            if not path.is_file() or not _looks_like_tar_gz(path):
                 raise ConfigError(f"--model-data {model_data}: not a model.tar.gz file (or an s3:// URI)")
             model_data = str(path.resolve())
         return ModelSource(model_data, settings.theme, settings.py)
@@ -98,7 +161,7 @@ def resolve(settings: Settings, run: str | None, model_data: str | None, theme_g
     for run_dir in reversed(candidates):
         try:
             source = _from_run(settings, run_dir)
-        except (ConfigError, ValueError, TypeError):
+        except ConfigError:
             continue
         if source.theme == settings.theme:
             return source
@@ -108,22 +171,8 @@ def resolve(settings: Settings, run: str | None, model_data: str | None, theme_g
     )
 
 
-def extract(source: ModelSource, settings: Settings, destination: Path) -> Path:
-    """The model archive unpacked into `destination` (what /opt/ml/model holds on SageMaker); members that would
-    land outside it, links and devices are refused."""
-    destination.mkdir(parents=True, exist_ok=True)
-    archive = source.archive
-    if archive.startswith("s3://"):
-        from gs_ds_env import aws
-
-        bucket, _, key = archive.removeprefix("s3://").partition("/")
-        local = destination.parent / "model.tar.gz"
-        aws.session(settings).client("s3").download_file(bucket, key, str(local))
-        archive = str(local)
-    try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(destination, filter="data")
-    except (tarfile.TarError, OSError) as error:
-        shutil.rmtree(destination, ignore_errors=True)
-        raise ServeError(f"cannot unpack {source.archive}: {error}") from None
-    return destination
+def _looks_like_tar_gz(path: Path) -> bool:
+    """A gzip file (model.tar.gz) or a plain tar: read from its first bytes, not by reading the whole archive."""
+    with path.open("rb") as handle:
+        head = handle.read(263)
+    return head[:2] == b"\x1f\x8b" or head[257:262] == b"ustar"

@@ -14,6 +14,9 @@ CONTENT_TYPES = {
     ".json": "application/json",
     ".jsonl": "application/jsonlines",
     ".jsonlines": "application/jsonlines",
+    ".npy": "application/x-npy",
+    ".npz": "application/x-npz",
+    ".libsvm": "text/libsvm",
 }
 MAX_REQUEST_BYTES = 6 * 1024 * 1024  # SageMaker's InvokeEndpoint limit (and the local server's default)
 
@@ -21,7 +24,7 @@ MAX_REQUEST_BYTES = 6 * 1024 * 1024  # SageMaker's InvokeEndpoint limit (and the
 def content_type_of(path: Path) -> str:
     kind = CONTENT_TYPES.get(path.suffix.lower())
     if not kind:
-        raise ConfigError(f"--input {path}: name a .csv, .json or .jsonl file (the suffix says its content type)")
+        raise ConfigError(f"--input {path}: name a {', '.join(CONTENT_TYPES)} file (the suffix says its content type)")
     return kind
 
 
@@ -89,19 +92,30 @@ def predict(
     body = read_input(input_file)
     if output and output.exists():
         raise ConfigError(f"--output {output} exists: choose a new file (nothing is overwritten)")
+    if output and not output.parent.is_dir():
+        raise ConfigError(f"--output {output}: the folder {output.parent} does not exist: create it or choose another")
     accept = accept or kind
     if endpoint:
-        from gs_ds_env.settings import validate_for_aws
-
-        validate_for_aws(settings)
         data = invoke_sagemaker(settings, endpoint, body, kind, accept)
     else:
         data = invoke_local(body, kind, accept, port)
     if output:
         partial = output.with_name(f".{output.name}.partial")
-        partial.write_bytes(data)
-        partial.replace(output)
+        try:
+            partial.write_bytes(data)
+            partial.replace(output)
+        except OSError as error:  # the answers are not lost: they go to stdout instead
+            partial.unlink(missing_ok=True)
+            _write_stdout(data)
+            raise ServeError(
+                f"cannot write --output {output} ({error.strerror}): the predictions went to stdout above"
+            ) from None
         print(f"predictions: {output}", file=sys.stderr)
     else:
-        sys.stdout.write(data.decode(errors="replace"))
-        sys.stdout.flush()
+        _write_stdout(data)
+
+
+def _write_stdout(data: bytes) -> None:
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()

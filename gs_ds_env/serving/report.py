@@ -64,18 +64,28 @@ def smoke(url: str, csv_file: Path) -> dict:
     return result
 
 
-def write_local(settings: Settings, source: ModelSource, image_ref: str, endpoint: str, url: str, ready: float) -> Path:
+def write_local(settings: Settings, source: ModelSource, endpoint) -> Path:
+    """serve.md and serve.json beside the run: what served it (image, handler, code), how fast, and (the Titanic
+    program's model, whose validation channel is here) whether it is the trained model."""
     run = source.run
-    smoke_set = source.smoke_set()
-    measured = smoke(url, smoke_set) if smoke_set else None
+    model = endpoint.model
+    titanic = model.facts.get("kind") == "built-in" and "titanic" in model.handler
+    smoke_set = source.smoke_set() if titanic else None
+    measured = smoke(endpoint.url, smoke_set) if smoke_set else None
     lines = [
         f"# Served: {run.job_name}",
         "",
-        f"- served at: {datetime.now(timezone.utc).isoformat(timespec='seconds')} (local mode), endpoint `{endpoint}`, {url}",
-        f"- image: `{image_ref}`"
-        + (" (the image the run trained in)" if image_ref in source.image_candidates(settings)[:1] else ""),
+        f"- served at: {datetime.now(timezone.utc).isoformat(timespec='seconds')} (local mode), endpoint "
+        f"`{endpoint.name}`, {endpoint.url}",
+        f"- image: `{endpoint.image}`"
+        + (" (the image the run trained in)" if endpoint.image in source.image_candidates(settings)[:1] else ""),
         f"- model data: `{source.archive}`",
-        f"- ready in {ready:.1f} s (the SDK's `Model.deploy` until `/ping` answered); cost: none (this machine)",
+        f"- handler: {model.handler} ({model.facts.get('kind')}; the model object: `{model.facts.get('model')}`"
+        + (f"; the defaults stand in for {', '.join(model.facts['defaults'])}" if model.facts.get("defaults") else "")
+        + ")",
+        f"- code: {model.code_note}",
+        f"- ready in {endpoint.ready_seconds:.1f} s (the SDK's `Model.deploy` until `/ping` answered); cost: none "
+        "(this machine)",
     ]
     if measured:
         lines += ["", "## Smoke set", "", f"`{measured['file']}`: {measured['rows']} rows."]
@@ -106,17 +116,15 @@ def write_local(settings: Settings, source: ModelSource, image_ref: str, endpoin
     ]
     page = source.run_dir / "serve.md"
     page.write_text("\n".join(lines))
-    (source.run_dir / "serve.json").write_text(
-        json.dumps(
-            {
-                "endpoint": endpoint,
-                "image": image_ref,
-                "model_data": source.archive,
-                "ready_seconds": round(ready, 2),
-                "smoke": measured,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    record = {
+        "endpoint": endpoint.name,
+        "image": endpoint.image,
+        "model_data": source.archive,
+        "handler": model.facts,
+        "code": model.code_note,
+        "environment": model.environment,
+        "ready_seconds": round(endpoint.ready_seconds, 2),
+        "smoke": measured,
+    }
+    (source.run_dir / "serve.json").write_text(json.dumps(record, indent=2) + "\n")
     return page

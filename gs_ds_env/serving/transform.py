@@ -1,14 +1,21 @@
 """`inv transform`: batch predictions over files, with the SDK's Transformer, on either target.
 
-The input (a .csv or .jsonl file, or a folder of them) is split by line and sent in mini-batches (MultiRecord, at
-most 6 MB each) to the image's `serve`; each output row is joined to its input row, so rows keep their ids. A CSV's
-header is taken off before sending (batch transform splits a file by line: only one mini-batch would hold it) and
-given to the model as GS_CSV_COLUMNS; the joined output has it back with a `prediction` column.
+The input (a .csv or .jsonl file, or a folder of them) is split by line (SageMaker's SplitType=Line) and sent in
+mini-batches (MultiRecord, at most 6 MB each) to the image's `serve`; each output row is joined to its input row
+(JoinSource=Input), so rows keep their ids. Every input row must get exactly one answer, on both targets: the counts
+are checked, and a transform that would lose or add a row fails with the server's own line.
+
+A CSV has no header unless `--header` says so, or the model's handler declares it reads one (the Titanic handler's
+CSV_HEADER): a header is never guessed from the data. A header is taken off before sending (batch transform splits a
+file by line: one mini-batch would hold it) and given to the model as GS_CSV_COLUMNS (one CSV line); the joined
+output has it back with a `prediction` column. A record with a line break inside a quoted field cannot be split by
+line (SageMaker would cut it in two): it is refused, naming its line, before anything runs.
 
 local: Transformer(instance_type="local") in SageMaker local mode; local mode does not join (DataProcessing), so the
 join is done here, row by row, after checking that every input row has exactly one prediction.
-sagemaker: the image pushed, the model and the input in S3, CreateTransformJob with DataProcessing JoinSource=Input,
---instance-count N instances (files are spread across them: give a folder of several files for N > 1).
+sagemaker: the image pushed, the model (repacked with its code when the handler comes from the run's entry point)
+and the input in S3, CreateTransformJob with DataProcessing JoinSource=Input, --instance-count N instances (files
+are spread across them: give a folder of several files for N > 1); the output's rows are counted against the input's.
 """
 
 from __future__ import annotations
@@ -19,18 +26,19 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from gs_ds_env import aws
 from gs_ds_env.data import s3_data
-from gs_ds_env.image.app import ensure_free
 from gs_ds_env.interrupts import interruptible
 from gs_ds_env.job import local_containers
 from gs_ds_env.job.local_job import local_session
+from gs_ds_env.job.report import invoked_command
+from gs_ds_env.ops import leftovers
 from gs_ds_env.sdk import sagemaker
-from gs_ds_env.serving import ServeError, local, model_source
+from gs_ds_env.serving import ServeError, local, local_mode, prepare
 from gs_ds_env.serving.model_source import ModelSource
 from gs_ds_env.settings import ConfigError, Settings
 
@@ -41,17 +49,78 @@ POLL_SECONDS = 15
 
 
 @dataclass
+class InputFile:
+    path: Path
+    lines: list[str]  # every non-blank line as it is in the file (a CSV record a line)
+
+    def rows(self, header: bool) -> list[str]:
+        return self.lines[1:] if header else self.lines
+
+    def columns(self) -> list[str]:
+        return next(csv.reader([self.lines[0]]), []) if self.lines else []
+
+
+@dataclass
 class TransformInput:
-    files: list[Path]  # local input files (empty for an s3:// input)
+    files: list[InputFile]  # local input files (empty for an s3:// input)
     content_type: str
-    columns: list[str] | None  # a CSV's header, sent as GS_CSV_COLUMNS
+    header: bool | None  # --header / --no-header; None: as the model's handler declares
     s3_uri: str | None = None
+    columns: list[str] | None = field(default=None, init=False)  # a CSV's header, once decided
+
+    def decide_header(self, handler_reads_header: bool) -> None:
+        """Whether the first line of each CSV file is its header: as given, else as the handler declares."""
+        if self.content_type != "text/csv":
+            self.header = False
+            return
+        if self.header is None:
+            self.header = handler_reads_header
+        if self.header:
+            headers = {tuple(f.columns()) for f in self.files}
+            if len(headers) > 1:
+                raise ConfigError("the CSV files have different headers: transform them one at a time")
+            self.columns = list(headers.pop()) if headers else None
+
+    def header_note(self) -> str:
+        if self.content_type != "text/csv":
+            return "JSON Lines: one record a line"
+        if self.header is None:
+            return "CSV header: none unless the model's handler declares one (the Titanic handler does); --header / --no-header decide"
+        return (
+            f"CSV header: the first line (--header), given to the model as {COLUMNS_VARIABLE}"
+            if self.header
+            else "CSV header: none, every line is a row (--no-header)"
+        )
 
 
-def read_input(path: str) -> TransformInput:
+def _read_lines(path: Path, content_type: str) -> list[str]:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise ConfigError(
+            f"--input {path} is not UTF-8 text (byte {error.start}, line {line}): save it as UTF-8, e.g. "
+            f"iconv -f latin1 -t utf-8 {path.name} > utf8-{path.name}"
+        ) from None
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    kept = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        if content_type == "text/csv" and line.count('"') % 2:
+            raise ConfigError(
+                f"--input {path} line {number} has a line break inside a quoted field: batch transform splits by "
+                "line (SageMaker too) and would cut that row in two; put the field on one line (or send JSON Lines)"
+            )
+        kept.append(line)
+    return kept
+
+
+def read_input(path: str, header: bool | None = None) -> TransformInput:
     if path.startswith("s3://"):
         kind = next((k for suffix, k in KINDS.items() if path.endswith(suffix)), "text/csv")
-        return TransformInput([], kind, None, path)
+        return TransformInput([], kind, header, path)
     source = Path(path).expanduser()
     files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix in KINDS) if source.is_dir() else [source]
     if not source.exists() or not files:
@@ -62,56 +131,61 @@ def read_input(path: str) -> TransformInput:
             f"--input {path}: one kind of file per transform, .csv or .jsonl ({', '.join(p.name for p in files)})"
         )
     kind = kinds.pop()
-    columns = None
-    if kind == "text/csv":
-        headers = {tuple(next(csv.reader(io.StringIO(p.read_text().split("\n", 1)[0])), [])) for p in files}
-        if len(headers) != 1:
-            raise ConfigError(f"--input {path}: the CSV files have different headers; transform them one at a time")
-        columns = list(headers.pop())
-    return TransformInput(files, kind, columns)
-
-
-def _rows(path: Path, kind: str) -> list[str]:
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    return lines[1:] if kind == "text/csv" else lines
+    if header and kind != "text/csv":
+        raise ConfigError("--header is for CSV input: a JSON Lines file has no header")
+    read = [InputFile(p, _read_lines(p, kind)) for p in files]
+    empty = [f.path.name for f in read if not f.lines]
+    if empty:
+        raise ConfigError(f"--input {path}: {', '.join(empty)} holds no rows")
+    return TransformInput(read, kind, header)
 
 
 def stage(inputs: TransformInput, folder: Path) -> Path:
     """The rows to send, without a CSV's header, one file per input file."""
     folder.mkdir(parents=True)
-    for path in inputs.files:
-        (folder / path.name).write_text("\n".join(_rows(path, inputs.content_type)) + "\n")
+    for item in inputs.files:
+        (folder / item.path.name).write_text("\n".join(item.rows(bool(inputs.header))) + "\n")
     return folder
 
 
+def _answers(produced: Path) -> list[str]:
+    return [line for line in produced.read_text().split("\n") if line.strip()] if produced.is_file() else []
+
+
 def join(inputs: TransformInput, predictions_dir: Path, output: Path) -> dict[str, int]:
-    """Each input file with its predictions, row by row; every row must have exactly one."""
-    counts = {}
-    for path in inputs.files:
-        rows = _rows(path, inputs.content_type)
-        produced = predictions_dir / f"{path.name}.out"
-        answers = [line for line in produced.read_text().splitlines() if line.strip()] if produced.is_file() else []
+    """Each input file with its predictions, row by row; every row must have exactly one (else nothing is
+    written)."""
+    answered = {}
+    for item in inputs.files:
+        rows = item.rows(bool(inputs.header))
+        answers = _answers(predictions_dir / f"{item.path.name}.out")
         if len(answers) != len(rows):
             first = next((a for a in answers if not _is_prediction(a, inputs.content_type)), answers[:1] or ["nothing"])
             raise ServeError(
-                f"transform of {path.name}: {len(answers)} answer line(s) for {len(rows)} rows; the server said: {first[:300]}"
+                f"transform of {item.path.name}: {len(answers)} answer line(s) for {len(rows)} rows; the server said: "
+                f"{first[:300]}"
             )
-        with (output / path.name).open("w") as handle:
+        answered[item.path.name] = (rows, answers)
+    counts = {}
+    for item in inputs.files:
+        rows, answers = answered[item.path.name]
+        with (output / item.path.name).open("w", newline="") as handle:
             if inputs.content_type == "text/csv":
-                handle.write(",".join([*inputs.columns, "prediction"]) + "\n")
+                if inputs.header:
+                    csv.writer(handle, lineterminator="\n").writerow([*(inputs.columns or []), "prediction"])
                 handle.writelines(f"{row},{answer}\n" for row, answer in zip(rows, answers, strict=True))
             else:
                 for row, answer in zip(rows, answers, strict=True):
                     handle.write(json.dumps({**json.loads(row), "SageMakerOutput": json.loads(answer)}) + "\n")
-        counts[path.name] = len(rows)
+        counts[item.path.name] = len(rows)
     return counts
 
 
 def _is_prediction(line: str, kind: str) -> bool:
     try:
-        json.loads(line) if kind != "text/csv" else [float(v) for v in line.split(",")]
+        json.loads(line) if kind != "text/csv" else [float(v) for v in next(csv.reader([line]))]
         return True
-    except ValueError:
+    except (ValueError, StopIteration):
         return False
 
 
@@ -124,62 +198,83 @@ def default_output(settings: Settings, source: ModelSource) -> Path:
     )
 
 
+def check_output(output: Path) -> None:
+    """A new folder or an empty one: nothing is overwritten, and a file is not a folder."""
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"--output {output} is a file: give a new folder (the output is one file per input file)")
+    if output.is_dir() and any(output.iterdir()):
+        raise ConfigError(f"--output {output} is not empty: choose a new folder (nothing is overwritten)")
+
+
 def plan(
     settings: Settings, source: ModelSource, inputs: TransformInput, output: str, instance_count: int
 ) -> list[str]:
-    sent = inputs.s3_uri or ", ".join(p.name for p in inputs.files)
+    sent = inputs.s3_uri or ", ".join(f"{f.path.name} ({len(f.lines)} lines)" for f in inputs.files)
     lines = [
         f"transform {sent} ({inputs.content_type}) with {source.label}",
-        f"  split by line, mini-batches of at most {MAX_PAYLOAD_MB} MB (MultiRecord); "
-        + (f"the CSV header goes to the model as {COLUMNS_VARIABLE}" if inputs.columns else "no header"),
-    ]
+        f"  split by line, mini-batches of at most {MAX_PAYLOAD_MB} MB (MultiRecord); {inputs.header_note()}",
+        "  handler: " + (f"{source.code.origin} when it defines one, " if source.code else "")
+        + "the model's own, or the framework defaults (serve --check says which, before anything runs)",
+    ]  # fmt: skip
     if settings.target == "local":
         lines += [
             "  SageMaker local mode: Transformer(instance_type='local') on the theme image (serve), then each "
-            "prediction joined to its input row here",
+            "prediction joined to its input row here (every row must have exactly one)",
             f"  output: {output}/<file> (input columns + prediction)",
         ]
     else:
         lines += [
             f"  push the image to ECR {settings.ecr_repository}; model and input to {s3_data.uri(settings)}/",
             f"  sagemaker:CreateModel, sagemaker:CreateTransformJob ({instance_count} instance(s), JoinSource=Input, tags)",
-            f"  output: {output}; the model is deleted when the job ends",
+            f"  output: {output}; its rows counted against the input's; the model is deleted when the job ends",
         ]
     return lines
+
+
+def _model_env(inputs: TransformInput, model: prepare.PreparedModel) -> dict[str, str] | None:
+    env = dict(model.environment)
+    if inputs.columns:
+        line = io.StringIO()
+        csv.writer(line, lineterminator="").writerow(inputs.columns)
+        env[COLUMNS_VARIABLE] = line.getvalue()
+    return env or None
 
 
 def run_local(settings: Settings, source: ModelSource, inputs: TransformInput, output: Path) -> dict[str, int]:
     if inputs.s3_uri:
         raise ConfigError("TARGET=local transforms local files: download the s3:// input, or set TARGET=sagemaker")
-    if output.exists() and any(output.iterdir()):
-        raise ConfigError(f"--output {output} is not empty: choose a new folder (nothing is overwritten)")
-    ensure_free(settings.serve_port)  # local mode serves the model there while it transforms (SERVE_PORT)
+    check_output(output)
+    # Local mode serves the model on a port while it transforms: SERVE_PORT, or a free one when that is taken.
+    port = local.pick_port(settings, settings.serve_port, fallback=True)
     image_ref = local.serving_image(settings, source)
     settings.working_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="transform-", dir=settings.working_dir))
+    leftovers.claim(scratch, settings, "transform", port=port, command=invoked_command())
     try:
         with interruptible():
-            model_dir = model_source.extract(source, settings, scratch / "model")
-            print(local.check_model(image_ref, model_dir), flush=True)
+            model = prepare.prepare(settings, source, image_ref, scratch)
+            inputs.decide_header(bool(model.facts.get("csv_header")))
+            print(f"  {inputs.header_note()}", flush=True)
             staged = stage(inputs, scratch / "input")
             (scratch / "containers").mkdir()
-            session = local_session(settings, scratch / "containers")
-            session.config = {"local": {**session.config["local"], "serving_port": settings.serve_port}}
+            session = local_session(settings, scratch / "containers", kind="transform")
+            session.config = {"local": {**session.config["local"], "serving_port": port}}
             sagemaker()
             from sagemaker.model import Model
 
             started = time.monotonic()
-            transformer = Model(
-                image_uri=image_ref, model_data=f"file://{model_dir}", role=local.LOCAL_ROLE, sagemaker_session=session,
-                env={COLUMNS_VARIABLE: ",".join(inputs.columns)} if inputs.columns else None,
-            ).transformer(
-                instance_count=1, instance_type="local", strategy="MultiRecord", assemble_with="Line",
-                output_path=f"file://{scratch / 'predictions'}", accept=inputs.content_type, max_payload=MAX_PAYLOAD_MB,
-            )  # fmt: skip
-            # logs=False: the SDK would read the job's logs from CloudWatch; local mode's container prints them here.
-            transformer.transform(
-                f"file://{staged}", content_type=inputs.content_type, split_type="Line", wait=True, logs=False
-            )
+            with local_mode.as_sagemaker(model.folder):
+                transformer = Model(
+                    image_uri=image_ref, model_data=f"file://{model.folder}", role=local.LOCAL_ROLE,
+                    sagemaker_session=session, env=_model_env(inputs, model),
+                ).transformer(
+                    instance_count=1, instance_type="local", strategy="MultiRecord", assemble_with="Line",
+                    output_path=f"file://{scratch / 'predictions'}", accept=inputs.content_type, max_payload=MAX_PAYLOAD_MB,
+                )  # fmt: skip
+                # logs=False: the SDK would read the job's logs from CloudWatch; local mode's container prints them.
+                transformer.transform(
+                    f"file://{staged}", content_type=inputs.content_type, split_type="Line", wait=True, logs=False
+                )
             output.mkdir(parents=True, exist_ok=True)
             counts = join(inputs, scratch / "predictions", output)
     finally:
@@ -189,12 +284,25 @@ def run_local(settings: Settings, source: ModelSource, inputs: TransformInput, o
     record = {
         "model": source.archive,
         "image": image_ref,
+        "handler": model.facts,
+        "header": inputs.columns,
         "rows": counts,
         "seconds": round(seconds, 2),
         "target": "local",
     }
     (output / "transform.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(f"transformed {sum(counts.values())} rows in {seconds:.1f} s: {output}", flush=True)
+    print(f"transformed {sum(counts.values())} rows in {seconds:.1f} s, one answer each: {output}", flush=True)
+    return counts
+
+
+def _count_lines(s3, uri: str) -> dict[str, int]:
+    """Non-blank lines of each object under an s3:// prefix (or of one object), by its name."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    counts = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for entry in page.get("Contents", []):
+            body = s3.get_object(Bucket=bucket, Key=entry["Key"])["Body"]
+            counts[entry["Key"].rsplit("/", 1)[-1]] = sum(1 for line in body.iter_lines() if line.strip())
     return counts
 
 
@@ -207,28 +315,31 @@ def run_sagemaker(
     boto_session = aws.session(settings)
     account = aws.account_id(boto_session)
     built = image.push(settings.replace(theme=source.theme, py=source.py), account)
-    sizing = endpoint.size(endpoint.measure(settings, source, built.local_ref), "auto", batch=True)
-    print(f"instance: {sizing.instance_type} x{instance_count} ({sizing.evidence})", flush=True)
     s3 = aws.client(boto_session, "s3")
-    model_data = (
-        source.archive
-        if source.archive.startswith("s3://")
-        else s3_data.upload_model(settings, s3, Path(source.archive))
-    )
     name = source.resource_name(settings, "tr")
-    data = inputs.s3_uri
-    if not data:
-        settings.working_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=settings.working_dir) as scratch:
+    settings.working_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="transform-", dir=settings.working_dir) as scratch:
+        model = prepare.prepare(settings, source, built.local_ref, Path(scratch))
+        inputs.decide_header(bool(model.facts.get("csv_header")))
+        print(f"  {inputs.header_note()}", flush=True)
+        sizing = endpoint.size(model.peak_mb, "auto", batch=True)
+        print(f"instance: {sizing.instance_type} x{instance_count} ({sizing.evidence})", flush=True)
+        model_data = endpoint.model_data(settings, s3, source, model, Path(scratch))
+        expected: dict[str, int] = {}
+        data = inputs.s3_uri
+        if not data:
             staged = stage(inputs, Path(scratch) / "input")
-            for path in sorted(staged.iterdir()):
+            for item in inputs.files:
+                expected[item.path.name] = len(item.rows(bool(inputs.header)))
                 s3.upload_file(
-                    str(path),
+                    str(staged / item.path.name),
                     settings.s3_bucket,
-                    s3_data.key(settings, "transform-input", name, path.name),
+                    s3_data.key(settings, "transform-input", name, item.path.name),
                     ExtraArgs={"ServerSideEncryption": s3_data.ENCRYPTION},
                 )
-        data = s3_data.uri(settings, "transform-input", name) + "/"
+            data = s3_data.uri(settings, "transform-input", name) + "/"
+        else:
+            expected = _count_lines(s3, data)
     output = output or s3_data.uri(settings, "transform-output", name)
     from gs_ds_env.sdk import SDK_CONFIG
 
@@ -237,12 +348,12 @@ def run_sagemaker(
     from sagemaker.session import Session
 
     session = Session(boto_session=boto_session, sagemaker_config=SDK_CONFIG)
-    model = Model(
+    model_object = Model(
         image_uri=built.uri, model_data=model_data, role=settings.sagemaker_role_arn, sagemaker_session=session, name=name,
-        env={COLUMNS_VARIABLE: ",".join(inputs.columns)} if inputs.columns else None,
+        env=_model_env(inputs, model),
     )  # fmt: skip
     client = aws.client(boto_session, "sagemaker")
-    transformer = model.transformer(
+    transformer = model_object.transformer(
         instance_count=instance_count, instance_type=sizing.instance_type, strategy="MultiRecord", assemble_with="Line",
         output_path=output, accept=inputs.content_type, max_payload=MAX_PAYLOAD_MB, tags=endpoint.tags(settings, source),
     )  # fmt: skip
@@ -263,13 +374,16 @@ def run_sagemaker(
         raise
     finally:
         client.delete_model(ModelName=name)
-    bucket, _, prefix = output.removeprefix("s3://").partition("/")
-    written = s3.list_objects_v2(Bucket=bucket, Prefix=prefix.rstrip("/") + "/").get("KeyCount", 0)
+    written = _count_lines(s3, output.rstrip("/") + "/")
     if not written:
         raise ServeError(
             f"transform job {name} is {status} but wrote nothing under {output}: see its CloudWatch log (/aws/sagemaker/TransformJobs)"
         )
-    print(f"transform job {name} {status}: {output}", flush=True)
+    short = {f"{file}.out": rows for file, rows in expected.items() if written.get(f"{file}.out") != rows}
+    if short:
+        listed = ", ".join(f"{file}: {written.get(file, 0)} answers for {rows} rows" for file, rows in short.items())
+        raise ServeError(f"transform job {name} {status} but did not answer every row ({listed}): see its log")
+    print(f"transform job {name} {status}: {output} ({sum(expected.values())} rows, one answer each)", flush=True)
     return output
 
 

@@ -1,13 +1,17 @@
 """`inv theme.new`: a theme folder from a template (themes/_templates/<template>/) or a copy of a theme, its lock
-compiled, and the next commands printed. Everything is written into a staging folder beside themes/ and moved into
-place only when the lock compiles, so a failure or Ctrl-C leaves no half-made theme."""
+compiled, and the next commands printed. Everything is written into a staging folder under WORKING_DIR and moved
+into place only when the lock compiles, so a failure or Ctrl-C leaves no half-made theme, and a stage a killed
+command left is removed by the next `inv theme.new`. The theme records what it wrote (FILES_RECORD, with each
+file's sha256): `inv theme.remove` removes those and keeps anything else, the user's."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-import shlex
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,8 +25,12 @@ from gs_ds_env.settings import ConfigError, Settings
 from gs_ds_env.theme import ThemeError, names
 
 CREATED_KEY = "CREATED_BY"  # in theme.env: what `inv theme.remove` may remove
+FILES_RECORD = ".theme-new.json"  # in the theme: every file `inv theme.new` wrote, with its sha256
+STAGE_PREFIX = "theme-new-"  # WORKING_DIR/stages/theme-new-<pid>-...: a theme being made
 # Never copied from a theme: its kernel's build state and caches.
-NOT_COPIED = shutil.ignore_patterns(".venv*", "manifest.env", ".build.lock", ".kernelspec.previous", "__pycache__")
+NOT_COPIED = shutil.ignore_patterns(
+    ".venv*", "manifest.env", ".build.lock", ".kernelspec.previous", "__pycache__", ".theme-new.json"
+)
 
 
 @dataclass(frozen=True)
@@ -62,14 +70,78 @@ class NewTheme:
         return steps
 
 
-def _requirements(add: str | None) -> list[str]:
-    wanted = shlex.split(add or "")
+def _requirements(add: list[str] | str | None) -> list[str]:
+    """One requirement per --add, as pip reads a line of requirements.txt (`name @ url`, markers with spaces)."""
+    wanted = [add] if isinstance(add, str) else list(add or [])
     for text in wanted:
+        if not text.strip() or "\n" in text:
+            raise ConfigError(f"--add {text!r} is not one requirement: give one per --add, e.g. --add 'polars>=1.0'")
         try:
             Requirement(text)
-        except InvalidRequirement:
-            raise ConfigError(f"--add {text!r} is not a requirement: e.g. --add 'polars>=1.0 duckdb'") from None
-    return wanted
+        except InvalidRequirement as error:
+            raise ConfigError(
+                f"--add {text!r} is not a requirement ({error}): one per --add, e.g. --add 'polars>=1.0' --add duckdb"
+            ) from None
+    return [text.strip() for text in wanted]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def record_files(theme: Path) -> None:
+    """FILES_RECORD: every file now in the new theme and its sha256 (what theme.remove may take away)."""
+    files = {
+        str(p.relative_to(theme)): sha256(p)
+        for p in sorted(theme.rglob("*"))
+        if p.is_file() and not p.is_symlink() and p.name != FILES_RECORD
+    }
+    (theme / FILES_RECORD).write_text(json.dumps({"files": files}, indent=1) + "\n")
+
+
+def _stages(settings: Settings) -> Path:
+    return settings.working_dir / "stages"
+
+
+def remove_stale_stages(settings: Settings) -> list[Path]:
+    """Stages of `inv theme.new` runs that were killed (their process is gone), and the pre-WORKING_DIR ones a killed
+    run left in the checkout (.gs-theme-new-*, older than an hour): removed, and named."""
+    from gs_ds_env.ops import leftovers
+
+    removed = []
+    for stage in sorted(_stages(settings).glob(f"{STAGE_PREFIX}*")):
+        owner = (stage / "owner").read_text().strip() if (stage / "owner").is_file() else ""
+        if not owner or not leftovers.alive(owner):
+            shutil.rmtree(stage, ignore_errors=True)
+            removed.append(stage)
+    for stage in sorted(settings.repo_root.glob(".gs-theme-new-*")):
+        if stage.is_dir() and not stage.is_symlink() and time.time() - stage.stat().st_mtime > 3600:
+            shutil.rmtree(stage, ignore_errors=True)
+            removed.append(stage)
+    for partial in sorted(Paths(settings.repo_root).themes_root.glob(".*.partial")):
+        if partial.is_dir() and time.time() - partial.stat().st_mtime > 3600:
+            shutil.rmtree(partial, ignore_errors=True)
+            removed.append(partial)
+    return removed
+
+
+def _move_into_place(theme: Path, final: Path) -> None:
+    """The staged theme into themes/: a rename on one disk; else a copy beside the final name, then a rename, so
+    themes/NAME is never half there."""
+    try:
+        os.rename(theme, final)  # fails rather than merges if the name was taken meanwhile
+        return
+    except OSError as error:
+        if error.errno != 18:  # EXDEV: WORKING_DIR is on another disk
+            raise ThemeError(f"cannot create themes/{final.name}: {error.strerror}; nothing was written") from None
+    partial = final.with_name(f".{final.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(theme, partial, symlinks=True)
+    try:
+        os.rename(partial, final)
+    except OSError as error:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise ThemeError(f"cannot create themes/{final.name}: {error.strerror}; nothing was written") from None
 
 
 def _python(repo_root: Path, python: str) -> str:
@@ -112,7 +184,7 @@ def create(
     template: str | None = None,
     from_theme: str | None = None,
     python: str | None = None,
-    add: str | None = None,
+    add: list[str] | str | None = None,
     description: str | None = None,
 ) -> NewTheme:
     repo = settings.repo_root
@@ -121,9 +193,11 @@ def create(
         raise ConfigError("give --template or --from, not both")
     known = templates(repo)
     if from_theme:
+        if from_theme not in locks.themes(repo):  # a name, never a path: --from ../themes/x is not a theme's name
+            raise ConfigError(
+                f"--from {from_theme!r} is not a theme's name: choose one of {', '.join(locks.themes(repo))}"
+            )
         source_root = Paths(repo).theme(from_theme).root
-        if from_theme.startswith("_") or not (source_root / "kernel/requirements.txt").is_file():
-            raise ConfigError(f"--from {from_theme!r} is not a theme: choose one of {', '.join(locks.themes(repo))}")
         default_description = Paths(repo).theme(from_theme).description or from_theme
         origin = f"from theme {from_theme}"
         replacements = {f"themes/{from_theme}/": f"themes/{name}/", f"--theme {from_theme}": f"--theme {name}",
@@ -143,8 +217,14 @@ def create(
     replacements |= {"{{THEME}}": name, "{{PYTHON}}": python, "{{DESCRIPTION}}": description}
 
     # The staging folder is a miniature repository (themes/NAME beside a link to docker/), so the lock's comments
-    # name themes/NAME/... exactly as `inv lock` would write them; it is on the same disk, so the move is atomic.
-    staging = Path(tempfile.mkdtemp(prefix=".gs-theme-new-", dir=repo))
+    # name themes/NAME/... exactly as `inv lock` would write them. It lives under WORKING_DIR, owned by this process.
+    from gs_ds_env.ops import leftovers
+
+    for stale in remove_stale_stages(settings):
+        print(f"[theme] removed {stale}: the stage of an `inv theme.new` that was killed", flush=True)
+    _stages(settings).mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{os.getpid()}-", dir=_stages(settings)))
+    (staging / "owner").write_text(leftovers.owner() + "\n")
     try:
         theme = Paths(staging).theme(name).root
         shutil.copytree(source_root, theme, ignore=NOT_COPIED)
@@ -159,11 +239,11 @@ def create(
                 os.symlink(repo / shared, staging / shared)
         print(f"[theme] {name}: {origin}, Python {python}; compiling its lock (uv pip compile)...", flush=True)
         locks.lock(staging, name, cache_dir=settings.paths.uv_cache)
+        record_files(theme)
         final = Paths(repo).theme(name).root
-        try:
-            os.rename(theme, final)  # fails rather than merges if the name was taken meanwhile
-        except OSError as error:
-            raise ThemeError(f"cannot create themes/{name}: {error.strerror}; nothing was written") from None
+        if final.exists():
+            raise ThemeError(f"themes/{name} was created meanwhile by something else; nothing was written")
+        _move_into_place(theme, final)
     except locks.LockError as error:
         raise ThemeError(f"{error}; nothing was written") from None
     finally:

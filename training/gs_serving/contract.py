@@ -14,6 +14,15 @@ DEFAULT_TIMEOUT_SECONDS = 60
 DEFAULT_MAX_PAYLOAD_MB = 6
 # SageMaker waits 30 s after SIGTERM; in-flight requests get the rest of that, minus the margin to exit.
 GRACEFUL_SECONDS = 25
+# A request body must arrive within this (a client that announces a body and sends nothing holds a connection), and
+# each worker holds at most this many connections (beyond, a 503 at once): a server under a slow client keeps serving.
+DEFAULT_BODY_TIMEOUT_SECONDS = 30
+DEFAULT_MAX_CONNECTIONS = 500
+
+
+# A model made by one of this project's programs says which built-in handler serves it, in this file of its model
+# folder: {"handler": "titanic.serve", "program": ...}. A model without it is never served by a built-in handler.
+MODEL_MARKER = "gs-ds-env-model.json"
 
 
 class ContractError(ValueError):
@@ -44,6 +53,8 @@ class ServingEnvironment:
     program: str | None
     default_accept: str | None
     theme: str
+    body_timeout_seconds: int = DEFAULT_BODY_TIMEOUT_SECONDS
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     @classmethod
     def from_environ(cls, environ: dict[str, str] | None = None) -> ServingEnvironment:
@@ -66,4 +77,6 @@ class ServingEnvironment:
             program=env.get("SAGEMAKER_PROGRAM") or None,
             default_accept=env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT") or None,
             theme=env.get("GS_THEME", ""),
+            body_timeout_seconds=_positive_int(env, "GS_BODY_TIMEOUT_SECONDS", DEFAULT_BODY_TIMEOUT_SECONDS),
+            max_connections=_positive_int(env, "GS_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS),
         )

@@ -7,7 +7,7 @@ _env = ServingEnvironment.from_environ()
 
 bind = f"0.0.0.0:{_env.port}"
 workers = _env.workers
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "gs_serving.worker.Worker"
 preload_app = True
 # A worker's heartbeat, not a request's limit (the app enforces SAGEMAKER_MODEL_SERVER_TIMEOUT per request).
 timeout = max(_env.timeout_seconds + 10, 30)

@@ -3,7 +3,8 @@
 Contract (https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-dockerfile.html):
   <root>/input/config/hyperparameters.json   all values are strings
   <root>/input/data/<channel>/*.csv          channels `train` and `validation`
-  <root>/model/                              model.joblib + metrics.json (SageMaker tars it to model.tar.gz)
+  <root>/model/                              model.joblib + metrics.json + gs-ds-env-model.json (the marker naming
+                                             its handler, titanic.serve); SageMaker tars it to model.tar.gz
   <root>/output/data/                        metrics and plots (output.tar.gz)
   <root>/output/failure                      the reason, when training fails
 <root> is /opt/ml in the container; set SM_ROOT or --sm-root to run the same program anywhere.
@@ -123,6 +124,11 @@ def fit(channels: dict[str, Path], model_dir: Path, output_dir: Path, args: argp
     import joblib
 
     joblib.dump(pipeline, model_dir / "model.joblib")
+    from gs_serving.contract import MODEL_MARKER
+
+    # The model says it is the Titanic program's: the image's built-in handler serves it, and no other model.
+    marker = {"handler": "titanic.serve", "program": "titanic", "model": hp.model}
+    (model_dir / MODEL_MARKER).write_text(json.dumps(marker) + "\n")
     metrics = {f"train:{k}": round(v, 4) for k, v in train_metrics.items()}
     metrics |= {f"validation:{k}": round(v, 4) for k, v in validation_metrics.items()}
     document = {

@@ -15,6 +15,7 @@ from gs_serving import codecs
 from train import tiny_cnn
 
 PIXELS = 64
+ACCEPTS = (codecs.JSON, codecs.CSV, codecs.JSONLINES)  # what output_fn answers
 
 
 def model_fn(model_dir: str):
@@ -29,7 +30,7 @@ def input_fn(body: bytes, content_type: str) -> torch.Tensor:
     if array.ndim == 1:
         array = array[None, :]
     if array.ndim < 2 or array[0].size != PIXELS:
-        raise ValueError(f"each image must be {PIXELS} numbers (8 rows of 8), got shape {list(array.shape)[1:]}")
+        raise codecs.BadRequest(f"each image must be {PIXELS} numbers (8 rows of 8), got shape {list(array.shape)[1:]}")
     return torch.tensor(array.reshape(-1, 1, 8, 8) / 16.0, dtype=torch.float32)
 
 
@@ -42,4 +43,4 @@ def predict_fn(images: torch.Tensor, model) -> list[dict]:
 def output_fn(predictions: list[dict], accept: str):
     if codecs.media_type(accept) == codecs.CSV:
         return codecs.encode([p["digit"] for p in predictions], accept)
-    return codecs.encode(predictions, accept)
+    return codecs.encode(predictions, accept, envelope=True)

@@ -11,7 +11,10 @@ import json
 import pickle
 from pathlib import Path
 
+from gs_serving import codecs
+
 MAX_HORIZON = 60
+ACCEPTS = (codecs.JSON, codecs.CSV, codecs.JSONLINES)  # what output_fn answers (records are not an array)
 
 
 def model_fn(model_dir: str):
@@ -23,27 +26,27 @@ def input_fn(body: bytes, content_type: str) -> int:
     kind = content_type.split(";")[0].strip().lower()
     text = body.decode("utf-8", errors="replace").strip()
     if not text:
-        raise ValueError('the body is empty: send a horizon, e.g. {"horizon": 6}')
+        raise codecs.BadRequest('the body is empty: send a horizon, e.g. {"horizon": 6}')
     if kind == "text/csv":
         value = text.splitlines()[-1].split(",")[0]
     elif kind in ("application/json", "application/jsonlines"):
         try:
             document = json.loads(text.splitlines()[0] if kind == "application/jsonlines" else text)
         except json.JSONDecodeError as error:
-            raise ValueError(f"the body is not JSON: {error.msg}") from None
+            raise codecs.BadRequest(f"the body is not JSON: {error.msg}") from None
         if isinstance(document, dict) and "instances" in document:
             document = (document["instances"] or [None])[0]
         value = document.get("horizon") if isinstance(document, dict) else document
     else:
-        from gs_serving.codecs import UnsupportedMediaType
-
-        raise UnsupportedMediaType(f"content type {content_type!r} is not supported: send JSON, JSON Lines or CSV")
+        raise codecs.UnsupportedMediaType(
+            f"content type {content_type!r} is not supported: send JSON, JSON Lines or CSV"
+        )
     try:
         horizon = int(value)
     except (TypeError, ValueError):
-        raise ValueError(f"horizon {value!r} is not a whole number") from None
+        raise codecs.BadRequest(f"horizon {value!r} is not a whole number") from None
     if not 1 <= horizon <= MAX_HORIZON:
-        raise ValueError(f"horizon {horizon} must be between 1 and {MAX_HORIZON} months")
+        raise codecs.BadRequest(f"horizon {horizon} must be between 1 and {MAX_HORIZON} months")
     return horizon
 
 
@@ -54,8 +57,6 @@ def predict_fn(horizon: int, model):
 
 
 def output_fn(records: list[dict], accept: str):
-    from gs_serving import codecs
-
     if codecs.media_type(accept) == codecs.CSV:  # one month a line: ds,AutoETS,SeasonalNaive
         return codecs.encode([list(record.values()) for record in records], accept)
-    return codecs.encode(records, accept)
+    return codecs.encode(records, accept, envelope=True)

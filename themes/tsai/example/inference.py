@@ -17,6 +17,8 @@ import torch  # noqa: E402
 from gs_serving import codecs  # noqa: E402
 from tsai.all import InceptionTimePlus  # noqa: E402
 
+ACCEPTS = (codecs.JSON, codecs.CSV, codecs.JSONLINES)  # what output_fn answers
+
 
 def model_fn(model_dir: str):
     torch.set_num_threads(1)
@@ -37,7 +39,7 @@ def predict_fn(series, model) -> list[dict]:
         series = series[None, :]
     length = model.shape["seq_len"]
     if series.ndim != 2 or series.shape[1] != length:
-        raise ValueError(f"each series must have {length} numbers, got shape {list(series.shape)[1:]}")
+        raise codecs.BadRequest(f"each series must have {length} numbers, got shape {list(series.shape)[1:]}")
     with torch.no_grad():
         probabilities = torch.softmax(model(torch.tensor(series[:, None, :], dtype=torch.float32)), dim=1)
     classes = model.shape["classes"]
@@ -47,4 +49,4 @@ def predict_fn(series, model) -> list[dict]:
 def output_fn(predictions: list[dict], accept: str):
     if codecs.media_type(accept) == codecs.CSV:
         return codecs.encode([p["class"] for p in predictions], accept)
-    return codecs.encode(predictions, accept)
+    return codecs.encode(predictions, accept, envelope=True)
