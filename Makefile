@@ -4,13 +4,13 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/uv/bin/uv)
-# The uv the locks are compiled with and the images install with (one pin, in docker/pins.env).
-UV_VERSION := $(shell sed -n 's/^UV_VERSION=//p' docker/pins.env)
+# The uv the locks are compiled with and the images install with (one pin, in docker/pins.env, read by bin/lib.sh).
+UV_VERSION := $(shell bash bin/lib.sh get docker/pins.env UV_VERSION)
 VENV := .venv
 # uv's cache goes under WORKING_DIR (on a notebook instance the persistent volume), never ~/.cache on the root
-# disk. The kernel script resolves it as everywhere (environment; .env through the settings once the project venv
-# exists; its one default before), so the Makefile has no rule of its own.
-WORKING_DIR_RESOLVED := $(shell bash bin/gs-env-create-kernel.sh --print-working-dir)
+# disk. bin/lib.sh resolves it as every script does (environment; .env through the settings once the project venv
+# exists; the default before), so the Makefile has no rule of its own.
+WORKING_DIR_RESOLVED := $(shell bash bin/lib.sh working-dir)
 $(if $(WORKING_DIR_RESOLVED),,$(error WORKING_DIR cannot be used (the line above says why)))
 export UV_CACHE_DIR ?= $(WORKING_DIR_RESOLVED)/cache/uv
 INV := $(VENV)/bin/inv

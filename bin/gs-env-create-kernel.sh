@@ -32,33 +32,10 @@ test passes; otherwise the previous kernel stays as it was.
 EOF
 }
 
-die() { printf 'gs-env-create-kernel: %s\n' "$*" >&2; exit 2; }
-log() { printf '[kernel] %s\n' "$*" >&2; }
-
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-
-# ---- WORKING_DIR: everything that must survive a notebook restart and must not fill / ---------------
-# inv and make pass the validated value in the environment. Standalone, this script reads no .env itself: when
-# the project's venv exists (make venv), the project's settings say what .env means (python-dotenv, validated);
-# otherwise the default below, as in the settings. The Makefile asks this function (--print-working-dir).
-project_setting() { # KEY -> its validated value; stderr: the settings' one-line refusal
-  PYTHONPATH="$REPO_ROOT" "$REPO_ROOT/.venv/bin/python" -m gs_ds_env.settings --repo-root "$REPO_ROOT" --get "$1"
-}
-resolve_working_dir() { # sets WORKING_DIR (absolute) or dies with the one line that says why
-  if [[ -z "${WORKING_DIR:-}" && -f "$REPO_ROOT/.env" && -x "$REPO_ROOT/.venv/bin/python" ]]; then
-    WORKING_DIR="$(project_setting WORKING_DIR 2>/dev/null)" || die "$REPO_ROOT/.env: $(project_setting WORKING_DIR 2>&1 >/dev/null)"
-  fi
-  if [[ -z "${WORKING_DIR:-}" ]]; then
-    if [[ -d /home/ec2-user/SageMaker ]]; then
-      WORKING_DIR=/home/ec2-user/SageMaker/.myenv
-    else
-      WORKING_DIR="${XDG_DATA_HOME:-$HOME/.local/share}/gs-ds-env"
-    fi
-  fi
-  WORKING_DIR="${WORKING_DIR/#\~/$HOME}"
-  [[ "$WORKING_DIR" == /* && "$WORKING_DIR" != *'$'* ]] ||
-    die "WORKING_DIR '$WORKING_DIR' is not an absolute path: set it to e.g. /home/ec2-user/SageMaker/.myenv, or leave it empty"
-}
+GS_SCRIPT=gs-env-create-kernel GS_LOG_TAG=kernel
+# shellcheck source=bin/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # die, log, env_get, check, working_dir
+REPO_ROOT="$GS_REPO_ROOT"
 
 # ---- arguments, all validated before anything is created -------------------------------------------
 force=0
@@ -69,7 +46,7 @@ while (($#)); do
     -h | --help) usage; exit 0 ;;
     --force) force=1 ;;
     --register-only) register_only=1 ;;
-    --print-working-dir) resolve_working_dir; printf '%s\n' "$WORKING_DIR"; exit 0 ;;
+    --print-working-dir) working_dir; exit 0 ;;
     --) shift; positional+=("$@"); break ;;
     -?*) die "unknown option '$1' (see --help)" ;;
     *) positional+=("$1") ;;
@@ -83,9 +60,8 @@ py_version="${positional[1]}"
 requirements="${positional[2]:-}"
 torch_backend="${positional[3]:-auto}"
 
-# The settings' THEME_NAME (gs_ds_env/settings.py; a test feeds the same names to both).
-[[ "$theme" =~ ^[a-z](-?[a-z0-9]){0,31}$ ]] ||
-  die "theme '$theme' is not a valid name: lowercase letters, digits and single '-', starting with a letter, at most 32 characters"
+# The rules the settings apply too (gs_ds_env/rules.env; a test feeds the same values to both).
+check THEME_NAME "$theme" "theme '$theme' is not a valid name: lowercase letters, digits and single '-', starting with a letter, at most 32 characters"
 theme_dir="$REPO_ROOT/themes/$theme"
 if [[ ! -d "$theme_dir" ]]; then
   # A theme is a folder with kernel/requirements.txt; _templates/ (inv theme.new's templates) is not one.
@@ -93,8 +69,7 @@ if [[ ! -d "$theme_dir" ]]; then
     awk -F/ '{print $(NF-2)}' | sort | xargs)"
   die "theme '$theme' does not exist under themes/; available: ${available:-none}"
 fi
-[[ "$py_version" =~ ^3\.[0-9]{1,2}$ ]] ||
-  die "python version '$py_version' is not of the form 3.N or 3.NN (e.g. 3.12)"
+check PYTHON_VERSION "$py_version" "python version '$py_version' is not of the form 3.N or 3.NN (e.g. 3.12)"
 lock="$theme_dir/requirements.lock"
 [[ -f "$lock" ]] || die "theme '$theme' has no lock $lock: create it with 'inv lock --theme $theme'"
 min_python="$(sed -n 's/.*Python >= \(3\.[0-9]*\).*/\1/p' "$lock" | head -n 1)"
@@ -111,25 +86,16 @@ fi
 smoke="$theme_dir/smoke.py"
 [[ -z "${UV:-}" || -x "${UV:-}" ]] || die "UV '$UV' is not an executable uv: unset it, or point it at one"
 # Does the kernel also hold this project (theme.env KERNEL_WITH_PROJECT=1)? inv says so in the environment;
-# standalone, theme.env's KERNEL_WITH_PROJECT, read once, as the project's ThemeFiles reads it (first word 1: yes).
+# standalone, theme.env says, as the project's Theme reads it (first word 1: yes).
 with_project="${KERNEL_WITH_PROJECT:-}"
 [[ -z "$with_project" || "$with_project" =~ ^[01]$ ]] ||
   die "KERNEL_WITH_PROJECT '$with_project' is not 0 or 1 (or unset: theme.env says)"
 if [[ -z "$with_project" ]]; then
-  theme_says=""
-  if [[ -f "$theme_dir/theme.env" ]]; then
-    while IFS='=' read -r key value || [[ -n "$key" ]]; do
-      # as python-dotenv: optional `export`, spaces around the key; a comment may follow; quotes are not the value
-      [[ "$key" =~ ^[[:space:]]*(export[[:space:]]+)?KERNEL_WITH_PROJECT[[:space:]]*$ ]] || continue
-      value="${value%%#*}"
-      read -r theme_says _ <<<"${value//[\"\']/}"
-    done <"$theme_dir/theme.env"
-  fi
+  read -r theme_says _ <<<"$(env_get "$theme_dir/theme.env" KERNEL_WITH_PROJECT)" || true
   with_project=0
   if [[ "$theme_says" == 1 ]]; then with_project=1; fi
 fi
-[[ "$torch_backend" =~ ^(auto|none|cpu|cu[0-9]{2,3}|rocm[0-9]+(\.[0-9]+)*|xpu)$ ]] ||
-  die "torch backend '$torch_backend' is not one of auto, none, cpu, cuNNN (e.g. cu126), rocmX.Y, xpu"
+check TORCH_BACKEND "$torch_backend" "torch backend '$torch_backend' is not one of auto, none, cpu, cuNNN (e.g. cu126), rocmX.Y, xpu"
 
 kernel_name="${theme}_${py_version//./}"
 kernel_dir="$theme_dir/kernel"
@@ -137,7 +103,7 @@ venv="$kernel_dir/.venv"
 manifest="$kernel_dir/manifest.env"
 frozen="$kernel_dir/requirements.lock.txt"
 
-resolve_working_dir
+WORKING_DIR="$(working_dir)"
 mkdir -p "$WORKING_DIR/cache/uv" "$WORKING_DIR/cache/pip" "$WORKING_DIR/python" "$WORKING_DIR/cache/huggingface" "$WORKING_DIR/cache/torch"
 export UV_CACHE_DIR="$WORKING_DIR/cache/uv"
 export PIP_CACHE_DIR="$WORKING_DIR/cache/pip"
@@ -158,7 +124,7 @@ find_uv() {
   if [[ -x "$WORKING_DIR/tools/uv/bin/uv" ]]; then echo "$WORKING_DIR/tools/uv/bin/uv"; return; fi
   log "uv not found: installing it into $WORKING_DIR/tools/uv (pip --target, nothing touches the base env)"
   local pinned
-  pinned="$(sed -n 's/^UV_VERSION=//p' "$REPO_ROOT/docker/pins.env" 2>/dev/null)"
+  pinned="$(env_get "$REPO_ROOT/docker/pins.env" UV_VERSION)"
   python3 -m pip install --quiet --disable-pip-version-check --target "$WORKING_DIR/tools/uv" "uv${pinned:+==$pinned}" >&2
   echo "$WORKING_DIR/tools/uv/bin/uv"
 }
@@ -168,11 +134,7 @@ kernelspec_root() { # where `jupyter kernelspec` looks for user kernels; honours
   "$1" -c 'from jupyter_core.paths import jupyter_data_dir; print(jupyter_data_dir())'
 }
 
-manifest_value() { # KEY [FILE] -> value from a manifest.env, empty when there is none
-  local file="${2:-$manifest}"
-  [[ -f "$file" ]] || return 0
-  sed -n "s/^$1=\"\{0,1\}\([^\"]*\)\"\{0,1\}$/\1/p" "$file" | tail -n 1
-}
+manifest_value() { env_get "${2:-$manifest}" "$1"; } # KEY [FILE] -> its value in manifest.env, "" when none
 
 venv_healthy() { # DIR -> 0 when its python starts and imports ipykernel
   [[ -x "$1/bin/python" ]] && "$1/bin/python" -c 'import ipykernel' >/dev/null 2>&1

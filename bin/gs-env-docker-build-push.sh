@@ -38,10 +38,10 @@ Needs docker; pushing also needs the AWS CLI (AWS_PROFILE / AWS_ENDPOINT_URL are
 EOF
 }
 
-die() { printf 'gs-env-docker-build-push: %s\n' "$*" >&2; exit 2; }
-log() { printf '[image] %s\n' "$*" >&2; }
-
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+GS_SCRIPT=gs-env-docker-build-push GS_LOG_TAG=image
+# shellcheck source=bin/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # die, log, env_get, check
+REPO_ROOT="$GS_REPO_ROOT"
 
 push=1
 dry_run=0
@@ -87,56 +87,39 @@ if ((workspace)); then
 fi
 
 # ---- validate everything before touching docker or AWS ----------------------------------------------
-# The settings' THEME_NAME (gs_ds_env/settings.py; a test feeds the same names to both).
-[[ "$theme" =~ ^[a-z](-?[a-z0-9]){0,31}$ ]] ||
-  die "theme '$theme' is not a valid name: lowercase letters, digits and single '-', starting with a letter, at most 32 characters"
+# The rules the settings apply too (gs_ds_env/rules.env; a test feeds the same values to both).
+check THEME_NAME "$theme" "theme '$theme' is not a valid name: lowercase letters, digits and single '-', starting with a letter, at most 32 characters"
 [[ -f "$REPO_ROOT/themes/$theme/docker/requirements.txt" ]] ||
   die "theme '$theme' has no themes/$theme/docker/requirements.txt; available: $(cd "$REPO_ROOT/themes" && find . -path '*/docker/requirements.txt' | cut -d/ -f2 | sort | xargs)"
 if ((push)) || [[ "$account" != - ]]; then
   [[ "$account" =~ ^[0-9]{12}$ ]] || die "aws_account_id '$account' must be 12 digits (aws sts get-caller-identity --query Account)"
 fi
 if ((push)) || [[ "$region" != - ]]; then
-  [[ "$region" =~ ^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$ ]] || die "region '$region' is not an AWS region such as eu-west-1"
+  check AWS_REGION "$region" "region '$region' is not an AWS region such as eu-west-1"
 fi
 [[ ${#repo} -ge 2 && ${#repo} -le 256 && "$repo" =~ ^([a-z0-9]+([._-][a-z0-9]+)*/)*[a-z0-9]+([._-][a-z0-9]+)*$ ]] ||
   die "ecr_repo_name '$repo' is invalid: lowercase letters, digits, '.', '_', '-' and '/' separators, 2-256 characters"
 [[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,100}$ ]] ||
   die "tag '$tag' is invalid: letters, digits, '_', '.', '-', not starting with '.' or '-', at most 101 characters"
-# theme.env is read here only standalone, once (inv passes --py and --kind as the project's ThemeFiles read them).
+# theme.env is read here only standalone (inv passes --py and --kind as the project's Theme reads them).
 theme_env="$REPO_ROOT/themes/$theme/theme.env"
-if [[ (-z "$py" || -z "$kind") && -f "$theme_env" ]]; then
-  theme_python="" theme_kind=""
-  while IFS='=' read -r key value || [[ -n "$key" ]]; do
-    # as python-dotenv: optional `export`, spaces around the key; a comment may follow; quotes are not the value
-    [[ "$key" =~ ^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*$ ]] || continue
-    key="${BASH_REMATCH[2]}" value="${value%%#*}" value="${value//[\"\']/}"
-    case "$key" in
-      DEFAULT_PYTHON) theme_python="$(xargs <<<"$value")" ;; # trimmed, validated below as --py is
-      KIND) read -r theme_kind _ <<<"$value" ;;              # its first word, as ThemeFiles.kind
-    esac
-  done <"$theme_env"
-  [[ "$theme_kind" == app ]] || theme_kind=training # as ThemeFiles.kind: app, or else training
-  py="${py:-$theme_python}" kind="${kind:-$theme_kind}"
+if [[ -z "$py" || -z "$kind" ]]; then
+  read -r theme_kind _ <<<"$(env_get "$theme_env" KIND)" || true # its first word, as Theme.kind
+  [[ "$theme_kind" == app ]] || theme_kind=training                # as Theme.kind: app, or else training
+  py="${py:-$(env_get "$theme_env" DEFAULT_PYTHON)}" kind="${kind:-$theme_kind}"
 fi
 kind="${kind:-training}"
 [[ "$kind" == training || "$kind" == app ]] || die "kind '$kind' is not training or app (--kind, or KIND in themes/$theme/theme.env)"
-[[ "$py" =~ ^3\.[0-9]{1,2}$ ]] || die "python version '$py' is not of the form 3.N (use --py 3.12)"
+check PYTHON_VERSION "$py" "python version '$py' is not of the form 3.N (use --py 3.12)"
 [[ -f "$REPO_ROOT/themes/$theme/requirements.lock" ]] ||
   die "theme '$theme' has no lock themes/$theme/requirements.lock: create it with 'inv lock --theme $theme'"
 # A training theme's image gets the SageMaker training toolkit; an app theme does not.
 toolkit=1
 if [[ "$kind" == app ]]; then toolkit=0; fi
-[[ "$torch_backend" =~ ^(auto|none|cpu|cu[0-9]{2,3}|rocm[0-9]+(\.[0-9]+)*|xpu)$ ]] ||
-  die "torch backend '$torch_backend' is not one of auto, none, cpu, cuNNN (e.g. cu126), rocmX.Y, xpu"
-if [[ -z "$uv_version" || -z "$base_image" ]]; then # standalone: docker/pins.env, read once (inv passes both)
-  pinned_uv="" pinned_base=""
-  while IFS='=' read -r key value || [[ -n "$key" ]]; do
-    case "$key" in
-      UV_VERSION) pinned_uv="$value" ;;
-      "BASE_IMAGE_${py//./_}") pinned_base="$value" ;;
-    esac
-  done <"$REPO_ROOT/docker/pins.env"
-  uv_version="${uv_version:-$pinned_uv}" base_image="${base_image:-$pinned_base}"
+check TORCH_BACKEND "$torch_backend" "torch backend '$torch_backend' is not one of auto, none, cpu, cuNNN (e.g. cu126), rocmX.Y, xpu"
+if [[ -z "$uv_version" || -z "$base_image" ]]; then # standalone: docker/pins.env (inv passes both)
+  uv_version="${uv_version:-$(env_get "$REPO_ROOT/docker/pins.env" UV_VERSION)}"
+  base_image="${base_image:-$(env_get "$REPO_ROOT/docker/pins.env" "BASE_IMAGE_${py//./_}")}"
 fi
 [[ "$uv_version" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "uv version '$uv_version' (--uv-version, or UV_VERSION in docker/pins.env) is not a version such as 0.13.9"
 [[ -n "$base_image" ]] ||

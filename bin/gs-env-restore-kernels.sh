@@ -13,19 +13,22 @@ Exit status: 0 when every manifest was restored, 1 when at least one could not b
 EOF_USAGE
 }
 
+GS_SCRIPT=gs-env-restore-kernels GS_LOG_TAG=restore
+# shellcheck source=bin/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # die, log, env_get
 case "${1:-}" in
   -h | --help) usage; exit 0 ;;
   "") ;;
-  *) printf 'gs-env-restore-kernels: unknown argument %s (see --help)\n' "$1" >&2; exit 2 ;;
+  *) die "unknown argument $1 (see --help)" ;;
 esac
 
-REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REPO_ROOT="$GS_REPO_ROOT"
 restored=0
 failed=0
 shopt -s nullglob
 for manifest in "$REPO_ROOT"/themes/*/kernel/manifest.env; do
-  theme="$(sed -n 's/^THEME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$manifest")"
-  full_version="$(sed -n 's/^PYTHON_VERSION="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' "$manifest")"
+  theme="$(env_get "$manifest" THEME)"
+  full_version="$(env_get "$manifest" PYTHON_VERSION)"
   py_version="$(cut -d. -f1,2 <<<"$full_version")"
   if "$REPO_ROOT/bin/gs-env-create-kernel.sh" --register-only "$theme" "$py_version"; then
     restored=$((restored + 1))
@@ -33,5 +36,5 @@ for manifest in "$REPO_ROOT"/themes/*/kernel/manifest.env; do
     failed=$((failed + 1))
   fi
 done
-printf '[restore] %d kernel(s) restored, %d failed\n' "$restored" "$failed" >&2
+log "$(printf '%d kernel(s) restored, %d failed' "$restored" "$failed")"
 ((failed == 0))

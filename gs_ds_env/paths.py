@@ -1,5 +1,5 @@
-"""Every path the project uses, from one object (as pipx's paths.py): the checkout's runs/ and data/, each theme's
-files, and WORKING_DIR's caches. bin/gs-env-create-kernel.sh lays out WORKING_DIR the same way for standalone use
+"""Every path the project uses, from one object (as pipx's paths.py): the checkout's runs/ and data/, where the themes
+are (each theme's own files: gs_ds_env/theme/files.py), and WORKING_DIR's caches. bin/gs-env-create-kernel.sh lays out WORKING_DIR the same way for standalone use
 (a lifecycle script runs it without Python); the names here are those."""
 
 from __future__ import annotations
@@ -7,12 +7,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dotenv import dotenv_values
+if TYPE_CHECKING:
+    from gs_ds_env.theme.files import Theme
+
 
 # The checkout this package was imported from (tests and `inv --search-root` pass another root to Paths).
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCK_NAME = "requirements.lock"
+MIN_PYTHON = "3.11"  # the oldest Python the theme locks cover (`uv pip compile --universal --python-version`)
 TOOLKIT_REQUIREMENTS = "docker/toolkit.txt"  # relative to the repository root
 SERVING_REQUIREMENTS = "docker/serving.txt"  # the serving stack, beside the toolkit in a training image
 # What a copy of the repository needs beside themes/: the tabular kernel installs this project (KERNEL_WITH_PROJECT).
@@ -68,98 +72,23 @@ class Paths:
         """themes/_templates/: what `inv theme.new` makes a theme from (not a theme itself)."""
         return self.themes_root / "_templates"
 
-    def theme(self, name: str) -> ThemeFiles:
-        return ThemeFiles(self.themes_root / name)
+    def theme(self, name: str) -> Theme:
+        from gs_ds_env.theme.files import Theme  # the theme object lives with its namespace; it needs these paths
 
-    def theme_folders(self) -> list[ThemeFiles]:
+        return Theme(self.themes_root / name)
+
+    def theme_folders(self) -> list[Theme]:
         """Every folder under themes/ but _templates/ and hidden ones, lists or not (a theme whose lists are gone
         may still hold a kernel venv and manifest: they stay listable and removable)."""
         root = self.themes_root
         if not root.is_dir():
             return []
-        return [ThemeFiles(p) for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(("_", "."))]
+        return [self.theme(p.name) for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(("_", "."))]
 
     def themes(self) -> list[str]:
         """Every theme (a folder with kernel/requirements.txt); _templates/ and hidden folders are not themes."""
         found = self.themes_root.glob("*/kernel/requirements.txt")
         return sorted(p.parent.parent.name for p in found if not p.parent.parent.name.startswith(("_", ".")))
-
-
-@dataclass(frozen=True)
-class ThemeFiles:
-    """Every path of one theme, from one place."""
-
-    root: Path
-
-    @property
-    def theme(self) -> str:
-        return self.root.name
-
-    @property
-    def lock(self) -> Path:
-        return self.root / LOCK_NAME
-
-    @property
-    def kernel_requirements(self) -> Path:
-        return self.root / "kernel/requirements.txt"
-
-    @property
-    def image_requirements(self) -> Path:
-        return self.root / "docker/requirements.txt"
-
-    @property
-    def theme_env(self) -> Path:
-        return self.root / "theme.env"
-
-    def _properties(self) -> dict[str, str]:
-        if not self.theme_env.is_file():
-            return {}
-        return {k: (v or "").split("#")[0].strip() for k, v in dotenv_values(self.theme_env).items()}
-
-    @property
-    def kind(self) -> str:
-        """training (the image gets the SageMaker toolkit and serving stack) or app (theme.env KIND=app)."""
-        return "app" if self._properties().get("KIND", "").split()[:1] == ["app"] else "training"
-
-    @property
-    def description(self) -> str:
-        """theme.env's first line, a comment saying what the theme is for."""
-        first = self.theme_env.read_text().splitlines()[:1] if self.theme_env.is_file() else []
-        return first[0].lstrip("#").strip() if first and first[0].startswith("#") else ""
-
-    @property
-    def with_project(self) -> bool:
-        """The kernel also holds this project's package, editable (theme.env KERNEL_WITH_PROJECT=1: notebooks that drive
-        training jobs)."""
-        return self._properties().get("KERNEL_WITH_PROJECT", "").split()[:1] == ["1"]
-
-    @property
-    def default_python(self) -> str:
-        return self._properties().get("DEFAULT_PYTHON", "")
-
-    @property
-    def created_by(self) -> str:
-        """What made the theme, when `inv theme.new` did (theme.env CREATED_BY); "" for a theme of the project."""
-        return self._properties().get("CREATED_BY", "")
-
-    @property
-    def toolkit_requirements(self) -> Path | None:
-        """docker/toolkit.txt for a training theme; None for an app theme (theme.env KIND=app)."""
-        if self.kind == "app":
-            return None
-        return self.root.parent.parent / TOOLKIT_REQUIREMENTS
-
-    @property
-    def smoke(self) -> Path:
-        return self.root / "smoke.py"
-
-    @property
-    def venv(self) -> Path:
-        return self.root / "kernel/.venv"
-
-    @property
-    def manifest(self) -> Path:
-        return self.root / "kernel/manifest.env"
 
 
 def dir_bytes(path: Path) -> int:

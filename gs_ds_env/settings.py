@@ -12,11 +12,12 @@ from pathlib import Path
 from dotenv import dotenv_values
 from dotenv.parser import parse_stream
 
-from gs_ds_env.kernel.locks import MIN_PYTHON
-from gs_ds_env.paths import REPO_ROOT, Paths, ThemeFiles
+from gs_ds_env.errors import InputError
+from gs_ds_env.paths import MIN_PYTHON, REPO_ROOT, Paths
+from gs_ds_env.theme.files import Theme
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A setting is missing or malformed; the message names the key and how to fix it."""
 
 
@@ -75,7 +76,7 @@ class Settings:
         return Paths(self.repo_root, self.working_dir)
 
     @property
-    def theme_files(self) -> ThemeFiles:
+    def theme_files(self) -> Theme:
         """The paths of this run's theme (lock, requirement lists, venv, manifest, smoke test)."""
         return self.paths.theme(self.theme)
 
@@ -208,23 +209,22 @@ def load_settings(repo_root: Path = REPO_ROOT, env_file: Path | None = None, **o
     return settings
 
 
-# What a theme may be called (the folder themes/NAME, the kernel NAME_<pyver>, image tags, SageMaker names: see
-# gs_ds_env/theme/names.py). The bin/ scripts carry the same pattern for standalone use.
-THEME_NAME = r"[a-z](-?[a-z0-9]){0,31}"
+# The rules both languages apply (the bin/ scripts read the same file, bin/lib.sh's `check`): what a theme may be called
+# (the folder themes/NAME, the kernel NAME_<pyver>, image tags, SageMaker names: gs_ds_env/theme/names.py), a Python
+# version, a torch backend, an AWS region.
+SHARED_RULES = {key: value or "" for key, value in dotenv_values(Path(__file__).with_name("rules.env")).items()}
+THEME_NAME = SHARED_RULES["THEME_NAME"]
 
 _RULES = {
     "theme": (
         THEME_NAME,
         "a theme name: lowercase letters, digits and single '-', starting with a letter, at most 32 characters",
     ),
-    "py": (r"3\.\d{1,2}", "of the form 3.N or 3.NN, e.g. 3.12"),
-    "torch_backend": (
-        r"auto|none|cpu|cu\d{2,3}|rocm\d+(\.\d+)*|xpu",
-        "auto, none, cpu, cuNNN (e.g. cu126), rocmX.Y or xpu",
-    ),
+    "py": (SHARED_RULES["PYTHON_VERSION"], "of the form 3.N or 3.NN, e.g. 3.12"),
+    "torch_backend": (SHARED_RULES["TORCH_BACKEND"], "auto, none, cpu, cuNNN (e.g. cu126), rocmX.Y or xpu"),
     # The job name becomes runs/<name>-<timestamp> locally and the SageMaker job name: checked on both targets.
     "base_job_name": (r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,37}", "letters, digits and '-', at most 38 characters"),
-    "aws_region": (r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d", "a region such as eu-west-1"),
+    "aws_region": (SHARED_RULES["AWS_REGION"], "a region such as eu-west-1"),
     "target": (r"local|sagemaker", "local or sagemaker"),
     "model": (r"blend|xgboost|logistic", "blend, xgboost or logistic"),
     "titanic_sha256": (r"[0-9a-f]{64}", "a 64-character hex sha256"),

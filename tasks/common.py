@@ -11,20 +11,11 @@ from botocore.exceptions import BotoCoreError
 from botocore.parsers import ResponseParserError
 from invoke import Collection, Exit
 
-from gs_ds_env import data as data_mod
-from gs_ds_env.aws import AwsError, explain
-from gs_ds_env.image.app import AppError
+from gs_ds_env.aws import explain
+from gs_ds_env.errors import GsError
 from gs_ds_env.interrupts import interruptible
 from gs_ds_env.job.training_job import TrainingFailed
-from gs_ds_env.kernel import kernels as kernels_mod
-from gs_ds_env.kernel import locks as locks_mod
-from gs_ds_env.kernel.parity import ParityError
-from gs_ds_env.ops.clean import CleanError
-from gs_ds_env.ops.preflight import PreflightFailed
-from gs_ds_env.serving import ServeError
 from gs_ds_env.settings import ConfigError, load_settings, validate_for_aws
-from gs_ds_env.theme import ThemeError
-from gs_ds_env.workspace import WorkspaceError
 
 
 def clear_errors(func):
@@ -35,25 +26,10 @@ def clear_errors(func):
         try:
             with interruptible():  # SIGTERM and SIGHUP end a task as Ctrl-C does
                 return func(*args, **kwargs)
-        except (ConfigError, data_mod.DataError) as error:
-            raise Exit(f"error: {error}", code=2) from None
-        except (
-            AwsError,
-            ParityError,
-            PreflightFailed,
-            locks_mod.LockError,
-            kernels_mod.KernelError,
-            CleanError,
-            ServeError,
-            ThemeError,
-            AppError,
-            WorkspaceError,
-        ) as error:
-            raise Exit(f"error: {error}", code=1) from None
-        except TrainingFailed as error:
-            if error.details:
+        except GsError as error:  # one line; 2 for bad input, 1 for what failed (gs_ds_env/errors.py)
+            if isinstance(error, TrainingFailed) and error.details:
                 print("\n".join(error.details), flush=True)
-            raise Exit(f"error: {error}", code=1) from None
+            raise Exit(f"error: {error}", code=error.exit_code) from None
         except (BotoCoreError, ResponseParserError) as error:  # outside the package's own handling
             raise Exit(f"error: {explain(error, 'an AWS call')}", code=1) from None
         except KeyboardInterrupt as interrupted:

@@ -35,7 +35,7 @@ def endpoint_deploy(
     dry_run=False,
 ):
     """A SageMaker endpoint for a trained model (TARGET=sagemaker): sized from its measured memory, tagged."""
-    from gs_ds_env.serving import endpoint
+    from gs_ds_env.serve import endpoint
 
     endpoint.check_instance_type(instance_type)  # before anything runs
     settings = aws_settings(theme=theme, py=py)
@@ -49,7 +49,7 @@ def endpoint_deploy(
 @clear_errors
 def endpoint_delete(c, name, dry_run=False):
     """Delete one of this project's endpoints with its endpoint config and model."""
-    from gs_ds_env.serving import endpoint
+    from gs_ds_env.serve import endpoint
 
     settings = aws_settings(uses=())
     steps = endpoint.delete_plan(settings, name)
@@ -62,7 +62,7 @@ def endpoint_delete(c, name, dry_run=False):
 @clear_errors
 def endpoint_list(c):
     """This project's SageMaker endpoints: status, size and cost per hour (a forgotten one keeps costing)."""
-    from gs_ds_env.serving import endpoint
+    from gs_ds_env.serve import endpoint
 
     print(endpoint.table(endpoint.listing(aws_settings(uses=()))))
 

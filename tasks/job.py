@@ -50,7 +50,7 @@ def train(
 ):
     """Train in the theme image: your --entry-point (script mode), or the Titanic program on the staged data."""
     from gs_ds_env.job import deploy as deploy_mod
-    from gs_ds_env.job import metrics, plans, script_mode
+    from gs_ds_env.job import metrics, script_mode
 
     # The process is the run: its start-up is the run's first step.
     timer = deploy_mod.Timer(count_start_up=True)
@@ -78,9 +78,6 @@ def train(
     channels = script_mode.parse_channels(channel or [], settings.target)
     hyperparameters = script_mode.parse_hyperparameters(hyperparameter or [])
     definitions = metrics.parse_definitions(metric_definition or [])
-    if dry_run:
-        print(plans.script_plan(settings, hyperparameters, channels, definitions, dependency or []))
-        return
     deploy_mod.run_script(
         settings,
         channels=channels or None,
@@ -91,6 +88,7 @@ def train(
         allow_drift=allow_drift,
         skip_preflight=skip_preflight,
         detach=detach,
+        dry_run=dry_run,
         timer=timer,
     )
 

@@ -26,7 +26,7 @@ def _port(value, default: int) -> int:
 
 
 def model_and_code(settings, run, model_data, theme, entry_point, source_dir, dependency):
-    from gs_ds_env.serving import model_source
+    from gs_ds_env.serve import model_source
 
     code = model_source.given_code(entry_point, source_dir, dependency or [])
     return model_source.resolve(settings, run, model_data, theme_given=theme is not None, code=code)
@@ -62,7 +62,7 @@ def serve(
     dry_run=False,
 ):
     """Serve a trained model from its theme image on a local endpoint (SageMaker local mode) until Ctrl-C."""
-    from gs_ds_env.serving import local
+    from gs_ds_env.serve import local
 
     settings = load_settings(theme=theme, py=py)
     port = _port(port, settings.serve_port)
@@ -90,7 +90,7 @@ def serve(
 @clear_errors
 def predict(c, input, endpoint=None, port=None, accept=None, output=None):
     """Send a file to an endpoint and print its predictions."""
-    from gs_ds_env.serving import predict as predict_mod
+    from gs_ds_env.serve import predict as predict_mod
 
     settings = load_settings()
     port = _port(port, settings.serve_port)
@@ -131,7 +131,7 @@ def transform(
     dry_run=False,
 ):
     """Batch predictions over files (the SDK's Transformer): split by line, each prediction joined to its row."""
-    from gs_ds_env.serving import transform as transform_mod
+    from gs_ds_env.serve import transform as transform_mod
 
     settings = load_settings(theme=theme, py=py)
     count = number(1 if instance_count is None else instance_count, "--instance-count", int)

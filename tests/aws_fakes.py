@@ -6,13 +6,15 @@ import base64
 import json
 import socket
 import subprocess
+import tarfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
-from conftest import VENV_BIN
+from conftest import INV, VENV_BIN, tool_env
 
 
 def free_port() -> int:
@@ -131,3 +133,113 @@ class Registry:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=10)
+
+
+REGION = "eu-west-1"
+
+
+BUCKET = "gs-ds-env-test-bucket"
+
+
+REPOSITORY = "gs-ds-env-tabular-test"
+
+
+ROLE = "arn:aws:iam::123456789012:role/gs-ds-env-sagemaker"
+
+
+def aws(moto, service: str):
+    return moto.client(service, REGION)
+
+
+def sagemaker_env(tmp_path: Path, moto, base_image: str, titanic_csv: Path, **extra: str) -> dict[str, str]:
+    settings = dict(
+        TARGET="sagemaker",
+        PY="3.11",
+        BASE_IMAGE=base_image,
+        TITANIC_CSV=str(titanic_csv),
+        AWS_REGION=REGION,
+        S3_BUCKET=BUCKET,
+        S3_PREFIX="team/titanic-run",
+        ECR_REPOSITORY=REPOSITORY,
+        SAGEMAKER_ROLE_ARN=ROLE,
+        WORKING_DIR=str(tmp_path / "work"),
+        JUPYTER_DATA_DIR=str(tmp_path / "jupyter"),
+        DOCKER_CONFIG=str(tmp_path / "docker-config"),
+    )
+    return tool_env(**moto.env(), **{**settings, **extra})
+
+
+def inv(project: Path, env: dict[str, str], *args: str):
+    return subprocess.run([INV, *args], cwd=project, env=env, capture_output=True, text=True)
+
+
+TRUST_SAGEMAKER = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "sagemaker.amazonaws.com"}}],
+}
+
+
+TRUST_EC2 = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "ec2.amazonaws.com"}}],
+}
+
+
+def execution_role(moto, name: str, trust: dict) -> str:
+    """The role in moto's IAM (created once; the session's moto keeps it)."""
+    iam = moto.client("iam", "us-east-1")
+    try:
+        return iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    except iam.exceptions.EntityAlreadyExistsException:
+        return iam.get_role(RoleName=name)["Role"]["Arn"]
+
+
+def play_sagemaker(moto, request: dict, job_name: str, scratch: Path) -> None:
+    """Do what SageMaker does with a CreateTrainingJob request: pull the image, fetch the channels into
+    /opt/ml/input/data, run `train`, and upload /opt/ml/model as <output>/<job>/output/model.tar.gz."""
+    s3 = aws(moto, "s3")
+    root = scratch / "opt_ml"
+    for channel in request["InputDataConfig"]:
+        uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+        bucket, prefix = uri.removeprefix("s3://").split("/", 1)
+        folder = root / "input/data" / channel["ChannelName"]
+        folder.mkdir(parents=True)
+        for item in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]:
+            s3.download_file(bucket, item["Key"], str(folder / Path(item["Key"]).name))
+    (root / "input/config").mkdir(parents=True)
+    (root / "input/config/hyperparameters.json").write_text(json.dumps(request["HyperParameters"]))
+    image = request["AlgorithmSpecification"]["TrainingImage"]
+    subprocess.run(["docker", "pull", "--quiet", image], check=True, capture_output=True)
+    run = subprocess.run(
+        ["docker", "run", "--rm", "-v", f"{root}:/opt/ml", image, "train"], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    tarball = scratch / "model.tar.gz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        for path in (root / "model").iterdir():
+            archive.add(path, arcname=path.name)
+    output = request["OutputDataConfig"]["S3OutputPath"].removeprefix("s3://")
+    bucket, prefix = output.split("/", 1)
+    s3.upload_file(str(tarball), bucket, f"{prefix}/{job_name}/output/model.tar.gz")
+    outputs = scratch / "output.tar.gz"  # /opt/ml/output/data, as SageMaker tars it
+    with tarfile.open(outputs, "w:gz") as archive:
+        archive.add(root / "output/data", arcname="data")
+    s3.upload_file(str(outputs), bucket, f"{prefix}/{job_name}/output/output.tar.gz")
+
+
+def operations(calls) -> list[str]:
+    return [call.operation for call in calls]
+
+
+def mutating(operation: str) -> bool:
+    """A call that creates, uploads or starts something (what a preflight must never make)."""
+    return operation.startswith(
+        (
+            "ECR.CreateRepository",
+            "ECR.PutImage",
+            "ECR.InitiateLayerUpload",
+            "S3 PUT",
+            "S3 POST",
+            "SageMaker.CreateTrainingJob",
+        )
+    )

@@ -12,6 +12,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,14 @@ from gs_ds_env.paths import PROJECT_PACKAGE
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
+# This test run's own image names: another run on the same Docker daemon (a developer's, a second CI) never shares a
+# tag with it. The tags go when the session ends (the layers stay, shared, in Docker's cache).
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+def run_image(name: str) -> str:
+    """An image repository name of this test run's alone: gs-ds-env-<name>-<run id>."""
+    return f"gs-ds-env-{name}-{RUN_ID}"
 
 
 def shared_titanic() -> Path:
@@ -49,9 +59,19 @@ def python_bin_dirs() -> list[str]:
     return dirs
 
 
+# What a test's commands may inherit from the environment the tests run in: the machine's (paths, locale, Docker,
+# certificates and proxies that make PyPI reachable, uv's and pip's own settings). Nothing else: a developer's
+# THEME, PY, TARGET, AWS_* or WORKING_DIR must not change what a test runs.
+INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "TERM", "TMPDIR", "TZ", "CI",
+             "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NODE_EXTRA_CA_CERTS")  # fmt: skip
+INHERITED_PREFIXES = ("LC_", "DOCKER_", "UV_", "PIP_", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy",
+                      "https_proxy", "no_proxy")  # fmt: skip
+
+
 def tool_env(**extra: str) -> dict[str, str]:
-    """Environment for the bin/ scripts: the project's venv (uv, aws, shellcheck) and real Pythons on PATH."""
-    env = dict(os.environ)
+    """Environment for the project's commands in a test: what INHERITED allows of this one, the project's venv (uv,
+    aws, shellcheck) and real Pythons on PATH, then `extra`."""
+    env = {key: value for key, value in os.environ.items() if key in INHERITED or key.startswith(INHERITED_PREFIXES)}
     uv_dirs = [str(VENV_BIN)]
     uv_tool = REPO / ".tools/uv/bin"
     if uv_tool.is_dir():
@@ -66,6 +86,18 @@ def docker_ready() -> bool:
     return (
         shutil.which("docker") is not None and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_this_runs_image_tags():
+    yield
+    if docker_ready():
+        tags = subprocess.run(
+            ["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True
+        )
+        mine = [tag for tag in tags.stdout.split() if tag.startswith("gs-ds-env-") and f"-{RUN_ID}:" in tag]
+        if mine:
+            subprocess.run(["docker", "rmi", "--no-prune", *mine], capture_output=True)
 
 
 @pytest.fixture(scope="session")
@@ -157,6 +189,30 @@ def scratch_settings(tmp_path, titanic_csv, monkeypatch):
 def project(tmp_path_factory) -> Path:
     """One scratch copy of the project per test module."""
     return clone_project(tmp_path_factory.mktemp("project"))
+
+
+@pytest.fixture(scope="module")
+def copy(tmp_path_factory) -> Path:
+    """One scratch copy of the project per test module, inside a folder of its own: `run_inv` puts its WORKING_DIR
+    beside it (<folder>/work), so nothing a test stages, caches or builds is shared with another module."""
+    return clone_project(tmp_path_factory.mktemp("copy") / "project")
+
+
+def run_inv(project: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """`inv ARGS` in a project copy, WORKING_DIR beside it, `env` on top of the tool environment."""
+    return subprocess.run(
+        [INV, *args], cwd=project, env=tool_env(WORKING_DIR=str(project.parent / "work"), **env), capture_output=True,
+        text=True,
+    )  # fmt: skip
+
+
+def one_line_refusal(result: subprocess.CompletedProcess, *expected: str, code: int = 2) -> None:
+    """The command was refused with exactly one line on stderr holding each of `expected`, and no traceback."""
+    assert result.returncode == code, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stdout + result.stderr
+    for text in expected:
+        assert text in line, line
 
 
 def tree_snapshot(root: Path) -> dict[str, float]:
@@ -288,3 +344,46 @@ def tabular_image(tmp_path_factory, base_image) -> str:
     )  # fmt: skip
     assert built.returncode == 0, (built.stdout + built.stderr)[-3000:]
     return built.stdout.split("image: ", 1)[1].split()[0]
+
+
+def containers_of(project: Path) -> list:
+    """The containers a project copy's commands started and left (running or exited): found by the checkout label
+    every local-mode container, lab and app carries, so nothing else running on the machine is counted."""
+    import docker
+
+    return docker.from_env().containers.list(all=True, filters={"label": f"gs-ds-env.checkout={project.resolve()}"})
+
+
+SECRET = f"sentinel-secret-{uuid.uuid4().hex}"
+
+
+@dataclass
+class LocalDeploy:
+    project: Path
+    root: Path
+    env: dict
+    result: subprocess.CompletedProcess
+    run_dir: Path
+
+
+@pytest.fixture(scope="session")
+def local_deploy(tmp_path_factory, base_image, titanic_csv) -> LocalDeploy:
+    """One real `inv deploy` (TARGET=local) in a project copy of its own, shared by the modules that check it and
+    serve its model (local deploy, serving, workspace, image)."""
+    root = tmp_path_factory.mktemp("local-deploy")
+    project = clone_project(root / "project")
+    # AWS keys in the environment must not reach the container or any file (local mode needs none).
+    env = tool_env(
+        PY="3.11",
+        BASE_IMAGE=base_image,
+        TITANIC_CSV=str(titanic_csv),
+        TARGET="local",
+        WORKING_DIR=str(root / "work"),
+        JUPYTER_DATA_DIR=str(root / "jupyter"),
+        AWS_ACCESS_KEY_ID="AKIASENTINEL0000",
+        AWS_SECRET_ACCESS_KEY=SECRET,
+    )
+    result = subprocess.run([INV, "deploy"], cwd=project, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    (run_dir,) = list((project / "runs").glob("*"))
+    return LocalDeploy(project, root, env, result, run_dir)

@@ -13,9 +13,11 @@ import contextlib
 import functools
 import json
 import shutil
+import socket
 import subprocess
 import tarfile
 import tempfile
+import threading
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,8 +28,11 @@ from botocore.awsrequest import AWSResponse
 from botocore.stub import Stubber
 from conftest import REPO, clone_project, copy_repo, tool_env
 
+from gs_ds_env import aws
 from gs_ds_env.aws import AwsError, iam, instance
+from gs_ds_env.aws import calls as aws_calls
 from gs_ds_env.job import sagemaker_job, training_job
+from gs_ds_env.job.training_job import hint_for
 from gs_ds_env.settings import ConfigError, load_settings
 
 REGION = "eu-west-1"
@@ -420,3 +425,56 @@ def test_push_script_immutable_repository(tmp_path, moto, registry, base_image):
     again = subprocess.run(command, capture_output=True, text=True, env=env)
     assert again.returncode == 0 and "nothing to push" in again.stderr
     assert dict(line.split("=", 1) for line in again.stdout.splitlines() if "=" in line)["PUSHED"] == ""
+
+
+# ---- hung services: a frozen endpoint and a trickling download are bounded -----------------------------------
+@pytest.fixture
+def frozen_server():
+    """Accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    for connection in held:
+        connection.close()
+    server.close()
+
+
+def test_a_frozen_aws_endpoint_fails_with_one_line_naming_it(frozen_server, monkeypatch):
+    # The shipped bound: attempts x (connect + read) stays about a minute, not botocore's 60 s read per attempt.
+    attempts = aws.RETRIES.retries["total_max_attempts"]  # the first request included
+    assert attempts * (aws.RETRIES.connect_timeout + aws.RETRIES.read_timeout) <= 90
+    monkeypatch.setenv("AWS_ENDPOINT_URL", frozen_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    from botocore.config import Config
+
+    monkeypatch.setattr(aws_calls, "RETRIES", aws.RETRIES.merge(Config(read_timeout=1, connect_timeout=1)))
+    import boto3
+
+    with pytest.raises(aws.AwsError) as failed:
+        aws.account_id(boto3.Session(region_name="us-east-1"))
+    line = str(failed.value)
+    assert "\n" not in line and frozen_server in line and "Read timeout" in line and "AWS_ENDPOINT_URL" in line
+
+
+def test_an_ecr_uri_in_a_log_line_does_not_trigger_the_ecr_hint():
+    log = (
+        "Pulled 123456789012.dkr.ecr.us-east-1.amazonaws.com/gs-ds-env:tabular_312-abc\n"
+        "Traceback (most recent call last):\nValueError: bad input"
+    )
+    assert hint_for(log).startswith("the training program failed")
+    assert hint_for("CannotPullContainerError: pull access denied").startswith("ECR auth or image")

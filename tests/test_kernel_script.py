@@ -13,9 +13,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, clone_project, copy_repo, tool_env, tree_snapshot
+from conftest import INV, REPO, clone_project, copy_repo, run_inv, tool_env, tree_snapshot
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import KernelManager
+
+from gs_ds_env.kernel.kernels import KernelError, remove_kernel
+from gs_ds_env.settings import load_settings
 
 pytestmark = pytest.mark.slow
 
@@ -119,7 +122,6 @@ def test_the_uv_inv_passes_is_the_one_the_script_runs_and_a_bad_one_is_refused(s
 
 def test_inv_hands_the_kernel_script_its_values_resolved(tmp_path):
     from gs_ds_env.kernel import kernels
-    from gs_ds_env.settings import load_settings
 
     project = clone_project(tmp_path / "repo")
     for theme, with_project in (("tabular", "1"), ("streamlit", "0")):
@@ -292,3 +294,61 @@ def test_the_import_check_finds_what_a_module_imports_at_load_time_without_impor
     assert refused.stderr == "not installed: not_installed_anywhere_xyz (imported by gs_ds_env/sub/uses.py)\n"
     # This project's own modules, in the project's venv (which holds every dependency): nothing missing.
     assert import_check.missing(REPO) == {}
+
+
+# ---- kernel-remove touches only this project's kernels ---------------------------------------------------------
+def test_kernel_remove_refuses_kernels_this_project_did_not_create(tmp_path, monkeypatch, project):
+    jupyter = tmp_path / "jupyter"
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(jupyter))
+
+    def spec(name: str, python: str) -> Path:
+        folder = jupyter / "kernels" / name
+        folder.mkdir(parents=True)
+        (folder / "kernel.json").write_text(
+            json.dumps(
+                {
+                    "argv": [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                    "display_name": name,
+                    "language": "python",
+                }
+            )
+        )
+        return folder
+
+    mine = spec("mine", "/usr/bin/python3")
+    impostor = spec("tabular_312", "/usr/bin/python3")  # a theme kernel's name, someone else's python
+    manifest = project / "themes/tabular/kernel/manifest.env"
+    manifest.write_text('KERNEL_NAME="tabular_312"\nTHEME="tabular"\n')
+    try:
+        with pytest.raises(KernelError, match="'mine' was not created by this project"):
+            remove_kernel(project, "mine", with_venv=False, dry_run=False)
+        with pytest.raises(KernelError, match="runs /usr/bin/python3, not this project's venv"):
+            remove_kernel(project, "tabular_312", with_venv=True, dry_run=False)
+        result = subprocess.run(
+            [INV, "kernel-remove", "python3"],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            env=tool_env(JUPYTER_DATA_DIR=str(jupyter)),
+        )
+        assert result.returncode == 1 and result.stderr.strip().splitlines() == [
+            "error: kernel 'python3' was not created by this project (no themes/*/kernel/manifest.env names it): "
+            "refusing; `inv kernels` lists this project's kernels"
+        ]
+    finally:
+        manifest.unlink()
+    assert (mine / "kernel.json").is_file() and (impostor / "kernel.json").is_file()
+    assert "python3" in KernelSpecManager().find_kernel_specs()
+
+
+def test_a_damaged_manifest_is_listed_without_a_traceback(copy):
+    manifest = copy / "themes/tabular/kernel/manifest.env"
+    manifest.write_bytes(b'KERNEL_NAME="tabular_312"\nTHEME="tabular"\nSMOKE="caf\xe9 \xff"\n')
+    try:
+        listed = run_inv(copy, "kernels")
+        assert "Traceback" not in listed.stdout + listed.stderr
+        assert listed.stdout.splitlines()[1].startswith("tabular_312") and "venv missing" in listed.stdout
+        report = run_inv(copy, "doctor", "--json")
+        assert json.loads(report.stdout)["ok"] is False  # the kernel's venv is missing: a fail, said as JSON
+    finally:
+        manifest.unlink()

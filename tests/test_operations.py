@@ -14,9 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import INV, clone_project, tool_env
+from conftest import INV, clone_project, run_image, tool_env
 
 import docker
+from gs_ds_env.ops import clean
+from gs_ds_env.settings import load_settings
+
+CLEAN = run_image("clean")  # this run's repository for the images clean may remove
 
 
 @pytest.fixture(scope="module")
@@ -215,8 +219,8 @@ def test_clean_dry_run_lists_what_the_real_run_removes(instance, base_image):
     root, _, project, env = instance
     env = {
         **env,
-        "IMAGE_NAME": "gs-ds-env-clean-test",
-        "ECR_REPOSITORY": "gs-ds-env-clean-test",
+        "IMAGE_NAME": CLEAN,
+        "ECR_REPOSITORY": CLEAN,
         "PY": "3.11",
         "BASE_IMAGE": base_image,
     }
@@ -248,21 +252,21 @@ def test_clean_dry_run_lists_what_the_real_run_removes(instance, base_image):
     (context / "Dockerfile").write_text(
         f"FROM {base_image}\nLABEL gs-ds-env.content-tag=tabular_311-0000stale000 {checkout}\n"
     )
-    client.images.build(path=str(context), tag="gs-ds-env-clean-test:tabular_311-0000stale000", rm=True)
+    client.images.build(path=str(context), tag=f"{CLEAN}:tabular_311-0000stale000", rm=True)
     (context / "Dockerfile").write_text(
         f"FROM {base_image}\nLABEL gs-ds-env.content-tag=tabular_311-2222other222 gs-ds-env.checkout=/elsewhere/gs\n"
     )
-    client.images.build(path=str(context), tag="gs-ds-env-clean-test:tabular_311-2222other222", rm=True)
+    client.images.build(path=str(context), tag=f"{CLEAN}:tabular_311-2222other222", rm=True)
     # A user's image built FROM it: it inherits the content-tag label, but it is not the project's.
     derived = root / "derived-image"
     derived.mkdir()
-    (derived / "Dockerfile").write_text("FROM gs-ds-env-clean-test:tabular_311-0000stale000\nLABEL mine=yes\n")
-    client.images.build(path=str(derived), tag="gs-ds-env-clean-test:my-derived", rm=True)
+    (derived / "Dockerfile").write_text(f"FROM {CLEAN}:tabular_311-0000stale000\nLABEL mine=yes\n")
+    client.images.build(path=str(derived), tag=f"{CLEAN}:my-derived", rm=True)
     # Another stale image, alone: removed with the package list parity keeps for its id; the current one's stays.
     (context / "Dockerfile").write_text(
         f"FROM {base_image}\nLABEL gs-ds-env.content-tag=tabular_311-1111stale111 {checkout}\n"
     )
-    lone, _ = client.images.build(path=str(context), tag="gs-ds-env-clean-test:tabular_311-1111stale111", rm=True)
+    lone, _ = client.images.build(path=str(context), tag=f"{CLEAN}:tabular_311-1111stale111", rm=True)
     listed_packages = Path(env["WORKING_DIR"]) / "cache/images"
     listed_packages.mkdir(parents=True, exist_ok=True)
     for image in (lone, client.images.get(base_image)):
@@ -282,7 +286,7 @@ def test_clean_dry_run_lists_what_the_real_run_removes(instance, base_image):
     listed = [
         line.removeprefix("would remove: ") for line in planned.stdout.splitlines() if line.startswith("would remove: ")
     ]
-    assert any("gs-ds-env-clean-test:tabular_311-0000stale000" in line for line in listed)
+    assert any(f"{CLEAN}:tabular_311-0000stale000" in line for line in listed)
     assert any(f"{runs / 'old-job'}" in line for line in listed)
     assert not any(
         name in line for line in listed for name in ("new-job", "my-analysis", "linked-run", "my-derived", "other222")
@@ -291,7 +295,7 @@ def test_clean_dry_run_lists_what_the_real_run_removes(instance, base_image):
     wider = clean("--dry-run", "--all-checkouts")
     (theirs,) = [line for line in wider.stdout.splitlines() if "other222" in line]
     assert theirs.startswith("would remove: ") and "built by checkout /elsewhere/gs" in theirs
-    assert (runs / "old-job").is_dir() and client.images.list(name="gs-ds-env-clean-test:tabular_311-0000stale000")
+    assert (runs / "old-job").is_dir() and client.images.list(name=f"{CLEAN}:tabular_311-0000stale000")
 
     done = clean()
     assert done.returncode == 0, done.stderr
@@ -299,15 +303,15 @@ def test_clean_dry_run_lists_what_the_real_run_removes(instance, base_image):
     assert removed == listed
     assert not (runs / "old-job").exists() and (runs / "new-job").is_dir()
     assert (runs / "my-analysis/notes.md").is_file() and (elsewhere / "run.json").is_file()
-    assert not client.images.list(name="gs-ds-env-clean-test:tabular_311-0000stale000")
-    assert client.images.list(name="gs-ds-env-clean-test:my-derived"), "a user's derived image is never removed"
-    assert not client.images.list(name="gs-ds-env-clean-test:tabular_311-1111stale111")
+    assert not client.images.list(name=f"{CLEAN}:tabular_311-0000stale000")
+    assert client.images.list(name=f"{CLEAN}:my-derived"), "a user's derived image is never removed"
+    assert not client.images.list(name=f"{CLEAN}:tabular_311-1111stale111")
     assert sorted(path.name for path in listed_packages.iterdir()) == [
         f"{client.images.get(base_image).id.removeprefix('sha256:')}.json"
     ]
-    assert client.images.list(name="gs-ds-env-clean-test:tabular_311-2222other222"), "another checkout's image stays"
-    client.images.remove("gs-ds-env-clean-test:my-derived")
-    client.images.remove("gs-ds-env-clean-test:tabular_311-2222other222")
+    assert client.images.list(name=f"{CLEAN}:tabular_311-2222other222"), "another checkout's image stays"
+    client.images.remove(f"{CLEAN}:my-derived")
+    client.images.remove(f"{CLEAN}:tabular_311-2222other222")
     current_tag = next(line.split()[1] for line in current.stdout.splitlines() if line.startswith("image: "))
     assert client.images.list(name=current_tag), "the theme's current image must survive"
     assert (project / "themes/tabular/kernel/manifest.env").is_file(), "clean never touches a kernel"
@@ -324,3 +328,24 @@ def test_doctor_without_any_uv_says_so_in_its_table(scratch_settings, monkeypatc
     monkeypatch.setattr(locks, "uv_binary", no_uv)
     rows = {check.name: check for check in doctor.tool_checks(scratch_settings)}
     assert rows["uv"].status == doctor.WARN and rows["uv"].detail == "uv not found", rows["uv"]
+
+
+def test_clean_does_exactly_its_plan_or_nothing(copy, tmp_path):
+    settings = load_settings(repo_root=copy, working_dir=tmp_path / "work")
+    runs = copy / "runs"
+    for name in ("old-a", "old-b"):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "run.json").write_text("{}")
+    steps = clean.plan(settings, uv=False, pip=False, docker=False, runs=True, older_than=0)
+    assert {Path(step.target).name for step in steps} >= {"old-a", "old-b"}
+    # Between the plan and the run, old-b becomes a link to something else: nothing at all is removed.
+    elsewhere = tmp_path / "precious"
+    elsewhere.mkdir()
+    (elsewhere / "run.json").write_text("{}")
+    shutil.rmtree(runs / "old-b")
+    (runs / "old-b").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(clean.CleanError, match="old-b changed since the plan was made"):
+        clean.execute(settings, steps)
+    assert (runs / "old-a/run.json").is_file() and (elsewhere / "run.json").is_file()
+    (runs / "old-b").unlink()
+    shutil.rmtree(runs / "old-a")

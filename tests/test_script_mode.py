@@ -7,6 +7,7 @@ themes' examples are not built here yet (see the README).
 
 from __future__ import annotations
 
+import io
 import json
 import signal
 import subprocess
@@ -15,7 +16,18 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import INV, PLAIN_SCRIPT, clone_project, example_metrics_in_kernel, free_port, tool_env, wait_for_line
+from conftest import (
+    INV,
+    PLAIN_SCRIPT,
+    clone_project,
+    containers_of,
+    example_metrics_in_kernel,
+    free_port,
+    tool_env,
+    wait_for_line,
+)
+
+from gs_ds_env.job.training_job import read_metrics_json, saved_files
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -91,11 +103,6 @@ def test_a_failing_script_is_one_line_with_its_own_error(forecasting, tmp_path):
 EXAMPLE = ["--entry-point", "themes/forecasting/example/train.py"]
 
 
-def containers() -> set[str]:
-    """Every container, running or not: a job must leave none of its own."""
-    return set(subprocess.run(["docker", "ps", "-aq"], capture_output=True, text=True, check=True).stdout.split())
-
-
 def test_a_plain_sagemaker_script_runs_unchanged_and_its_printed_metrics_are_recorded(forecasting, tmp_path):
     _, project, env = forecasting
     data = tmp_path / "data"
@@ -165,7 +172,7 @@ def test_max_run_stops_a_hanging_local_job(forecasting, tmp_path):
     entry = tmp_path / "code/train.py"
     entry.parent.mkdir()
     entry.write_text("import time\nprint('sleeping', flush=True)\ntime.sleep(600)\n")
-    before, existing = runs(project), containers()
+    before = runs(project)
     started = time.monotonic()
     job = subprocess.run(
         [INV, "train", "--theme", "forecasting", "--entry-point", str(entry)],
@@ -175,7 +182,7 @@ def test_max_run_stops_a_hanging_local_job(forecasting, tmp_path):
     assert "stopped: MAX_RUN=3 s reached" in job.stderr.strip().splitlines()[-1]
     record = json.loads((new_run(project, before) / "run.json").read_text())
     assert record["status"] == "stopped: max run" and "MAX_RUN=3" in record["reason"]
-    assert containers() - existing == set()
+    assert containers_of(project) == []  # a job leaves none of its containers, running or not
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
@@ -184,7 +191,7 @@ def test_sigterm_and_sighup_stop_a_local_job_as_ctrl_c_does(forecasting, tmp_pat
     entry = tmp_path / "code/train.py"
     entry.parent.mkdir()
     entry.write_text("import time\nprint('sleeping', flush=True)\ntime.sleep(600)\n")
-    before, existing = runs(project), containers()
+    before = runs(project)
     log = tmp_path / "inv.log"
     with log.open("w") as output:
         process = subprocess.Popen(
@@ -203,7 +210,7 @@ def test_sigterm_and_sighup_stop_a_local_job_as_ctrl_c_does(forecasting, tmp_pat
     assert (run_dir / "INTERRUPTED").read_text().startswith(f"interrupted ({name})")
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == f"interrupted ({name})"
-    assert containers() - existing == set()
+    assert containers_of(project) == []  # a job leaves none of its containers, running or not
     compose = subprocess.run(["pgrep", "-f", str(run_dir)], capture_output=True, text=True)
     assert compose.stdout == ""  # docker-compose, which got no signal of its own, is gone too
 
@@ -353,7 +360,6 @@ def test_the_example_model_answers_with_its_own_handler_and_a_broken_handler_sto
     with tarfile.open(record["model_artifact"]) as archive:
         assert "code/inference.py" in archive.getnames()  # the model carries its handler
     env = {**env, "SERVE_PORT": str(free_port())}
-    before = containers()
     server = subprocess.Popen(
         [INV, "serve", "--run", run_dir.name], cwd=project, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -397,4 +403,28 @@ def test_the_example_model_answers_with_its_own_handler_and_a_broken_handler_sto
         "cannot import /opt/ml/model/code/inference.py: the package 'prophet' is not in this image: add it to the "
         "theme (its docker/requirements.txt, then inv lock)"
     )
-    assert containers() - before == set()
+    assert containers_of(project) == []
+
+
+# ---- failures explained in one line ---------------------------------------------------------------------------
+def archive_of(path: Path, files: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as archive:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            archive.addfile(info, io.BytesIO(content))
+    return path
+
+
+def test_metrics_json_is_optional_and_an_unreadable_one_is_not_a_crash(tmp_path):
+    """SageMaker's contract: a model without metrics.json is a model (its metrics come from the log lines)."""
+    plain = archive_of(tmp_path / "plain.tar.gz", {"model.joblib": b"abc"})
+    assert saved_files(plain) == ["model.joblib"] and read_metrics_json(plain) == {}
+    broken = archive_of(tmp_path / "broken.tar.gz", {"model.joblib": b"abc", "metrics.json": b"{not json"})
+    assert read_metrics_json(broken) == {}
+    mixed = archive_of(
+        tmp_path / "mixed.tar.gz",
+        {"metrics.json": json.dumps({"metrics": {"auc": 0.9, "note": "x", "ok": True}}).encode()},
+    )
+    assert read_metrics_json(mixed)["metrics"] == {"auc": 0.9}  # only numbers are metrics
+    assert saved_files(archive_of(tmp_path / "empty.tar.gz", {})) == []  # an empty /opt/ml/model: no model

@@ -223,7 +223,7 @@ def test_a_dependency_serves_beside_its_entry_point_and_what_nothing_can_serve_i
 def test_endpoint_deploy_of_a_script_run_sends_a_model_archive_that_holds_its_code(
     trained, project, tmp_path, moto, registry, base_image, titanic_csv
 ):
-    from test_sagemaker_path import ROLE, TRUST_SAGEMAKER, aws, execution_role, sagemaker_env
+    from aws_fakes import ROLE, TRUST_SAGEMAKER, aws, execution_role, sagemaker_env
 
     assert execution_role(moto, "gs-ds-env-sagemaker", TRUST_SAGEMAKER) == ROLE
     env = sagemaker_env(tmp_path, moto, base_image, titanic_csv, ECR_REGISTRY=registry.host)

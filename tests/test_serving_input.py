@@ -8,14 +8,18 @@ import json
 import socket
 import subprocess
 import tarfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
-from conftest import INV, free_port, tool_env
+from conftest import INV, free_port, one_line_refusal, run_inv, tool_env
+
+from gs_ds_env.settings import ConfigError
 
 
 @pytest.fixture(scope="module")
-def copy(project, tmp_path_factory) -> tuple[Path, dict, Path]:
+def inputs(project, tmp_path_factory) -> tuple[Path, dict, Path]:
     """The module's project copy, its environment, and a small model.tar.gz."""
     scratch = tmp_path_factory.mktemp("serving-input")
     (scratch / "model.joblib").write_bytes(b"not really a model")
@@ -35,8 +39,8 @@ def refused(project: Path, env: dict, *args) -> str:
     return lines[0]
 
 
-def test_a_damaged_run_record_is_one_line(copy):
-    project, env, _ = copy
+def test_a_damaged_run_record_is_one_line(inputs):
+    project, env, _ = inputs
     run = project / "runs/broken-run"
     run.mkdir(parents=True)
     (run / "run.json").write_text('{"target": "local", "theme": ')
@@ -46,8 +50,8 @@ def test_a_damaged_run_record_is_one_line(copy):
     assert "cannot be read (TypeError)" in refused(project, env, "serve", "--run", "broken-run", "--dry-run")
 
 
-def test_predict_checks_its_output_and_port_before_it_asks_anything(copy, tmp_path):
-    project, env, _ = copy
+def test_predict_checks_its_output_and_port_before_it_asks_anything(inputs, tmp_path):
+    project, env, _ = inputs
     rows = tmp_path / "rows.csv"
     rows.write_text("1,2\n")
     # Nothing listens on that port: had predict asked first, the line would say so instead.
@@ -61,8 +65,8 @@ def test_predict_checks_its_output_and_port_before_it_asks_anything(copy, tmp_pa
     assert "is not an integer" in refused(project, env, "predict", "--input", rows, "--port", "eighty")
 
 
-def test_transform_refuses_what_would_lose_or_mangle_rows_before_it_starts(copy, tmp_path):
-    project, env, archive = copy
+def test_transform_refuses_what_would_lose_or_mangle_rows_before_it_starts(inputs, tmp_path):
+    project, env, archive = inputs
     model = ["--model-data", archive, "--theme", "tabular", "--dry-run"]
     latin = tmp_path / "latin/rows.csv"
     latin.parent.mkdir()
@@ -86,8 +90,8 @@ def test_transform_refuses_what_would_lose_or_mangle_rows_before_it_starts(copy,
     )
 
 
-def test_an_instance_type_sagemaker_does_not_offer_is_refused_before_any_aws_setting_is_read(copy):
-    project, env, archive = copy
+def test_an_instance_type_sagemaker_does_not_offer_is_refused_before_any_aws_setting_is_read(inputs):
+    project, env, archive = inputs
     line = refused(
         project, env, "endpoint.deploy", "--model-data", archive, "--instance-type", "ml.fake.huge", "--dry-run"
     )
@@ -95,8 +99,8 @@ def test_an_instance_type_sagemaker_does_not_offer_is_refused_before_any_aws_set
     assert "did you mean" in refused(project, env, "endpoint.deploy", "--instance-type", "ml.m5.larg", "--dry-run")
 
 
-def test_serve_takes_an_address_only_and_lab_will_not_mount_the_whole_machine(copy):
-    project, env, archive = copy
+def test_serve_takes_an_address_only_and_lab_will_not_mount_the_whole_machine(inputs):
+    project, env, archive = inputs
     assert "is not an IP address" in refused(
         project, env, "serve", "--model-data", archive, "--host", "anywhere", "--dry-run"
     )
@@ -105,8 +109,8 @@ def test_serve_takes_an_address_only_and_lab_will_not_mount_the_whole_machine(co
         assert "would let the lab's container write anywhere" in line and "--force" in line
 
 
-def test_a_taken_port_is_named_in_one_line(copy):
-    project, env, archive = copy
+def test_a_taken_port_is_named_in_one_line(inputs):
+    project, env, archive = inputs
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -123,8 +127,7 @@ def test_a_taken_port_is_named_in_one_line(copy):
 def test_a_local_endpoint_started_from_code_takes_a_free_port_when_its_own_is_taken(scratch_settings, capsys):
     """The notebook's `with local.running(settings, source, settings.serve_port)` must not fail because another
     `inv serve` (or any server) holds 8080: it takes a free port and says which; `inv serve --port` keeps its port."""
-    from gs_ds_env.serving import local
-    from gs_ds_env.settings import ConfigError
+    from gs_ds_env.serve import local
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -140,3 +143,53 @@ def test_a_local_endpoint_started_from_code_takes_a_free_port_when_its_own_is_ta
         with pytest.raises(ConfigError, match=f"port {port} is already in use on 127.0.0.1"):
             local.pick_port(scratch_settings, port, fallback=False)
     assert local.pick_port(scratch_settings, port, fallback=True) == port  # free again: its own
+
+
+def test_a_garbage_answering_endpoint_is_one_line_from_inv(project, titanic_csv):
+    import http.server
+
+    class Garbage(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the handler API's name
+            body = b"<<<this is not an AWS response"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Garbage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = tool_env(
+            TARGET="sagemaker",
+            S3_BUCKET="team-bucket",
+            AWS_REGION="eu-west-1",
+            SAGEMAKER_ROLE_ARN="arn:aws:iam::123456789012:role/x",
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_ENDPOINT_URL=f"http://127.0.0.1:{server.server_port}",
+            TITANIC_CSV=str(titanic_csv),
+        )
+        result = subprocess.run(
+            [INV, "data", "--target", "sagemaker"], cwd=project, env=env, capture_output=True, text=True, timeout=300
+        )
+    finally:
+        server.shutdown()
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.startswith("error: "), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_taken_port_is_refused_before_the_app_image_is_built(copy):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = time.monotonic()
+        result = run_inv(copy, "app", "--port", str(port))
+    one_line_refusal(result, f"port {port} is already in use on 127.0.0.1")
+    assert "[image]" not in result.stdout + result.stderr and time.monotonic() - started < 30

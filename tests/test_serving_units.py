@@ -213,7 +213,7 @@ def numbers(body: bytes) -> list[float]:
 def test_serving_resources_are_named_under_base_job_name_uniquely(tmp_path):
     from conftest import copy_repo
 
-    from gs_ds_env.serving.model_source import RUN_NAME, ModelSource
+    from gs_ds_env.serve.model_source import RUN_NAME, ModelSource
     from gs_ds_env.settings import load_settings
 
     repo = copy_repo(tmp_path / "repo", "themes", ".env.example")

@@ -5,11 +5,14 @@ model and that the calls come in exactly this order with exactly these parameter
 from __future__ import annotations
 
 import subprocess
+import urllib.error
+from pathlib import Path
 
 import boto3
 import pytest
+from aws_fakes import REPOSITORY, inv, operations, sagemaker_env
 from botocore.stub import ANY, Stubber
-from conftest import copy_repo
+from conftest import INV, copy_repo, tool_env
 
 from gs_ds_env.aws import iam
 from gs_ds_env.settings import ConfigError, load_settings
@@ -205,11 +208,14 @@ def test_delete_removes_the_domain_entry_the_config_and_the_image_and_a_second_d
 
 def test_names_fit_sagemakers_rules_and_two_long_themes_never_share_one(settings):
     import re
+    import shutil
 
     base = "a-very-long-base-job-name-of-38-chars"
     names = set()
     for theme in ("forecasting-with-a-long-name-one", "forecasting-with-a-long-name-two"):
-        long = settings.__class__(**{**settings.__dict__, "base_job_name": base, "theme": theme})
+        # Real themes of those names (settings refuse a theme that does not exist), validated as a user's would be.
+        shutil.copytree(settings.paths.theme("tabular").root, settings.paths.theme(theme).root)
+        long = settings.replace(base_job_name=base, theme=theme)
         name = studio.StudioImage.of(long).name
         assert len(name) <= 63 and re.fullmatch(r"[a-zA-Z0-9]([-.]?[a-zA-Z0-9]){0,62}", name), name
         names.add(name)
@@ -224,11 +230,25 @@ def test_the_operator_policy_allows_exactly_the_studio_calls_on_this_projects_na
     assert statements["StudioImages"]["Resource"] == [
         f"{prefix}:image/gs-ds-env*", f"{prefix}:image-version/gs-ds-env*/*", f"{prefix}:app-image-config/gs-ds-env*"
     ]  # fmt: skip
-    called = {"CreateImage", "DescribeImage", "DeleteImage", "CreateImageVersion", "DescribeImageVersion",
-              "CreateAppImageConfig", "DescribeAppImageConfig", "UpdateAppImageConfig", "DeleteAppImageConfig",
-              "AddTags", "ListTags"}  # fmt: skip
-    assert set(statements["StudioImages"]["Action"]) == {f"sagemaker:{c}" for c in called}
-    assert statements["StudioDomain"]["Action"] == ["sagemaker:DescribeDomain", "sagemaker:UpdateDomain"]
+    # What gs_ds_env/workspace/studio.py calls on its SageMaker client, read from its code (every `sm.<method>`, called
+    # or handed to a helper) and named as IAM names them, plus AddTags for a call that tags what it creates: the policy
+    # allows exactly these, so a new call without its permission fails here.
+    import ast
+
+    tree = ast.parse(Path(studio.__file__).read_text())
+    methods = {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "sm"
+    }
+    tags = any(isinstance(n, ast.Call) and any(k.arg == "Tags" for k in n.keywords) for n in ast.walk(tree))
+    api = boto3.Session(region_name=REGION).client("sagemaker").meta.method_to_api_mapping
+    called = {f"sagemaker:{api[method]}" for method in methods if method in api} | (
+        {"sagemaker:AddTags"} if tags else set()
+    )
+    assert called and {m for m in methods if m not in api} == set()
+    allowed = set(statements["StudioImages"]["Action"]) | set(statements["StudioDomain"]["Action"])
+    assert allowed == called, (allowed - called, called - allowed)
     # CreateImage passes the execution role to SageMaker: the one PassRole statement covers it.
     assert statements["PassOnlyTheExecutionRoleToSageMaker"]["Resource"] == ROLE
 
@@ -241,7 +261,7 @@ def test_the_operator_policy_allows_exactly_the_studio_calls_on_this_projects_na
     ],
 )
 def test_bad_options_get_one_line_and_exit_2_before_anything_runs(tmp_path, args, message):
-    from conftest import INV, clone_project, tool_env
+    from conftest import clone_project
 
     project = clone_project(tmp_path / "project")
     env = tool_env(TARGET="sagemaker", AWS_REGION=REGION, S3_BUCKET="team-bucket", SAGEMAKER_ROLE_ARN=ROLE,
@@ -249,3 +269,68 @@ def test_bad_options_get_one_line_and_exit_2_before_anything_runs(tmp_path, args
     result = subprocess.run([INV, "studio-image", *args], cwd=project, env=env, capture_output=True, text=True)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(message) and result.stdout == ""
+
+
+def test_studio_image_pushes_the_workspace_image_then_makes_the_studio_objects_and_its_dry_run_calls_nothing(
+    tmp_path, project, moto, registry, base_image, titanic_csv, monkeypatch, capsys
+):
+    """`inv studio-image`: the workspace image goes to the real registry as the training image does (ECR's half to
+    moto); the SageMaker half (CreateImage ... UpdateDomain, which moto lacks) to botocore's Stubber, which checks
+    that the version is made from exactly the pushed image."""
+    from botocore.stub import ANY, Stubber
+
+    from gs_ds_env.aws import session as aws_session
+    from gs_ds_env.settings import load_settings
+    from gs_ds_env.workspace import studio
+
+    env = sagemaker_env(tmp_path, moto, base_image, titanic_csv, ECR_REGISTRY=registry.host, BASE_JOB_NAME="gs-studio")
+    moto.reset_recording()
+    plan = inv(project, env, "studio-image", "--domain-id", "d-abcdef123456", "--dry-run")
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    assert moto.calls() == [] and workspace_tags(registry) == []
+    assert "sagemaker:CreateImage gs-studio-tabular-py311" in plan.stdout
+    assert "sagemaker:UpdateDomain d-abcdef123456" in plan.stdout
+    planned_uri = plan.stdout.split("  image: ", 1)[1].split()[0]
+    assert planned_uri.startswith(f"{registry.host}/{REPOSITORY}:tabular_311-workspace-")
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings(repo_root=project)
+    sm = studio._sagemaker(aws_session(settings))
+    stub = Stubber(sm)
+    name = "gs-studio-tabular-py311"
+    arn = f"arn:aws:sagemaker:{REGION}:123456789012:image/{name}"
+    stub.add_client_error("describe_image", "ResourceNotFound", "no such image", expected_params={"ImageName": name})
+    stub.add_response("create_image", {"ImageArn": arn}, {"ImageName": name, "RoleArn": ROLE, "DisplayName": ANY,
+                      "Description": ANY, "Tags": [{"Key": "project", "Value": "gs-ds-env"}, {"Key": "gs-ds-env:studio-image", "Value": "tabular_311"}]})  # fmt: skip
+    stub.add_response("describe_image", {"ImageName": name, "ImageStatus": "CREATED"}, {"ImageName": name})
+    stub.add_client_error("describe_image_version", "ResourceNotFound", "none", expected_params={"ImageName": name})
+    stub.add_response("create_image_version", {"ImageVersionArn": f"{arn.replace(':image/', ':image-version/')}/1"},
+                      {"ImageName": name, "BaseImage": planned_uri, "ClientToken": ANY})  # fmt: skip
+    stub.add_response(
+        "describe_image_version", {"ImageVersionStatus": "CREATED", "Version": 1}, {"ImageName": name, "Version": 1}
+    )
+    stub.add_client_error(
+        "describe_app_image_config", "ResourceNotFound", "none", expected_params={"AppImageConfigName": name}
+    )
+    stub.add_response(
+        "create_app_image_config", {}, {"AppImageConfigName": name, "Tags": ANY, "JupyterLabAppImageConfig": ANY}
+    )
+    monkeypatch.setattr(studio, "_sagemaker", lambda boto_session: sm)
+    with stub:
+        studio.run(settings, "jupyterlab", "", remove=False, dry_run=False)
+        stub.assert_no_pending_responses()
+    assert f"image: {planned_uri} (pushed)" in capsys.readouterr().out
+    # The version names exactly what the registry holds (content tag and kernel-name tag, one manifest).
+    assert workspace_tags(registry) == sorted(["tabular_311-workspace", planned_uri.rsplit(":", 1)[1]])
+    assert registry.digest(REPOSITORY, "tabular_311-workspace") == registry.digest(
+        REPOSITORY, planned_uri.rsplit(":", 1)[1]
+    )
+    assert "ECR.GetAuthorizationToken" in operations(moto.calls())  # docker login through ECR, as for training
+
+
+def workspace_tags(registry) -> list[str]:
+    try:
+        return sorted(tag for tag in registry.tags(REPOSITORY) if "workspace" in tag)
+    except urllib.error.HTTPError:  # the repository does not exist yet
+        return []

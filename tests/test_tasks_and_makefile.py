@@ -11,7 +11,8 @@ import re
 import subprocess
 import sys
 
-from conftest import INV, REPO, clone_project, tool_env
+import pytest
+from conftest import INV, REPO, clone_project, one_line_refusal, run_inv, tool_env
 from invoke import Program
 
 ENTRY_POINTS = {"help", "venv", "kernel", "deploy", "doctor", "test", "lint", "format", "bench"}
@@ -119,14 +120,29 @@ def test_every_make_and_inv_command_in_the_readme_exists():
         )
 
 
-# What every namespace uses and no namespace owns: settings and paths, the SDK import, signals, the file lock.
-SHARED_MODULES = {"__init__", "settings", "paths", "sdk", "interrupts", "flock"}
+# What every namespace uses and no namespace owns: settings (and rules.env, the rules it shares with bin/lib.sh) and
+# paths, the one error base, the SDK import, signals, the file lock.
+SHARED_MODULES = {"__init__", "settings", "paths", "sdk", "interrupts", "flock", "errors", "rules"}
 
 
 def readme_code_map() -> dict[str, list[str]]:
     """namespace -> the paths its row of the README's namespace table names in its code column."""
     rows = re.findall(r"^\| `([a-z]+)` \| [^|]+ \| ([^|]+) \|$", (REPO / "README.md").read_text(), re.M)
     return {name: re.findall(r"`([^`]+)`", code) for name, code in rows}
+
+
+def imported_from_the_package(path) -> set[str]:
+    """Every `gs_ds_env.<module>.<name>` a task module imports (at its top or inside a task), read from its syntax
+    tree: what the code does, not what a comment or a string says."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("gs_ds_env"):
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("gs_ds_env"))
+    return found
 
 
 def test_the_readme_code_map_gives_each_namespace_one_place_in_the_package():
@@ -143,8 +159,7 @@ def test_the_readme_code_map_gives_each_namespace_one_place_in_the_package():
         assert packages, f"README code map, {namespace}: no place in gs_ds_env/"
         mapped.update(packages)
         dotted = [path.removesuffix("/").removesuffix(".py").replace("/", ".") for path in packages]
-        imported = re.findall(r"from (gs_ds_env[\w.]*) import ([\w, ]+)", (REPO / f"tasks/{namespace}.py").read_text())
-        modules = {f"{module}.{name.strip()}" for module, names in imported for name in names.split(",")}
+        modules = imported_from_the_package(REPO / f"tasks/{namespace}.py")
         assert any(m == d or m.startswith(d + ".") for m in modules for d in dotted), (
             f"tasks/{namespace}.py imports nothing from {dotted}"
         )
@@ -210,10 +225,74 @@ def test_every_inv_command_the_code_prints_as_a_hint_exists_with_its_options():
     """A hint that names a command that does not exist (`inv endpoint delete NAME`) sends the user nowhere."""
     tasks = load_namespace()
     commands = printed_inv_commands()
-    assert len(commands) > 40 and ("gs_ds_env/serving/endpoint.py", "endpoint.delete", set()) in commands
+    assert len(commands) > 40 and ("gs_ds_env/serve/endpoint.py", "endpoint.delete", set()) in commands
     names = set(tasks.ns.task_names) | {alias for aliases in tasks.ns.task_names.values() for alias in aliases}
     for where, name, options in commands:
         assert name in names, f"{where} prints `inv {name}`, which is not a task"
         assert options <= task_options(tasks.ns, name), (
             f"{where}: inv {name} has no {options - task_options(tasks.ns, name)}"
         )
+
+
+# ---- no traceback for what escapes the package's own handling ----------------------------------------------------
+@pytest.mark.parametrize(
+    "raised, line, code",
+    [
+        (
+            lambda: __import__("botocore.exceptions").exceptions.EndpointConnectionError(endpoint_url="http://x:1"),
+            'error: an AWS call: Could not connect to the endpoint URL: "http://x:1" (no answer: check the network, '
+            "the region and AWS_ENDPOINT_URL)",
+            1,
+        ),
+        (
+            lambda: __import__("botocore.exceptions").exceptions.ParamValidationError(report="Invalid bucket name"),
+            "error: an AWS call: ParamValidationError: Parameter validation failed:\nInvalid bucket name",
+            1,
+        ),
+        (
+            lambda: __import__("botocore.parsers").parsers.ResponseParserError("Unable to parse response (not XML)"),
+            "error: an AWS call: ResponseParserError: Unable to parse response (not XML)",
+            1,
+        ),
+        (
+            lambda: KeyboardInterrupt(),
+            "error: interrupted (Ctrl-C); what finished is kept, a half-done run says INTERRUPTED",
+            130,
+        ),
+    ],
+)
+def test_clear_errors_turns_escaping_exceptions_into_one_line(raised, line, code):
+    from invoke import Exit
+
+    import tasks
+
+    @tasks.clear_errors
+    def failing():
+        raise raised()
+
+    with pytest.raises(Exit) as stopped:
+        failing()
+    assert (stopped.value.message, stopped.value.code) == (line, code)
+
+
+@pytest.mark.parametrize(
+    "args, option",
+    [
+        (["clean", "--runs", "--older-than", "abc"], "--older-than 'abc' is not a number"),
+        (["clean", "--runs", "--older-than", "nan"], "--older-than 'nan' is not a number"),
+        (["doctor", "--threshold", "abc"], "--threshold 'abc' is not a number"),
+        (["app", "--port", "abc"], "--port 'abc' is not an integer"),
+        (["notebook", "--timeout", "abc"], "--timeout 'abc' is not an integer"),
+    ],
+)
+def test_non_numeric_option_values_are_one_line(copy, args, option):
+    one_line_refusal(run_inv(copy, *args), option)
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [("../outside", "job name '../outside' is invalid"), ("never-started", "no readable run record")],
+)
+def test_attach_reads_only_a_record_under_runs(copy, name, message):
+    aws = dict(TARGET="sagemaker", S3_BUCKET="team-bucket", SAGEMAKER_ROLE_ARN="arn:aws:iam::123456789012:role/r")
+    one_line_refusal(run_inv(copy, "job.attach", name, **aws), message)

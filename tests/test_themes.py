@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import INV, clone_project, tool_env
+from conftest import INV, clone_project, run_image, tool_env
 
 TEMPLATES = ("ds", "de", "mlops", "app")
+THEMES_IMAGE = run_image("themes")  # IMAGE_NAME of the themes this module builds
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +187,7 @@ def test_each_template_makes_a_locked_listed_theme_that_remove_takes_away_alone(
 
 
 def test_a_theme_from_the_ds_template_passes_theme_check_and_remove_spares_the_others(copy, base_image):
-    env = {"PY": "3.11", "BASE_IMAGE": base_image, "TORCH_BACKEND": "none", "IMAGE_NAME": "gs-ds-env-themes-test"}
+    env = {"PY": "3.11", "BASE_IMAGE": base_image, "TORCH_BACKEND": "none", "IMAGE_NAME": THEMES_IMAGE}
     created = inv(copy, "theme.new", "team-ds", **env)
     assert created.returncode == 0, created.stdout + created.stderr
     checked = inv(copy, "theme.check", "team-ds", **env)
@@ -215,7 +216,7 @@ def test_a_theme_from_the_ds_template_passes_theme_check_and_remove_spares_the_o
         kernel.wait()
     removed = inv(copy, "theme.remove", "team-ds", **env)
     assert removed.returncode == 0, removed.stdout + removed.stderr
-    assert "removed image tag gs-ds-env-themes-test:team-ds_311" in removed.stdout
+    assert f"removed image tag {THEMES_IMAGE}:team-ds_311" in removed.stdout
     listed = inv(copy, "theme.list", **env)
     (row,) = [re.split(r"\s{2,}", line) for line in listed.stdout.splitlines() if line.startswith("team-two ")]
     assert row[4:6] == ["team-two_311", "team-two_311"], row  # its kernel and its image are still there
@@ -226,7 +227,7 @@ def test_a_theme_from_the_ds_template_passes_theme_check_and_remove_spares_the_o
     )  # fmt: skip
     assert smoke.returncode == 0 and "smoke team-two: ok" in smoke.stdout, smoke.stderr
     image = subprocess.run(
-        ["docker", "run", "--rm", "gs-ds-env-themes-test:team-two_311", "python", "/opt/gs-ds-env/smoke.py"],
+        ["docker", "run", "--rm", f"{THEMES_IMAGE}:team-two_311", "python", "/opt/gs-ds-env/smoke.py"],
         capture_output=True, text=True,
     )  # fmt: skip
     assert image.returncode == 0 and "smoke team-two: ok" in image.stdout, image.stderr
@@ -237,7 +238,7 @@ def test_a_theme_from_the_ds_template_passes_theme_check_and_remove_spares_the_o
 def test_a_theme_from_each_other_template_passes_theme_check(copy, base_image, template):
     """What the ds test above proves, for every other template: lock, kernel + smoke, image + smoke, parity, and the
     example as a local-mode job with the kernel's metrics (an app theme: its app answers its health check)."""
-    env = {"PY": "3.11", "BASE_IMAGE": base_image, "TORCH_BACKEND": "none", "IMAGE_NAME": "gs-ds-env-themes-test"}
+    env = {"PY": "3.11", "BASE_IMAGE": base_image, "TORCH_BACKEND": "none", "IMAGE_NAME": THEMES_IMAGE}
     name = f"team-{template}"
     created = inv(copy, "theme.new", name, "--template", template, **env)
     assert created.returncode == 0, created.stdout + created.stderr

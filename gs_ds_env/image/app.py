@@ -7,6 +7,7 @@ import urllib.error
 import urllib.request
 
 from gs_ds_env import image
+from gs_ds_env.errors import GsError
 from gs_ds_env.settings import ConfigError, Settings
 
 CONTAINER_PORT = 8501
@@ -14,7 +15,7 @@ HEALTH_PATH = "/_stcore/health"  # Streamlit's own health endpoint
 STARTUP_SECONDS = 60
 
 
-class AppError(RuntimeError):
+class AppError(GsError):
     """The app container did not come up; the message says what it printed."""
 
 

@@ -9,14 +9,15 @@ import os
 import re
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from gs_ds_env import aws, data, image, sdk
 from gs_ds_env.data import TITANIC_THEME, s3_data
-from gs_ds_env.job import report, sagemaker_job, script_mode, training_job
-from gs_ds_env.job.plans import local_plan, reproduce_commands, sagemaker_plan, script_reproduce_commands
-from gs_ds_env.job.targets import AttachedChoice, LocalTarget, SageMakerJob, SageMakerTarget
+from gs_ds_env.job import plans, report, sagemaker_job, script_mode, training_job
+from gs_ds_env.job.plans import reproduce_commands, script_reproduce_commands
+from gs_ds_env.job.sagemaker_job import AttachedChoice, SageMakerJob
+from gs_ds_env.job.targets import LocalTarget, SageMakerTarget
 from gs_ds_env.kernel import kernels, parity
 from gs_ds_env.settings import ConfigError, Settings
 
@@ -110,7 +111,8 @@ def claim_job_name(settings: Settings, job_name: str | None, program: str) -> st
 
 
 def titanic_channels(settings: Settings) -> dict[str, str]:
-    """No --channel for the Titanic theme: its example reads the staged Titanic data, as `inv deploy` does."""
+    """No --channel for the Titanic theme: its example reads the staged Titanic data, as `inv deploy` does (staged
+    inside the run flow, its time the run's `data` step)."""
     if settings.theme != TITANIC_THEME:
         return {}
     staged = data.split_and_stage(settings)
@@ -130,6 +132,12 @@ class TitanicProgram:
 
     def preflight_channels(self, settings: Settings) -> dict:
         return data.split_and_stage(settings, self.source).channels
+
+    def local_plan(self, settings: Settings) -> str:
+        return plans.local_plan(settings)
+
+    def sagemaker_plan(self, settings: Settings) -> str:
+        return plans.sagemaker_plan(settings)
 
     def local_channels(self, settings: Settings, timer: Timer, staging: Path) -> tuple[dict, dict]:
         with timer.step("data"):
@@ -156,7 +164,7 @@ class ScriptProgram:
     """Your entry point in the theme's image (script mode) with its channels (a folder or file, or s3://)."""
 
     script: script_mode.ScriptMode
-    channels: dict[str, str] = field(default_factory=dict)
+    channels: dict[str, str] | None = None  # None: the staged Titanic data (the tabular theme without --channel)
     builds_kernel: bool = False
     checks_image: bool = False
     job_name: str = ""
@@ -171,14 +179,29 @@ class ScriptProgram:
             code = script_mode.stage_code(self.script, run_dir / "code")
             self.script = dataclasses.replace(self.script, code_dir=code)
 
+    def _channels(self, settings: Settings, timer: Timer) -> dict[str, str]:
+        if self.channels is None:
+            with timer.step("data"):
+                self.channels = titanic_channels(settings)
+        return self.channels
+
+    def local_plan(self, settings: Settings) -> str:
+        head = plans.script_plan(settings, self.script, self.channels)
+        return "\n".join(head + plans.script_steps_local(settings, self.script, self.channels))
+
+    def sagemaker_plan(self, settings: Settings) -> str:
+        head = plans.script_plan(settings, self.script, self.channels)
+        return "\n".join(head + plans.script_steps_sagemaker(settings, self.script, self.channels))
+
     def local_channels(self, settings: Settings, timer: Timer, staging: Path) -> tuple[dict, dict]:
         self.stage_code(staging.parent)
-        return script_mode.local_folders(self.channels, staging), {}
+        return script_mode.local_folders(self._channels(settings, timer), staging), {}
 
     def sagemaker_channels(self, settings: Settings, timer: Timer, s3) -> tuple[dict, dict]:
         self.stage_code(settings.paths.run(self.job_name))
+        channels = self._channels(settings, timer)
         with timer.step("channels"):
-            return s3_data.upload_channels(settings, s3, self.channels).channels, {}
+            return s3_data.upload_channels(settings, s3, channels).channels, {}
 
     def record_fields(self, settings: Settings, job_name: str) -> dict:
         return {
@@ -193,8 +216,21 @@ class ScriptProgram:
         }
 
 
-def execute(settings: Settings, program, target, job_name: str, timer: Timer, allow_drift: bool, detach: bool) -> Path:
-    """The one run flow, for either program on either target."""
+def execute(
+    settings: Settings,
+    program,
+    target,
+    job_name: str,
+    timer: Timer,
+    allow_drift: bool,
+    detach: bool,
+    dry_run: bool = False,
+) -> Path | None:
+    """The one run flow, for either program on either target; `dry_run`: the target's plan for the program, printed,
+    and nothing called."""
+    if dry_run:
+        print(target.plan(settings, program), flush=True)
+        return None
     settings = target.prepare(settings, timer)
     if program.builds_kernel:
         with timer.step("kernel"):
@@ -225,14 +261,12 @@ def run(
 ) -> Path | None:
     """`inv deploy` / `inv train`: the Titanic program on either target; a dry run prints the plan and calls nothing.
     `timer`: the run's, when its caller started it (the CLI: at the process's start)."""
-    if dry_run:
-        print(sagemaker_plan(settings) if settings.target == "sagemaker" else local_plan(settings), flush=True)
-        return None
-    sdk.prefetch()  # imported while the first steps wait on the kernel script, the build and parity
     program = TitanicProgram(source=source, builds_kernel=not skip_kernel)
-    job_name = claim_job_name(settings, job_name, program.name)
+    if not dry_run:
+        sdk.prefetch()  # imported while the first steps wait on the kernel script, the build and parity
+        job_name = claim_job_name(settings, job_name, program.name)
     target = _target(settings, skip_preflight)
-    return execute(settings, program, target, job_name, timer or Timer(), allow_drift, detach)
+    return execute(settings, program, target, job_name, timer or Timer(), allow_drift, detach, dry_run)
 
 
 def run_script(
@@ -246,17 +280,20 @@ def run_script(
     allow_drift: bool = False,
     skip_preflight: bool = False,
     detach: bool = False,
+    dry_run: bool = False,
     timer: Timer | None = None,
-) -> Path:
-    """`inv train --entry-point FILE`: the user's code as a job in the theme's image (local mode or SageMaker)."""
+) -> Path | None:
+    """`inv train --entry-point FILE`: the user's code as a job in the theme's image (local mode or SageMaker).
+    `channels` None: the staged Titanic data on the tabular theme (none on another); {}: no channel at all."""
     script = script_mode.prepare(settings, hyperparameters, metric_definitions, dependencies)
-    sdk.prefetch()
-    job_name = claim_job_name(settings, job_name, script.entry_point)
-    if channels is None:  # no --channel: the staged Titanic data, as the Titanic job has; {}: no channel at all
-        channels = titanic_channels(settings)
-    program = ScriptProgram(script, channels, job_name=job_name)
+    if channels is None and settings.theme != TITANIC_THEME:
+        channels = {}
+    if not dry_run:
+        sdk.prefetch()
+        job_name = claim_job_name(settings, job_name, script.entry_point)
+    program = ScriptProgram(script, channels, job_name=job_name or "")
     target = _target(settings, skip_preflight)
-    return execute(settings, program, target, job_name, timer or Timer(), allow_drift, detach)
+    return execute(settings, program, target, job_name, timer or Timer(), allow_drift, detach, dry_run)
 
 
 def attach(settings: Settings, job_name: str) -> Path:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gs_ds_env.errors import GsError
 from gs_ds_env.settings import ConfigError, Settings
 
 
-class NotebookFailed(RuntimeError):
+class NotebookFailed(GsError):
     """A cell raised; the message names the cell and the executed copy."""
 
 

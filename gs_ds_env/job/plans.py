@@ -7,7 +7,7 @@ import json
 
 from gs_ds_env import aws, data, image
 from gs_ds_env.aws import iam, instance
-from gs_ds_env.data import TITANIC_THEME, s3_data
+from gs_ds_env.data import s3_data
 from gs_ds_env.job import sagemaker_job, script_mode, training_job
 from gs_ds_env.job.report import invoked_command
 from gs_ds_env.ops import preflight
@@ -61,16 +61,9 @@ def script_reproduce_commands(settings: Settings) -> list[str]:
     ]
 
 
-def script_plan(
-    settings: Settings,
-    hyperparameters: dict[str, str],
-    channels: dict[str, str],
-    metric_definitions: list[dict[str, str]] | None = None,
-    dependencies: list[str] | None = None,
-) -> str:
-    """What `inv train --entry-point` would do, for either target; nothing is called."""
-    script = script_mode.prepare(settings, hyperparameters, metric_definitions, dependencies)
-    if not channels and settings.theme == TITANIC_THEME:
+def script_plan(settings: Settings, script: script_mode.ScriptMode, channels: dict[str, str] | None) -> list[str]:
+    """What `inv train --entry-point` does on either target (the head of the plan; each target adds its steps)."""
+    if channels is None:  # no --channel on the Titanic theme: its staged data
         channels = {name: f"<staged Titanic {name}>" for name in data.CHANNELS}
     described = {
         name: where if where.startswith("<") else script_mode.describe_channel(where)
@@ -83,7 +76,7 @@ def script_plan(
             account=iam.account_of(settings.sagemaker_role_arn) if settings.target == "sagemaker" else "-",
         )
     )
-    user_metrics = [d["Name"] for d in (metric_definitions or [])]
+    user_metrics = [d["Name"] for d in script.metric_definitions if not d["Name"].startswith(("train:", "validation:"))]
     lines = [
         f"plan for inv train --entry-point (theme {settings.theme}, Python {settings.py}, TARGET={settings.target}):",
         f"  1. {image_step}",
@@ -97,30 +90,6 @@ def script_plan(
         f"  metrics: `train:|validation:|test:<name>=<number>` lines, XGBoost's, LightGBM's and Keras' log lines"
         f"{', and ' + ', '.join(user_metrics) if user_metrics else ''}; metrics.json in the model when there is one",
     ]
-    if settings.target == "sagemaker":
-        uploads = {
-            name: where if where.startswith(("s3://", "<")) else s3_data.planned_channel_uri(settings, name, where)
-            for name, where in channels.items()
-        }
-        lines += [
-            f"  3. channels: {uploads or 'none'} (content-addressed prefixes holding exactly these files; a file "
-            f"already there with the same sha256 is not sent; s3:PutObject, SSE {s3_data.ENCRYPTION})",
-            f"  4. the SDK tars that copy and uploads it as "
-            f"{s3_data.uri(settings, 'code')}/<job>/source/sourcedir.tar.gz",
-            f"  5. sagemaker:CreateTrainingJob with hyperparameters {script.hyperparameters} + sagemaker_program="
-            f"{script.entry_point}, sagemaker_submit_directory=<that sourcedir.tar.gz>, MaxRuntimeInSeconds="
-            f"{settings.max_run}, {len(script.metric_definitions)} metric definitions; the image's toolkit runs it",
-            "  6. follow its logs (Ctrl-C stops it: sagemaker:StopTrainingJob; --detach returns at once, then "
-            "`inv job.attach <job>`), model.tar.gz checked in S3, runs/<job>/report.md + run.json",
-        ]
-    else:
-        lines += [
-            f"  3. Estimator(instance_type='local', instance_count={settings.instance_count}, "
-            f"entry_point={script.entry_point!r}, "
-            f"source_dir='runs/<job>/code', hyperparameters={script.hyperparameters}).fit({list(channels) or None}), "
-            f"stopped after MAX_RUN={settings.max_run} s",
-            "  4. runs/<job>/model.tar.gz, job.log, report.md + run.json (also when the job fails or is interrupted)",
-        ]
     if settings.instance_count > 1:
         launcher = (
             "the toolkit starts the script with torchrun on each host: one process group (RANK, WORLD_SIZE, "
@@ -129,7 +98,34 @@ def script_plan(
             else "each host runs the script on its own (no distributed launcher: not a torch theme)"
         )
         lines.append(f"  hosts: {settings.instance_count}; {launcher}")
-    return "\n".join(lines)
+    return lines
+
+
+def script_steps_local(settings: Settings, script: script_mode.ScriptMode, channels: dict | None) -> list[str]:
+    return [
+        f"  3. Estimator(instance_type='local', instance_count={settings.instance_count}, "
+        f"entry_point={script.entry_point!r}, source_dir='runs/<job>/code', hyperparameters={script.hyperparameters})"
+        f".fit({list(channels) if channels is not None else list(data.CHANNELS)}), stopped after MAX_RUN={settings.max_run} s",
+        "  4. runs/<job>/model.tar.gz, job.log, report.md + run.json (also when the job fails or is interrupted)",
+    ]
+
+
+def script_steps_sagemaker(settings: Settings, script: script_mode.ScriptMode, channels: dict | None) -> list[str]:
+    channels = channels if channels is not None else {name: f"<staged Titanic {name}>" for name in data.CHANNELS}
+    uploads = {
+        name: where if where.startswith(("s3://", "<")) else s3_data.planned_channel_uri(settings, name, where)
+        for name, where in channels.items()
+    }
+    return [
+        f"  3. channels: {uploads or 'none'} (content-addressed prefixes holding exactly these files; a file "
+        f"already there with the same sha256 is not sent; s3:PutObject, SSE {s3_data.ENCRYPTION})",
+        f"  4. the SDK tars that copy and uploads it as {s3_data.uri(settings, 'code')}/<job>/source/sourcedir.tar.gz",
+        f"  5. sagemaker:CreateTrainingJob with hyperparameters {script.hyperparameters} + sagemaker_program="
+        f"{script.entry_point}, sagemaker_submit_directory=<that sourcedir.tar.gz>, MaxRuntimeInSeconds="
+        f"{settings.max_run}, {len(script.metric_definitions)} metric definitions; the image's toolkit runs it",
+        "  6. follow its logs (Ctrl-C stops it: sagemaker:StopTrainingJob; --detach returns at once, then "
+        "`inv job.attach <job>`), model.tar.gz checked in S3, runs/<job>/report.md + run.json",
+    ]
 
 
 def local_plan(settings: Settings) -> str:

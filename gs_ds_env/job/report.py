@@ -307,7 +307,7 @@ def write_run(
 ) -> Path:
     """Write the run record (run.json) and its report: what every run shares (settings, image, parity, the job's
     result, timings, the command); `fields` adds the program's part (the Titanic data, or the entry point), the
-    target's (targets.sagemaker_fields) and, for a job that did not complete, its status and reason."""
+    target's (sagemaker_job.sagemaker_fields) and, for a job that did not complete, its status and reason."""
     import time
 
     from gs_ds_env.job import script_mode

@@ -15,7 +15,7 @@ from gs_ds_env import aws, interrupts
 from gs_ds_env.aws import LOG_GROUP
 from gs_ds_env.data import s3_data
 from gs_ds_env.interrupts import Interrupted, interruptible
-from gs_ds_env.job import metrics
+from gs_ds_env.job import metrics, report, training_job
 from gs_ds_env.job.training_job import (
     EMPTY_MODEL_HINT,
     JobResult,
@@ -294,3 +294,101 @@ def console_urls(region: str, job_name: str) -> dict[str, str]:
         "logs": f"{console}/cloudwatch/home?region={region}#logsV2:log-groups/log-group/"
         f"$252Faws$252Fsagemaker$252FTrainingJobs$3FlogStreamNameFilter$3D{job_name}",
     }
+
+
+def sagemaker_fields(
+    settings: Settings, account: str, choice, result: training_job.JobResult | None, job_name: str
+) -> dict:
+    """The run record's SageMaker part: account, resources, instance evidence, bill, logs, console links (the
+    job's own facts, `result`, once it has ended)."""
+    urls = console_urls(settings.aws_region, job_name)
+    fields = {
+        "account": account,
+        "s3_prefix_uri": s3_data.uri(settings),
+        "ecr_repository": settings.ecr_repository,
+        "role_arn": settings.sagemaker_role_arn,
+        "instance_type": settings.instance_type,
+        "instance_count": settings.instance_count,
+        "spot": settings.use_spot,
+        "instance_evidence": choice.evidence() if choice else None,
+        "price_usd_per_hour": choice.price if choice else None,
+        "log_stream": f"{aws.LOG_GROUP} / {job_name}/algo-1-*",
+        "console_url": urls["job"],
+        "logs_url": urls["logs"],
+    }
+    if result is not None:
+        fields.update(
+            model_local_copy=str(result.local_copy),
+            billable_seconds=result.billable_seconds,
+            cost_usd=result.cost_usd,
+            log_stream=f"{aws.LOG_GROUP} / {', '.join(result.log_streams) or job_name + '/algo-1-*'}",
+            job_status=result.description.get("TrainingJobStatus"),
+        )
+    return fields
+
+
+class SageMakerJob:
+    """The paid part: announce the cost ceiling, start the job, follow it (or return at once with --detach),
+    collect its results, write its record — also when it fails or is stopped. `inv job.attach` resumes here."""
+
+    def __init__(self, settings, boto_session, account, choice, pushed, checked, timer, job_name) -> None:
+        self.settings, self.boto_session, self.account, self.choice = settings, boto_session, account, choice
+        self.pushed, self.checked, self.timer, self.job_name = pushed, checked, timer, job_name
+        self.run_dir = settings.paths.run(job_name)
+
+    def write(self, result, pictures, channels, **fields) -> Path:
+        target = sagemaker_fields(self.settings, self.account, self.choice, result, self.job_name)
+        return report.write_run(
+            self.settings, self.job_name, self.pushed, self.checked, result, self.timer.seconds, pictures,
+            channels=channels, **{**target, **fields},
+        )  # fmt: skip
+
+    def run(self, channels: dict[str, str], script, detach: bool, **fields) -> Path:
+        settings, price = self.settings, self.choice.price
+        if price is not None:
+            ceiling = price * settings.instance_count * (settings.max_wait if settings.use_spot else settings.max_run)
+            print(
+                f"starting a paid training job {self.job_name}: {settings.instance_count} x {settings.instance_type} "
+                f"at {price:.3f} USD/h, at most {ceiling / 3600:.2f} USD (MAX_RUN/MAX_WAIT bound)",
+                flush=True,
+            )
+
+        def failed(**outcome):
+            self.write(None, [], channels, **fields, **outcome)
+
+        with self.timer.step("train"), report.recording_failures(failed):
+            run_on_sagemaker(
+                settings, self.boto_session, self.pushed.uri, channels, self.job_name, script, detach=detach
+            )
+        if detach:
+            run_json = self.write(None, [], channels, status=training_job.IN_PROGRESS, **fields)
+            print(
+                f"training job {self.job_name} started and left running (--detach): follow it and collect its "
+                f"results with `inv job.attach {self.job_name}`; stop it with "
+                f"`aws sagemaker stop-training-job --training-job-name {self.job_name}`",
+                flush=True,
+            )
+            return run_json
+        return self.collect(channels, script.metric_definitions if script else None, **fields)
+
+    def collect(self, channels: dict[str, str], definitions, **fields) -> Path:
+        def failed(**outcome):
+            self.write(None, [], channels, **fields, **outcome)
+
+        with self.timer.step("results"), report.recording_failures(failed):
+            result = collect_sagemaker(
+                self.settings, self.boto_session, self.job_name, self.choice.price, self.run_dir, definitions
+            )
+            output = fetch_output(self.boto_session, result.model_artifact, self.run_dir)
+            pictures = report.extract_pictures(output, self.run_dir) if output else []
+        return self.write(result, pictures, channels, **fields)
+
+
+class AttachedChoice:
+    """The instance choice as the detached run recorded it (price and evidence), for the attached run's record."""
+
+    def __init__(self, price: float | None, evidence: str | None) -> None:
+        self.price, self._evidence = price, evidence
+
+    def evidence(self) -> str | None:
+        return self._evidence

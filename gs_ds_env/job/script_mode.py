@@ -241,9 +241,3 @@ def local_folders(channels: dict[str, str], staging: Path) -> dict[str, Path]:
             path = folder
         folders[name] = path
     return folders
-
-
-def job_base(settings: Settings, program: str) -> str:
-    """BASE_JOB_NAME-<theme>-<program>: which theme ran what, in the name SageMaker and runs/ show."""
-    stem = re.sub(r"[^A-Za-z0-9]+", "-", Path(program).stem).strip("-") or "script"
-    return f"{settings.base_job_name}-{settings.theme}-{stem}"

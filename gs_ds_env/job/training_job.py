@@ -11,8 +11,9 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gs_ds_env.errors import GsError
 from gs_ds_env.job import metrics
-from gs_ds_env.job.script_mode import SEED_VARIABLE, ScriptMode, job_base
+from gs_ds_env.job.script_mode import SEED_VARIABLE, ScriptMode
 from gs_ds_env.sdk import name_from_base, sagemaker
 from gs_ds_env.settings import Settings
 
@@ -22,7 +23,7 @@ LOCAL_ROLE = "arn:aws:iam::000000000000:role/local-mode-unused"  # local mode ne
 COMPLETED, FAILED, STOPPED_MAX_RUN, IN_PROGRESS = "completed", "failed", "stopped: max run", "in progress (detached)"
 
 
-class TrainingFailed(RuntimeError):
+class TrainingFailed(GsError):
     """The job did not complete (failed, or stopped at MAX_RUN): `status` and `reason` go into its run record;
     `details` holds the FailureReason, last log lines and a hint."""
 
@@ -52,6 +53,12 @@ class JobResult:
     cost_usd: float | None = None
     log_streams: list[str] = field(default_factory=list)
     steps: dict[str, float] = field(default_factory=dict)  # local mode: where the job's wall time went
+
+
+def job_base(settings: Settings, program: str) -> str:
+    """BASE_JOB_NAME-<theme>-<program>: which theme ran what, in the name SageMaker and runs/ show."""
+    stem = re.sub(r"[^A-Za-z0-9]+", "-", Path(program).stem).strip("-") or "script"
+    return f"{settings.base_job_name}-{settings.theme}-{stem}"
 
 
 def new_job_name(settings: Settings, program: str = "titanic") -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import shutil
@@ -12,11 +11,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from dotenv import dotenv_values
-
+from gs_ds_env.errors import GsError
 from gs_ds_env.kernel import locks
-from gs_ds_env.paths import Paths, ThemeFiles, dir_bytes
+from gs_ds_env.paths import Paths, dir_bytes
 from gs_ds_env.settings import REPO_ROOT, Settings
+from gs_ds_env.theme.files import KernelManifest
 
 
 @dataclass
@@ -84,50 +83,13 @@ def _status(venv: Path) -> str:
     return "ok" if probe.returncode == 0 else "python broken"
 
 
-@dataclass(frozen=True)
-class Manifest:
-    """themes/<theme>/kernel/manifest.env as bin/gs-env-create-kernel.sh wrote it; the one reader in Python."""
-
-    files: ThemeFiles  # the theme folder holding it
-    kernel_name: str
-    theme: str
-    python_version: str  # the full version, e.g. 3.11.7 ("" if unrecorded)
-    smoke: str  # the smoke test's last line at creation ("" if unrecorded)
-
-    @property
-    def path(self) -> Path:
-        return self.files.manifest
-
-    @property
-    def venv(self) -> Path:
-        return self.files.venv
-
-    @property
-    def py(self) -> str:
-        """3.N, as PY= takes it."""
-        return ".".join(self.python_version.split(".")[:2])
+def manifests(repo_root: Path) -> list[KernelManifest]:
+    """The kernel manifest of every theme folder that has one (themes/<theme>/kernel/manifest.env)."""
+    found = [theme.kernel_manifest() for theme in Paths(repo_root).theme_folders()]
+    return [manifest for manifest in found if manifest is not None]
 
 
-def manifests(repo_root: Path) -> list[Manifest]:
-    found = []
-    for files in Paths(repo_root).theme_folders():
-        if not files.manifest.is_file():
-            continue
-        # The kernel script writes it; damaged bytes (a bad disk, a hand edit) show as U+FFFD, never a traceback.
-        values = dotenv_values(stream=io.StringIO(files.manifest.read_bytes().decode("utf-8", errors="replace")))
-        found.append(
-            Manifest(
-                files,
-                kernel_name=values.get("KERNEL_NAME") or "?",
-                theme=values.get("THEME") or files.theme,
-                python_version=values.get("PYTHON_VERSION") or "",
-                smoke=values.get("SMOKE") or "",
-            )
-        )
-    return found
-
-
-def _recorded_smoke(manifest: Manifest) -> str:
+def _recorded_smoke(manifest: KernelManifest) -> str:
     if not manifest.smoke:
         return "not recorded"
     return "passed" if ": ok" in manifest.smoke else manifest.smoke
@@ -214,7 +176,7 @@ def format_table(rows: list[KernelInfo]) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines)
 
 
-class KernelError(ValueError):
+class KernelError(GsError, ValueError):
     """A kernel operation this project must refuse; the message says why and what to do instead."""
 
 

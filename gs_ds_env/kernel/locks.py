@@ -19,13 +19,21 @@ from pathlib import Path
 from dotenv import dotenv_values
 from packaging.requirements import Requirement
 
-from gs_ds_env.paths import LOCK_NAME, REPO_ROOT, SERVING_REQUIREMENTS, TOOLKIT_REQUIREMENTS, Paths, ThemeFiles
+from gs_ds_env.errors import GsError
+from gs_ds_env.paths import (
+    LOCK_NAME,
+    MIN_PYTHON,
+    REPO_ROOT,
+    SERVING_REQUIREMENTS,
+    TOOLKIT_REQUIREMENTS,
+    Paths,
+)
+from gs_ds_env.theme.files import Theme
 
-MIN_PYTHON = "3.11"
 PINS_FILE = "docker/pins.env"
 
 
-class LockError(RuntimeError):
+class LockError(GsError):
     """A lock is missing, stale or cannot be made; the message says how to fix it."""
 
 
@@ -46,7 +54,7 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def compile_command(files: ThemeFiles, output: Path, uv: str, upgrade: bool = False) -> list[str]:
+def compile_command(files: Theme, output: Path, uv: str, upgrade: bool = False) -> list[str]:
     """`uv pip compile` for one theme, run from the repository root so the lock's comments hold relative paths."""
     command = [
         uv,
@@ -112,7 +120,7 @@ def uv_reason(stderr: str) -> str:
     return (meaningful or ["no output"])[-1]
 
 
-def _compile(repo_root: Path, files: ThemeFiles, output: Path, upgrade: bool, cache_dir: Path | None) -> None:
+def _compile(repo_root: Path, files: Theme, output: Path, upgrade: bool, cache_dir: Path | None) -> None:
     """uv pip compile, then once more if a pin forks inside a Python minor: the version below the boundary for
     every patch release, so the kernel and the image agree whatever their patch versions (uv's
     `--fork-strategy fewest` would do it for every package, across minors too)."""

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
+from gs_ds_env.errors import GsError
 from gs_ds_env.kernel.locks import normalise
 
 PROBE = (
@@ -27,7 +28,7 @@ PROBE = (
 SEED = {"pip", "setuptools", "wheel"}
 
 
-class ParityError(RuntimeError):
+class ParityError(GsError):
     """The kernel and the image cannot be compared, or differ; the message is one line."""
 
 

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gs_ds_env.errors import GsError
 from gs_ds_env.image import CHECKOUT_LABEL, CONTENT_LABEL, is_ours
 from gs_ds_env.paths import dir_bytes
 from gs_ds_env.settings import Settings
@@ -156,7 +157,7 @@ def _exists(image_id: str) -> bool:
     return True
 
 
-class CleanError(RuntimeError):
+class CleanError(GsError):
     """The plan no longer holds (something changed since it was printed): nothing was removed."""
 
 

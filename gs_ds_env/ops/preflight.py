@@ -16,11 +16,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from gs_ds_env import aws
 from gs_ds_env.aws import instance
 from gs_ds_env.data import CHANNELS, s3_data
+from gs_ds_env.errors import GsError
 from gs_ds_env.ops.checks import FAIL, OK, WARN, Check
 from gs_ds_env.settings import Settings
 
 
-class PreflightFailed(RuntimeError):
+class PreflightFailed(GsError):
     """A preflight check failed before anything was pushed or paid for; the message lists the failed lines."""
 
 

@@ -4,6 +4,6 @@ theme made here (`remove`). Templates are data: themes/_templates/<template>/.
 names.py: what a theme may be called; new.py: a template (or a theme) -> a locked theme; check.py: a theme's
 kernel, image, parity and example checked end to end; catalog.py: the list; remove.py: removing what new made."""
 
+from gs_ds_env.errors import ThemeError
 
-class ThemeError(RuntimeError):
-    """A theme operation refused or failed; the message says what is wrong and how to fix it. Nothing was left."""
+__all__ = ["ThemeError"]

@@ -7,11 +7,11 @@ The image itself is docker/Dockerfile's `workspace` target, built by `inv build 
 
 from __future__ import annotations
 
+from gs_ds_env.errors import WorkspaceError
+
 HOME = "/home/sagemaker-user"  # Studio's user (uid 1000, gid 100) and its home: the image's user and workdir
 USER = "sagemaker-user"
 UID, GID = 1000, 100
 VENV_PYTHON = "/opt/venv/bin/python"  # the training env, which is the kernel
 
-
-class WorkspaceError(RuntimeError):
-    """A workspace step failed; the message says what happened and what to do."""
+__all__ = ["GID", "HOME", "UID", "USER", "VENV_PYTHON", "WorkspaceError"]

@@ -11,6 +11,6 @@ report.py        the served model's page beside its run
 The server itself lives in the image: training/gs_serving (the SageMaker inference contract).
 """
 
+from gs_ds_env.errors import ServeError
 
-class ServeError(RuntimeError):
-    """The model cannot be served or an endpoint did not answer; the message says why and what to do."""
+__all__ = ["ServeError"]

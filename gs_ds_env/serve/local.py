@@ -23,8 +23,8 @@ from gs_ds_env.job.local_job import local_session
 from gs_ds_env.job.report import invoked_command
 from gs_ds_env.ops import leftovers
 from gs_ds_env.sdk import sagemaker
-from gs_ds_env.serving import ServeError, local_mode, prepare, report
-from gs_ds_env.serving.model_source import ModelSource
+from gs_ds_env.serve import ServeError, local_mode, prepare, report
+from gs_ds_env.serve.model_source import ModelSource
 from gs_ds_env.settings import ConfigError, Settings
 
 # Local mode never passes a role to Docker; the SDK's Model only wants an ARN-shaped string.

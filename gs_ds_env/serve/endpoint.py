@@ -21,8 +21,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from gs_ds_env import aws, image
 from gs_ds_env.data import s3_data
 from gs_ds_env.interrupts import interruptible
-from gs_ds_env.serving import ServeError, prepare
-from gs_ds_env.serving.model_source import ModelSource
+from gs_ds_env.serve import ServeError, prepare
+from gs_ds_env.serve.model_source import ModelSource
 from gs_ds_env.settings import ConfigError, Settings
 
 RUN_TAG = "gs-ds-env:run"  # every resource deploy creates carries it; delete refuses what lacks it

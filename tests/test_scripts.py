@@ -1,118 +1,17 @@
-"""Settings (.env -> one typed object) and the standalone scripts' argument checks (no Docker needed)."""
+"""The bin/ scripts and the Makefile as primitives: the build/push script validates before it does anything, plans
+its commands (--dry-run), reads theme.env and pins.env as the project does (bin/lib.sh) and gets the content tag inv
+gets; every script is shellcheck-clean; the Makefile lists its targets, quotes what it passes on and puts uv's
+cache under WORKING_DIR."""
 
 from __future__ import annotations
 
-import re
+import json
 import subprocess
 
 import pytest
 from conftest import REPO, clone_project, tool_env
 
-from gs_ds_env.settings import ConfigError, load_settings
-
-
-def test_layers_example_then_env_file_then_environment(tmp_path, monkeypatch):
-    env_file = tmp_path / ".env"
-    env_file.write_text("THEME=tsai\nPY=3.11\nSEED=7\nTAGS=team=ds,cost-centre=42\n")
-    monkeypatch.setenv("SEED", "9")
-    settings = load_settings(env_file=env_file)
-    assert (settings.theme, settings.py, settings.kernel_name) == ("tsai", "3.11", "tsai_311")
-    assert settings.seed == 9  # the environment wins over .env
-    assert settings.target == "local"  # from .env.example
-    assert settings.tags == {"team": "ds", "cost-centre": "42"}
-    assert settings.hyperparameters["seed"] == "9"
-
-
-@pytest.mark.parametrize(
-    "content, message",
-    [
-        ("PY=3\n", "PY='3' is malformed"),
-        ("THEME=nope\n", "THEME='nope' does not exist under themes/"),
-        ("SEED=abc\n", "SEED='abc' is not a valid int"),
-        ("TARGET=cloud\n", "TARGET='cloud' is malformed"),
-        ("TARGET=sagemaker\nS3_BUCKET=\n", "S3_BUCKET is missing"),
-        (
-            "TARGET=sagemaker\nS3_BUCKET=my-bucket\nSAGEMAKER_ROLE_ARN=admin\n",
-            "SAGEMAKER_ROLE_ARN='admin' is malformed",
-        ),
-        (
-            "TARGET=sagemaker\nS3_BUCKET=my-bucket\nSAGEMAKER_ROLE_ARN=arn:aws:iam::123456789012:role/x\n"
-            "USE_SPOT=true\nMAX_RUN=100\nMAX_WAIT=50\n",
-            "MAX_WAIT=50 must be >= MAX_RUN=100",
-        ),
-        ("TAGS=justakey\n", "TAGS item 'justakey' is not key=value"),
-    ],
-)
-def test_bad_settings_name_the_key(tmp_path, monkeypatch, content, message):
-    for key in ("PY", "THEME", "SEED", "TARGET", "S3_BUCKET", "SAGEMAKER_ROLE_ARN", "TAGS"):
-        monkeypatch.delenv(key, raising=False)
-    env_file = tmp_path / ".env"
-    env_file.write_text(content)
-    with pytest.raises(ConfigError, match=message):
-        load_settings(env_file=env_file)
-
-
-def test_inv_reports_bad_settings_as_one_line(tmp_path):
-    result = subprocess.run(
-        [str(REPO / ".venv/bin/inv"), "deploy", "--dry-run"],
-        cwd=clone_project(tmp_path / "project"),
-        capture_output=True,
-        text=True,
-        env=tool_env(PY="3"),
-    )
-    assert result.returncode == 2
-    assert result.stderr.strip() == "error: PY='3' is malformed: expected of the form 3.N or 3.NN, e.g. 3.12"
-
-
-def test_sagemaker_sdk_is_quiet_and_telemetry_opted_out():
-    import boto3
-
-    from gs_ds_env.sdk import SDK_CONFIG, sagemaker
-
-    sdk = sagemaker()
-    assert sdk.__version__.startswith("2.")
-    from sagemaker.config.config_schema import TELEMETRY_OPT_OUT_PATH
-    from sagemaker.utils import resolve_value_from_config
-
-    session = sdk.session.Session(boto_session=boto3.Session(region_name="us-east-1"), sagemaker_config=SDK_CONFIG)
-    assert (
-        resolve_value_from_config(None, TELEMETRY_OPT_OUT_PATH, default_value=False, sagemaker_session=session) is True
-    )
-    probe = subprocess.run(
-        [str(REPO / ".venv/bin/python"), "-c", "from gs_ds_env.sdk import sagemaker; sagemaker()"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    assert "v2" not in probe.stderr and "deprecation" not in probe.stderr.lower()
-
-
-def test_the_sdk_checks_the_project_config_never_at_run_time_and_any_other_config_always(monkeypatch):
-    """The SDK validated its config against its whole JSON schema at every lookup (7.8 s of a warm local run)."""
-    import boto3
-    import jsonschema
-    from sagemaker.config.config import validate_sagemaker_config as sdk_validate
-
-    from gs_ds_env.sdk import SDK_CONFIG, name_from_base, sagemaker
-
-    sdk = sagemaker()
-    sdk_validate(SDK_CONFIG)  # the project's config is valid by the SDK's own check (raises otherwise)
-    calls = []
-    real = jsonschema.validate
-    monkeypatch.setattr(jsonschema, "validate", lambda *args, **kwargs: calls.append(args) or real(*args, **kwargs))
-    ours = sdk.session.Session(boto_session=boto3.Session(region_name="us-east-1"), sagemaker_config=SDK_CONFIG)
-    for _ in range(3):
-        sdk.utils.get_sagemaker_config_value(ours, "SageMaker.PythonSDK.Modules.TelemetryOptOut")
-    assert calls == []
-    other = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": "yes"}}}}
-    with pytest.raises(jsonschema.ValidationError):
-        sdk.utils.get_sagemaker_config_value(None, "SageMaker", sagemaker_config=other)
-    assert len(calls) == 1
-    # The job name helper that spares `inv deploy` the SDK's import has the SDK's shape and length.
-    theirs, mine = sdk.utils.name_from_base("b" * 70), name_from_base("b" * 70)
-    assert len(mine) == len(theirs) == 63 and mine[:39] == theirs[:39]
-    assert re.fullmatch(r"b{39}-\d{4}(-\d\d){5}-\d{3}", mine), mine
-
+from gs_ds_env.settings import load_settings
 
 BUILD_PUSH = str(REPO / "bin/gs-env-docker-build-push.sh")
 
@@ -178,7 +77,7 @@ def test_build_push_dry_run_prints_the_plan_and_content_tag():
     ],
 )
 def test_standalone_build_reads_theme_env_as_the_project_does(tmp_path, theme_env):
-    """inv passes --py and --kind from ThemeFiles; the script alone reads theme.env itself, and must agree."""
+    """inv passes --py and --kind from Theme; the script alone reads theme.env itself, and must agree."""
     from gs_ds_env.paths import Paths
 
     project = clone_project(tmp_path / "project")
@@ -195,7 +94,7 @@ def test_standalone_build_reads_theme_env_as_the_project_does(tmp_path, theme_en
             text=True,
             env=env,
         )
-        if " " in files.default_python:  # read whole, as ThemeFiles does, then refused in one line
+        if " " in files.default_python:  # read whole, as Theme does, then refused in one line
             assert result.returncode == 2 and result.stderr.strip().splitlines() == [
                 "gs-env-docker-build-push: python version '3.11 3.12' is not of the form 3.N (use --py 3.12)"
             ]
@@ -272,3 +171,99 @@ def test_what_only_the_workspace_is_built_from_leaves_the_training_tag_alone(tmp
     with (project / "docker/Dockerfile").open("a") as dockerfile:
         dockerfile.write("# a comment is a change\n")
     assert all(after != before for after, before in zip(tags(), (training_after, workspace_after), strict=True))
+
+
+# ---- the Makefile quotes what it passes on; .gitignore keeps secrets out -----------------------------------
+def test_makefile_passes_values_quoted(tmp_path):
+    project = clone_project(tmp_path / "project")
+    fake_venv = tmp_path / "venv"
+    fake_venv.mkdir()
+    (fake_venv / ".synced").touch()  # newer than uv.lock: `make` sees the tool venv as up to date
+    recorder = tmp_path / "inv"
+    recorder.write_text("#!/usr/bin/env python3\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    recorder.chmod(0o755)
+    evil = "x'; touch pwned; echo '"
+    result = subprocess.run(
+        [
+            "make",
+            "-s",
+            "deploy",
+            f"VENV={fake_venv}",
+            f"INV={recorder}",
+            f"THEME={evil}",
+            "PY=3.12; touch pwned2",
+            "TARGET=`touch pwned3`",
+        ],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=tool_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == [
+        "deploy",
+        "--theme",
+        evil,
+        "--py",
+        "3.12; touch pwned2",
+        "--target",
+        "`touch pwned3`",
+    ]
+    assert not list(project.glob("pwned*"))
+
+
+# ---- caches under WORKING_DIR, not ~/.cache on the root disk ------------------------------------------------
+@pytest.mark.parametrize("working_dir", [None, "wd", ".env"])
+def test_make_puts_uv_cache_under_working_dir(tmp_path, working_dir):
+    """The Makefile has no WORKING_DIR rule of its own: the environment, else .env as the settings read it (once the
+    project venv exists), else the one default, all through the kernel script's --print-working-dir."""
+    project = clone_project(tmp_path / "project")
+    if working_dir == ".env":
+        (project / ".env").write_text(f"WORKING_DIR={tmp_path}/from-dotenv\n")
+        (project / ".venv").symlink_to(REPO / ".venv")  # the project venv, only read
+    home = tmp_path / "home"
+    stale_venv = tmp_path / "venv"
+    stale_venv.mkdir()
+    recorder = tmp_path / "uv"
+    recorder.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$UV_CACHE_DIR" > "$(dirname "$0")/seen"\n')
+    recorder.chmod(0o755)
+    env = tool_env(HOME=str(home))
+    env.pop("UV_CACHE_DIR", None)
+    env.pop("XDG_DATA_HOME", None)
+    env.pop("WORKING_DIR", None)
+    if working_dir == "wd":
+        env["WORKING_DIR"] = str(tmp_path / working_dir)
+    result = subprocess.run(
+        ["make", "-s", "venv", f"VENV={stale_venv}", f"UV={recorder}"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    expected = {None: home / ".local/share/gs-ds-env", "wd": tmp_path / "wd", ".env": tmp_path / "from-dotenv"}
+    assert (tmp_path / "seen").read_text().strip() == str(expected[working_dir] / "cache/uv")
+
+
+def test_make_refuses_a_working_dir_the_settings_refuse_in_one_line(tmp_path):
+    project = clone_project(tmp_path / "project")
+    (project / ".env").write_text("WORKING_DIR=relative/x\n")
+    (project / ".venv").symlink_to(REPO / ".venv")
+    env = tool_env(HOME=str(tmp_path / "home"))
+    for name in ("UV_CACHE_DIR", "WORKING_DIR"):
+        env.pop(name, None)
+    result = subprocess.run(["make", "-s", "help"], cwd=project, capture_output=True, text=True, env=env)
+    assert result.returncode == 2, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert "WORKING_DIR='relative/x' is not an absolute path" in lines[0] and "cannot be used" in lines[1], lines
+    assert len(lines) == 2 and not (project / "relative").exists()
+
+
+def test_make_refuses_a_value_with_a_line_break_in_one_line(copy):
+    result = subprocess.run(
+        ["make", "deploy", "THEME=a\nb", "DRY_RUN=1"], cwd=copy, capture_output=True, text=True,
+        env=tool_env(WORKING_DIR=str(copy.parent / "work")),
+    )  # fmt: skip
+    assert result.returncode == 2 and "syntax error" not in result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "THEME contains a line break" in line

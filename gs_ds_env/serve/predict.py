@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from gs_ds_env.serving import ServeError
+from gs_ds_env.serve import ServeError
 from gs_ds_env.settings import ConfigError, Settings
 
 CONTENT_TYPES = {

@@ -38,8 +38,8 @@ from gs_ds_env.job.local_job import local_session
 from gs_ds_env.job.report import invoked_command
 from gs_ds_env.ops import leftovers
 from gs_ds_env.sdk import sagemaker
-from gs_ds_env.serving import ServeError, local, local_mode, prepare
-from gs_ds_env.serving.model_source import ModelSource
+from gs_ds_env.serve import ServeError, local, local_mode, prepare
+from gs_ds_env.serve.model_source import ModelSource
 from gs_ds_env.settings import ConfigError, Settings
 
 KINDS = {".csv": "text/csv", ".jsonl": "application/jsonlines", ".jsonlines": "application/jsonlines"}
@@ -310,7 +310,7 @@ def run_sagemaker(
     settings: Settings, source: ModelSource, inputs: TransformInput, output: str | None, instance_count: int
 ) -> str:
     from gs_ds_env import image
-    from gs_ds_env.serving import endpoint
+    from gs_ds_env.serve import endpoint
 
     boto_session = aws.session(settings)
     account = aws.account_id(boto_session)

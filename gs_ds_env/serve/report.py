@@ -12,7 +12,7 @@ import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
-from gs_ds_env.serving.model_source import ModelSource
+from gs_ds_env.serve.model_source import ModelSource
 from gs_ds_env.settings import Settings
 
 SMOKE_ROWS = 50

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from gs_serving.handler import defines_handler
 
-from gs_ds_env.serving import ServeError
-from gs_ds_env.serving.model_source import ModelSource
+from gs_ds_env.serve import ServeError
+from gs_ds_env.serve.model_source import ModelSource
 from gs_ds_env.settings import Settings
 
 CODE_IN_CONTAINER = "/opt/ml/model/code"  # SAGEMAKER_SUBMIT_DIRECTORY of a repacked model (the SDK's value)

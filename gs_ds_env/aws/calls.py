@@ -1,0 +1,94 @@
+"""What every AWS call shares: boto3 sessions and clients with botocore's standard retries and timeouts; one-line
+explanations of AWS errors; the caller's account.
+
+AWS_ENDPOINT_URL (private endpoints, moto in the tests) is honoured by botocore itself.
+"""
+
+from __future__ import annotations
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ProfileNotFound,
+    ReadTimeoutError,
+)
+from botocore.parsers import ResponseParserError
+
+from gs_ds_env.errors import GsError
+from gs_ds_env.settings import ConfigError, Settings
+
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"  # where SageMaker writes every training job's log streams
+
+# A dead or frozen endpoint fails within about a minute (3 attempts x (5 s connect + 20 s read) + backoff), with
+# one line naming it, instead of botocore's default 60 s read timeout per attempt.
+CONNECT_TIMEOUT, READ_TIMEOUT = 5, 20
+RETRIES = Config(
+    retries={"mode": "standard", "total_max_attempts": 3},
+    connect_timeout=CONNECT_TIMEOUT,
+    read_timeout=READ_TIMEOUT,
+    user_agent_extra="gs-ds-env",
+)
+# Optional reads (quotas, prices) have a fallback: fail over to it quickly instead of backing off for seconds.
+QUICK = RETRIES.merge(Config(retries={"mode": "standard", "total_max_attempts": 2}))
+
+
+# What a botocore call can raise besides the caller's own bugs (a server answering garbage gives the last one).
+CALL_ERRORS = (ClientError, BotoCoreError, ResponseParserError)
+
+
+class AwsError(GsError):
+    """An AWS call failed; the message says which call, why, and what to do."""
+
+
+def session(settings: Settings) -> boto3.Session:
+    try:
+        return boto3.Session(region_name=settings.aws_region, profile_name=settings.aws_profile or None)
+    except ProfileNotFound:
+        raise ConfigError(
+            f"AWS_PROFILE={settings.aws_profile!r} is not in ~/.aws/config: run "
+            f"`aws configure --profile {settings.aws_profile}` or leave AWS_PROFILE empty"
+        ) from None
+
+
+def client(boto_session: boto3.Session, service: str, region: str | None = None, config: Config | None = None):
+    return boto_session.client(service, config=config or RETRIES, region_name=region or boto_session.region_name)
+
+
+def error_code(error: Exception) -> str:
+    return error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else type(error).__name__
+
+
+def explain(error: Exception, doing: str) -> AwsError:
+    """One line for a failed call: what we were doing, AWS's code and message, and a hint for the usual causes."""
+    if isinstance(error, NoCredentialsError):
+        return AwsError(
+            f"{doing}: no AWS credentials found; run `aws configure` (or set AWS_PROFILE in .env), "
+            "or on a SageMaker notebook attach an execution role"
+        )
+    if isinstance(error, ClientError):
+        code = error_code(error)
+        message = error.response.get("Error", {}).get("Message", "")
+        hint = {
+            "AccessDenied": "the caller lacks this permission: attach the policy from `inv iam-policy`",
+            "AccessDeniedException": "the caller lacks this permission: attach the policy from `inv iam-policy`",
+            "ExpiredToken": "the credentials expired: refresh them (aws sso login / new session)",
+            "InvalidClientTokenId": "the access key is not valid in this account/region: check AWS_PROFILE",
+            "ResourceLimitExceeded": "the account quota for this instance type is too low: run `inv instance` and "
+            "request an increase in Service Quotas, or use INSTANCE_TYPE=auto",
+        }.get(code, "")
+        return AwsError(f"{doing}: {code}: {message}" + (f" ({hint})" if hint else ""))
+    if isinstance(error, (ConnectTimeoutError, ReadTimeoutError, EndpointConnectionError)):
+        return AwsError(f"{doing}: {error} (no answer: check the network, the region and AWS_ENDPOINT_URL)")
+    return AwsError(f"{doing}: {type(error).__name__}: {error}")
+
+
+def account_id(boto_session: boto3.Session) -> str:
+    try:
+        return client(boto_session, "sts").get_caller_identity()["Account"]
+    except (ClientError, BotoCoreError) as error:
+        raise explain(error, "reading the account id (sts:GetCallerIdentity)") from None
