@@ -33,6 +33,7 @@ FLAT_ALIASES = {
     "devcontainer": workspace.devcontainer,
     "studio-image": workspace.studio_image,
     "train": job.train,
+    "process": job.process,
     "deploy": job.deploy,
     "attach": job.attach,
     "notebook": job.notebook,

@@ -6,18 +6,27 @@ from pathlib import Path
 
 from invoke import task
 
+from gs_ds_env.settings import ConfigError
+
 from .common import aws_settings, clear_errors, group
 
 
-@task(help={"instance_type": "check this type instead of INSTANCE_TYPE (auto: pick)"})
+@task(
+    help={
+        "instance_type": "check this type instead of INSTANCE_TYPE (auto: pick)",
+        "job": "training (inv train) or processing (inv process): whose types, quotas and prices",
+    }
+)
 @clear_errors
-def instance(c, instance_type=None):
-    """Rank training instance types by API acceptance, Service Quotas and price; show the pick and why."""
+def instance(c, instance_type=None, job="training"):
+    """Rank training (or processing) instance types by API acceptance, Service Quotas and price; show the pick."""
     from gs_ds_env import aws
     from gs_ds_env.aws import instance as instance_mod
 
+    if job not in instance_mod.JOBS:
+        raise ConfigError(f"--job {job!r}: give {' or '.join(instance_mod.JOBS)}")
     settings = aws_settings(instance_type=instance_type)
-    print(instance_mod.choose(settings, aws.session(settings)).evidence())
+    print(instance_mod.choose(settings, aws.session(settings), job=job).evidence())
 
 
 @task(name="iam-policy", help={"out": "write the three JSON files into this folder instead of printing them"})

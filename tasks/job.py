@@ -1,4 +1,5 @@
-"""`inv job.*` — Jobs: training in the theme image on either target, a detached job attached, the notebook run."""
+"""`inv job.*` — Jobs: training and processing in the theme image on either target, a detached job attached, the
+notebook run."""
 
 from __future__ import annotations
 
@@ -139,6 +140,77 @@ def deploy(
     )
 
 
+@task(
+    help={
+        "target": "local or sagemaker",
+        "theme": "theme (its image runs the job)",
+        "py": "Python 3.N",
+        "code": "the processing script (run as `python3 /opt/ml/processing/input/code/<it>`)",
+        "source_dir": "the folder shipped with it (default: the script's folder)",
+        "input": "name=folder, name=file or (sagemaker) name=s3://…, repeatable: mounted at /opt/ml/processing/input/<name>",
+        "shard": "sagemaker: spread each input's objects over the instances (ShardedByS3Key)",
+        "output": "name[=s3://…], repeatable: collected from /opt/ml/processing/output/<name>",
+        "argument": "one argument for the script, repeatable, in order (--argument=--since --argument=2026-01-01)",
+        "instance_count": "sagemaker: instances (default INSTANCE_COUNT)",
+        "instance_type": "sagemaker: auto (the cheapest with a processing quota) or ml.<type> (default INSTANCE_TYPE)",
+        "job_name": "processing job name (default: BASE_JOB_NAME-<theme>-<script>-<timestamp>)",
+        "dry_run": "print the plan, start nothing",
+        "allow_drift": "run even if the kernel and the image differ (the report records it)",
+        "skip_preflight": "sagemaker: skip the checks run before anything is pushed or paid for",
+        "detach": "sagemaker: start the job and return; `inv job.attach NAME` follows it and writes its record",
+    },
+    iterable=["input", "output", "argument"],
+)
+@clear_errors
+def process(
+    c,
+    code=None,
+    target=None,
+    theme=None,
+    py=None,
+    source_dir=None,
+    input=None,
+    shard=False,
+    output=None,
+    argument=None,
+    instance_count=None,
+    instance_type=None,
+    job_name=None,
+    dry_run=False,
+    allow_drift=False,
+    skip_preflight=False,
+    detach=False,
+):
+    """Run a data-preparation script in the theme image as SageMaker Processing runs it (local mode or SageMaker)."""
+    from gs_ds_env.job import deploy as deploy_mod
+    from gs_ds_env.job import processing
+
+    timer = deploy_mod.Timer(count_start_up=True)
+    if not (code or "").strip():
+        raise ConfigError("--code is missing: give the processing script, e.g. --code prepare.py")
+    count = None if instance_count is None else number(instance_count, "--instance-count", int)
+    settings = load_settings(
+        target=target, theme=theme, py=py, entry_point=code, source_dir=source_dir, instance_count=count,
+        instance_type=instance_type,
+    )  # fmt: skip
+    if detach and settings.target != "sagemaker":
+        raise ConfigError("--detach is for TARGET=sagemaker: a local job runs on this machine while you wait")
+    if settings.target == "local" and settings.instance_count > 1:
+        raise ConfigError("--instance-count above 1 is for TARGET=sagemaker: local mode runs one container")
+    deploy_mod.run_process(
+        settings,
+        inputs=processing.parse_inputs(input or [], shard, settings.target),
+        outputs=processing.parse_outputs(output or [], settings.target),
+        arguments=processing.parse_arguments(argument or []),
+        job_name=job_name,
+        allow_drift=allow_drift,
+        skip_preflight=skip_preflight,
+        detach=detach,
+        dry_run=dry_run,
+        timer=timer,
+    )
+
+
 @task(help={"name": "the job's name (runs/<name>/ holds its record)"})
 @clear_errors
 def attach(c, name):
@@ -172,5 +244,11 @@ def notebook(c, path="notebooks/titanic-sagemaker.ipynb", theme=None, py=None, t
 
 
 namespace = group(
-    "job", ("train", train), ("deploy", deploy), ("attach", attach), ("notebook", notebook), default=deploy
+    "job",
+    ("train", train),
+    ("deploy", deploy),
+    ("process", process),
+    ("attach", attach),
+    ("notebook", notebook),
+    default=deploy,
 )

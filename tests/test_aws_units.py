@@ -65,12 +65,12 @@ def offline_session() -> boto3.Session:
     return boto3.Session(region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
-def quota_client(defaults: dict[str, float], applied: dict[str, float]):
+def quota_client(defaults: dict[str, float], applied: dict[str, float], job: str = "training"):
     client = offline_session().client("service-quotas")
     stub = Stubber(client)
     for operation, values in (("list_aws_default_service_quotas", defaults), ("list_service_quotas", applied)):
         quotas = [
-            {"ServiceCode": "sagemaker", "QuotaName": f"{name} for training job usage", "Value": value}
+            {"ServiceCode": "sagemaker", "QuotaName": f"{name} for {job} job usage", "Value": value}
             for name, value in values.items()
         ]
         quotas.append({"ServiceCode": "sagemaker", "QuotaName": "Number of training jobs", "Value": 50.0})
@@ -125,6 +125,21 @@ def test_unreadable_quotas_are_called_unknown_not_above_zero():
     assert choice.instance_type == "ml.m5.large"
     assert "quota is UNKNOWN" in choice.reason and "quota above 0" not in choice.reason
     assert any("training quotas UNKNOWN" in warning for warning in choice.warnings)
+
+
+def test_a_processing_job_is_picked_by_processing_quotas_and_prices():
+    """Service Quotas and the Price List name processing apart from training (Stubber: moto has neither)."""
+    quotas = quota_client({"ml.m5.large": 0, "ml.c5.xlarge": 0, "ml.m5.xlarge": 2}, {}, job="processing")
+    products = [product("EU-Processing:ml.m5.xlarge", "0.2700000000"), product("EU-Train:ml.m5.xlarge", "0.2500000000")]
+    choice = instance.choose(settings(), offline_session(), quotas, pricing_client(products), job="processing")
+    assert choice.instance_type == "ml.m5.xlarge" and choice.price == 0.27
+    assert "CreateProcessingJob accepts with a processing quota above 0" in choice.reason
+    assert "quota (processing)" in choice.table() and "(ProcessingInstanceType)" in choice.evidence()
+    # Training quotas say nothing about processing: with none for processing the quota is UNKNOWN, never assumed.
+    training_only = quota_client({"ml.m5.large": 4}, {})
+    unknown = instance.choose(settings(), offline_session(), training_only, pricing_client(None), job="processing")
+    assert "its processing quota is UNKNOWN" in unknown.reason
+    assert any("processing quotas UNKNOWN" in warning for warning in unknown.warnings)
 
 
 def test_price_list_api_prices_win_over_the_table():
@@ -351,6 +366,19 @@ def test_iam_policies_are_narrow_and_pass_parliament():
         "arn:aws:s3:::team-bucket/ds/titanic/code/*",
     ]
     assert execution_sids["WriteModel"]["Resource"] == "arn:aws:s3:::team-bucket/ds/titanic/output/*"
+    # Processing (inv process): its jobs by name, its uploaded inputs read, its outputs written, its log group.
+    assert by_sid["ProcessingJobs"]["Resource"] == (
+        f"arn:aws:sagemaker:{REGION}:123456789012:processing-job/gs-ds-env-titanic*"
+    )
+    assert {"sagemaker:CreateProcessingJob", "sagemaker:StopProcessingJob"} <= set(by_sid["ProcessingJobs"]["Action"])
+    assert (
+        execution_sids["ReadProcessingInputs"]["Resource"] == "arn:aws:s3:::team-bucket/ds/titanic/processing-input/*"
+    )
+    assert execution_sids["WriteProcessingOutputs"]["Resource"] == "arn:aws:s3:::team-bucket/ds/titanic/processing/*"
+    assert (
+        f"arn:aws:logs:{REGION}:123456789012:log-group:/aws/sagemaker/ProcessingJobs:log-stream:*"
+        in (execution_sids["WriteJobLogs"]["Resource"])
+    )
     (trust,) = policies["execution-role-trust-policy.json"]["Statement"]
     assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"} and trust["Action"] == "sts:AssumeRole"
     assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": "123456789012"}

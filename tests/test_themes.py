@@ -5,6 +5,7 @@ image, parity, its example as a local-mode job with the kernel's metrics)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -132,7 +133,10 @@ def test_each_template_makes_a_locked_listed_theme_that_remove_takes_away_alone(
         assert "{{" not in texts and "template.env" not in {p.name for p in root.iterdir()}
         assert "DEFAULT_PYTHON=3.11" in (root / "theme.env").read_text()
         assert ("KIND=app" in (root / "theme.env").read_text()) == (template == "app")
-        assert (root / "example/train.py").is_file() == (template != "app")
+        example = {"app": None, "de": "example/process.py"}.get(template, "example/train.py")
+        assert sorted(str(p.relative_to(root)) for p in root.glob("example/*.py") if p.stem != "inference") == (
+            [example] if example else []
+        )
     assert "tomli ; python_version >= '3.11'" in (copy / "themes/mine-de/docker/requirements.txt").read_text()
     assert "tomli==" in (copy / "themes/mine-de/requirements.lock").read_text()
     # A copy of a theme keeps its lists and starts from its lock: the packages both lock pin the same version.
@@ -234,7 +238,7 @@ def test_a_theme_from_the_ds_template_passes_theme_check_and_remove_spares_the_o
     inv(copy, "theme.remove", "team-two", **env)
 
 
-@pytest.mark.parametrize("template", ["de", "mlops", "app"])
+@pytest.mark.parametrize("template", ["mlops", "app"])
 def test_a_theme_from_each_other_template_passes_theme_check(copy, base_image, template):
     """What the ds test above proves, for every other template: lock, kernel + smoke, image + smoke, parity, and the
     example as a local-mode job with the kernel's metrics (an app theme: its app answers its health check)."""
@@ -255,3 +259,47 @@ def test_a_theme_from_each_other_template_passes_theme_check(copy, base_image, t
         removed = inv(copy, "theme.remove", name, **env)
         assert removed.returncode == 0, removed.stdout + removed.stderr
     assert not (copy / "themes" / name).exists()
+
+
+def test_a_theme_from_the_de_template_checks_and_its_example_processes_raw_events(copy, base_image, tmp_path):
+    """The de example is a processing job: theme.check compares its metrics.json in the kernel and as a local
+    processing job; then, on raw event files of the user's, its Parquet is read back: every clean event counted once."""
+    env = {"PY": "3.11", "BASE_IMAGE": base_image, "TORCH_BACKEND": "none", "IMAGE_NAME": THEMES_IMAGE}
+    created = inv(copy, "theme.new", "team-de", "--template", "de", **env)
+    assert created.returncode == 0, created.stdout + created.stderr
+    assert "inv process --theme team-de --py 3.11 --code themes/team-de/example/process.py" in created.stdout
+    try:
+        checked = inv(copy, "theme.check", "team-de", **env)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        lines = [line for line in checked.stdout.splitlines() if line.startswith("[check]")]
+        assert [line.split()[1] for line in lines] == ["lock", "kernel", "image", "parity", "example"], checked.stdout
+        assert "processing job" in lines[-1] and "rows_in=10000" in lines[-1] and "as in the kernel" in lines[-1]
+        raw = tmp_path / "events"
+        (raw / "late").mkdir(parents=True)
+        (raw / "a.csv").write_text(
+            "user,ts,amount\nu1,2026-01-01T08:00:00,10.5\nu2,2026-01-01T09:30:00,4\nu1,2026-01-02T10:00:00,0\n"
+        )  # the zero amount is dropped
+        (raw / "late/b.csv").write_text("user,ts,amount\nu3,2026-01-02T23:59:00,7.25\nu3,2026-01-02T01:00:00,\n")
+        job = inv(copy, "process", "--theme", "team-de", "--code", "themes/team-de/example/process.py", "--input",
+                  f"raw={raw}", "--output", "daily", "--job-name", "de-daily", **env)  # fmt: skip
+        assert job.returncode == 0, (job.stdout + job.stderr)[-3000:]
+        daily = copy / "runs/de-daily/output/daily"
+        read = subprocess.run(
+            [str(copy / "themes/team-de/kernel/.venv/bin/python"), "-c",
+             "import json, sys, polars as pl; f = pl.read_parquet(sys.argv[1]); "
+             "print(json.dumps({'days': [str(d) for d in f['day']], 'events': f['events'].to_list(), "
+             "'users': f['users'].to_list(), 'amount': f['amount'].to_list()}))", str(daily / "daily.parquet")],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert read.returncode == 0, read.stderr
+        assert json.loads(read.stdout) == {
+            "days": ["2026-01-01", "2026-01-02"],
+            "events": [2, 1],
+            "users": [2, 1],
+            "amount": [14.5, 7.25],
+        }
+        metrics = json.loads((daily / "metrics.json").read_text())["metrics"]
+        assert metrics == {"rows_in": 5, "rows_out": 2, "amount": 21.75}  # 5 rows in, 3 clean events in 2 days
+    finally:
+        removed = inv(copy, "theme.remove", "team-de", **env)
+        assert removed.returncode == 0, removed.stdout + removed.stderr

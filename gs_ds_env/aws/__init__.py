@@ -4,6 +4,7 @@
 from gs_ds_env.aws.calls import (
     CALL_ERRORS,
     LOG_GROUP,
+    PROCESSING_LOG_GROUP,
     QUICK,
     RETRIES,
     AwsError,
@@ -17,6 +18,7 @@ from gs_ds_env.aws.calls import (
 __all__ = [
     "CALL_ERRORS",
     "LOG_GROUP",
+    "PROCESSING_LOG_GROUP",
     "QUICK",
     "RETRIES",
     "AwsError",

@@ -23,6 +23,7 @@ from gs_ds_env.errors import GsError
 from gs_ds_env.settings import ConfigError, Settings
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"  # where SageMaker writes every training job's log streams
+PROCESSING_LOG_GROUP = "/aws/sagemaker/ProcessingJobs"  # and every processing job's
 
 # A dead or frozen endpoint fails within about a minute (3 attempts x (5 s connect + 20 s read) + backoff), with
 # one line naming it, instead of botocore's default 60 s read timeout per attempt.

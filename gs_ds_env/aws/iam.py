@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from gs_ds_env.aws import LOG_GROUP
+from gs_ds_env.aws import LOG_GROUP, PROCESSING_LOG_GROUP
 from gs_ds_env.data import s3_data
 from gs_ds_env.settings import Settings
 
@@ -36,6 +36,9 @@ class _Names:
         self.objects = self.under()
         self.repository = f"arn:{partition}:ecr:{region}:{account}:repository/{settings.ecr_repository}"
         self.jobs = f"arn:{partition}:sagemaker:{region}:{account}:training-job/{settings.base_job_name.lower()}*"
+        self.processing_jobs = (
+            f"arn:{partition}:sagemaker:{region}:{account}:processing-job/{settings.base_job_name.lower()}*"
+        )
         # inv endpoint.deploy / inv transform name the model, endpoint config, endpoint and transform job alike.
         self.serving = [
             f"arn:{partition}:sagemaker:{region}:{account}:{kind}/{settings.base_job_name.lower()}*"
@@ -54,6 +57,7 @@ class _Names:
         self.serving_log_groups = [f"{logs}/Endpoints/{settings.base_job_name.lower()}*", f"{logs}/TransformJobs"]
         self.log_group = f"arn:{partition}:logs:{region}:{account}:log-group:{LOG_GROUP}"
         self.log_streams = f"{self.log_group}:log-stream:{settings.base_job_name.lower()}*"
+        self.processing_log_group = f"arn:{partition}:logs:{region}:{account}:log-group:{PROCESSING_LOG_GROUP}"
         self.sagemaker_any = f"arn:{partition}:sagemaker:{region}:{account}:*"
         self.principals = [f"arn:{partition}:iam::{account}:user/*", f"arn:{partition}:iam::{account}:role/*"]
 
@@ -108,6 +112,17 @@ def operator_policy(settings: Settings, account: str) -> dict:
             ],
             names.jobs,
         ),
+        # inv process: processing jobs, named like training jobs (<base>-<theme>-<script>-<timestamp>).
+        _statement(
+            "ProcessingJobs",
+            [
+                "sagemaker:CreateProcessingJob",
+                "sagemaker:DescribeProcessingJob",
+                "sagemaker:StopProcessingJob",
+                "sagemaker:AddTags",
+            ],
+            names.processing_jobs,
+        ),
         # Serving: a trained model as an endpoint (inv endpoint.*) or a batch transform (inv transform).
         _statement(
             "EndpointsAndTransformJobs",
@@ -152,8 +167,14 @@ def operator_policy(settings: Settings, account: str) -> dict:
         _statement("StudioDomain", ["sagemaker:DescribeDomain", "sagemaker:UpdateDomain"], names.domains),
         # ListEndpoints has no resource-level form (inv endpoint.list filters by name and tag).
         _statement("ListEndpoints", ["sagemaker:ListEndpoints"], "*"),
-        _statement("ReadJobLogs", ["logs:DescribeLogStreams"], f"{names.log_group}:*"),
-        _statement("ReadJobLogEvents", ["logs:GetLogEvents"], names.log_streams),
+        _statement(
+            "ReadJobLogs", ["logs:DescribeLogStreams"], [f"{names.log_group}:*", f"{names.processing_log_group}:*"]
+        ),
+        _statement(
+            "ReadJobLogEvents",
+            ["logs:GetLogEvents"],
+            [names.log_streams, f"{names.processing_log_group}:log-stream:{settings.base_job_name.lower()}*"],
+        ),
         _statement(
             "PassOnlyTheExecutionRoleToSageMaker",
             ["iam:PassRole"],
@@ -190,6 +211,7 @@ def execution_role_policy(settings: Settings, account: str) -> dict:
                         names.s3_prefix("channels"),
                         names.s3_prefix("checkpoints"),
                         names.s3_prefix("transform-input"),
+                        names.s3_prefix("processing-input"),
                     ]
                 }
             },
@@ -203,6 +225,10 @@ def execution_role_policy(settings: Settings, account: str) -> dict:
             [names.under("output"), names.under("models"), names.under("transform-input")],
         ),
         _statement("WriteTransformOutput", ["s3:PutObject"], names.under("transform-output")),
+        # Processing jobs (inv process): their uploaded inputs and code, their outputs. An s3:// input or output
+        # of the user's own, outside the prefix, needs its own grant.
+        _statement("ReadProcessingInputs", ["s3:GetObject"], names.under("processing-input")),
+        _statement("WriteProcessingOutputs", ["s3:PutObject"], names.under("processing")),
         _statement("SpotCheckpoints", ["s3:GetObject", "s3:PutObject"], names.under("checkpoints")),
         _statement("EcrLogin", ["ecr:GetAuthorizationToken"], "*"),
         _statement(
@@ -210,11 +236,13 @@ def execution_role_policy(settings: Settings, account: str) -> dict:
             ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
             names.repository,
         ),
-        _statement("CreateJobLogGroup", ["logs:CreateLogGroup"], f"{names.log_group}:*"),
+        _statement(
+            "CreateJobLogGroup", ["logs:CreateLogGroup"], [f"{names.log_group}:*", f"{names.processing_log_group}:*"]
+        ),
         _statement(
             "WriteJobLogs",
             ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-            f"{names.log_group}:log-stream:*",
+            [f"{names.log_group}:log-stream:*", f"{names.processing_log_group}:log-stream:*"],
         ),
         _statement(
             "EndpointAndTransformLogs",

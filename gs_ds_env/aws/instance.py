@@ -1,7 +1,8 @@
-"""`inv instance`: the smallest training instance that works here, with the evidence for the pick.
+"""`inv instance`: the smallest instance that works here for a training (or processing) job, with the evidence.
 
-Evidence, in order: the types CreateTrainingJob accepts (botocore's service model), the account's Service Quotas
-"<type> for training job usage" in the region, and the hourly price (Price List API, else the dated table below).
+Evidence, in order: the types CreateTrainingJob (CreateProcessingJob) accepts (botocore's service model), the
+account's Service Quotas "<type> for training (processing) job usage" in the region, and the hourly price (Price List
+API, else the dated table below; a processing instance costs what the same training instance costs there).
 """
 
 from __future__ import annotations
@@ -50,6 +51,29 @@ ACCELERATED = re.compile(r"^ml\.(g\d|p\d|trn|inf)")
 QUOTA_NAME = re.compile(r"^(ml\.[a-z0-9-]+\.[a-z0-9]+) for training job usage$")
 
 
+@dataclass(frozen=True)
+class JobKind:
+    """What differs between the jobs an instance is picked for: the API's list of types, the quota, the price."""
+
+    name: str  # training | processing
+    shape: str  # botocore's enum of the types the Create call accepts
+    quota: re.Pattern
+    usage: str  # the Price List's usagetype infix: USE1-Train:ml.m5.large
+    create: str  # the API call that starts one
+
+
+JOBS = {
+    "training": JobKind("training", "TrainingInstanceType", QUOTA_NAME, "Train", "CreateTrainingJob"),
+    "processing": JobKind(
+        "processing",
+        "ProcessingInstanceType",
+        re.compile(r"^(ml\.[a-z0-9-]+\.[a-z0-9]+) for processing job usage$"),
+        "Processing",
+        "CreateProcessingJob",
+    ),
+}
+
+
 @dataclass
 class Row:
     instance_type: str
@@ -70,12 +94,16 @@ class Choice:
     rows: list[Row]
     quota_source: str
     warnings: list[str] = field(default_factory=list)
+    job: str = "training"
 
     def table(self, limit: int = 10) -> str:
         shown = self.rows[:limit]
         if self.instance_type not in {row.instance_type for row in shown}:
             shown += [row for row in self.rows if row.instance_type == self.instance_type]
-        lines = ["| rank | instance type | quota (training) | USD/hour | price source | |", "|---|---|---|---|---|---|"]
+        lines = [
+            f"| rank | instance type | quota ({self.job}) | USD/hour | price source | |",
+            "|---|---|---|---|---|---|",
+        ]
         for rank, row in enumerate(shown, 1):
             quota = "?" if row.quota is None else f"{row.quota:g}"
             price = "?" if row.price is None else f"{row.price:.3f}"
@@ -89,25 +117,25 @@ class Choice:
             "",
             self.table(),
             "",
-            f"Accepted types: botocore's SageMaker model (TrainingInstanceType). Quotas: {self.quota_source}.",
+            f"Accepted types: botocore's SageMaker model ({JOBS[self.job].shape}). Quotas: {self.quota_source}.",
         ]
         parts += [f"Warning: {warning}" for warning in self.warnings]
         return "\n".join(parts)
 
 
-def accepted_types(boto_session: boto3.Session) -> list[str]:
+def accepted_types(boto_session: boto3.Session, job: str = "training") -> list[str]:
     model = boto_session._session.get_service_model("sagemaker")
-    return sorted(model.shape_for("TrainingInstanceType").enum)
+    return sorted(model.shape_for(JOBS[job].shape).enum)
 
 
-def cheapest_by_table(boto_session: boto3.Session) -> str:
-    """What a dry run shows for INSTANCE_TYPE=auto, without calling AWS: the cheapest CPU type CreateTrainingJob
+def cheapest_by_table(boto_session: boto3.Session, job: str = "training") -> str:
+    """What a dry run shows for INSTANCE_TYPE=auto, without calling AWS: the cheapest CPU type the job's Create call
     accepts, by the price table (the run itself reads quotas and live prices)."""
-    priced = [t for t in accepted_types(boto_session) if t in PRICE_TABLE and not ACCELERATED.match(t)]
+    priced = [t for t in accepted_types(boto_session, job) if t in PRICE_TABLE and not ACCELERATED.match(t)]
     return min(priced, key=lambda t: (PRICE_TABLE[t], t))
 
 
-def training_quotas(quota_client) -> tuple[dict[str, float] | None, str]:
+def job_quotas(quota_client, job: str = "training") -> tuple[dict[str, float] | None, str]:
     """Applied quota values over AWS defaults; (None, why) when neither can be read."""
     quotas: dict[str, float] = {}
     notes = []
@@ -118,7 +146,7 @@ def training_quotas(quota_client) -> tuple[dict[str, float] | None, str]:
         try:
             for page in quota_client.get_paginator(operation).paginate(ServiceCode="sagemaker"):
                 for quota in page.get("Quotas", []):
-                    match = QUOTA_NAME.match(quota.get("QuotaName", ""))
+                    match = JOBS[job].quota.match(quota.get("QuotaName", ""))
                     if match:
                         quotas[match.group(1)] = float(quota.get("Value", 0))
             notes.append(label)
@@ -127,12 +155,12 @@ def training_quotas(quota_client) -> tuple[dict[str, float] | None, str]:
     if not quotas:
         return None, "Service Quotas could not be read (" + "; ".join(
             notes
-        ) + "): training quotas UNKNOWN, check them in the Service Quotas console"
+        ) + f"): {job} quotas UNKNOWN, check them in the Service Quotas console"
     return quotas, "Service Quotas, sagemaker, " + " + ".join(notes)
 
 
-def api_prices(pricing_client, region: str) -> dict[str, float]:
-    """On-demand training prices for the region from the Price List API ({} when it cannot be read)."""
+def api_prices(pricing_client, region: str, job: str = "training") -> dict[str, float]:
+    """On-demand prices of the job's instances for the region from the Price List API ({} when it cannot be read)."""
     prices: dict[str, float] = {}
     filters = [
         {"Type": "TERM_MATCH", "Field": field_name, "Value": value}
@@ -143,7 +171,7 @@ def api_prices(pricing_client, region: str) -> dict[str, float]:
             ServiceCode="AmazonSageMaker", Filters=filters
         ):
             for item in page.get("PriceList", []):
-                parsed = _training_price(json.loads(item) if isinstance(item, str) else item)
+                parsed = _price(json.loads(item) if isinstance(item, str) else item, JOBS[job].usage)
                 if parsed:
                     prices[parsed[0]] = parsed[1]
     except (ClientError, BotoCoreError):
@@ -151,10 +179,10 @@ def api_prices(pricing_client, region: str) -> dict[str, float]:
     return prices
 
 
-def _training_price(product: dict) -> tuple[str, float] | None:
+def _price(product: dict, infix: str = "Train") -> tuple[str, float] | None:
     attributes = product.get("product", {}).get("attributes", {})
     usage = attributes.get("usagetype", "")
-    match = re.search(r"-Train:(ml\.[a-z0-9-]+\.[a-z0-9]+)$", usage)
+    match = re.search(rf"-{infix}:(ml\.[a-z0-9-]+\.[a-z0-9]+)$", usage)
     if not match:
         return None
     for term in product.get("terms", {}).get("OnDemand", {}).values():
@@ -165,13 +193,15 @@ def _training_price(product: dict) -> tuple[str, float] | None:
     return None
 
 
-def choose(settings: Settings, boto_session: boto3.Session, quota_client=None, pricing_client=None) -> Choice:
+def choose(
+    settings: Settings, boto_session: boto3.Session, quota_client=None, pricing_client=None, job: str = "training"
+) -> Choice:
     quota_client = quota_client or aws.client(boto_session, "service-quotas", config=aws.QUICK)
     # The Price List API is served from us-east-1 (and ap-south-1) only.
     pricing_client = pricing_client or aws.client(boto_session, "pricing", region="us-east-1", config=aws.QUICK)
-    accepted = accepted_types(boto_session)
-    quotas, quota_source = training_quotas(quota_client)
-    live_prices = api_prices(pricing_client, settings.aws_region)
+    accepted = accepted_types(boto_session, job)
+    quotas, quota_source = job_quotas(quota_client, job)
+    live_prices = api_prices(pricing_client, settings.aws_region, job)
 
     rows = []
     for instance_type in accepted:
@@ -191,47 +221,47 @@ def choose(settings: Settings, boto_session: boto3.Session, quota_client=None, p
 
     warnings = [] if quotas is not None else [quota_source]
     if settings.instance_type != "auto":
-        return _check_explicit(settings, accepted, rows, quota_source, warnings)
+        return _check_explicit(settings, accepted, rows, quota_source, warnings, job)
     candidates = [row for row in rows if row.usable and row.price is not None]
     if not candidates:
         raise ConfigError(
-            f"no CPU training instance type has a quota above 0 in {settings.aws_region}: request "
-            "one in the Service Quotas console (SageMaker, '<type> for training job usage'), e.g. "
+            f"no CPU {job} instance type has a quota above 0 in {settings.aws_region}: request "
+            f"one in the Service Quotas console (SageMaker, '<type> for {job} job usage'), e.g. "
             "ml.m5.large, then rerun `inv instance`"
         )
     best = candidates[0]
     if best.quota is None:
         reason = (
-            f"the cheapest CPU type CreateTrainingJob accepts in {settings.aws_region} ({best.price:.3f} USD/h "
-            f"from {best.price_source}); its training quota is UNKNOWN (Service Quotas unreadable): check "
-            f"'{best.instance_type} for training job usage' in the Service Quotas console before paying; "
+            f"the cheapest CPU type {JOBS[job].create} accepts in {settings.aws_region} ({best.price:.3f} USD/h "
+            f"from {best.price_source}); its {job} quota is UNKNOWN (Service Quotas unreadable): check "
+            f"'{best.instance_type} for {job} job usage' in the Service Quotas console before paying; "
             "the image is CPU-only and Titanic needs well under 1 GB of memory"
         )
     else:
         reason = (
-            f"the cheapest CPU type CreateTrainingJob accepts with a training quota above 0 in "
+            f"the cheapest CPU type {JOBS[job].create} accepts with a {job} quota above 0 in "
             f"{settings.aws_region} (quota {best.quota:g}, {best.price:.3f} USD/h from {best.price_source}); "
             "the image is CPU-only and Titanic needs well under 1 GB of memory"
         )
-    return Choice(best.instance_type, best.price, reason, rows, quota_source, warnings)
+    return Choice(best.instance_type, best.price, reason, rows, quota_source, warnings, job)
 
 
 def _check_explicit(
-    settings: Settings, accepted: list[str], rows: list[Row], quota_source: str, warnings: list[str]
+    settings: Settings, accepted: list[str], rows: list[Row], quota_source: str, warnings: list[str], job: str
 ) -> Choice:
     wanted = settings.instance_type
     if wanted not in accepted:
         family = wanted.split(".")[1]
         near = ", ".join(t for t in accepted if t.split(".")[1] == family)
         raise ConfigError(
-            f"INSTANCE_TYPE={wanted} is not a training instance type SageMaker accepts"
+            f"INSTANCE_TYPE={wanted} is not a {job} instance type SageMaker accepts"
             + (f" (same family: {near})" if near else "")
             + "; or use INSTANCE_TYPE=auto"
         )
     row = next(r for r in rows if r.instance_type == wanted)
     if row.quota == 0:
         raise ConfigError(
-            f"INSTANCE_TYPE={wanted} has a training quota of 0 in {settings.aws_region}: the job "
+            f"INSTANCE_TYPE={wanted} has a {job} quota of 0 in {settings.aws_region}: the job "
             "would fail with ResourceLimitExceeded; request an increase in Service Quotas or use "
             "INSTANCE_TYPE=auto"
         )
@@ -243,7 +273,8 @@ def _check_explicit(
         )
     if ACCELERATED.match(wanted):
         warnings.append(f"{wanted} has accelerators the CPU-only training image does not use")
-    quota_text = "training quota UNKNOWN: Service Quotas unreadable" if row.quota is None else f"quota {row.quota:g}"
+    quota_text = f"{job} quota UNKNOWN: Service Quotas unreadable" if row.quota is None else f"quota {row.quota:g}"
     return Choice(
-        wanted, row.price, f"set by INSTANCE_TYPE ({quota_text}, accepted by the API)", rows, quota_source, warnings
-    )
+        wanted, row.price, f"set by INSTANCE_TYPE ({quota_text}, accepted by the API)", rows, quota_source, warnings,
+        job,
+    )  # fmt: skip

@@ -188,21 +188,22 @@ def channel_files(where: Path) -> list[tuple[str, Path]]:
     return sorted((str(path.relative_to(where)), path) for path in where.rglob("*") if path.is_file())
 
 
-def content_prefix(settings: Settings, name: str, files: list[tuple[str, str]]) -> str:
-    """<prefix>/channels/<name>/<digest>/, the digest over every (name, sha256): a prefix that holds exactly
-    these files, so a file deleted locally or another run's files are never trained on."""
+def content_prefix(settings: Settings, name: str, files: list[tuple[str, str]], area: str = "channels") -> str:
+    """<prefix>/<area>/<name>/<digest>/ (area: channels for training, processing-input for processing), the digest
+    over every (name, sha256): a prefix that holds exactly these files, so a file deleted locally or another run's
+    files are never read."""
     listing = "".join(f"{relative}\0{sha}\n" for relative, sha in sorted(files))
-    return key(settings, "channels", name, hashlib.sha256(listing.encode()).hexdigest()[:16]) + "/"
+    return key(settings, area, name, hashlib.sha256(listing.encode()).hexdigest()[:16]) + "/"
 
 
-def planned_channel_uri(settings: Settings, name: str, where: str) -> str:
+def planned_channel_uri(settings: Settings, name: str, where: str, area: str = "channels") -> str:
     if where.startswith("s3://"):
         return where
     files = [(relative, sha256_of(path)) for relative, path in channel_files(Path(where))]
-    return f"s3://{settings.s3_bucket}/{content_prefix(settings, name, files)}"
+    return f"s3://{settings.s3_bucket}/{content_prefix(settings, name, files, area)}"
 
 
-def upload_channels(settings: Settings, s3, channels: dict[str, str]) -> Uploaded:
+def upload_channels(settings: Settings, s3, channels: dict[str, str], area: str = "channels") -> Uploaded:
     """Local channels (a folder, or one file) -> their content-addressed prefixes; s3:// URIs as they are. A file
     already in S3 with the same sha256 is not sent again."""
     result = Uploaded(channels={}, bucket_actions=ensure_bucket(settings, s3))
@@ -211,14 +212,16 @@ def upload_channels(settings: Settings, s3, channels: dict[str, str]) -> Uploade
             result.channels[name] = where
             continue
         files = [(relative, path, sha256_of(path)) for relative, path in channel_files(Path(where))]
-        prefix = content_prefix(settings, name, [(relative, sha) for relative, _, sha in files])
+        prefix = content_prefix(settings, name, [(relative, sha) for relative, _, sha in files], area)
         sent = 0
         for relative, path, sha in files:
             sent += _send(settings, s3, path, prefix + relative, sha)
             result.objects.append({"uri": f"s3://{settings.s3_bucket}/{prefix}{relative}", "sha256": sha})
         result.channels[name] = f"s3://{settings.s3_bucket}/{prefix}"
         print(
-            f"[s3] channel {name}: {where} -> {result.channels[name]} ({sent} of {len(files)} file(s) sent)", flush=True
+            f"[s3] {'channel' if area == 'channels' else 'input'} {name}: {where} -> {result.channels[name]} ({sent} of "
+            f"{len(files)} file(s) sent)",
+            flush=True,
         )
     return result
 

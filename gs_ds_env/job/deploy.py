@@ -14,7 +14,7 @@ from pathlib import Path
 
 from gs_ds_env import aws, data, image, sdk
 from gs_ds_env.data import TITANIC_THEME, s3_data
-from gs_ds_env.job import plans, report, sagemaker_job, script_mode, training_job
+from gs_ds_env.job import plans, processing, report, sagemaker_job, script_mode, training_job
 from gs_ds_env.job.plans import reproduce_commands, script_reproduce_commands
 from gs_ds_env.job.sagemaker_job import AttachedChoice, SageMakerJob
 from gs_ds_env.job.targets import LocalTarget, SageMakerTarget
@@ -136,6 +136,9 @@ class TitanicProgram:
     def local_plan(self, settings: Settings) -> str:
         return plans.local_plan(settings)
 
+    def run(self, target, settings: Settings, timer, built, checked, channels, job_name: str, fields, detach):
+        return target.train(settings, timer, self, built, checked, channels, job_name, fields, detach)
+
     def sagemaker_plan(self, settings: Settings) -> str:
         return plans.sagemaker_plan(settings)
 
@@ -185,6 +188,9 @@ class ScriptProgram:
                 self.channels = titanic_channels(settings)
         return self.channels
 
+    def run(self, target, settings: Settings, timer, built, checked, channels, job_name: str, fields, detach):
+        return target.train(settings, timer, self, built, checked, channels, job_name, fields, detach)
+
     def local_plan(self, settings: Settings) -> str:
         head = plans.script_plan(settings, self.script, self.channels)
         return "\n".join(head + plans.script_steps_local(settings, self.script, self.channels))
@@ -231,7 +237,7 @@ def execute(
     if dry_run:
         print(target.plan(settings, program), flush=True)
         return None
-    settings = target.prepare(settings, timer)
+    settings = target.prepare(settings, timer, program)
     if program.builds_kernel:
         with timer.step("kernel"):
             kernels.create_kernel(settings)
@@ -240,7 +246,7 @@ def execute(
         checked = check_parity(settings, built, allow_drift)
     channels, data_fields = target.hand_over(settings, timer, program, job_name)
     fields = {**program.record_fields(settings, job_name), **data_fields}
-    return target.train(settings, timer, program, built, checked, channels, job_name, fields, detach)
+    return program.run(target, settings, timer, built, checked, channels, job_name, fields, detach)
 
 
 def _target(settings: Settings, skip_preflight: bool):
@@ -296,6 +302,29 @@ def run_script(
     return execute(settings, program, target, job_name, timer or Timer(), allow_drift, detach, dry_run)
 
 
+def run_process(
+    settings: Settings,
+    *,
+    inputs: list,
+    outputs: list,
+    arguments: list[str],
+    job_name: str | None = None,
+    allow_drift: bool = False,
+    skip_preflight: bool = False,
+    detach: bool = False,
+    dry_run: bool = False,
+    timer: Timer | None = None,
+) -> Path | None:
+    """`inv process --code FILE`: a processing job in the theme's image (local mode or SageMaker Processing)."""
+    spec = processing.prepare(settings, inputs, outputs, arguments)
+    if not dry_run:
+        sdk.prefetch()
+        job_name = claim_job_name(settings, job_name, spec.entry_point)
+    program = processing.ProcessingProgram(spec, job_name=job_name or "")
+    target = _target(settings, skip_preflight)
+    return execute(settings, program, target, job_name, timer or Timer(), allow_drift, detach, dry_run)
+
+
 def attach(settings: Settings, job_name: str) -> Path:
     """`inv job.attach NAME`: follow a SageMaker job started with --detach until it ends (Ctrl-C stops it), then
     collect its results into runs/<job>/ and complete its record."""
@@ -336,6 +365,13 @@ def attach(settings: Settings, job_name: str) -> Path:
     def failed(**outcome):
         job.write(None, [], record.channels, **fields, **outcome)
 
+    if record.kind == "processing":  # the same record, a processing job's result
+        from gs_ds_env.job.processing_job import SageMakerProcessing
+
+        running = SageMakerProcessing(settings, boto_session, job_name)
+        with timer.step("process"), report.recording_failures(failed):
+            result = running.result(running.wait(), record.channels)
+        return job.write(result, [], record.channels, **{**fields, "outputs": result.outputs})
     with timer.step("train"), report.recording_failures(failed):
         sagemaker_job.wait_for(boto_session, job_name)
     return job.collect(record.channels, record.metric_definitions, **fields)

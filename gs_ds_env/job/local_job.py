@@ -103,7 +103,8 @@ class _Tee(io.TextIOBase):
 def _logged_to(path: Path):
     import sys
 
-    with path.open("a", encoding="utf-8", errors="replace") as log:
+    # Line-buffered: `tail -f runs/<job>/job.log` follows the job while it runs.
+    with path.open("a", encoding="utf-8", errors="replace", buffering=1) as log:
         terminal = sys.stdout
         sys.stdout = _Tee(terminal, log)
         try:

@@ -69,6 +69,11 @@ class RunRecord:
     dependencies: list[str] | None = None
     code: str | None = None
     metric_definitions: list[dict[str, str]] | None = None
+    # A processing job (kind "processing"; a training job leaves it out): its arguments, inputs and outputs
+    kind: str | None = None
+    arguments: list[str] | None = None
+    inputs: dict[str, dict] | None = None
+    outputs: dict[str, dict] | None = None
     # TARGET=sagemaker
     account: str | None = None
     s3_prefix_uri: str | None = None
@@ -98,7 +103,7 @@ class RunRecord:
         """What the program part of the record holds (the Titanic data, or the script), to write it again."""
         names = (
             "hyperparameters", "data", "output_path", "reproduce", "entry_point", "source_dir", "shipped",
-            "dependencies", "code", "metric_definitions",
+            "dependencies", "code", "metric_definitions", "kind", "arguments", "inputs", "outputs",
         )  # fmt: skip
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
@@ -155,7 +160,11 @@ def _summary(record: RunRecord) -> list[str]:
         if record.target == "local"
         else f"SageMaker in {record.region} ({record.instance_count or 1} x {record.instance_type})"
     )
-    if record.entry_point:
+    if record.kind == "processing":
+        what = (
+            f"- Ran `{record.entry_point}` from `{record.source_dir}` as processing job `{record.job_name}` on {where}."
+        )
+    elif record.entry_point:
         what = f"- Ran `{record.entry_point}` from `{record.source_dir}` (script mode) as job `{record.job_name}` on {where}."
     else:
         what = (
@@ -182,15 +191,19 @@ def _summary(record: RunRecord) -> list[str]:
         lines.append(
             f"- Validation AUC {auc:.4f}, accuracy {record.metrics.get('validation:accuracy', float('nan')):.4f}."
         )
-    elif not record.metrics:
+    elif not record.metrics and record.kind != "processing":
         lines.append("- No validation metrics were recorded.")
     cost = (
         f"; {record.billable_seconds} billable seconds on {record.instance_type}, about {record.cost_usd:.4f} USD."
         if record.cost_usd is not None
         else "."
     )
-    model = f"`{record.model_artifact}`" if record.model_artifact else "none (the job did not complete)"
-    lines += [f"- Model: {model}{cost}", _parity_line(record.parity)]
+    if record.kind == "processing":
+        written = ", ".join(f"`{name}`" for name in record.outputs or {}) or "none"
+        lines += [f"- Outputs: {written}{cost}", _parity_line(record.parity)]
+    else:
+        model = f"`{record.model_artifact}`" if record.model_artifact else "none (the job did not complete)"
+        lines += [f"- Model: {model}{cost}", _parity_line(record.parity)]
     return lines
 
 
@@ -223,7 +236,7 @@ def render(record: RunRecord) -> str:
         "Image URI": record.image["uri"],
         "Image digest": record.image.get("digest"),
         "Image size (MB)": round(record.image.get("size_bytes", 0) / 1e6, 1) or None,
-        "Training job name": record.job_name,
+        ("Processing" if record.kind == "processing" else "Training") + " job name": record.job_name,
         "Command": record.command,
         "Job log": record.log_path,
         "model.tar.gz": record.model_artifact,
@@ -241,20 +254,38 @@ def render(record: RunRecord) -> str:
     channels = (
         ", ".join(f"{name}: {uri}" for name, uri in record.channels.items()) or "none (the script makes its data)"
     )
+    if record.kind == "processing":
+        outputs = ", ".join(
+            f"{name}: {entry.get('path') or entry.get('uri')}"
+            + (f" ({entry['files']} file(s), {entry['bytes'] / 1e3:.1f} kB)" if "files" in entry else "")
+            for name, entry in (record.outputs or {}).items()
+        )
+        flow = (
+            f"`{record.entry_point}` {record.arguments or []} on inputs ({channels}) → processing job `{record.job_name}` "
+            f"(image `{record.image['uri']}`) → outputs ({outputs or 'none'})"
+        )
+        program = ["## Arguments", f"`{record.arguments or []}` (exactly these; nothing added)"]
+    else:
+        flow = (
+            f"{source} → channels ({channels}) → training job `{record.job_name}` (image `{record.image['uri']}`) → "
+            f"`{record.model_artifact}`"
+        )
+        program = ["## Hyperparameters", _table(record.hyperparameters)]
     parts = [
         f"# Run report: {record.job_name}",
         "## Summary",
         "\n".join(_summary(record)),
         *_what_happened(record),
         "## Flow",
-        f"{source} → channels ({channels}) → training job `{record.job_name}` (image `{record.image['uri']}`) → "
-        f"`{record.model_artifact}`",
+        flow,
         "## Resources",
         _table(resources),
-        "## Hyperparameters",
-        _table(record.hyperparameters),
-        "## Metrics",
-        _table({name: f"{value:.6g}" for name, value in record.metrics.items()}),
+        *program,
+        *(
+            ["## Metrics", _table({name: f"{value:.6g}" for name, value in record.metrics.items()})]
+            if record.metrics or record.kind != "processing"
+            else []
+        ),
         "## Step timings (seconds)",
         _table({step: f"{seconds:.1f}" for step, seconds in record.timings.items()}),
     ]
@@ -262,7 +293,9 @@ def render(record: RunRecord) -> str:
         parts += ["## Code shipped", f"`{record.source_dir}`: {record.shipped}"]
         if record.dependencies:
             parts.append("Dependencies beside the entry point: " + ", ".join(f"`{d}`" for d in record.dependencies))
-        if record.code:
+        if record.code and record.kind == "processing":
+            parts.append(f"The copy the job ran: `{record.code}`")
+        elif record.code:
             parts.append(f"The copy the job ran (and `inv serve --run {record.job_name}` serves with): `{record.code}`")
     if record.pictures:
         parts += ["## Pictures", "\n\n".join(f"![{PICTURES.get(name, name)}]({name})" for name in record.pictures)]
@@ -317,9 +350,11 @@ def write_run(
     parity_record, container = checked
     versions = fields.pop("versions", None) or versions_mod.collect(settings, built, container)
     timings = dict(timings)
+    processing = fields.get("kind") == "processing"
     if result is not None:
-        timings.update({f"train: {step}": seconds for step, seconds in result.steps.items()})
-        timings["training computation (in container)"] = result.training_seconds or 0.0
+        timings.update({f"{'process' if processing else 'train'}: {step}": s for step, s in result.steps.items()})
+        if not processing:
+            timings["training computation (in container)"] = result.training_seconds or 0.0
     timings["run record (versions, report)"] = round(time.perf_counter() - started, 2)
     record = RunRecord(
         target=settings.target,
@@ -342,10 +377,11 @@ def write_run(
         **fields,
     )
     run_json, report_md = write(settings.paths.run(record.job_name), record)
-    print(
-        f"report: {report_md}\nrun record: {run_json}" + (f"\nmodel: {record.model_artifact}" if result else ""),
-        flush=True,
+    outputs = "".join(
+        f"\noutput {name}: {entry.get('path') or entry.get('uri')}" for name, entry in (record.outputs or {}).items()
     )
+    model = f"\nmodel: {record.model_artifact}" if result and record.model_artifact else ""
+    print(f"report: {report_md}\nrun record: {run_json}{model}{outputs}", flush=True)
     return run_json
 
 

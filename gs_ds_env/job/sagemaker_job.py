@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 import boto3
+from botocore import xform_name
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -127,21 +128,30 @@ def wait_for(boto_session: boto3.Session, job_name: str) -> None:
         raise aws.explain(error, f"following training job {job_name}") from None
 
 
-def stop(boto_session: boto3.Session, job_name: str, why: str, signum: int = 2) -> None:
-    """StopTrainingJob, said as it is done; raises Interrupted with the status the run record keeps."""
+# What stops each kind of job: the API, its name parameter, the CLI a person types when it fails.
+STOP_CALLS = {
+    "training": ("StopTrainingJob", "TrainingJobName", "stop-training-job --training-job-name"),
+    "processing": ("StopProcessingJob", "ProcessingJobName", "stop-processing-job --processing-job-name"),
+}
+
+
+def stop(boto_session: boto3.Session, job_name: str, why: str, signum: int = 2, kind: str = "training") -> None:
+    """Stop<Kind>Job, said as it is done; raises Interrupted with the status the run record keeps."""
+    operation, parameter, cli = STOP_CALLS[kind]
     name = interrupts.NAMES.get(signum, why)
-    print(f"\n{why}: stopping training job {job_name} (sagemaker:StopTrainingJob)", flush=True)
+    print(f"\n{why}: stopping {kind} job {job_name} (sagemaker:{operation})", flush=True)
+    client = aws.client(boto_session, "sagemaker")
     try:
-        aws.client(boto_session, "sagemaker").stop_training_job(TrainingJobName=job_name)
+        getattr(client, xform_name(operation))(**{parameter: job_name})
     except (ClientError, BotoCoreError) as error:
         if aws.error_code(error) == "ValidationException":  # never created, or already ended
             raise Interrupted(f"{why}; no running job {job_name} to stop ({aws.error_code(error)})", signum) from None
         raise Interrupted(
-            f"{why}; StopTrainingJob failed ({aws.error_code(error)}): stop {job_name} in the console or with "
-            f"`aws sagemaker stop-training-job --training-job-name {job_name}`",
+            f"{why}; {operation} failed ({aws.error_code(error)}): stop {job_name} in the console or with "
+            f"`aws sagemaker {cli} {job_name}`",
             signum,
         ) from None
-    raise Interrupted(f"stopped ({name}): StopTrainingJob sent", signum)
+    raise Interrupted(f"stopped ({name}): {operation} sent", signum)
 
 
 def log_streams(logs, job_name: str) -> list[str]:

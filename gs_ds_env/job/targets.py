@@ -13,7 +13,7 @@ from pathlib import Path
 from gs_ds_env import aws, image
 from gs_ds_env.aws import instance
 from gs_ds_env.data import s3_data
-from gs_ds_env.job import local_job, report
+from gs_ds_env.job import local_job, report, training_job
 from gs_ds_env.job.sagemaker_job import SageMakerJob
 from gs_ds_env.ops import preflight
 from gs_ds_env.settings import Settings
@@ -25,7 +25,7 @@ class LocalTarget:
     def plan(self, settings: Settings, program) -> str:
         return program.local_plan(settings)
 
-    def prepare(self, settings: Settings, timer) -> Settings:
+    def prepare(self, settings: Settings, timer, program=None) -> Settings:
         return settings
 
     def publish(self, settings: Settings, timer, program) -> image.BuiltImage:
@@ -53,6 +53,22 @@ class LocalTarget:
             output_path=str(Path(result.model_artifact).parent), **fields,
         )  # fmt: skip
 
+    def process(self, settings, timer, program, built, checked, inputs: dict, job_name: str, fields: dict, detach):
+        from gs_ds_env.job import processing_job
+
+        def failed(**outcome):
+            report.write_run(
+                settings, job_name, built, checked, None, timer.seconds, [],
+                channels={k: str(v) for k, v in inputs.items()}, **fields, **outcome,
+            )  # fmt: skip
+
+        with timer.step("process"), report.recording_failures(failed):
+            result = processing_job.run_local(settings, built.uri, program.spec, inputs, job_name)
+        return report.write_run(
+            settings, job_name, built, checked, result, timer.seconds, [], channels=result.channels,
+            outputs=result.outputs, **fields,
+        )  # fmt: skip
+
 
 class SageMakerTarget:
     """SageMaker: what is paid for starts only after the checks that can stop it for free."""
@@ -64,16 +80,19 @@ class SageMakerTarget:
     def plan(self, settings: Settings, program) -> str:
         return program.sagemaker_plan(settings)
 
-    def prepare(self, settings: Settings, timer) -> Settings:
-        """The cheap preflight, the account, and the instance choice (a zero quota stops here, before anything slow
-        or paid). Returns the settings with INSTANCE_TYPE resolved (auto -> the chosen type)."""
+    def prepare(self, settings: Settings, timer, program=None) -> Settings:
+        """The cheap preflight, the account, and the instance choice for the program's kind of job (a zero quota
+        stops here, before anything slow or paid). Returns the settings with INSTANCE_TYPE resolved (auto -> the
+        chosen type)."""
         self.boto_session = aws.session(settings)
         if not self.skip_preflight:
             with timer.step("preflight"):
-                stop_on_failures(preflight.cheap_checks(settings, self.boto_session))
+                stop_on_failures(
+                    preflight.cheap_checks(settings, self.boto_session, getattr(program, "kind", "training"))
+                )
         with timer.step("account and instance"):
             self.account = aws.account_id(self.boto_session)
-            self.choice = instance.choose(settings, self.boto_session)
+            self.choice = instance.choose(settings, self.boto_session, job=getattr(program, "kind", "training"))
             for warning in self.choice.warnings:
                 print(f"warning: {warning}", flush=True)
             print(f"instance: {self.choice.instance_type} ({self.choice.reason})", flush=True)
@@ -95,6 +114,57 @@ class SageMakerTarget:
     def train(self, settings, timer, program, built, checked, channels: dict, job_name: str, fields: dict, detach):
         job = SageMakerJob(settings, self.boto_session, self.account, self.choice, built, checked, timer, job_name)
         return job.run(channels, program.script, detach, output_path=s3_data.uri(settings, "output"), **fields)
+
+    def process(self, settings, timer, program, built, checked, sources: dict, job_name: str, fields: dict, detach):
+        from gs_ds_env.job.processing import CODE_INPUT
+        from gs_ds_env.job.processing_job import SageMakerProcessing
+
+        job = SageMakerJob(settings, self.boto_session, self.account, self.choice, built, checked, timer, job_name)
+        sources = dict(sources)
+        code = sources.pop(CODE_INPUT)
+        destinations = {
+            o.name: o.destination or s3_data.uri(settings, "processing", job_name, o.name) for o in program.spec.outputs
+        }
+        fields = {
+            **fields,
+            **processing_fields(settings, job_name),
+            "outputs": {n: {"uri": u} for n, u in destinations.items()},
+        }
+        price = self.choice.price
+        if price is not None:
+            ceiling = price * settings.instance_count * settings.max_run / 3600
+            print(
+                f"starting a paid processing job {job_name}: {settings.instance_count} x {settings.instance_type} at "
+                f"{price:.3f} USD/h, at most {ceiling:.2f} USD (MAX_RUN bound)",
+                flush=True,
+            )
+        running = SageMakerProcessing(settings, self.boto_session, job_name)
+
+        def failed(**outcome):
+            job.write(None, [], sources, **fields, **outcome)
+
+        with timer.step("process"), report.recording_failures(failed):
+            running.start(program.spec, built.uri, code, sources, destinations)
+            if detach:
+                run_json = job.write(None, [], sources, status=training_job.IN_PROGRESS, **fields)
+                print(
+                    f"processing job {job_name} started and left running (--detach): follow it and collect its "
+                    f"record with `inv job.attach {job_name}`; stop it with "
+                    f"`aws sagemaker stop-processing-job --processing-job-name {job_name}`",
+                    flush=True,
+                )
+                return run_json
+            result = running.result(running.wait(), sources)
+        return job.write(result, [], sources, **{**fields, "outputs": result.outputs})
+
+
+def processing_fields(settings: Settings, job_name: str) -> dict:
+    """Where a processing job's log and console page are (its record's SageMaker part, beside sagemaker_fields)."""
+    console = f"https://{settings.aws_region}.console.aws.amazon.com/sagemaker/home?region={settings.aws_region}"
+    return {
+        "log_stream": f"{aws.PROCESSING_LOG_GROUP} / {job_name}/*",
+        "console_url": f"{console}#/processing-jobs/{job_name}",
+    }
 
 
 def stop_on_failures(checks) -> None:

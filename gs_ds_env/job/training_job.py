@@ -53,6 +53,7 @@ class JobResult:
     cost_usd: float | None = None
     log_streams: list[str] = field(default_factory=list)
     steps: dict[str, float] = field(default_factory=dict)  # local mode: where the job's wall time went
+    outputs: dict[str, dict] = field(default_factory=dict)  # a processing job: each output's place, files, bytes
 
 
 def job_base(settings: Settings, program: str) -> str:

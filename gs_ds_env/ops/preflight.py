@@ -221,8 +221,8 @@ def bucket_checks(settings: Settings, boto_session: boto3.Session) -> list[Check
     return checks
 
 
-def quota_check(settings: Settings, boto_session: boto3.Session) -> Check:
-    quotas, source = instance.training_quotas(aws.client(boto_session, "service-quotas", config=aws.QUICK))
+def quota_check(settings: Settings, boto_session: boto3.Session, job: str = "training") -> Check:
+    quotas, source = instance.job_quotas(aws.client(boto_session, "service-quotas", config=aws.QUICK), job)
     if quotas is None:
         return Check("preflight", "instance quota", WARN, f"not verified: {source}")
     wanted = settings.instance_type
@@ -233,23 +233,23 @@ def quota_check(settings: Settings, boto_session: boto3.Session) -> Check:
                 "preflight",
                 "instance quota",
                 FAIL,
-                f"no training instance type has a quota above 0 in {settings.aws_region}",
-                "request one in Service Quotas (e.g. ml.m5.large for training job usage)",
+                f"no {job} instance type has a quota above 0 in {settings.aws_region}",
+                f"request one in Service Quotas (e.g. ml.m5.large for {job} job usage)",
             )
-        return Check("preflight", "instance quota", OK, f"{len(usable)} training type(s) with a quota above 0")
+        return Check("preflight", "instance quota", OK, f"{len(usable)} {job} type(s) with a quota above 0")
     if quotas.get(wanted, 0) <= 0:
         return Check(
             "preflight",
             "instance quota",
             FAIL,
-            f"{wanted} has a training quota of 0 in {settings.aws_region}",
+            f"{wanted} has a {job} quota of 0 in {settings.aws_region}",
             "request an increase in Service Quotas, or INSTANCE_TYPE=auto",
         )
     return Check("preflight", "instance quota", OK, f"{wanted}: quota {quotas[wanted]:g}")
 
 
-def cheap_checks(settings: Settings, boto_session: boto3.Session) -> list[Check]:
-    """Read-only AWS calls, each cheap: no build, no upload, no job."""
+def cheap_checks(settings: Settings, boto_session: boto3.Session, job: str = "training") -> list[Check]:
+    """Read-only AWS calls, each cheap: no build, no upload, no job (`job`: whose instance quota counts)."""
     caller, caller_arn = identity_check(boto_session)
     if caller.status == FAIL:
         return [caller]
@@ -258,7 +258,7 @@ def cheap_checks(settings: Settings, boto_session: boto3.Session) -> list[Check]
         + ecr_checks(settings, boto_session)
         + role_checks(settings, boto_session, caller_arn)
         + bucket_checks(settings, boto_session)
-        + [quota_check(settings, boto_session)]
+        + [quota_check(settings, boto_session, job)]
     )
 
 

@@ -115,6 +115,11 @@ def _from_run(settings: Settings, run_dir: Path) -> ModelSource:
             f"runs/{run_dir.name}/run.json cannot be read ({type(error).__name__}): it is damaged; serve another run "
             "or its model with --model-data runs/<job>/model.tar.gz"
         ) from None
+    if record.kind == "processing":
+        raise ConfigError(
+            f"run {record.job_name} is a processing job: it made data, not a model; serve a training run "
+            "(inv train) or its model with --model-data"
+        )
     if record.status != "completed":
         raise ConfigError(f"run {record.job_name} is {record.status!r}: serve a completed run (see runs/*/report.md)")
     local = [record.model_local_copy, record.model_artifact]

@@ -1,7 +1,8 @@
 """`inv theme.check`: one verdict on a theme, one line per step, stopping at the first failure with its fix:
 the lock matches its lists, the kernel builds from it and passes the smoke test, the image builds and passes it,
 the kernel and the image hold the same versions, and the example runs as a local-mode job with the metrics it
-has in the kernel (an app theme: its app answers). What the steps print goes to a log, named on failure."""
+has in the kernel, or as a local-mode processing job (`example/process.py`) with the same metrics.json (an app
+theme: its app answers). What the steps print goes to a log, named on failure."""
 
 from __future__ import annotations
 
@@ -45,10 +46,12 @@ def _into(log: Path):
             os.close(saved[1])
 
 
-def _kernel_metrics(settings: Settings, script: Path) -> dict[str, float]:
+def _kernel_metrics(settings: Settings, script: Path, folder_option: str = "--model-dir") -> dict[str, float]:
+    """The example run in the kernel, its metrics.json written into a scratch `folder_option` (--model-dir for a
+    training example, --output-dir for a processing one)."""
     with tempfile.TemporaryDirectory(dir=settings.working_dir) as model_dir:
         result = subprocess.run(
-            [str(settings.theme_files.venv / "bin/python"), str(script), "--model-dir", model_dir,
+            [str(settings.theme_files.venv / "bin/python"), str(script), folder_option, model_dir,
              "--seed", str(settings.seed)],
             cwd=settings.repo_root, capture_output=True, text=True,
         )  # fmt: skip
@@ -58,7 +61,7 @@ def _kernel_metrics(settings: Settings, script: Path) -> dict[str, float]:
             raise ThemeError(f"the example fails in the kernel: {last}")
         written = Path(model_dir) / "metrics.json"
         if not written.is_file():
-            raise ThemeError(f"the example wrote no metrics.json into --model-dir: {script} must, to be compared")
+            raise ThemeError(f"the example wrote no metrics.json into {folder_option}: {script} must, to be compared")
         return json.loads(written.read_text())["metrics"]
 
 
@@ -136,6 +139,11 @@ def check(settings: Settings) -> Path:
              f"correct themes/{name}/app.py")  # fmt: skip
         return log
     script = files.root / "example/train.py"
+    processing = files.root / "example/process.py"
+    if processing.is_file() and not script.is_file():
+        step("example", lambda: _processing_example(settings, processing),
+             f"correct themes/{name}/example/process.py (run it in the kernel first)")  # fmt: skip
+        return log
     if not script.is_file():
         print(f"[check] example  none (themes/{name}/example/train.py): nothing to train", flush=True)
         return log
@@ -154,3 +162,42 @@ def check(settings: Settings) -> Path:
 
     step("example", example, f"correct themes/{name}/example/train.py (run it in the kernel first)")
     return log
+
+    def example() -> str:
+        in_kernel = _kernel_metrics(settings, script)
+        record = json.loads(
+            deploy.run_script(settings.replace(entry_point=str(script)), channels={},
+                              hyperparameters={}).read_text()
+        )  # fmt: skip
+        differ = _same(in_kernel, record.get("metrics", {}))
+        if differ:
+            raise ThemeError(f"the job's metrics differ from the kernel's: {'; '.join(differ)}")
+        shown = ", ".join(f"{k}={v}" for k, v in list(in_kernel.items())[:2])
+        return f"job {record['job_name']}: {shown}, as in the kernel"
+
+    step("example", example, f"correct themes/{name}/example/train.py (run it in the kernel first)")
+    return log
+
+
+def _processing_example(settings: Settings, script: Path) -> str:
+    """A processing example: its metrics.json from --output-dir in the kernel, and from the output `example` of a
+    local-mode processing job given the same arguments (the output's folder as --output-dir)."""
+    from gs_ds_env.job import deploy, processing
+
+    in_kernel = _kernel_metrics(settings, script, "--output-dir")
+    output = processing.DataOutput("example")
+    run_json = deploy.run_process(
+        settings.replace(entry_point=str(script)), inputs=[], outputs=[output],
+        arguments=["--output-dir", output.container_path, "--seed", str(settings.seed)],
+    )  # fmt: skip
+    record = json.loads(run_json.read_text())
+    written = Path(record["outputs"][output.name]["path"]) / "metrics.json"
+    if not written.is_file():
+        raise ThemeError(
+            f"the processing job wrote no metrics.json into its --output-dir: {script} must, to be compared"
+        )
+    differ = _same(in_kernel, json.loads(written.read_text())["metrics"])
+    if differ:
+        raise ThemeError(f"the job's metrics differ from the kernel's: {'; '.join(differ)}")
+    shown = ", ".join(f"{k}={v}" for k, v in list(in_kernel.items())[:2])
+    return f"processing job {record['job_name']}: {shown}, as in the kernel"

@@ -67,6 +67,11 @@ class NewTheme:
             steps.append(
                 f"inv train --theme {self.name} --py {self.python} --entry-point themes/{self.name}/example/train.py"
             )
+        elif (self.root / "example/process.py").is_file():
+            steps.append(
+                f"inv process --theme {self.name} --py {self.python} --code themes/{self.name}/example/process.py "
+                "--output daily"
+            )
         return steps
 
 
