@@ -48,6 +48,7 @@ class Settings:
     ecr_registry: str
     ecr_tag_immutable: bool
     sagemaker_role_arn: str
+    scheduler_role_arn: str
     instance_type: str
     instance_count: int
     use_spot: bool

@@ -1,6 +1,7 @@
 """Invoke tasks, one module per namespace (`inv --list`): each task parses its arguments and calls gs_ds_env.
 
-kernel.py, theme.py, image.py, workspace.py, data.py, job.py, serve.py, endpoint.py, aws.py, ops.py; common.py turns the
+kernel.py, theme.py, image.py, workspace.py, data.py, job.py, pipeline.py, model.py, serve.py, endpoint.py, aws.py,
+ops.py; common.py turns the
 package's errors into one line and an exit code. Settings come from .env (gs_ds_env.settings)."""
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ sys.path[:] = [_PROJECT] + [entry for entry in sys.path if entry not in (_PACKAG
 
 from invoke import Collection  # noqa: E402
 
-from . import aws, data, endpoint, image, job, kernel, ops, serve, theme, workspace  # noqa: E402
+from . import aws, data, endpoint, image, job, kernel, model, ops, pipeline, serve, theme, workspace  # noqa: E402
 from .common import clear_errors  # noqa: E402
 
-NAMESPACES = [module.namespace for module in (kernel, theme, image, workspace, data, job, serve, endpoint, aws, ops)]
+NAMESPACES = [
+    module.namespace
+    for module in (kernel, theme, image, workspace, data, job, pipeline, model, serve, endpoint, aws, ops)
+]
 # The flat names the README, older notes and muscle memory use: each is the same task as in its namespace.
 FLAT_ALIASES = {
     "kernels": kernel.kernels,

@@ -13,6 +13,7 @@ from .serve import CODE_HELP, model_and_code
     help={
         "run": "the run whose model to deploy (default: the theme's newest completed run)",
         "model_data": "a model.tar.gz or its s3:// URI instead of a run",
+        "model_package": "a registered model: a version, its ARN or latest-approved (SageMaker's model registry)",
         "theme": "theme (default: the run's, else THEME)",
         "py": "Python 3.N (with --model-data)",
         "instance_type": "serverless (default), auto (the smallest real-time instance for the model) or ml.<type>",
@@ -33,13 +34,16 @@ def endpoint_deploy(
     source_dir=None,
     dependency=None,
     dry_run=False,
+    model_package=None,
 ):
     """A SageMaker endpoint for a trained model (TARGET=sagemaker): sized from its measured memory, tagged."""
     from gs_ds_env.serve import endpoint
 
     endpoint.check_instance_type(instance_type)  # before anything runs
     settings = aws_settings(theme=theme, py=py)
-    source = model_and_code(settings, run, model_data, theme, entry_point, source_dir, dependency)
+    registry_settings = settings.replace(target="sagemaker")  # the versions SageMaker's registry holds
+    source = model_and_code(registry_settings, run, model_data, theme, entry_point, source_dir, dependency,
+                            model_package)  # fmt: skip
     print("\n".join(endpoint.plan(settings, source, instance_type)), flush=True)
     if not dry_run:
         endpoint.deploy(settings, source, instance_type)

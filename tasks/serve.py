@@ -25,17 +25,20 @@ def _port(value, default: int) -> int:
     return port
 
 
-def model_and_code(settings, run, model_data, theme, entry_point, source_dir, dependency):
+def model_and_code(settings, run, model_data, theme, entry_point, source_dir, dependency, model_package=None):
     from gs_ds_env.serve import model_source
 
     code = model_source.given_code(entry_point, source_dir, dependency or [])
-    return model_source.resolve(settings, run, model_data, theme_given=theme is not None, code=code)
+    return model_source.resolve(
+        settings, run, model_data, theme_given=theme is not None, code=code, model_package=model_package
+    )
 
 
 @task(
     help={
         "run": "the run whose model to serve (a folder under runs/; default: the theme's newest completed run)",
         "model_data": "a model.tar.gz or its s3:// URI instead of a run",
+        "model_package": "a registered model instead: a version, an ARN or latest-approved (inv model.list)",
         "theme": "theme (default: the run's, else THEME)",
         "py": "Python 3.N (with --model-data)",
         "port": "the endpoint's port on this machine (default SERVE_PORT)",
@@ -60,6 +63,7 @@ def serve(
     dependency=None,
     check=False,
     dry_run=False,
+    model_package=None,
 ):
     """Serve a trained model from its theme image on a local endpoint (SageMaker local mode) until Ctrl-C."""
     from gs_ds_env.serve import local
@@ -70,7 +74,7 @@ def serve(
         ipaddress.ip_address(host)
     except ValueError:
         raise ConfigError(f"--host {host!r} is not an IP address: e.g. 127.0.0.1 (default) or 0.0.0.0") from None
-    source = model_and_code(settings, run, model_data, theme, entry_point, source_dir, dependency)
+    source = model_and_code(settings, run, model_data, theme, entry_point, source_dir, dependency, model_package)
     print("\n".join(local.plan(settings, source, port, host)), flush=True)
     if host != "127.0.0.1":
         print(f"warning: --host {host}: anyone who can reach this machine can call the endpoint (no authentication)")

@@ -312,6 +312,10 @@ UNSCOPABLE = {
     "pricing:GetProducts",
     "cloudwatch:PutMetricData",
     "sagemaker:ListEndpoints",
+    "sagemaker:ListPipelines",
+    "sagemaker:ListModelPackageGroups",
+    "sagemaker:ListModelPackages",
+    "scheduler:ListSchedules",
 }
 
 
@@ -379,6 +383,26 @@ def test_iam_policies_are_narrow_and_pass_parliament():
         f"arn:aws:logs:{REGION}:123456789012:log-group:/aws/sagemaker/ProcessingJobs:log-stream:*"
         in (execution_sids["WriteJobLogs"]["Resource"])
     )
+    # Pipelines: the operator's calls on this project's pipelines, the scheduler's one call, its own role passed only to
+    # EventBridge Scheduler; the steps' jobs (named by SageMaker Pipelines) are the execution role's.
+    assert by_sid["Pipelines"]["Resource"] == f"arn:aws:sagemaker:{REGION}:123456789012:pipeline/gs-ds-env-titanic*"
+    assert by_sid["PipelineSchedules"]["Resource"] == (
+        f"arn:aws:scheduler:{REGION}:123456789012:schedule/default/gs-ds-env-titanic*"
+    )
+    assert by_sid["PassOnlyTheSchedulerRoleToEventBridgeScheduler"]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}
+    }
+    (start,) = policies["scheduler-role-policy.json"]["Statement"]
+    assert (
+        start["Action"] == ["sagemaker:StartPipelineExecution"] and start["Resource"] == by_sid["Pipelines"]["Resource"]
+    )
+    (scheduler_trust,) = policies["scheduler-role-trust-policy.json"]["Statement"]
+    assert scheduler_trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert execution_sids["PipelineOutputs"]["Resource"] == "arn:aws:s3:::team-bucket/ds/titanic/pipelines/*"
+    assert (
+        f"arn:aws:sagemaker:{REGION}:123456789012:training-job/pipelines-*"
+        in execution_sids["PipelineSteps"]["Resource"]
+    )
     (trust,) = policies["execution-role-trust-policy.json"]["Statement"]
     assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"} and trust["Action"] == "sts:AssumeRole"
     assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": "123456789012"}
@@ -401,6 +425,8 @@ def test_iam_policy_task_writes_the_files(tmp_path):
         "execution-role-policy.json",
         "execution-role-trust-policy.json",
         "operator-policy.json",
+        "scheduler-role-policy.json",
+        "scheduler-role-trust-policy.json",
     ]
     assert json.loads((out / "operator-policy.json").read_text()) == iam.operator_policy(
         settings(s3_prefix="gs-ds-env", ecr_repository="gs-ds-env-tabular", base_job_name="gs-ds-env"), "123456789012"

@@ -72,7 +72,7 @@ def test_inv_lists_each_namespace_and_each_flat_name_answers_as_its_namespaced_t
     namespaced = {f"{group.name}.{name}" for group in tasks.NAMESPACES for name in group.tasks}
     assert namespaced <= listed and set(tasks.FLAT_ALIASES) <= listed
     assert {name.split(".")[0] for name in namespaced} == {
-        "kernel", "theme", "image", "workspace", "data", "job", "serve", "endpoint", "aws", "ops"
+        "kernel", "theme", "image", "workspace", "data", "job", "pipeline", "model", "serve", "endpoint", "aws", "ops"
     }  # fmt: skip
 
     def help_of(name: str) -> str:

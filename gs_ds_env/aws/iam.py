@@ -58,7 +58,18 @@ class _Names:
         self.log_group = f"arn:{partition}:logs:{region}:{account}:log-group:{LOG_GROUP}"
         self.log_streams = f"{self.log_group}:log-stream:{settings.base_job_name.lower()}*"
         self.processing_log_group = f"arn:{partition}:logs:{region}:{account}:log-group:{PROCESSING_LOG_GROUP}"
+        # inv pipeline.*: pipelines <base>-<module>, their executions, model package groups (one a pipeline), the
+        # EventBridge Scheduler schedule <pipeline>-schedule; jobs a pipeline starts are named pipelines-<id>-...
+        self.pipelines = f"{prefix}:pipeline/{base}*"
+        self.pipeline_executions = f"{prefix}:pipeline/{base}*/execution/*"
+        self.model_groups = f"{prefix}:model-package-group/{base}*"
+        self.model_packages = f"{prefix}:model-package/{base}*/*"
+        self.schedules = f"arn:{partition}:scheduler:{region}:{account}:schedule/default/{base}*"
+        self.pipeline_jobs = [
+            f"{prefix}:{kind}/pipelines-*" for kind in ("processing-job", "training-job", "transform-job", "model")
+        ]
         self.sagemaker_any = f"arn:{partition}:sagemaker:{region}:{account}:*"
+        self.scheduler_role = settings.scheduler_role_arn or f"arn:{partition}:iam::{account}:role/{base}-scheduler"
         self.principals = [f"arn:{partition}:iam::{account}:user/*", f"arn:{partition}:iam::{account}:role/*"]
 
     def s3_prefix(self, *parts: str) -> str:
@@ -123,6 +134,58 @@ def operator_policy(settings: Settings, account: str) -> dict:
             ],
             names.processing_jobs,
         ),
+        # inv pipeline.run|list|delete: the pipeline and its executions; inv model.*: its model package group.
+        _statement(
+            "Pipelines",
+            [
+                "sagemaker:CreatePipeline",
+                "sagemaker:UpdatePipeline",
+                "sagemaker:DescribePipeline",
+                "sagemaker:DeletePipeline",
+                "sagemaker:StartPipelineExecution",
+                "sagemaker:ListPipelineExecutions",
+                "sagemaker:AddTags",
+                "sagemaker:ListTags",
+            ],
+            names.pipelines,
+        ),
+        _statement(
+            "PipelineExecutions",
+            [
+                "sagemaker:DescribePipelineExecution",
+                "sagemaker:ListPipelineExecutionSteps",
+                "sagemaker:StopPipelineExecution",
+            ],
+            names.pipeline_executions,
+        ),
+        _statement(
+            "ModelRegistry",
+            [
+                "sagemaker:CreateModelPackageGroup",
+                "sagemaker:DescribeModelPackageGroup",
+                "sagemaker:DescribeModelPackage",
+                "sagemaker:UpdateModelPackage",
+                "sagemaker:AddTags",
+            ],
+            [names.model_groups, names.model_packages],
+        ),
+        # A pipeline's steps, read for the record (their jobs are named by SageMaker Pipelines).
+        _statement(
+            "PipelineStepJobs",
+            ["sagemaker:DescribeProcessingJob", "sagemaker:DescribeTrainingJob"],
+            names.pipeline_jobs[:2],
+        ),
+        # inv pipeline.schedule: the SDK's PipelineSchedule, an EventBridge Scheduler schedule.
+        _statement(
+            "PipelineSchedules",
+            [
+                "scheduler:CreateSchedule",
+                "scheduler:UpdateSchedule",
+                "scheduler:GetSchedule",
+                "scheduler:DeleteSchedule",
+            ],
+            names.schedules,
+        ),
         # Serving: a trained model as an endpoint (inv endpoint.*) or a batch transform (inv transform).
         _statement(
             "EndpointsAndTransformJobs",
@@ -165,8 +228,18 @@ def operator_policy(settings: Settings, account: str) -> dict:
             names.studio,
         ),
         _statement("StudioDomain", ["sagemaker:DescribeDomain", "sagemaker:UpdateDomain"], names.domains),
-        # ListEndpoints has no resource-level form (inv endpoint.list filters by name and tag).
-        _statement("ListEndpoints", ["sagemaker:ListEndpoints"], "*"),
+        # The list calls have no resource-level form (the tasks filter by name and tag).
+        _statement(
+            "ListEndpointsPipelinesModelsSchedules",
+            [
+                "sagemaker:ListEndpoints",
+                "sagemaker:ListPipelines",
+                "sagemaker:ListModelPackageGroups",
+                "sagemaker:ListModelPackages",
+                "scheduler:ListSchedules",
+            ],
+            "*",
+        ),
         _statement(
             "ReadJobLogs", ["logs:DescribeLogStreams"], [f"{names.log_group}:*", f"{names.processing_log_group}:*"]
         ),
@@ -180,6 +253,12 @@ def operator_policy(settings: Settings, account: str) -> dict:
             ["iam:PassRole"],
             settings.sagemaker_role_arn,
             {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ),
+        _statement(
+            "PassOnlyTheSchedulerRoleToEventBridgeScheduler",
+            ["iam:PassRole"],
+            names.scheduler_role,
+            {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}},
         ),
         # Preflight: read the role's trust policy; simulate whether the caller may pass it.
         _statement("PreflightReadTheExecutionRole", ["iam:GetRole"], settings.sagemaker_role_arn),
@@ -212,6 +291,9 @@ def execution_role_policy(settings: Settings, account: str) -> dict:
                         names.s3_prefix("checkpoints"),
                         names.s3_prefix("transform-input"),
                         names.s3_prefix("processing-input"),
+                        names.s3_prefix("pipeline-input"),
+                        names.s3_prefix("pipeline-code"),
+                        names.s3_prefix("pipelines"),
                     ]
                 }
             },
@@ -230,6 +312,40 @@ def execution_role_policy(settings: Settings, account: str) -> dict:
         _statement("ReadProcessingInputs", ["s3:GetObject"], names.under("processing-input")),
         _statement("WriteProcessingOutputs", ["s3:PutObject"], names.under("processing")),
         _statement("SpotCheckpoints", ["s3:GetObject", "s3:PutObject"], names.under("checkpoints")),
+        # Pipelines (inv pipeline.run) run as this role: their steps' jobs, model and model version, their code,
+        # inputs and outputs under the prefix, and the role passed on to the jobs they start.
+        _statement(
+            "PipelineSteps",
+            [
+                "sagemaker:CreateProcessingJob",
+                "sagemaker:DescribeProcessingJob",
+                "sagemaker:CreateTrainingJob",
+                "sagemaker:DescribeTrainingJob",
+                "sagemaker:CreateTransformJob",
+                "sagemaker:DescribeTransformJob",
+                "sagemaker:CreateModel",
+                "sagemaker:DescribeModel",
+                "sagemaker:AddTags",
+            ],
+            names.pipeline_jobs,
+        ),
+        _statement(
+            "PipelineRegistersModels",
+            ["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage", "sagemaker:AddTags"],
+            [names.model_groups, names.model_packages],
+        ),
+        _statement(
+            "PipelineData",
+            ["s3:GetObject"],
+            [names.under("pipeline-code"), names.under("pipeline-input"), names.under("pipelines")],
+        ),
+        _statement("PipelineOutputs", ["s3:PutObject"], names.under("pipelines")),
+        _statement(
+            "PipelinePassesThisRoleToItsJobs",
+            ["iam:PassRole"],
+            settings.sagemaker_role_arn,
+            {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ),
         _statement("EcrLogin", ["ecr:GetAuthorizationToken"], "*"),
         _statement(
             "PullTheImage",
@@ -278,12 +394,39 @@ def trust_policy(settings: Settings, account: str) -> dict:
     }
 
 
+def scheduler_role_policy(settings: Settings, account: str) -> dict:
+    """What EventBridge Scheduler, acting as SCHEDULER_ROLE_ARN, needs to start a scheduled pipeline."""
+    names = _Names(settings, account)
+    return _policy(_statement("StartThisProjectsPipelines", ["sagemaker:StartPipelineExecution"], names.pipelines))
+
+
+def scheduler_trust_policy(settings: Settings, account: str) -> dict:
+    """Only EventBridge Scheduler, for this account's schedules, may assume the scheduler role."""
+    names = _Names(settings, account)
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "scheduler.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": account},
+                    "ArnLike": {"aws:SourceArn": names.schedules},
+                },
+            }
+        ],
+    }
+
+
 def all_policies(settings: Settings, account: str | None = None) -> dict[str, dict]:
     account = account or account_of(settings.sagemaker_role_arn)
     return {
         "operator-policy.json": operator_policy(settings, account),
         "execution-role-policy.json": execution_role_policy(settings, account),
         "execution-role-trust-policy.json": trust_policy(settings, account),
+        "scheduler-role-policy.json": scheduler_role_policy(settings, account),
+        "scheduler-role-trust-policy.json": scheduler_trust_policy(settings, account),
     }
 
 

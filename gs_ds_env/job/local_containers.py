@@ -11,9 +11,9 @@ from pathlib import Path
 LABEL = "com.docker.compose.project.working_dir"
 
 
-def _each(root: Path, verb: str, action) -> None:
-    """`action(container)` for every container started under `root`, running or exited; one warning line if
-    Docker does not answer."""
+def _each(root: Path, verb: str, action) -> int:
+    """`action(container)` for every container started under `root`, running or exited (how many); one warning
+    line if Docker does not answer."""
     from docker.errors import DockerException, NotFound
 
     import docker
@@ -21,12 +21,15 @@ def _each(root: Path, verb: str, action) -> None:
     try:
         client = docker.from_env()
         prefixes = (f"{root}/", f"{root.resolve()}/")
-        for container in client.containers.list(all=True, filters={"label": LABEL}):
-            if container.labels.get(LABEL, "").startswith(prefixes):
-                with contextlib.suppress(NotFound):
-                    action(container)
+        found = [c for c in client.containers.list(all=True, filters={"label": LABEL})
+                 if c.labels.get(LABEL, "").startswith(prefixes)]  # fmt: skip
+        for container in found:
+            with contextlib.suppress(NotFound):
+                action(container)
+        return len(found)
     except DockerException as error:
         print(f"warning: could not {verb} the containers started under {root}: {error}", flush=True)
+        return 0
 
 
 def stop(root: Path, timeout: int) -> None:
@@ -34,6 +37,6 @@ def stop(root: Path, timeout: int) -> None:
     _each(root, "stop", lambda container: container.stop(timeout=timeout))
 
 
-def remove(root: Path) -> None:
+def remove(root: Path) -> int:
     """Remove every container started under `root`, running (after Ctrl-C) or exited: none is left behind."""
-    _each(root, "remove", lambda container: container.remove(force=True))
+    return _each(root, "remove", lambda container: container.remove(force=True))

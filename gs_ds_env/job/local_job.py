@@ -35,7 +35,7 @@ from gs_ds_env.sdk import SDK_CONFIG, sagemaker
 from gs_ds_env.settings import Settings
 
 
-def _session_without_credentials(region: str):
+def session_without_credentials(region: str):
     """A boto3 session that finds no AWS credentials. Local mode with file:// channels needs none, and the SDK
     would otherwise copy the caller's keys into the container's environment and its docker-compose.yaml."""
     import botocore.session
@@ -52,7 +52,7 @@ def local_session(settings: Settings, container_root: Path, kind: str = "train")
     sagemaker()
     from sagemaker.local import LocalSession
 
-    session = LocalSession(boto_session=_session_without_credentials(settings.aws_region), sagemaker_config=SDK_CONFIG)
+    session = LocalSession(boto_session=session_without_credentials(settings.aws_region), sagemaker_config=SDK_CONFIG)
     session.config = {
         "local": {
             "local_code": True,
@@ -92,6 +92,8 @@ class _Tee(io.TextIOBase):
     def write(self, text: str) -> int:
         self.terminal.write(text)
         self.log.write(text)
+        if "\n" in text:  # the SDK writes the job's lines unflushed: a pipe or a file sees each line as it comes
+            self.terminal.flush()
         return len(text)
 
     def flush(self) -> None:
@@ -100,7 +102,7 @@ class _Tee(io.TextIOBase):
 
 
 @contextlib.contextmanager
-def _logged_to(path: Path):
+def logged_to(path: Path):
     import sys
 
     # Line-buffered: `tail -f runs/<job>/job.log` follows the job while it runs.
@@ -113,7 +115,7 @@ def _logged_to(path: Path):
             sys.stdout = terminal
 
 
-class _MaxRunWatchdog:
+class MaxRunWatchdog:
     """MAX_RUN in local mode, as SageMaker applies it: when it is reached, the job's containers are stopped
     (SIGTERM, then SIGKILL after a grace period) and the job ends with status `stopped: max run`."""
 
@@ -142,7 +144,7 @@ class _MaxRunWatchdog:
             self._done.wait(1)
 
 
-def _stop_compose_children() -> None:
+def stop_compose_children() -> None:
     """`docker-compose up`, which the SDK started: a SIGTERM sent to this process alone does not reach it."""
     import psutil
 
@@ -199,7 +201,7 @@ def train_local(
     )
     sdk_ready = time.perf_counter()
     try:
-        with interruptible() as received, _MaxRunWatchdog(settings.max_run, scratch) as watchdog, _logged_to(log_path):
+        with interruptible() as received, MaxRunWatchdog(settings.max_run, scratch) as watchdog, logged_to(log_path):
             failure = _fit(job, inputs, job_name)
         fitted = time.perf_counter()
         # The SDK swallows a signal's exception or turns it into other errors in its clean-up: the list says.
@@ -228,7 +230,7 @@ def train_local(
         if failure is not None:
             raise failure
     finally:
-        _stop_compose_children()
+        stop_compose_children()
         local_containers.remove(scratch)
         shutil.rmtree(scratch, ignore_errors=True)
     artifact = Path(job.model_data.removeprefix("file://"))

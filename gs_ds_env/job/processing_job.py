@@ -26,7 +26,7 @@ TAIL_LINES = 20
 EXITED = re.compile(r"exited with code (\d+)")
 
 
-def _processor_class():
+def processor_class():
     """The SDK's Processor, but in local mode a `file://` input or output stays where it is (the local engine mounts
     it; the SDK's Processor would upload it to the session's default bucket, which local mode has none of)."""
     sagemaker()
@@ -47,7 +47,7 @@ def _processor_class():
 
 
 def processor(settings: Settings, spec: ProcessingSpec, image_uri: str, session, *, local: bool, role: str, **extra):
-    return _processor_class()(
+    return processor_class()(
         role=role,
         image_uri=image_uri,
         instance_count=1 if local else settings.instance_count,
@@ -110,7 +110,7 @@ def run_local(
 ) -> JobResult:
     """The processing job in local mode: runs/<job>/output/<name>/ for each output, job.log for what it printed.
     A script that fails is a TrainingFailed with its last lines; MAX_RUN, Ctrl-C, SIGTERM and SIGHUP stop it."""
-    from gs_ds_env.job.local_job import _logged_to, _MaxRunWatchdog, _stop_compose_children, local_session
+    from gs_ds_env.job.local_job import MaxRunWatchdog, local_session, logged_to, stop_compose_children
     from gs_ds_env.job.report import invoked_command
     from gs_ds_env.ops import leftovers
 
@@ -128,7 +128,7 @@ def run_local(
         (run_dir / "output" / item.name).mkdir(parents=True, exist_ok=True)
     failure: BaseException | None = None
     try:
-        with interruptible() as received, _MaxRunWatchdog(settings.max_run, scratch) as watchdog, _logged_to(log_path):
+        with interruptible() as received, MaxRunWatchdog(settings.max_run, scratch) as watchdog, logged_to(log_path):
             try:
                 job.run(
                     inputs=sdk_inputs(spec, f"file://{spec.script.code_dir.resolve()}", sources, local=True),
@@ -158,7 +158,7 @@ def run_local(
         if failure is not None:
             raise failure
     finally:
-        _stop_compose_children()
+        stop_compose_children()
         local_containers.remove(scratch)
         shutil.rmtree(scratch, ignore_errors=True)
     outputs = {item.name: {"path": str(run_dir / "output" / item.name), **folder_sizes(run_dir / "output" / item.name)}

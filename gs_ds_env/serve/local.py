@@ -191,9 +191,12 @@ def serve(
 def _stop(session, name: str, scratch: Path) -> None:
     """Delete the local endpoint (the SDK stops its compose process), then make sure no container is left."""
     client = session.sagemaker_client
+    from gs_ds_env.job.local_job import stop_compose_children
+
     for call, key in ((client.delete_endpoint, "EndpointName"), (client.delete_endpoint_config, "EndpointConfigName"), (client.delete_model, "ModelName")):  # fmt: skip
         with contextlib.suppress(Exception):  # not created (a failed start): nothing to delete
             call(**{key: name})
+    stop_compose_children()  # a compose still starting the container would create it after the removal below
     local_containers.remove(scratch / "containers")
     shutil.rmtree(scratch, ignore_errors=True)
     print(f"stopped: endpoint {name} and its container removed", flush=True)

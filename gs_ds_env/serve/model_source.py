@@ -132,10 +132,25 @@ def _from_run(settings: Settings, run_dir: Path) -> ModelSource:
 
 
 def resolve(
-    settings: Settings, run: str | None, model_data: str | None, theme_given: bool, code: Code | None = None
+    settings: Settings,
+    run: str | None,
+    model_data: str | None,
+    theme_given: bool,
+    code: Code | None = None,
+    model_package: str | None = None,
 ) -> ModelSource:
-    """--run NAME, --model-data PATH|s3://..., or else the newest completed run of the theme; `code` (given
-    --entry-point) replaces a run's own."""
+    """--run NAME, --model-data PATH|s3://..., --model-package VERSION|ARN|latest-approved (the model registry a
+    pipeline registers into), or else the newest completed run of the theme; `code` (given --entry-point) replaces
+    a run's own."""
+    if model_package:
+        if run or model_data:
+            raise ConfigError("give one of --run, --model-data and --model-package")
+        from gs_ds_env.pipeline import registry
+
+        version = registry.find(settings, model_package)
+        print(f"model: {version.group} version {version.version} ({version.status}): {version.model}", flush=True)
+        source = ModelSource(version.model, version.theme or settings.theme, version.py or settings.py)
+        return dataclasses.replace(source, code=code) if code else source
     source = _resolve(settings, run, model_data, theme_given)
     return dataclasses.replace(source, code=code) if code else source
 

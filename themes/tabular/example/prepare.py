@@ -5,7 +5,8 @@ the Titanic program reads out (the split the host makes when it stages the data,
         --output train --output validation
     python themes/tabular/example/prepare.py --raw data/raw/titanic.csv --output-dir /tmp/split   # in the kernel
 
-Then `inv train --theme tabular --entry-point themes/tabular/example/train.py --channel train=runs/<job>/output/train
+With --new-rows N it first holds out N passengers, labels dropped, as new/new.csv (header-less: SageMaker's batch
+format), the rows a batch transform predicts. Then `inv train --theme tabular --entry-point themes/tabular/example/train.py --channel train=runs/<job>/output/train
 --channel validation=runs/<job>/output/validation`. Reads every CSV of the `raw` input; writes
 <output-dir>/train/train.csv and <output-dir>/validation/validation.csv; prints `rows:<split>=<n>` lines.
 """
@@ -29,6 +30,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--output-dir", default=OUTPUT, help="train/ and validation/ are written under it")
     parser.add_argument("--validation-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--new-rows", type=int, default=0,
+        help="hold out this many rows, labels dropped, as new/new.csv: header-less, SageMaker's batch format",
+    )  # fmt: skip
     return parser.parse_args()
 
 
@@ -56,6 +61,15 @@ def main() -> int:
     except (ValueError, OSError, pd.errors.ParserError) as error:
         print(f"prepare failed: {error}", file=sys.stderr)
         return 1
+    if not 0 <= args.new_rows < len(frame) // 2:
+        print(f"--new-rows {args.new_rows}: give 0 to {len(frame) // 2 - 1}", file=sys.stderr)
+        return 2
+    if args.new_rows:  # passengers whose fate the model is asked for, as a batch file would bring them
+        new = frame.sample(n=args.new_rows, random_state=args.seed)
+        frame = frame.drop(index=new.index)
+        (Path(args.output_dir) / "new").mkdir(parents=True, exist_ok=True)
+        new.drop(columns=["Survived"]).to_csv(Path(args.output_dir) / "new/new.csv", index=False, header=False)
+        print(f"rows:new={len(new)}", flush=True)
     train, validation = train_test_split(
         frame, test_size=args.validation_fraction, stratify=frame["Survived"], random_state=args.seed
     )
