@@ -13,14 +13,19 @@ Paste into a notebook lifecycle configuration (Start notebook). It
   1. points Docker's data root at $NOTEBOOK_ROOT/.docker (daemon.json "data-root", then restarts docker) when
      it is elsewhere: image builds then fill the persistent volume, not the small root volume. Images under the
      old root are not copied (rebuilding is faster than copying inside the 5-minute limit) nor deleted;
-  2. re-registers every theme kernel in the background, then restarts Jupyter.
+  2. re-registers every theme kernel in the background, then restarts Jupyter;
+  3. with IDLE_STOP_MINUTES set, installs the idle watcher (bin/gs-env-idle-stop.py, a systemd timer every 5
+     minutes): the instance stops itself once idle that long; unset, it removes it (off by default).
 Idempotent: a second run changes nothing in daemon.json and restarts nothing.
 Environment:
   GS_DS_ENV_DIR       the clone of this repository (default $NOTEBOOK_ROOT/gs-ds-env)
   NOTEBOOK_USER       the Jupyter user (default ec2-user)
   NOTEBOOK_ROOT       the persistent volume (default /home/ec2-user/SageMaker)
   DOCKER_DAEMON_JSON  Docker's daemon config (default /etc/docker/daemon.json)
-Logs to $NOTEBOOK_ROOT/.myenv/restore-kernels.log.
+  IDLE_STOP_MINUTES   stop the instance after this many idle minutes (default: unset, no auto-stop)
+  IDLE_STOP_DRY_RUN   1: the watcher only logs what it would stop
+  SYSTEMD_DIR         where the watcher's units go (default /etc/systemd/system)
+Logs to $NOTEBOOK_ROOT/.myenv/restore-kernels.log (the watcher: idle-stop.log).
 EOF_USAGE
 }
 case "${1:-}" in
@@ -94,3 +99,47 @@ fi
 nohup bash -c '"$@"; systemctl restart jupyter-server' _ "${as_user[@]}" "$repo_dir/bin/gs-env-restore-kernels.sh" \
   >>"$log_dir/restore-kernels.log" 2>&1 &
 echo "kernel restore started in the background; log: $log_dir/restore-kernels.log"
+
+# ---- idle auto-stop: on when IDLE_STOP_MINUTES is set, off (and removed) otherwise -----------------------------------
+# A bad value warns and leaves it off: a failing start script would stop the notebook instance from starting.
+systemd_dir="${SYSTEMD_DIR:-/etc/systemd/system}"
+idle_unit="gs-ds-env-idle-stop"
+idle_minutes="${IDLE_STOP_MINUTES:-}"
+if [[ -n "$idle_minutes" && ! "$idle_minutes" =~ ^[1-9][0-9]*$ ]]; then
+  echo "warning: IDLE_STOP_MINUTES=$idle_minutes is not a whole number of minutes: idle auto-stop is off"
+  idle_minutes=""
+fi
+if [[ -n "$idle_minutes" ]]; then
+  mkdir -p "$systemd_dir"
+  cat >"$systemd_dir/$idle_unit.service" <<EOF_UNIT
+[Unit]
+Description=gs-ds-env: stop this notebook instance after ${idle_minutes} idle minutes
+
+[Service]
+Type=oneshot
+Environment=IDLE_STOP_MINUTES=${idle_minutes}
+Environment=IDLE_STOP_DRY_RUN=${IDLE_STOP_DRY_RUN:-0}
+ExecStart=/usr/bin/env python3 ${repo_dir}/bin/gs-env-idle-stop.py
+StandardOutput=append:${log_dir}/idle-stop.log
+StandardError=append:${log_dir}/idle-stop.log
+EOF_UNIT
+  cat >"$systemd_dir/$idle_unit.timer" <<EOF_UNIT
+[Unit]
+Description=gs-ds-env: look for idleness every 5 minutes
+
+[Timer]
+OnBootSec=5min
+OnUnitActiveSec=5min
+
+[Install]
+WantedBy=timers.target
+EOF_UNIT
+  systemctl daemon-reload || echo "warning: systemctl daemon-reload failed"
+  systemctl enable --now "$idle_unit.timer" || echo "warning: could not start $idle_unit.timer"
+  echo "idle auto-stop: on, after $idle_minutes idle minutes (log: $log_dir/idle-stop.log)"
+elif [[ -f "$systemd_dir/$idle_unit.timer" ]]; then
+  systemctl disable --now "$idle_unit.timer" || true
+  rm -f "$systemd_dir/$idle_unit.timer" "$systemd_dir/$idle_unit.service"
+  systemctl daemon-reload || true
+  echo "idle auto-stop: off (no IDLE_STOP_MINUTES): its timer removed"
+fi

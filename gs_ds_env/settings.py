@@ -49,6 +49,7 @@ class Settings:
     ecr_tag_immutable: bool
     sagemaker_role_arn: str
     scheduler_role_arn: str
+    notebook_instance_name: str
     instance_type: str
     instance_count: int
     use_spot: bool
@@ -57,6 +58,7 @@ class Settings:
     volume_size: int
     base_job_name: str
     serve_port: int
+    status_max_hours: float
     entry_point: str
     source_dir: str
     tags: dict[str, str] = field(default_factory=dict)
@@ -273,6 +275,7 @@ _RANGES = [
     ("volume_size", 1, MAX_VOLUME_GB, f"GB per instance, 1-{MAX_VOLUME_GB}"),
     ("instance_count", 1, 100, "the number of training instances, 1-100"),
     ("serve_port", 1024, 65535, "the local endpoint's port on this machine, 1024-65535 (default 8080)"),
+    ("status_max_hours", 0, 8760, "hours, 0-8760: `inv status` exits 1 when something has run longer"),
 ]
 
 

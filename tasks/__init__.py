@@ -47,6 +47,7 @@ FLAT_ALIASES = {
     "iam-policy": aws.iam_policy,
     "doctor": ops.doctor,
     "clean": ops.clean,
+    "status": ops.status,
 }
 
 ns = Collection()

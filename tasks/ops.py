@@ -100,4 +100,30 @@ def clean(
         print(f"freed {clean_mod.execute(settings, steps) / 1e6:.0f} MB")
 
 
-namespace = group("ops", ("doctor", doctor), ("clean", clean))
+@task(
+    help={
+        "json": "print JSON",
+        "aws": "look on AWS too (TARGET=sagemaker always does): jobs, endpoints, pipelines, the notebook instance",
+        "max_hours": "exit 1 when something has run longer than this (default STATUS_MAX_HOURS)",
+    }
+)
+@clear_errors
+def status(c, json=False, aws=False, max_hours=None):
+    """Everything this project started that still runs or bills, here and on AWS: age, USD/h, how to stop it."""
+    from gs_ds_env.ops import status as status_mod
+
+    settings = load_settings()
+    check_aws = aws or settings.target == "sagemaker"
+    if check_aws:
+        settings = aws_settings(uses=())
+    limit = settings.status_max_hours if max_hours is None else number(max_hours, "--max-hours")
+    items, notes = status_mod.collect(settings, check_aws)
+    print(status_mod.as_json(items, notes) if json else status_mod.table(items, notes), flush=True)
+    old = status_mod.too_old(items, limit)
+    if old:
+        raise Exit(
+            f"{len(old)} running longer than {limit:g} h: " + ", ".join(f"{i.kind} {i.name}" for i in old), code=1
+        )
+
+
+namespace = group("ops", ("doctor", doctor), ("clean", clean), ("status", status))

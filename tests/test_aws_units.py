@@ -398,6 +398,9 @@ def test_iam_policies_are_narrow_and_pass_parliament():
     )
     (scheduler_trust,) = policies["scheduler-role-trust-policy.json"]["Statement"]
     assert scheduler_trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert execution_sids["IdleWatcherStopsItsOwnNotebookInstance"]["Resource"] == (
+        f"arn:aws:sagemaker:{REGION}:123456789012:notebook-instance/gs-ds-env-titanic*"
+    )
     assert execution_sids["PipelineOutputs"]["Resource"] == "arn:aws:s3:::team-bucket/ds/titanic/pipelines/*"
     assert (
         f"arn:aws:sagemaker:{REGION}:123456789012:training-job/pipelines-*"

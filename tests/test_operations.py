@@ -349,3 +349,48 @@ def test_clean_does_exactly_its_plan_or_nothing(copy, tmp_path):
     assert (runs / "old-a/run.json").is_file() and (elsewhere / "run.json").is_file()
     (runs / "old-b").unlink()
     shutil.rmtree(runs / "old-a")
+
+
+def test_lifecycle_installs_the_idle_watcher_only_when_asked_and_removes_it_when_unset(instance, tmp_path):
+    """IDLE_STOP_MINUTES set: a systemd timer runs bin/gs-env-idle-stop.py every 5 minutes with that window (and
+    the dry-run switch); a bad value is one warning, never a failed start; unset again: the timer is removed."""
+    root, notebook_root, project, env = instance
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    calls = tmp_path / "systemctl.calls"
+    (fake_bin / "systemctl").write_text(f'#!/bin/sh\necho "$*" >> "{calls}"\n')
+    (fake_bin / "systemctl").chmod(0o755)
+    systemd = tmp_path / "systemd"
+    base = {
+        **env, "PATH": f"{fake_bin}{os.pathsep}{env['PATH']}", "NOTEBOOK_ROOT": str(notebook_root),
+        "DOCKER_DAEMON_JSON": str(tmp_path / "daemon.json"), "NOTEBOOK_USER": subprocess.getoutput("id -un"),
+        "SYSTEMD_DIR": str(systemd),
+    }  # fmt: skip
+
+    def start(**extra):
+        return subprocess.run([str(project / "bin/gs-env-lifecycle-on-start.sh")], env={**base, **extra},
+                              capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    on = start(IDLE_STOP_MINUTES="45", IDLE_STOP_DRY_RUN="1")
+    assert on.returncode == 0 and "idle auto-stop: on, after 45 idle minutes" in on.stdout, on.stderr
+    service = (systemd / "gs-ds-env-idle-stop.service").read_text()
+    assert "Environment=IDLE_STOP_MINUTES=45" in service and "Environment=IDLE_STOP_DRY_RUN=1" in service
+    assert f"ExecStart=/usr/bin/env python3 {project}/bin/gs-env-idle-stop.py" in service
+    assert f"StandardOutput=append:{notebook_root}/.myenv/idle-stop.log" in service
+    assert "OnUnitActiveSec=5min" in (systemd / "gs-ds-env-idle-stop.timer").read_text()
+    assert "enable --now gs-ds-env-idle-stop.timer" in calls.read_text().splitlines()
+    # What the unit runs: the watcher's own --help answers (stdlib only, the system's python3).
+    helped = subprocess.run(["python3", str(project / "bin/gs-env-idle-stop.py"), "--help"], capture_output=True,
+                            text=True)  # fmt: skip
+    assert helped.returncode == 0 and "--minutes" in helped.stdout
+    bad = start(IDLE_STOP_MINUTES="an hour")  # a typo turns it off (said), never fails the start
+    assert bad.returncode == 0 and "warning: IDLE_STOP_MINUTES=an hour is not a whole number" in bad.stdout
+    assert "idle auto-stop: off (no IDLE_STOP_MINUTES): its timer removed" in bad.stdout
+    assert not list(systemd.glob("gs-ds-env-idle-stop.*"))
+    assert "disable --now gs-ds-env-idle-stop.timer" in calls.read_text().splitlines()
+    assert start(IDLE_STOP_MINUTES="30").returncode == 0 and (systemd / "gs-ds-env-idle-stop.timer").is_file()
+    off = start()
+    assert off.returncode == 0 and "idle auto-stop: off (no IDLE_STOP_MINUTES): its timer removed" in off.stdout
+    assert not list(systemd.glob("gs-ds-env-idle-stop.*"))
+    again = start()
+    assert "idle auto-stop" not in again.stdout  # nothing installed, nothing to say

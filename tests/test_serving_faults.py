@@ -225,6 +225,19 @@ def test_an_endpoint_left_by_kill_9_is_named_reported_and_removed(
     assert (
         row.startswith("WARN") and str(scratch) in row and f"127.0.0.1:{port}" in row and "inv clean --orphans" in row
     )
+    # inv status: the orphan in its table, with its port and the command that removes it; for cron, exit 1 once it
+    # has run longer than --max-hours.
+    state = subprocess.run([INV, "status", "--json", "--max-hours", "0"], cwd=project, env=env, capture_output=True,
+                           text=True)  # fmt: skip
+    assert state.returncode == 1 and "1 running longer than 0 h: serve " in state.stderr, state.stderr
+    (item,) = json.loads(state.stdout)["items"]
+    assert (item["where"], item["kind"], item["orphaned"], item["stop"]) == (
+        "here",
+        "serve",
+        True,
+        "inv clean --orphans",
+    )
+    assert item["state"] == f"running on 127.0.0.1:{port}"
     again = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
     assert again.returncode == 2 and "Traceback" not in again.stderr
     (line,) = again.stderr.strip().splitlines()
@@ -238,3 +251,5 @@ def test_an_endpoint_left_by_kill_9_is_named_reported_and_removed(
     assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
     assert docker.from_env().containers.list(all=True, filters=checkout) == [] and not scratch.exists()
     assert eventually(lambda: answered(port, b"{}") is None, 30)  # nothing answers there any more
+    after = subprocess.run([INV, "status", "--json"], cwd=project, env=env, capture_output=True, text=True)
+    assert after.returncode == 0 and json.loads(after.stdout)["items"] == []

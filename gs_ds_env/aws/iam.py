@@ -69,6 +69,8 @@ class _Names:
             f"{prefix}:{kind}/pipelines-*" for kind in ("processing-job", "training-job", "transform-job", "model")
         ]
         self.sagemaker_any = f"arn:{partition}:sagemaker:{region}:{account}:*"
+        # The notebook instance the idle watcher may stop: its own (NOTEBOOK_INSTANCE_NAME), else the project's names.
+        self.notebook = f"{prefix}:notebook-instance/{settings.notebook_instance_name.lower() or base + '*'}"
         self.scheduler_role = settings.scheduler_role_arn or f"arn:{partition}:iam::{account}:role/{base}-scheduler"
         self.principals = [f"arn:{partition}:iam::{account}:user/*", f"arn:{partition}:iam::{account}:role/*"]
 
@@ -228,6 +230,8 @@ def operator_policy(settings: Settings, account: str) -> dict:
             names.studio,
         ),
         _statement("StudioDomain", ["sagemaker:DescribeDomain", "sagemaker:UpdateDomain"], names.domains),
+        # inv status: the notebook instance it runs on (type, status).
+        _statement("StatusReadsTheNotebookInstance", ["sagemaker:DescribeNotebookInstance"], names.notebook),
         # The list calls have no resource-level form (the tasks filter by name and tag).
         _statement(
             "ListEndpointsPipelinesModelsSchedules",
@@ -312,6 +316,8 @@ def execution_role_policy(settings: Settings, account: str) -> dict:
         _statement("ReadProcessingInputs", ["s3:GetObject"], names.under("processing-input")),
         _statement("WriteProcessingOutputs", ["s3:PutObject"], names.under("processing")),
         _statement("SpotCheckpoints", ["s3:GetObject", "s3:PutObject"], names.under("checkpoints")),
+        # The notebook instance's idle watcher (bin/gs-env-idle-stop.py), when the instance runs as this role.
+        _statement("IdleWatcherStopsItsOwnNotebookInstance", ["sagemaker:StopNotebookInstance"], names.notebook),
         # Pipelines (inv pipeline.run) run as this role: their steps' jobs, model and model version, their code,
         # inputs and outputs under the prefix, and the role passed on to the jobs they start.
         _statement(

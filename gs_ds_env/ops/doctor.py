@@ -223,21 +223,36 @@ def kernel_checks(settings: Settings) -> list[Check]:
     return checks
 
 
-def lifecycle_checks(settings: Settings, notebook_root: Path) -> list[Check]:
+IDLE_TIMER = Path("/etc/systemd/system/gs-ds-env-idle-stop.timer")  # what the lifecycle script installs
+
+
+def lifecycle_checks(settings: Settings, notebook_root: Path, idle_timer: Path = IDLE_TIMER) -> list[Check]:
     if not notebook_root.is_dir():
         return [Check("lifecycle", "on-start script", OK, f"not a notebook instance (no {notebook_root})")]
     log = notebook_root / ".myenv/restore-kernels.log"
     if log.is_file():
-        return [Check("lifecycle", "on-start script", OK, f"kernel restore ran (log {log})")]
-    return [
-        Check(
-            "lifecycle",
-            "on-start script",
-            WARN,
-            f"no {log}: kernels are not restored after a restart",
-            "attach bin/gs-env-lifecycle-on-start.sh as the notebook's Start notebook lifecycle script",
-        )
-    ]
+        checks = [Check("lifecycle", "on-start script", OK, f"kernel restore ran (log {log})")]
+    else:
+        checks = [
+            Check(
+                "lifecycle",
+                "on-start script",
+                WARN,
+                f"no {log}: kernels are not restored after a restart",
+                "attach bin/gs-env-lifecycle-on-start.sh as the notebook's Start notebook lifecycle script",
+            )
+        ]
+    idle_log = notebook_root / ".myenv/idle-stop.log"
+    if not idle_timer.is_file():
+        checks.append(
+            Check("lifecycle", "idle auto-stop", WARN, "off: an idle instance keeps billing",
+                  "set IDLE_STOP_MINUTES=60 for the lifecycle script (README: SageMaker notebook set-up)")
+        )  # fmt: skip
+    else:
+        lines = idle_log.read_text(errors="replace").strip().splitlines() if idle_log.is_file() else []
+        last = lines[-1].split("idle-stop: ", 1)[-1] if lines else "no check logged yet"
+        checks.append(Check("lifecycle", "idle auto-stop", OK, f"on; last check: {last} (log {idle_log})"))
+    return checks
 
 
 def run(settings: Settings, threshold: float = 80.0, notebook_root: Path = NOTEBOOK_ROOT) -> list[Check]:
