@@ -304,6 +304,27 @@ def bench_deploy(scratch: Path, py: str, env: dict, runs: int = 3) -> None:
     print(f"    accounted for {top:.1f} s of {wall:.1f} s; parity's image side: {record['parity']['image_packages']}")
 
 
+def bench_startup(env: dict, runs: int = 5) -> None:
+    """`inv` start-up beside its floor (`python -c 'import invoke, dotenv'`: what no task list can avoid), each
+    command taken in turn with the floor so both see the same machine load; medians of `runs`."""
+    python, inv = str(REPO_ROOT / ".venv/bin/python"), str(REPO_ROOT / ".venv/bin/inv")
+    floor_cmd = [python, "-c", "import invoke, dotenv"]
+    commands = {
+        "inv --list": [inv, "--list"],
+        "inv process --help": [inv, "process", "--help"],
+        "inv deploy --dry-run": [inv, "deploy", "--dry-run"],
+        "inv process --dry-run": [inv, "process", "--code", "themes/tabular/example/prepare.py", "--dry-run"],
+    }
+    print(f"inv start-up (medians of {runs}, each taken in turn with the floor; goal <= 2x the floor):")
+    for label, command in commands.items():
+        floors, times = [], []
+        for _ in range(runs):
+            floors.append(_timed(floor_cmd, env=env))
+            times.append(_timed(command, cwd=REPO_ROOT, env=env))
+        floor, median = sorted(floors)[runs // 2], sorted(times)[runs // 2]
+        print(f"  {label:<24} {median:6.2f} s   floor {floor:5.2f} s   = {median / floor:.1f}x")
+
+
 def main() -> None:
     settings = load_settings()
     py = os.environ.get("BENCH_PY", settings.py)
@@ -315,7 +336,9 @@ def main() -> None:
             "JUPYTER_DATA_DIR": str(scratch / "jupyter"),
             "PATH": os.pathsep.join([str(Path(locks.uv_binary(REPO_ROOT)).parent), os.environ.get("PATH", "")]),
         }
-        parts = os.environ.get("BENCH_ONLY", "kernels image toolkit deploy").split()  # e.g. BENCH_ONLY=toolkit
+        parts = os.environ.get("BENCH_ONLY", "startup kernels image toolkit deploy").split()  # e.g. BENCH_ONLY=toolkit
+        if "startup" in parts:
+            bench_startup(env)
         if "kernels" in parts:
             bench_kernels(scratch, py, env)
         if "image" in parts:

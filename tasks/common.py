@@ -6,16 +6,23 @@ import functools
 import gc
 import math
 import subprocess
+import sys
 
-from botocore.exceptions import BotoCoreError
-from botocore.parsers import ResponseParserError
 from invoke import Collection, Exit
 
-from gs_ds_env.aws import explain
 from gs_ds_env.errors import GsError
 from gs_ds_env.interrupts import interruptible
-from gs_ds_env.job.training_job import TrainingFailed
 from gs_ds_env.settings import ConfigError, load_settings, validate_for_aws
+
+
+def _aws_error(error: Exception) -> bool:
+    """A botocore error the package did not handle. botocore is not imported to ask (`inv --list` never loads it):
+    an error of it can only come from a task that did."""
+    exceptions, parsers = sys.modules.get("botocore.exceptions"), sys.modules.get("botocore.parsers")
+    kinds = tuple(
+        k for k in (getattr(exceptions, "BotoCoreError", None), getattr(parsers, "ResponseParserError", None)) if k
+    )
+    return bool(kinds) and isinstance(error, kinds)
 
 
 def clear_errors(func):
@@ -27,11 +34,9 @@ def clear_errors(func):
             with interruptible():  # SIGTERM and SIGHUP end a task as Ctrl-C does
                 return func(*args, **kwargs)
         except GsError as error:  # one line; 2 for bad input, 1 for what failed (gs_ds_env/errors.py)
-            if isinstance(error, TrainingFailed) and error.details:
+            if getattr(error, "details", None):  # a failed job's reason, last lines and hint, before the one line
                 print("\n".join(error.details), flush=True)
             raise Exit(f"error: {error}", code=error.exit_code) from None
-        except (BotoCoreError, ResponseParserError) as error:  # outside the package's own handling
-            raise Exit(f"error: {explain(error, 'an AWS call')}", code=1) from None
         except KeyboardInterrupt as interrupted:
             status = getattr(interrupted, "status", "interrupted (Ctrl-C)")
             raise Exit(
@@ -43,6 +48,12 @@ def clear_errors(func):
                 f"error: {error.cmd[0]} failed with exit status {error.returncode} (see its output above)",
                 code=error.returncode or 1,
             ) from None
+        except Exception as error:
+            if not _aws_error(error):  # a bug: its traceback stays
+                raise
+            from gs_ds_env.aws import explain  # outside the package's own handling
+
+            raise Exit(f"error: {explain(error, 'an AWS call')}", code=1) from None
         finally:
             # The process ends with the task: out of the collector's sight, what it created (the SageMaker SDK's
             # import alone makes millions of objects) no longer costs ~0.6 s of collections at exit. Here, not in

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from invoke import task
 
-from gs_ds_env import data as data_mod
 from gs_ds_env.settings import load_settings
 
 from .common import clear_errors, group
@@ -21,6 +20,7 @@ from .common import clear_errors, group
 def data(c, source=None, target=None, dry_run=False):
     """Fetch and verify the Titanic CSV, split it train/validation, stage it (and upload it for sagemaker)."""
     from gs_ds_env import aws
+    from gs_ds_env import data as data_mod
     from gs_ds_env.data import s3_data
 
     settings = load_settings(target=target)

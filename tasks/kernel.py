@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from invoke import Exit, task
 
-from gs_ds_env.kernel import kernels as kernels_mod
-from gs_ds_env.kernel import locks as locks_mod
 from gs_ds_env.settings import load_settings
 
 from .common import clear_errors, group
@@ -23,6 +21,8 @@ from .common import clear_errors, group
 @clear_errors
 def kernel(c, theme=None, py=None, requirements=None, torch=None, force=False):
     """Create or update the theme's venv and Jupyter kernel <theme>_<pyver>."""
+    from gs_ds_env.kernel import kernels as kernels_mod
+
     kernels_mod.create_kernel(load_settings(theme=theme, py=py, torch_backend=torch), requirements, force)
 
 
@@ -35,6 +35,8 @@ def kernel(c, theme=None, py=None, requirements=None, torch=None, force=False):
 @clear_errors
 def kernels(c, smoke=False, theme=None):
     """Table of theme kernels: name, theme, Python, venv size, status, smoke test."""
+    from gs_ds_env.kernel import kernels as kernels_mod
+
     settings = load_settings(theme=theme)
     rows = kernels_mod.list_kernels(settings.repo_root, smoke_now=smoke, theme=theme)
     print(kernels_mod.format_table(rows) if rows else "no theme kernels yet: make kernel THEME=tabular PY=3.12")
@@ -53,6 +55,8 @@ def kernels(c, smoke=False, theme=None):
 @clear_errors
 def kernel_remove(c, name, venv=False, dry_run=False):
     """Remove a kernelspec (and its venv with --venv)."""
+    from gs_ds_env.kernel import kernels as kernels_mod
+
     for line in kernels_mod.remove_kernel(load_settings().repo_root, name, venv, dry_run):
         print(line)
 
@@ -61,6 +65,8 @@ def kernel_remove(c, name, venv=False, dry_run=False):
 @clear_errors
 def kernels_restore(c):
     """Re-register every kernel from its manifest (after a SageMaker notebook restart)."""
+    from gs_ds_env.kernel import kernels as kernels_mod
+
     kernels_mod.restore_kernels(load_settings())
 
 
@@ -75,6 +81,8 @@ def kernels_restore(c):
 @clear_errors
 def lock(c, theme=None, upgrade=False, check=False, base=False):
     """(Re)lock themes/<theme>/requirements.lock with uv pip compile (universal, Python >= 3.11)."""
+    from gs_ds_env.kernel import locks as locks_mod
+
     settings = load_settings()
     repo_root, cache_dir = settings.repo_root, settings.paths.uv_cache
     chosen = [theme] if theme else locks_mod.themes(repo_root)

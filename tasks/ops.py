@@ -6,7 +6,6 @@ from pathlib import Path
 
 from invoke import Exit, task
 
-from gs_ds_env import data as data_mod
 from gs_ds_env.settings import ConfigError, load_settings
 
 from .common import aws_settings, clear_errors, group, number
@@ -24,7 +23,7 @@ from .common import aws_settings, clear_errors, group, number
 def doctor(c, threshold=None, json=False, notebook_root=None, preflight=False):
     """One line per check (disk, caches, Docker, tools, kernels, lifecycle): ok / warn / fail and the fix.
     --preflight: before a paid job, the AWS checks (caller, ECR, role, bucket, quota) and the image on a sample."""
-
+    from gs_ds_env import data as data_mod
     from gs_ds_env.ops import doctor as doctor_mod
 
     try:

@@ -381,23 +381,24 @@ def execution_role_policy(settings: Settings, account: str) -> dict:
     )
 
 
-def trust_policy(settings: Settings, account: str) -> dict:
-    """Only SageMaker, acting for this account (confused-deputy guard), may assume the execution role."""
-    names = _Names(settings, account)
+def _trust(service: str, account: str, source_arn: str) -> dict:
+    """Only `service`, acting for this account on `source_arn` (confused-deputy guard), may assume the role."""
     return {
         "Version": "2012-10-17",
         "Statement": [
             {
                 "Effect": "Allow",
-                "Principal": {"Service": "sagemaker.amazonaws.com"},
+                "Principal": {"Service": service},
                 "Action": "sts:AssumeRole",
-                "Condition": {
-                    "StringEquals": {"aws:SourceAccount": account},
-                    "ArnLike": {"aws:SourceArn": names.sagemaker_any},
-                },
+                "Condition": {"StringEquals": {"aws:SourceAccount": account}, "ArnLike": {"aws:SourceArn": source_arn}},
             }
         ],
     }
+
+
+def trust_policy(settings: Settings, account: str) -> dict:
+    """Only SageMaker, acting for this account, may assume the execution role."""
+    return _trust("sagemaker.amazonaws.com", account, _Names(settings, account).sagemaker_any)
 
 
 def scheduler_role_policy(settings: Settings, account: str) -> dict:
@@ -407,22 +408,8 @@ def scheduler_role_policy(settings: Settings, account: str) -> dict:
 
 
 def scheduler_trust_policy(settings: Settings, account: str) -> dict:
-    """Only EventBridge Scheduler, for this account's schedules, may assume the scheduler role."""
-    names = _Names(settings, account)
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "scheduler.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-                "Condition": {
-                    "StringEquals": {"aws:SourceAccount": account},
-                    "ArnLike": {"aws:SourceArn": names.schedules},
-                },
-            }
-        ],
-    }
+    """Only EventBridge Scheduler, for this account's schedules of this project, may assume the scheduler role."""
+    return _trust("scheduler.amazonaws.com", account, _Names(settings, account).schedules)
 
 
 def all_policies(settings: Settings, account: str | None = None) -> dict[str, dict]:

@@ -144,6 +144,24 @@ class MaxRunWatchdog:
             self._done.wait(1)
 
 
+def raise_if_stopped(received: list, watchdog: MaxRunWatchdog, settings: Settings, run_dir: Path, what: str,
+                     log_path: Path) -> None:  # fmt: skip
+    """After a local job: a signal that came (the SDK swallows its exception or turns it into other errors in its
+    clean-up: the list says) is Interrupted, its run folder marked; MAX_RUN reached is TrainingFailed."""
+    if received:
+        why = f"interrupted ({interrupts.NAMES[received[0]]})"
+        (run_dir / "INTERRUPTED").write_text(f"{why} before the job finished: nothing here is a result\n")
+        raise Interrupted(why, received[0])
+    if watchdog.fired.is_set():
+        raise TrainingFailed(
+            f"{what} stopped: MAX_RUN={settings.max_run} s reached (raise MAX_RUN in .env if the job needs longer; "
+            f"its log: {log_path})",
+            status=STOPPED_MAX_RUN,
+            reason=f"MaxRuntimeExceeded: MAX_RUN={settings.max_run} s",
+            log_path=str(log_path),
+        )
+
+
 def stop_compose_children() -> None:
     """`docker-compose up`, which the SDK started: a SIGTERM sent to this process alone does not reach it."""
     import psutil
@@ -205,18 +223,7 @@ def train_local(
             failure = _fit(job, inputs, job_name)
         fitted = time.perf_counter()
         # The SDK swallows a signal's exception or turns it into other errors in its clean-up: the list says.
-        if received:
-            why = f"interrupted ({interrupts.NAMES[received[0]]})"
-            (run_dir / "INTERRUPTED").write_text(f"{why} before the job finished: nothing here is a result\n")
-            raise Interrupted(why, received[0])
-        if watchdog.fired.is_set():
-            raise TrainingFailed(
-                f"local training job {job_name} stopped: MAX_RUN={settings.max_run} s reached (raise MAX_RUN in .env "
-                f"if the job needs longer; its log: {log_path})",
-                status=STOPPED_MAX_RUN,
-                reason=f"MaxRuntimeExceeded: MAX_RUN={settings.max_run} s",
-                log_path=str(log_path),
-            )
+        raise_if_stopped(received, watchdog, settings, run_dir, f"local training job {job_name}", log_path)
         if isinstance(failure, RuntimeError):  # the SDK's "Failed to run: [docker compose ...]"
             found = _local_failure(run_dir)
             reason = explain(found.line or str(failure).splitlines()[0][:300])

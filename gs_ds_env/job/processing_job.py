@@ -13,11 +13,11 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gs_ds_env import aws, interrupts
+from gs_ds_env import aws
 from gs_ds_env.interrupts import Interrupted, interruptible
 from gs_ds_env.job import local_containers, metrics
 from gs_ds_env.job.processing import CODE_INPUT, CONTAINER_INPUT, ProcessingSpec
-from gs_ds_env.job.training_job import FAILED, STOPPED_MAX_RUN, JobResult, TrainingFailed, explain
+from gs_ds_env.job.training_job import FAILED, JobResult, TrainingFailed, explain
 from gs_ds_env.sdk import sagemaker
 from gs_ds_env.settings import Settings
 
@@ -110,7 +110,13 @@ def run_local(
 ) -> JobResult:
     """The processing job in local mode: runs/<job>/output/<name>/ for each output, job.log for what it printed.
     A script that fails is a TrainingFailed with its last lines; MAX_RUN, Ctrl-C, SIGTERM and SIGHUP stop it."""
-    from gs_ds_env.job.local_job import MaxRunWatchdog, local_session, logged_to, stop_compose_children
+    from gs_ds_env.job.local_job import (
+        MaxRunWatchdog,
+        local_session,
+        logged_to,
+        raise_if_stopped,
+        stop_compose_children,
+    )
     from gs_ds_env.job.report import invoked_command
     from gs_ds_env.ops import leftovers
 
@@ -138,15 +144,7 @@ def run_local(
             except BaseException as error:  # noqa: BLE001 - decided below, knowing whether a signal came
                 failure = error
         finished = time.perf_counter()
-        if received:
-            why = f"interrupted ({interrupts.NAMES[received[0]]})"
-            (run_dir / "INTERRUPTED").write_text(f"{why} before the job finished: nothing here is a result\n")
-            raise Interrupted(why, received[0])
-        if watchdog.fired.is_set():
-            raise TrainingFailed(
-                f"local processing job {job_name} stopped: MAX_RUN={settings.max_run} s reached (log: {log_path})",
-                status=STOPPED_MAX_RUN, reason=f"MaxRuntimeExceeded: MAX_RUN={settings.max_run} s", log_path=str(log_path),
-            )  # fmt: skip
+        raise_if_stopped(received, watchdog, settings, run_dir, f"local processing job {job_name}", log_path)
         if isinstance(failure, RuntimeError):  # the SDK's "Failed to run: [docker compose ...]": the script exited
             tail, code = _container_lines(log_path), _exit_code(log_path)
             said = tail[-1].strip() if tail else "the script printed nothing"

@@ -154,26 +154,7 @@ def check(settings: Settings) -> Path:
             deploy.run_script(settings.replace(entry_point=str(script)), channels={},
                               hyperparameters={}).read_text()
         )  # fmt: skip
-        differ = _same(in_kernel, record.get("metrics", {}))
-        if differ:
-            raise ThemeError(f"the job's metrics differ from the kernel's: {'; '.join(differ)}")
-        shown = ", ".join(f"{k}={v}" for k, v in list(in_kernel.items())[:2])
-        return f"job {record['job_name']}: {shown}, as in the kernel"
-
-    step("example", example, f"correct themes/{name}/example/train.py (run it in the kernel first)")
-    return log
-
-    def example() -> str:
-        in_kernel = _kernel_metrics(settings, script)
-        record = json.loads(
-            deploy.run_script(settings.replace(entry_point=str(script)), channels={},
-                              hyperparameters={}).read_text()
-        )  # fmt: skip
-        differ = _same(in_kernel, record.get("metrics", {}))
-        if differ:
-            raise ThemeError(f"the job's metrics differ from the kernel's: {'; '.join(differ)}")
-        shown = ", ".join(f"{k}={v}" for k, v in list(in_kernel.items())[:2])
-        return f"job {record['job_name']}: {shown}, as in the kernel"
+        return _as_in_kernel(in_kernel, record.get("metrics", {}), f"job {record['job_name']}")
 
     step("example", example, f"correct themes/{name}/example/train.py (run it in the kernel first)")
     return log
@@ -196,8 +177,13 @@ def _processing_example(settings: Settings, script: Path) -> str:
         raise ThemeError(
             f"the processing job wrote no metrics.json into its --output-dir: {script} must, to be compared"
         )
-    differ = _same(in_kernel, json.loads(written.read_text())["metrics"])
+    return _as_in_kernel(in_kernel, json.loads(written.read_text())["metrics"], f"processing job {record['job_name']}")
+
+
+def _as_in_kernel(in_kernel: dict[str, float], job: dict[str, float], label: str) -> str:
+    """The job's metrics are the kernel's (ThemeError naming each that differs); the step's line when they are."""
+    differ = _same(in_kernel, job)
     if differ:
         raise ThemeError(f"the job's metrics differ from the kernel's: {'; '.join(differ)}")
     shown = ", ".join(f"{k}={v}" for k, v in list(in_kernel.items())[:2])
-    return f"processing job {record['job_name']}: {shown}, as in the kernel"
+    return f"{label}: {shown}, as in the kernel"
