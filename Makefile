@@ -26,7 +26,7 @@ OPTS = $(if $(THEME),--theme $(call quote,$(THEME))) $(if $(PY),--py $(call quot
 TARGET_OPT = $(if $(TARGET),--target $(call quote,$(TARGET)))
 # The entry points a person types; every other task is `inv <task>` (`inv --list`), tested against this file.
 
-.PHONY: help venv kernel deploy doctor test lint format bench
+.PHONY: help venv kernel deploy doctor test test-fast lint format bench
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -61,6 +61,9 @@ $(DEVCONTAINER_CLI):
 
 test: venv $(if $(shell command -v npm 2>/dev/null),$(DEVCONTAINER_CLI)) ## Run the test suite (real uv, real kernels, real Docker when available)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-fast: venv ## The inner loop: every test that needs no Docker and builds no kernel or image (make test runs them too)
+	$(VENV)/bin/pytest -m "not docker and not slow" --durations=5 $(PYTEST_ARGS)
 
 lint: venv ## ruff (check + format check), shellcheck on every script, hadolint on the Dockerfile
 	$(VENV)/bin/ruff check .

@@ -449,6 +449,7 @@ def test_iam_policy_task_writes_the_files(tmp_path):
 
 
 # ---- the push script on its own: immutable tags, and the login password never printed ---------------------------
+@pytest.mark.docker
 def test_push_script_immutable_repository(tmp_path, moto, registry, base_image):
     repo = copy_repo(tmp_path / "repo", "bin", "docker", "training", "themes", ".dockerignore")
     env = tool_env(**moto.env(), DOCKER_CONFIG=str(tmp_path / "docker-config"))

@@ -93,6 +93,7 @@ def test_a_busy_kernel_is_work_however_long_its_cell_runs(jupyter):
     client.load_connection_file()
     client.start_channels()
     try:
+        client.wait_for_ready(timeout=120)  # a request sent before the kernel listens would be lost
         client.execute("import time; time.sleep(120)")
         jupyter.until(lambda: jupyter.call(f"api/kernels/{kernel['id']}")["execution_state"] == "busy", "busy")
         busy = watch(jupyter, "--minutes", "0", "--dry-run")

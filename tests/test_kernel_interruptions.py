@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from conftest import INV, clone_project, tool_env
 
+pytestmark = pytest.mark.slow  # real kernel rebuilds (uv), interrupted at each step
+
 SCRIPT = "bin/gs-env-create-kernel.sh"
 LEFTOVERS = (".venv.new", ".venv.previous", ".requirements.lock.txt.new", "manifest.env.new", ".kernelspec.previous")
 

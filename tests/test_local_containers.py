@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import contextlib
 
+import pytest
 from docker.errors import NotFound
 
 import docker
 from gs_ds_env.job import local_containers
+
+pytestmark = pytest.mark.docker
 
 
 def test_remove_takes_every_container_under_its_folder_and_nothing_else(tmp_path, base_image):

@@ -29,6 +29,7 @@ def public(version: str) -> str:
     return Version(version).public
 
 
+@pytest.mark.slow  # uv resolves every theme's lock
 def test_every_lock_matches_its_inputs_and_a_changed_input_is_caught(tmp_path):
     repo = copy_repo(tmp_path / "repo", "themes", "docker")
     for theme in THEMES:
@@ -238,6 +239,8 @@ def test_content_tag_is_stable_when_the_base_image_was_not_on_the_machine(tmp_pa
     assert "is up to date" in second.stderr
 
 
+@pytest.mark.docker
+@pytest.mark.slow
 def test_behind_a_tls_inspecting_proxy_the_build_trusts_the_ca_given_in_build_ca_bundle(tmp_path, base_image):
     """This network re-signs TLS, as a corporate proxy does. A base image that does not trust the proxy's CA
     fails to install anything; BUILD_CA_BUNDLE (the proxy's CA file) makes pip and uv in the build stages trust

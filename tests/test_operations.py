@@ -20,6 +20,8 @@ import docker
 from gs_ds_env.ops import clean
 from gs_ds_env.settings import load_settings
 
+pytestmark = [pytest.mark.slow, pytest.mark.docker]  # a real kernel, Docker's images and containers
+
 CLEAN = run_image("clean")  # this run's repository for the images clean may remove
 
 

@@ -94,6 +94,9 @@ def test_the_script_gets_exactly_its_arguments_inputs_and_host(copy, probe, base
     assert (record["kind"], record["status"], record["arguments"]) == ("processing", "completed", ARGUMENTS)
     assert record["outputs"]["seen"]["files"] == 2 and record["metrics"] == {"test:rows": 3.0}
     assert set(record["inputs"]) == {"events", "lookup"} and (run_dir / "code/probe.py").is_file()
+    events = record["inputs"]["events"]
+    assert (events["files"], events["bytes"]) == (2, len("user,amount\nu1,3\n") + len("u2,4\nu3,5\n"))
+    assert len(events["sha256"]) == 64 and events["sha256"] != record["inputs"]["lookup"]["sha256"]
     report = (run_dir / "report.md").read_text()
     assert "as processing job `proc-contract`" in report and "## Arguments" in report and "Model:" not in report
     assert f"output seen: {run_dir / 'output/seen'}" in job.stdout

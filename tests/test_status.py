@@ -113,18 +113,18 @@ def test_status_lists_what_bills_on_aws_with_its_price_and_how_to_stop_it(settin
     # On a notebook instance: the instance itself, its price, and what the idle watcher last said.
     sagemaker = moto.client("sagemaker", REGION)
     sagemaker.create_notebook_instance(
-        NotebookInstanceName="team-notebook", InstanceType="ml.t3.medium", RoleArn="arn:aws:iam::123456789012:role/n"
+        NotebookInstanceName="status-notebook", InstanceType="ml.t3.medium", RoleArn="arn:aws:iam::123456789012:role/n"
     )
     metadata = tmp_path / "resource-metadata.json"
-    metadata.write_text(json.dumps({"ResourceName": "team-notebook"}))
+    metadata.write_text(json.dumps({"ResourceName": "status-notebook"}))
     idle_log = tmp_path / "idle-stop.log"
     idle_log.write_text(
         "2026-12-05T10:00:00Z idle-stop: not idle: kernel python3 (1a2b3c4d) is busy: a cell is running\n"
     )
     notebook = status.notebook_item(boto_session, metadata, idle_log)
-    assert notebook.usd_per_hour == 0.05 and notebook.name == "team-notebook"
+    assert notebook.usd_per_hour == 0.05 and notebook.name == "status-notebook"
     assert "idle watcher: not idle: kernel python3 (1a2b3c4d) is busy" in notebook.state
-    assert notebook.stop == "aws sagemaker stop-notebook-instance --notebook-instance-name team-notebook"
+    assert notebook.stop == "aws sagemaker stop-notebook-instance --notebook-instance-name status-notebook"
 
 
 CRON = "gs-ds-env-cron"

@@ -271,6 +271,8 @@ def test_bad_options_get_one_line_and_exit_2_before_anything_runs(tmp_path, args
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(message) and result.stdout == ""
 
 
+@pytest.mark.docker
+@pytest.mark.slow
 def test_studio_image_pushes_the_workspace_image_then_makes_the_studio_objects_and_its_dry_run_calls_nothing(
     tmp_path, project, moto, registry, base_image, titanic_csv, monkeypatch, capsys
 ):

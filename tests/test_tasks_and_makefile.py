@@ -15,7 +15,7 @@ import pytest
 from conftest import INV, REPO, clone_project, one_line_refusal, run_inv, tool_env
 from invoke import Program
 
-ENTRY_POINTS = {"help", "venv", "kernel", "deploy", "doctor", "test", "lint", "format", "bench"}
+ENTRY_POINTS = {"help", "venv", "kernel", "deploy", "doctor", "test", "test-fast", "lint", "format", "bench"}
 
 
 def load_namespace():

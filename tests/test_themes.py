@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import INV, clone_project, run_image, tool_env
 
+pytestmark = pytest.mark.slow  # locks resolved by uv, kernels and images built
+
 TEMPLATES = ("ds", "de", "mlops", "app")
 THEMES_IMAGE = run_image("themes")  # IMAGE_NAME of the themes this module builds
 

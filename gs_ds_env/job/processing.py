@@ -147,6 +147,22 @@ def describe_input(item: DataInput, instance_count: int, target: str) -> str:
     )
 
 
+def describe_source(item: DataInput) -> dict:
+    """What the record keeps of an input: where it came from and, for a local one, its files, bytes and digest (the
+    sha256 over each file's name and sha256, as the content address of its upload is made)."""
+    entry: dict = {"source": item.source, "shard": item.shard}
+    if item.source.startswith("s3://"):
+        return entry
+    import hashlib
+
+    from gs_ds_env.data import s3_data
+
+    files = s3_data.channel_files(Path(item.source))
+    listing = "".join(f"{relative}\0{s3_data.sha256_of(path)}\n" for relative, path in files)
+    return {**entry, "files": len(files), "bytes": sum(path.stat().st_size for _, path in files),
+            "sha256": hashlib.sha256(listing.encode()).hexdigest()}  # fmt: skip
+
+
 @dataclass
 class ProcessingProgram:
     """The run flow's program for a processing job: the code (a copy kept in runs/<job>/code), its inputs handed to
@@ -200,7 +216,7 @@ class ProcessingProgram:
             "shipped": self.spec.script.shipped_summary(),
             "code": str(self.spec.script.code_dir) if self.spec.script.code_dir else None,
             "arguments": self.spec.arguments,
-            "inputs": {item.name: {"source": item.source, "shard": item.shard} for item in self.spec.inputs},
+            "inputs": {item.name: describe_source(item) for item in self.spec.inputs},
             "reproduce": [
                 "git clone <this repository> && cd gs-ds-env",
                 f"# THEME={settings.theme} PY={settings.py} TARGET={settings.target}",
