@@ -110,3 +110,97 @@ def test_an_image_package_list_is_made_once_per_image_id_and_a_damaged_one_is_ma
     cache.write_text('{"python": "3.11.1"')  # cut short
     assert parity.image_environment_once(image, cache).origin == "listed now"
     assert json.loads(cache.read_text())["packages"] == first.packages
+
+
+# Both probes run in the image's interpreter (python -S: no site-packages of its own) on the site-packages named by
+# their argument: the image's, or the kernel's mounted read-only (same lock, nothing left out). Same Python, same
+# system libraries: what differs is only what the image left out.
+SITE = """
+import sys
+from pathlib import Path
+site = Path(sys.argv[1])
+sys.path.insert(0, str(site))
+"""
+
+# Imports every compiled extension module of a site-packages (by its file name) in one process and prints what each
+# gave; os._exit because some libraries' destructors call Python after it has finalized.
+IMPORT_EVERY_EXTENSION = (
+    SITE
+    + """
+import importlib, json, os
+results = {}
+for path in sorted(site.rglob("*.so")):
+    parts = path.relative_to(site).with_suffix("").parts
+    if ".libs" in parts[0] or "." not in parts[-1]:
+        continue  # a vendored library, not a module
+    name = ".".join((*parts[:-1], parts[-1].split(".")[0]))
+    try:
+        importlib.import_module(name)
+        results[name] = "ok"
+    except BaseException as error:
+        results[name] = f"{type(error).__name__}: {error}"
+print(json.dumps(results))
+sys.stdout.flush()
+os._exit(0)
+"""
+)
+
+# What the slimmed venv must still do: botocore's gzipped data (endpoints, paginators, waiters, boto3's resources),
+# and the identical libraries of numpy and scipy as one file.
+SLIM_PROBE = (
+    SITE
+    + """
+import json, os, boto3
+s3 = boto3.client("s3", region_name="eu-west-1")
+gfortran = sorted(site.glob("*.libs/libgfortran-040039e1*"))
+print(json.dumps({
+    "services": len(boto3.Session().get_available_services()),
+    "resources": sorted(boto3.Session().get_available_resources()),
+    "endpoint": s3.meta.endpoint_url,
+    "paginator": type(s3.get_paginator("list_objects_v2")).__name__,
+    "waiter": s3.get_waiter("bucket_exists").name,
+    "bucket": type(boto3.resource("s3", region_name="eu-west-1").Bucket("b")).__name__,
+    "gfortran_inodes": len({os.stat(p).st_ino for p in gfortran}), "gfortran_copies": len(gfortran),
+    "tests": [str(p.relative_to(site)) for p in site.rglob("tests") if p.is_dir()][:3],
+    "stubs": len(list(site.rglob("*.pyi"))),
+}))
+"""
+)
+
+
+def _in_image(image: str, program: str, kernel_site: Path | None = None) -> dict:
+    mount = ["-v", f"{kernel_site}:/kernel-site:ro"] if kernel_site else []
+    site = "/kernel-site" if kernel_site else "/opt/venv/lib/python3.11/site-packages"
+    run = subprocess.run(
+        ["docker", "run", "--rm", *mount, image, "python", "-S", "-c", program, site], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout)
+
+
+def test_the_slim_image_imports_every_extension_module_the_kernel_imports(local_deploy):
+    """The image leaves out what no import reaches (docker/slim-venv.py: test suites, headers, symbol tables,
+    duplicate libraries) and keeps the kernel's lock: every compiled module the kernel (same lock, nothing left out)
+    can import, the image imports too, except the test-only ones it left out on purpose; botocore reads its data."""
+    image = json.loads((local_deploy.run_dir / "run.json").read_text())["image"]["uri"]
+    kernel_site = local_deploy.project / "themes/tabular/kernel/.venv/lib/python3.11/site-packages"
+    in_image = _in_image(image, IMPORT_EVERY_EXTENSION)
+    in_kernel = _in_image(image, IMPORT_EVERY_EXTENSION, kernel_site)
+    image_packages = {name.split(".")[0] for name in in_image}
+    kernel_ok = {name for name, result in in_kernel.items() if result == "ok" and name.split(".")[0] in image_packages}
+    image_ok = {name for name, result in in_image.items() if result == "ok"}
+    assert len(image_ok) > 200 and {"numpy._core._multiarray_umath", "sklearn._loss._loss", "uvloop.loop"} <= image_ok
+    lost = kernel_ok - image_ok
+    left_out_on_purpose = {
+        name for name in lost if name.rsplit(".", 1)[-1].endswith("_tests") or "._test_" in name or name.endswith("._simd")
+    }  # fmt: skip
+    assert lost == left_out_on_purpose, {name: in_image.get(name, "absent") for name in lost - left_out_on_purpose}
+
+    probe = _in_image(image, SLIM_PROBE)
+    kernel_probe = _in_image(image, SLIM_PROBE, kernel_site)
+    for same in ("services", "resources", "endpoint", "paginator", "waiter", "bucket"):
+        assert probe[same] == kernel_probe[same], same
+    assert probe["services"] > 300 and probe["waiter"] == "BucketExists"
+    assert (probe["gfortran_copies"], probe["gfortran_inodes"]) == (2, 1)
+    assert kernel_probe["gfortran_inodes"] == 2 and kernel_probe["tests"] and kernel_probe["stubs"]
+    assert not probe["tests"] and not probe["stubs"]
