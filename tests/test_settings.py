@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,29 @@ def test_the_sdk_checks_the_project_config_never_at_run_time_and_any_other_confi
     theirs, mine = sdk.utils.name_from_base("b" * 70), name_from_base("b" * 70)
     assert len(mine) == len(theirs) == 63 and mine[:39] == theirs[:39]
     assert re.fullmatch(r"b{39}-\d{4}(-\d\d){5}-\d{3}", mine), mine
+
+
+def test_the_sdk_loads_without_jsonschemas_iri_grammar_and_still_validates_other_configs():
+    """rfc3987_syntax (installed here with jupyter_server) builds a grammar at import: ~1 s of the SDK's import."""
+    from importlib.metadata import version
+
+    assert version("rfc3987-syntax")  # installed: leaving it out of the process is what is tested
+    program = """
+import sys
+from gs_ds_env.sdk import SDK_CONFIG, sagemaker
+sagemaker()
+import jsonschema
+from sagemaker.config.config import validate_sagemaker_config
+validate_sagemaker_config(SDK_CONFIG)
+try:
+    validate_sagemaker_config({"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": 1}}}})
+except jsonschema.ValidationError:
+    print("other config refused")
+print("rfc3987_syntax:", sys.modules.get("rfc3987_syntax", "absent"))
+"""
+    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.splitlines()[-2:] == ["other config refused", "rfc3987_syntax: None"]
 
 
 SETTING_KEYS = (

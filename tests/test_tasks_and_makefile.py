@@ -297,3 +297,34 @@ def test_non_numeric_option_values_are_one_line(copy, args, option):
 def test_attach_reads_only_a_record_under_runs(copy, name, message):
     aws = dict(TARGET="sagemaker", S3_BUCKET="team-bucket", SAGEMAKER_ROLE_ARN="arn:aws:iam::123456789012:role/r")
     one_line_refusal(run_inv(copy, "job.attach", name, **aws), message)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--list"],
+        ["deploy", "--dry-run"],
+        ["process", "--code", "themes/tabular/example/prepare.py", "--dry-run"],
+        ["train", "--entry-point", "themes/tabular/example/train.py", "--target", "sagemaker", "--dry-run"],
+    ],
+)
+def test_the_task_list_and_dry_run_plans_load_no_aws_docker_or_sdk_client(copy, titanic_csv, args):
+    """What makes `inv` start slowly (botocore 0.13 s, docker 0.06 s, the SDK 1.3 s) is imported by the first call
+    that needs it, never by a list or a plan; the plan is still the whole plan."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "invoke", *args], cwd=copy, capture_output=True, text=True,
+        env=tool_env(
+            WORKING_DIR=str(copy.parent / "work"), TITANIC_CSV=str(titanic_csv), PY="3.11", AWS_REGION="eu-west-1",
+            S3_BUCKET="gs-plan-bucket", SAGEMAKER_ROLE_ARN="arn:aws:iam::123456789012:role/gs-plan",
+        ),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    imported = {
+        line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time")
+    }
+    assert {"invoke", "dotenv"} <= imported
+    assert not {"boto3", "botocore", "docker", "sagemaker"} & imported, sorted(
+        {"boto3", "botocore", "docker", "sagemaker"} & imported
+    )
+    if "--dry-run" in args:
+        assert result.stdout.startswith("plan for") and "report.md + run.json" in result.stdout, result.stdout

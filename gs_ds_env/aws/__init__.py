@@ -1,12 +1,10 @@
 """`inv aws.*`: the operator's IAM policy (iam.py) and the instance pick (instance.py); what every AWS call shares
 (calls.py: sessions, clients with retries and timeouts, one-line errors)."""
 
+from gs_ds_env.aws import calls
 from gs_ds_env.aws.calls import (
-    CALL_ERRORS,
     LOG_GROUP,
     PROCESSING_LOG_GROUP,
-    QUICK,
-    RETRIES,
     AwsError,
     account_id,
     client,
@@ -16,7 +14,9 @@ from gs_ds_env.aws.calls import (
 )
 
 __all__ = [
+    "BotoCoreError",
     "CALL_ERRORS",
+    "ClientError",
     "LOG_GROUP",
     "PROCESSING_LOG_GROUP",
     "QUICK",
@@ -28,3 +28,8 @@ __all__ = [
     "explain",
     "session",
 ]
+
+
+def __getattr__(name: str):
+    """RETRIES, QUICK, CALL_ERRORS, ClientError, BotoCoreError: botocore's, loaded on first use (see calls.py)."""
+    return getattr(calls, name)

@@ -6,21 +6,15 @@ AWS_ENDPOINT_URL (private endpoints, moto in the tests) is honoured by botocore 
 
 from __future__ import annotations
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    ProfileNotFound,
-    ReadTimeoutError,
-)
-from botocore.parsers import ResponseParserError
+import functools
+from typing import TYPE_CHECKING
 
 from gs_ds_env.errors import GsError
 from gs_ds_env.settings import ConfigError, Settings
+
+if TYPE_CHECKING:
+    import boto3
+    from botocore.config import Config
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"  # where SageMaker writes every training job's log streams
 PROCESSING_LOG_GROUP = "/aws/sagemaker/ProcessingJobs"  # and every processing job's
@@ -28,18 +22,40 @@ PROCESSING_LOG_GROUP = "/aws/sagemaker/ProcessingJobs"  # and every processing j
 # A dead or frozen endpoint fails within about a minute (3 attempts x (5 s connect + 20 s read) + backoff), with
 # one line naming it, instead of botocore's default 60 s read timeout per attempt.
 CONNECT_TIMEOUT, READ_TIMEOUT = 5, 20
-RETRIES = Config(
-    retries={"mode": "standard", "total_max_attempts": 3},
-    connect_timeout=CONNECT_TIMEOUT,
-    read_timeout=READ_TIMEOUT,
-    user_agent_extra="gs-ds-env",
-)
-# Optional reads (quotas, prices) have a fallback: fail over to it quickly instead of backing off for seconds.
-QUICK = RETRIES.merge(Config(retries={"mode": "standard", "total_max_attempts": 2}))
+
+# botocore (~0.13 s to import) is loaded by the first AWS call, not by the modules that may make one: a dry-run plan
+# or `inv --help` never pays for it. RETRIES, QUICK, CALL_ERRORS, ClientError and BotoCoreError are attributes
+# of this module (and of gs_ds_env.aws) made on first use.
+_LAZY = ("RETRIES", "QUICK", "CALL_ERRORS", "ClientError", "BotoCoreError")
 
 
-# What a botocore call can raise besides the caller's own bugs (a server answering garbage gives the last one).
-CALL_ERRORS = (ClientError, BotoCoreError, ResponseParserError)
+@functools.cache
+def _botocore() -> dict:
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
+
+    retries = Config(
+        retries={"mode": "standard", "total_max_attempts": 3},
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+        user_agent_extra="gs-ds-env",
+    )
+    return {
+        "RETRIES": retries,
+        # Optional reads (quotas, prices) have a fallback: fail over to it quickly instead of backing off for seconds.
+        "QUICK": retries.merge(Config(retries={"mode": "standard", "total_max_attempts": 2})),
+        # What a botocore call can raise besides the caller's own bugs (a server answering garbage gives the last).
+        "CALL_ERRORS": (ClientError, BotoCoreError, ResponseParserError),
+        "ClientError": ClientError,
+        "BotoCoreError": BotoCoreError,
+    }
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return _botocore()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class AwsError(GsError):
@@ -47,6 +63,9 @@ class AwsError(GsError):
 
 
 def session(settings: Settings) -> boto3.Session:
+    import boto3
+    from botocore.exceptions import ProfileNotFound
+
     try:
         return boto3.Session(region_name=settings.aws_region, profile_name=settings.aws_profile or None)
     except ProfileNotFound:
@@ -57,15 +76,26 @@ def session(settings: Settings) -> boto3.Session:
 
 
 def client(boto_session: boto3.Session, service: str, region: str | None = None, config: Config | None = None):
-    return boto_session.client(service, config=config or RETRIES, region_name=region or boto_session.region_name)
+    retries = _botocore()["RETRIES"]
+    return boto_session.client(service, config=config or retries, region_name=region or boto_session.region_name)
 
 
 def error_code(error: Exception) -> str:
-    return error.response.get("Error", {}).get("Code", "") if isinstance(error, ClientError) else type(error).__name__
+    if isinstance(error, _botocore()["ClientError"]):
+        return error.response.get("Error", {}).get("Code", "")
+    return type(error).__name__
 
 
 def explain(error: Exception, doing: str) -> AwsError:
     """One line for a failed call: what we were doing, AWS's code and message, and a hint for the usual causes."""
+    from botocore.exceptions import (
+        ClientError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ReadTimeoutError,
+    )
+
     if isinstance(error, NoCredentialsError):
         return AwsError(
             f"{doing}: no AWS credentials found; run `aws configure` (or set AWS_PROFILE in .env), "
@@ -91,5 +121,5 @@ def explain(error: Exception, doing: str) -> AwsError:
 def account_id(boto_session: boto3.Session) -> str:
     try:
         return client(boto_session, "sts").get_caller_identity()["Account"]
-    except (ClientError, BotoCoreError) as error:
+    except _botocore()["CALL_ERRORS"] as error:
         raise explain(error, "reading the account id (sts:GetCallerIdentity)") from None

@@ -11,9 +11,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError
+from typing import TYPE_CHECKING
 
 from gs_ds_env import aws
 from gs_ds_env.settings import ConfigError, Settings
@@ -49,6 +47,9 @@ PRICE_TABLE = {
 # The training image is CPU-only (xgboost-cpu, scikit-learn): accelerators would cost more and add nothing.
 ACCELERATED = re.compile(r"^ml\.(g\d|p\d|trn|inf)")
 QUOTA_NAME = re.compile(r"^(ml\.[a-z0-9-]+\.[a-z0-9]+) for training job usage$")
+
+if TYPE_CHECKING:
+    import boto3
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def job_quotas(quota_client, job: str = "training") -> tuple[dict[str, float] | 
                     if match:
                         quotas[match.group(1)] = float(quota.get("Value", 0))
             notes.append(label)
-        except (ClientError, BotoCoreError) as error:
+        except (aws.ClientError, aws.BotoCoreError) as error:
             notes.append(f"{label} unreadable ({aws.error_code(error)})")
     if not quotas:
         return None, "Service Quotas could not be read (" + "; ".join(
@@ -174,7 +175,7 @@ def api_prices(pricing_client, region: str, job: str = "training") -> dict[str, 
                 parsed = _price(json.loads(item) if isinstance(item, str) else item, JOBS[job].usage)
                 if parsed:
                     prices[parsed[0]] = parsed[1]
-    except (ClientError, BotoCoreError):
+    except (aws.ClientError, aws.BotoCoreError):
         return {}
     return prices
 

@@ -7,15 +7,11 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from boto3.exceptions import S3UploadFailedError
-from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import BotoCoreError, ClientError
-
 from gs_ds_env import aws
 from gs_ds_env.data import CHANNELS, StagedData, sha256_of
 from gs_ds_env.settings import Settings
 
-TRANSFER = TransferConfig(multipart_threshold=64 * 1024 * 1024, max_concurrency=4)
+MULTIPART_THRESHOLD, UPLOAD_THREADS = 64 * 1024 * 1024, 4
 ENCRYPTION = "AES256"  # SSE-S3; also the bucket default we set on buckets we create
 
 
@@ -83,7 +79,7 @@ def ensure_bucket(settings: Settings, s3) -> list[str]:
                 "reads channels from its own region; use a bucket there or change AWS_REGION"
             )
         return []
-    except ClientError as error:
+    except aws.ClientError as error:
         if aws.error_code(error) in {"403", "AccessDenied"}:
             raise aws.AwsError(
                 f"S3_BUCKET={bucket} exists but this identity may not use it (403): choose another "
@@ -119,7 +115,7 @@ def ensure_bucket(settings: Settings, s3) -> list[str]:
                 ]
             },
         )
-    except (ClientError, BotoCoreError) as error:
+    except (aws.ClientError, aws.BotoCoreError) as error:
         raise aws.explain(error, f"creating bucket {bucket}") from None
     return [f"created s3://{bucket} in {settings.aws_region}"]
 
@@ -143,7 +139,7 @@ class _Progress:
 def _remote_sha256(s3, bucket: str, key: str) -> str | None:
     try:
         return s3.head_object(Bucket=bucket, Key=key).get("Metadata", {}).get("sha256")
-    except ClientError as error:
+    except aws.ClientError as error:
         if aws.error_code(error) in {"404", "NoSuchKey", "NotFound"}:
             return None
         raise aws.explain(error, f"checking s3://{bucket}/{key}") from None
@@ -152,6 +148,9 @@ def _remote_sha256(s3, bucket: str, key: str) -> str | None:
 def _send(settings: Settings, s3, path: Path, object_name: str, sha: str) -> bool:
     """Upload `path` unless the object already holds that sha256; True when it was sent."""
     target = f"s3://{settings.s3_bucket}/{object_name}"
+    from boto3.exceptions import S3UploadFailedError
+    from boto3.s3.transfer import TransferConfig
+
     if _remote_sha256(s3, settings.s3_bucket, object_name) == sha:
         print(f"[s3] {target} already holds this content (sha256 {sha[:12]}…); not uploading", flush=True)
         return False
@@ -160,11 +159,11 @@ def _send(settings: Settings, s3, path: Path, object_name: str, sha: str) -> boo
             str(path),
             settings.s3_bucket,
             object_name,
-            Config=TRANSFER,
+            Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, max_concurrency=UPLOAD_THREADS),
             ExtraArgs={"ServerSideEncryption": ENCRYPTION, "Metadata": {"sha256": sha}},
             Callback=_Progress(object_name, path.stat().st_size),
         )
-    except (ClientError, BotoCoreError, S3UploadFailedError) as error:
+    except (aws.ClientError, aws.BotoCoreError, S3UploadFailedError) as error:
         raise aws.explain(error, f"uploading {path} to {target}") from None
     return True
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-import docker
 from gs_ds_env.kernel import locks
 from gs_ds_env.settings import Settings
 
@@ -150,5 +149,7 @@ def image_size(reference: str) -> int:
 
 def identity(reference: str) -> tuple[str, int]:
     """(image id, size in bytes) of a local image."""
+    import docker
+
     attrs = docker.from_env().images.get(reference).attrs
     return attrs["Id"], int(attrs["Size"])

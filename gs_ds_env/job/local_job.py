@@ -10,8 +10,7 @@ import tarfile
 import threading
 import time
 from pathlib import Path
-
-import boto3
+from typing import TYPE_CHECKING
 
 from gs_ds_env import interrupts
 from gs_ds_env.interrupts import Interrupted, interruptible
@@ -34,10 +33,14 @@ from gs_ds_env.ops import leftovers
 from gs_ds_env.sdk import SDK_CONFIG, sagemaker
 from gs_ds_env.settings import Settings
 
+if TYPE_CHECKING:
+    pass
+
 
 def session_without_credentials(region: str):
     """A boto3 session that finds no AWS credentials. Local mode with file:// channels needs none, and the SDK
     would otherwise copy the caller's keys into the container's environment and its docker-compose.yaml."""
+    import boto3
     import botocore.session
     from botocore.credentials import CredentialResolver
 

@@ -11,8 +11,6 @@ import shutil
 import time
 from pathlib import Path
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from gs_ds_env import aws
 from gs_ds_env.interrupts import Interrupted, interruptible
 from gs_ds_env.job import local_containers, metrics
@@ -212,7 +210,11 @@ class SageMakerProcessing:
         except sagemaker().exceptions.UnexpectedStatusException:
             pass  # it failed or was stopped: its description below says why
         except Exception as error:  # noqa: BLE001 - following the log is a convenience: the status below decides
-            why = aws.error_code(error) if isinstance(error, (ClientError, BotoCoreError)) else type(error).__name__
+            why = (
+                aws.error_code(error)
+                if isinstance(error, (aws.ClientError, aws.BotoCoreError))
+                else type(error).__name__
+            )
             print(f"note: the job's log cannot be followed ({why}); asking for its status", flush=True)
         described = self.client.describe_processing_job(ProcessingJobName=self.job_name)
         elapsed = time.monotonic() - started

@@ -6,11 +6,7 @@ from __future__ import annotations
 import copy
 import logging
 from pathlib import Path
-
-import boto3
-from botocore import xform_name
-from botocore.awsrequest import AWSResponse
-from botocore.exceptions import BotoCoreError, ClientError
+from typing import TYPE_CHECKING
 
 from gs_ds_env import aws, interrupts
 from gs_ds_env.aws import LOG_GROUP
@@ -29,6 +25,9 @@ from gs_ds_env.job.training_job import (
 )
 from gs_ds_env.sdk import SDK_CONFIG, sagemaker
 from gs_ds_env.settings import Settings
+
+if TYPE_CHECKING:
+    import boto3
 
 
 def sdk_session(boto_session: boto3.Session):
@@ -70,6 +69,8 @@ def planned_request(
         captured[model.name] = copy.deepcopy(params)
 
     def answer_without_sending(model, **_):
+        from botocore.awsrequest import AWSResponse
+
         if model.name != "CreateTrainingJob":
             raise RuntimeError(f"dry run: the SDK tried to call {model.name}")
         return AWSResponse(None, 200, {}, None), {"TrainingJobArn": f"arn:aws:sagemaker:::training-job/{job_name}"}
@@ -105,7 +106,7 @@ def run_on_sagemaker(
         with interruptible():
             # No channels: fit(None), so the request has no InputDataConfig (an empty list is refused by the API).
             estimator.fit(channels or None, job_name=job_name, wait=False, logs=False)
-    except ClientError as error:
+    except aws.ClientError as error:
         raise aws.explain(error, f"starting training job {job_name}") from None
     except Interrupted as interrupted:  # it may have been created before the signal came
         stop(boto_session, job_name, interrupted.status, interrupted.signum)
@@ -124,7 +125,7 @@ def wait_for(boto_session: boto3.Session, job_name: str) -> None:
         stop(boto_session, job_name, interrupted.status, interrupted.signum)
     except exceptions.UnexpectedStatusException:
         raise sagemaker_failure(boto_session, job_name) from None
-    except ClientError as error:
+    except aws.ClientError as error:
         raise aws.explain(error, f"following training job {job_name}") from None
 
 
@@ -137,13 +138,15 @@ STOP_CALLS = {
 
 def stop(boto_session: boto3.Session, job_name: str, why: str, signum: int = 2, kind: str = "training") -> None:
     """Stop<Kind>Job, said as it is done; raises Interrupted with the status the run record keeps."""
+    from botocore import xform_name
+
     operation, parameter, cli = STOP_CALLS[kind]
     name = interrupts.NAMES.get(signum, why)
     print(f"\n{why}: stopping {kind} job {job_name} (sagemaker:{operation})", flush=True)
     client = aws.client(boto_session, "sagemaker")
     try:
         getattr(client, xform_name(operation))(**{parameter: job_name})
-    except (ClientError, BotoCoreError) as error:
+    except (aws.ClientError, aws.BotoCoreError) as error:
         if aws.error_code(error) == "ValidationException":  # never created, or already ended
             raise Interrupted(f"{why}; no running job {job_name} to stop ({aws.error_code(error)})", signum) from None
         raise Interrupted(
@@ -170,7 +173,7 @@ def last_log_lines(boto_session: boto3.Session, job_name: str, count: int = 15) 
             )["events"]
             lines += [event["message"].rstrip() for event in events]
         return lines[-count:]
-    except (ClientError, BotoCoreError) as error:
+    except (aws.ClientError, aws.BotoCoreError) as error:
         return [f"(logs unreadable: {aws.error_code(error)})"]
 
 
@@ -227,7 +230,7 @@ def job_log_lines(boto_session: boto3.Session, job_name: str, most: int = 20_000
                 if not page["events"] or page.get("nextForwardToken") in (None, token):
                     break
                 token = page["nextForwardToken"]
-    except (ClientError, BotoCoreError):
+    except (aws.ClientError, aws.BotoCoreError):
         pass
     return lines[:most]
 
@@ -249,7 +252,7 @@ def collect_sagemaker(
     s3 = aws.client(boto_session, "s3")
     try:
         s3.head_object(Bucket=bucket, Key=key)
-    except ClientError as error:
+    except aws.ClientError as error:
         if aws.error_code(error) not in {"404", "NoSuchKey", "NotFound"}:
             raise aws.explain(error, f"checking {artifact}") from None
         raise TrainingFailed(
@@ -260,7 +263,7 @@ def collect_sagemaker(
     local_copy = run_dir / "model.tar.gz"
     try:
         s3.download_file(bucket, key, str(local_copy))
-    except (ClientError, BotoCoreError) as error:
+    except (aws.ClientError, aws.BotoCoreError) as error:
         raise aws.explain(error, f"downloading {artifact}") from None
     if not saved_files(local_copy):  # SageMaker tars /opt/ml/model even when the program left it empty
         raise TrainingFailed(f"{artifact} is empty (hint: {EMPTY_MODEL_HINT})")
@@ -283,7 +286,7 @@ def collect_sagemaker(
     cost = round(billable / 3600 * price * count, 4) if billable is not None and price is not None else None
     try:
         streams = log_streams(aws.client(boto_session, "logs"), job_name)
-    except (ClientError, BotoCoreError):
+    except (aws.ClientError, aws.BotoCoreError):
         streams = []
     return JobResult(
         artifact,

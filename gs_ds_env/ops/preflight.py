@@ -9,9 +9,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError
+from typing import TYPE_CHECKING
 
 from gs_ds_env import aws
 from gs_ds_env.aws import instance
@@ -19,6 +17,9 @@ from gs_ds_env.data import CHANNELS, s3_data
 from gs_ds_env.errors import GsError
 from gs_ds_env.ops.checks import FAIL, OK, WARN, Check
 from gs_ds_env.settings import Settings
+
+if TYPE_CHECKING:
+    import boto3
 
 
 class PreflightFailed(GsError):
@@ -45,7 +46,7 @@ def _trusts_sagemaker(document: dict | str) -> bool:
 def identity_check(boto_session: boto3.Session) -> tuple[Check, str]:
     try:
         caller = aws.client(boto_session, "sts").get_caller_identity()
-    except (ClientError, BotoCoreError) as error:
+    except (aws.ClientError, aws.BotoCoreError) as error:
         return Check(
             "preflight",
             "caller",
@@ -62,7 +63,7 @@ def ecr_checks(settings: Settings, boto_session: boto3.Session) -> list[Check]:
     try:
         ecr.describe_repositories(repositoryNames=[settings.ecr_repository])
         checks.append(Check("preflight", "ECR repository", OK, f"{settings.ecr_repository} exists"))
-    except ClientError as error:
+    except aws.ClientError as error:
         if aws.error_code(error) == "RepositoryNotFoundException":
             checks.append(
                 Check(
@@ -82,12 +83,12 @@ def ecr_checks(settings: Settings, boto_session: boto3.Session) -> list[Check]:
                     "attach iam/operator-policy.json (inv iam-policy)",
                 )
             )
-    except BotoCoreError as error:
+    except aws.BotoCoreError as error:
         checks.append(Check("preflight", "ECR repository", FAIL, str(aws.explain(error, "ecr:DescribeRepositories"))))
     try:
         ecr.get_authorization_token()
         checks.append(Check("preflight", "ECR login", OK, "ecr:GetAuthorizationToken allowed"))
-    except (ClientError, BotoCoreError) as error:
+    except (aws.ClientError, aws.BotoCoreError) as error:
         checks.append(
             Check(
                 "preflight",
@@ -105,7 +106,7 @@ def role_checks(settings: Settings, boto_session: boto3.Session, caller_arn: str
     iam = aws.client(boto_session, "iam")
     try:
         role = iam.get_role(RoleName=role_name)["Role"]
-    except ClientError as error:
+    except aws.ClientError as error:
         if aws.error_code(error) == "NoSuchEntity":
             return [
                 Check(
@@ -118,7 +119,7 @@ def role_checks(settings: Settings, boto_session: boto3.Session, caller_arn: str
                 )
             ]
         return [Check("preflight", "execution role", WARN, f"{aws.explain(error, 'iam:GetRole')}: not verified")]
-    except BotoCoreError as error:
+    except aws.BotoCoreError as error:
         return [Check("preflight", "execution role", WARN, f"{aws.explain(error, 'iam:GetRole')}: not verified")]
     if not _trusts_sagemaker(role.get("AssumeRolePolicyDocument", {})):
         return [
@@ -161,7 +162,7 @@ def bucket_checks(settings: Settings, boto_session: boto3.Session) -> list[Check
     s3 = aws.client(boto_session, "s3")
     try:
         location = s3.get_bucket_location(Bucket=settings.s3_bucket).get("LocationConstraint") or "us-east-1"
-    except ClientError as error:
+    except aws.ClientError as error:
         if aws.error_code(error) in {"NoSuchBucket", "404"}:
             return [
                 Check(
@@ -180,7 +181,7 @@ def bucket_checks(settings: Settings, boto_session: boto3.Session) -> list[Check
                 "attach iam/operator-policy.json (inv iam-policy), or check S3_BUCKET",
             )
         ]
-    except BotoCoreError as error:
+    except aws.BotoCoreError as error:
         return [Check("preflight", "bucket", FAIL, str(aws.explain(error, "s3:GetBucketLocation")))]
     if location != settings.aws_region:
         return [
@@ -198,7 +199,7 @@ def bucket_checks(settings: Settings, boto_session: boto3.Session) -> list[Check
         try:
             s3.head_object(Bucket=settings.s3_bucket, Key=key)
             checks.append(Check("preflight", f"channel {channel}", OK, f"s3://{settings.s3_bucket}/{key} readable"))
-        except ClientError as error:
+        except aws.ClientError as error:
             if aws.error_code(error) in {"404", "NoSuchKey"}:
                 checks.append(
                     Check(
