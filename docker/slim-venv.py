@@ -150,31 +150,48 @@ def not_loading(paths: list[Path]) -> set[Path]:
     return {Path(line) for line in checked.stdout.splitlines()}
 
 
-def strip_symbols(site_packages: Path, strip: str) -> tuple[int, int]:
+# Libraries are stripped and checked in batches of about this many bytes: the originals kept until a batch is checked
+# are the step's only extra disk (a torch venv holds ~2.5 GB of libraries with symbol tables).
+BATCH_BYTES = 1_000_000_000
+
+
+def strip_symbols(site_packages: Path, strip: str) -> tuple[int, int, int]:
     """strip --strip-unneeded each library that has a symbol table and loads; a library that no longer loads after it
-    (strip cannot rewrite some libraries patchelf edited, as auditwheel does) is put back as it was."""
+    (strip cannot rewrite some libraries patchelf edited, as auditwheel does) is put back as it was.
+    (stripped, bytes saved, put back)."""
     candidates = [path for path in shared_objects(site_packages) if elf_symbol_bytes(path)]
     refused_before = not_loading(candidates)
-    candidates = [path for path in candidates if path not in refused_before]
+    batch: list[Path] = []
+    stripped = saved = kept = 0
+    for path in [path for path in candidates if path not in refused_before] + [None]:
+        if path is not None:
+            batch.append(path)
+        if batch and (path is None or sum(member.stat().st_size for member in batch) >= BATCH_BYTES):
+            done, batch_saved, batch_kept = _strip_batch(batch, strip)
+            stripped, saved, kept, batch = stripped + done, saved + batch_saved, kept + batch_kept, []
+    return stripped, saved, kept
+
+
+def _strip_batch(batch: list[Path], strip: str) -> tuple[int, int, int]:
     originals: dict[Path, tuple[Path, int]] = {}
-    for path in candidates:
-        backup = path.with_name(path.name + ".gs-unstripped")
-        shutil.copy2(path, backup)
-        if subprocess.run([strip, "--strip-unneeded", str(path)], capture_output=True).returncode == 0:
-            originals[path] = (backup, backup.stat().st_size)
-        else:
-            backup.replace(path)
-    kept = set()
+    for path in batch:
+        stripped = path.with_name(path.name + ".gs-stripped")
+        if subprocess.run([strip, "--strip-unneeded", "-o", str(stripped), str(path)], capture_output=True).returncode:
+            stripped.unlink(missing_ok=True)
+            continue
+        original = path.with_name(path.name + ".gs-unstripped")
+        path.replace(original)  # a rename: the original's bytes are not copied
+        stripped.replace(path)
+        originals[path] = (original, original.stat().st_size)
+    kept = 0
     while broken := not_loading(list(originals)):
         for path in broken:
             originals.pop(path)[0].replace(path)
-        kept |= broken
+        kept += len(broken)
     saved = sum(size - path.stat().st_size for path, (_, size) in originals.items())
-    for backup, _ in originals.values():
-        backup.unlink()
-    if kept:
-        print(f"slim: {len(kept)} libraries do not load once stripped and were kept as they were")
-    return len(originals), saved
+    for original, _ in originals.values():
+        original.unlink()
+    return len(originals), saved, kept
 
 
 def link_duplicates(site_packages: Path) -> tuple[int, int]:
@@ -207,8 +224,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"slim: removed {files} files no import reaches ({size / 1e6:.1f} MB)")
         strip = shutil.which("strip")
         if strip:
-            files, size = strip_symbols(packages, strip)
+            files, size, kept = strip_symbols(packages, strip)
             print(f"slim: stripped the symbol tables of {files} shared libraries ({size / 1e6:.1f} MB)")
+            if kept:
+                print(f"slim: {kept} libraries do not load once stripped and were kept as they were")
         else:
             print("slim: no strip (binutils) here: symbol tables kept")
         files, size = gzip_data(packages)

@@ -237,6 +237,11 @@ def registry(tmp_path_factory, docker_engine):
     server = Registry(tmp_path_factory.mktemp("registry"))
     yield server
     server.stop()
+    # The local tags of what was pushed to it (<host>/<repo>:<tag>): its port is this session's alone.
+    tags = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True)
+    pushed = [tag for tag in tags.stdout.split() if tag.startswith(f"{server.host}/")]
+    if pushed:
+        subprocess.run(["docker", "rmi", "--no-prune", *pushed], capture_output=True)
 
 
 def example_metrics_in_kernel(project: Path, theme: str, model_dir: Path, *args: str) -> dict:
