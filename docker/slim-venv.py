@@ -2,9 +2,10 @@
 
 Run by docker/Dockerfile in the same step that installs the venv (so the removed bytes never form a layer):
 
-  - the packages' own test suites (`tests/` and `test/` folders, `conftest.py`, the extension modules only their
-    tests import: numpy's `_*_tests` and `_simd`, scipy's `_test_*`), and the modules that import pytest or
-    hypothesis at their top when the image has neither (their import fails: e.g. xgboost.testing);
+  - the packages' own test suites (`tests/` folders, the extension modules only their tests import: numpy's
+    `_*_tests` and `_simd`, scipy's `_test_*`), and the modules that import pytest or hypothesis at their top when
+    the image has neither (their import fails: e.g. xgboost.testing). Not `test/` folders nor `conftest.py` files:
+    some are runtime modules (graphene.test, beartype._conf.conftest);
   - what only a compiler reads or drives (C/C++/Cython sources and headers, static archives, numpy's distutils:
     the image has no compiler) and what only a type checker reads (`.pyi` stubs); Windows launchers (`.exe`); botocore's `examples-1.json`
     (read only when botocore's reference documentation is generated);
@@ -33,10 +34,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-REMOVED_DIRS = {"tests", "test"}
+REMOVED_DIRS = {"tests"}
 REMOVED_SUFFIXES = {".c", ".cc", ".cpp", ".h", ".hpp", ".pyx", ".pxd", ".pxi", ".a", ".pyi", ".exe"}
 # botocore/data/<service>/<version>/examples-1.json: documentation examples only.
-REMOVED_NAMES = {"examples-1.json", "conftest.py"}
+REMOVED_NAMES = {"examples-1.json"}
 TEST_EXTENSIONS = re.compile(r"^(_\w+_tests|_test_\w+)\.[\w-]+\.so$")
 TEST_ONLY_MODULES = {"numpy/_core/_simd"}  # numpy's harness for testing its SIMD dispatch
 TEST_FRAMEWORK_IMPORT = re.compile(rb"^(?:import|from) (pytest|_pytest|hypothesis)\b", re.MULTILINE)
