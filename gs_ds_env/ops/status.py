@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -94,49 +95,42 @@ def _price(instance_type: str | None, count: int = 1) -> float | None:
     return round(price * count, 4) if price is not None else None
 
 
-def _training_jobs(settings: Settings, sm) -> list[Item]:
-    items = []
-    for page in sm.get_paginator("list_training_jobs").paginate(StatusEquals="InProgress"):
-        for job in page["TrainingJobSummaries"]:
-            if _mine(settings, job["TrainingJobName"]):
-                described = sm.describe_training_job(TrainingJobName=job["TrainingJobName"])
-                resources = described.get("ResourceConfig", {})
+@dataclass(frozen=True)
+class _JobKind:
+    """One kind of SageMaker job as its API names it (Training, Processing, Transform): how to list those in progress,
+    where its instances are said (None: not priced), and the CLI that stops one."""
+
+    label: str
+    api: str  # list_<api>s, <Api>Summaries, <Api>Name, describe_<api>, stop-<api>
+    resources: Callable[[dict], dict] | None
+    status: Callable[[dict], str] = lambda described: "InProgress"
+
+    def items(self, settings: Settings, sm) -> list[Item]:
+        camel = "".join(part.title() for part in self.api.split("_"))
+        items = []
+        for page in sm.get_paginator(f"list_{self.api}s").paginate(StatusEquals="InProgress"):
+            for job in page[f"{camel}Summaries"]:
+                name = job[f"{camel}Name"]
+                if not _mine(settings, name):
+                    continue
+                described = getattr(sm, f"describe_{self.api}")(**{f"{camel}Name": name}) if self.resources else {}
+                resources = self.resources(described) if self.resources else {}
                 items.append(Item(
-                    "sagemaker", "training job", job["TrainingJobName"], described.get("SecondaryStatus", "InProgress"),
-                    _hours_since(job.get("CreationTime")),
-                    _price(resources.get("InstanceType"), resources.get("InstanceCount", 1)),
-                    f"aws sagemaker stop-training-job --training-job-name {job['TrainingJobName']}",
+                    "sagemaker", self.label, name, self.status(described), _hours_since(job.get("CreationTime")),
+                    _price(resources.get("InstanceType"), resources.get("InstanceCount", 1)) if self.resources else None,
+                    f"aws sagemaker stop-{self.api.replace('_', '-')} --{self.api.replace('_', '-')}-name {name}",
                 ))  # fmt: skip
-    return items
+        return items
 
 
-def _processing_jobs(settings: Settings, sm) -> list[Item]:
-    items = []
-    for page in sm.get_paginator("list_processing_jobs").paginate(StatusEquals="InProgress"):
-        for job in page["ProcessingJobSummaries"]:
-            if _mine(settings, job["ProcessingJobName"]):
-                described = sm.describe_processing_job(ProcessingJobName=job["ProcessingJobName"])
-                cluster = described.get("ProcessingResources", {}).get("ClusterConfig", {})
-                items.append(Item(
-                    "sagemaker", "processing job", job["ProcessingJobName"], "InProgress",
-                    _hours_since(job.get("CreationTime")),
-                    _price(cluster.get("InstanceType"), cluster.get("InstanceCount", 1)),
-                    f"aws sagemaker stop-processing-job --processing-job-name {job['ProcessingJobName']}",
-                ))  # fmt: skip
-    return items
-
-
-def _transform_jobs(settings: Settings, sm) -> list[Item]:
-    items = []
-    for page in sm.get_paginator("list_transform_jobs").paginate(StatusEquals="InProgress"):
-        for job in page["TransformJobSummaries"]:
-            if _mine(settings, job["TransformJobName"]):
-                items.append(Item(
-                    "sagemaker", "transform job", job["TransformJobName"], "InProgress",
-                    _hours_since(job.get("CreationTime")), None,
-                    f"aws sagemaker stop-transform-job --transform-job-name {job['TransformJobName']}",
-                ))  # fmt: skip
-    return items
+_JOB_KINDS = (
+    _JobKind(
+        "training job", "training_job", lambda described: described.get("ResourceConfig", {}),
+        lambda described: described.get("SecondaryStatus", "InProgress"),
+    ),
+    _JobKind("processing job", "processing_job", lambda d: d.get("ProcessingResources", {}).get("ClusterConfig", {})),
+    _JobKind("transform job", "transform_job", None),
+)  # fmt: skip
 
 
 def _endpoints(settings: Settings, sm) -> list[Item]:
@@ -199,8 +193,7 @@ def aws_items(settings: Settings, boto_session) -> tuple[list[Item], list[str]]:
 
     sm = aws.client(boto_session, "sagemaker")
     sections = [
-        ("training jobs", _training_jobs, sm), ("processing jobs", _processing_jobs, sm),
-        ("transform jobs", _transform_jobs, sm), ("endpoints", _endpoints, sm),
+        *((f"{kind.label}s", kind.items, sm) for kind in _JOB_KINDS), ("endpoints", _endpoints, sm),
         ("pipeline executions", _pipeline_executions, sm),
         ("pipeline schedules", _schedules, aws.client(boto_session, "scheduler")),
         ("Studio images", _studio_images, sm),
