@@ -79,7 +79,18 @@ def _load():
         if collecting:
             gc.enable()
     _skip_validating_project_config()
+    _share_botocore_data()
     return sdk
+
+
+def _share_botocore_data() -> None:
+    """The SDK's import made a session (JumpStart's default) that parsed the SageMaker and S3 models: later sessions
+    (the job's, the one the Estimator makes from boto3's default) read them from it instead of parsing them again."""
+    from gs_ds_env import aws
+
+    jumpstart = sys.modules.get("sagemaker.jumpstart.constants")
+    made_at_import = getattr(jumpstart, "DEFAULT_JUMPSTART_SAGEMAKER_SESSION", None)
+    aws.share_loader(getattr(made_at_import, "boto_session", None))
 
 
 _prefetching: threading.Thread | None = None

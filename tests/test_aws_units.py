@@ -15,6 +15,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import tarfile
 import tempfile
 import threading
@@ -536,3 +537,61 @@ def test_an_ecr_uri_in_a_log_line_does_not_trigger_the_ecr_hint():
     )
     assert hint_for(log).startswith("the training program failed")
     assert hint_for("CannotPullContainerError: pull access denied").startswith("ECR auth or image")
+
+
+def test_one_process_parses_the_sagemaker_model_once_and_keeps_each_sessions_credentials(tmp_path):
+    """botocore gives each session its own loader: the local job's session, the one the SDK's Estimator makes from
+    boto3's default and the SageMaker target's each parsed the ~3 MB SageMaker model again after the SDK's import."""
+    (tmp_path / "config").write_text("[default]\nregion = eu-west-1\n")
+    (tmp_path / "credentials").write_text("[default]\naws_access_key_id = AKIAFROMFILE\naws_secret_access_key = x\n")
+    program = """
+import botocore.loaders
+parsed = []
+read = botocore.loaders.JSONFileLoader.load_file
+def counting(self, file_path):
+    if "/sagemaker/" in file_path and file_path.endswith("service-2"):
+        parsed.append(file_path)
+    return read(self, file_path)
+botocore.loaders.JSONFileLoader.load_file = counting
+
+from gs_ds_env import aws, settings
+from gs_ds_env.errors import GsError
+from gs_ds_env.job.local_job import session_without_credentials
+from gs_ds_env.sdk import SDK_CONFIG, sagemaker
+sdk = sagemaker()
+print("parsed by the import", len(parsed))  # its workflow module reads the model with its own loader
+parsed.clear()
+from sagemaker.local import LocalSession
+local = LocalSession(boto_session=session_without_credentials("eu-west-1"), sagemaker_config=SDK_CONFIG)
+sdk.estimator.Estimator(image_uri="x:y", role="arn:aws:iam::123456789012:role/r", instance_count=1,
+    instance_type="local", sagemaker_session=local, output_path="file:///tmp/o")
+remote = aws.session(settings.load_settings(aws_region="eu-west-1"))
+remote.client("sagemaker")
+print("parsed since", len(parsed))
+print("local job", local.boto_session.get_credentials())
+print("sagemaker target", remote.get_credentials().access_key)
+import boto3
+print("default session", boto3.DEFAULT_SESSION.get_credentials().access_key)
+try:
+    aws.session(settings.load_settings(aws_profile="nope"))
+except GsError as error:
+    print(error)
+"""
+    env = tool_env(
+        AWS_CONFIG_FILE=str(tmp_path / "config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "credentials"),
+        SAGEMAKER_SUPPRESS_V2_WARNING="1",
+        WORKING_DIR=str(tmp_path / "work"),
+    )
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        env.pop(key, None)
+    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=REPO, env=env)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.splitlines()[-6:] == [
+        "parsed by the import 2",
+        "parsed since 0",
+        "local job None",  # local mode copies no keys into the container
+        "sagemaker target AKIAFROMFILE",
+        "default session AKIAFROMFILE",
+        "AWS_PROFILE='nope' is not in ~/.aws/config: run `aws configure --profile nope` or leave AWS_PROFILE empty",
+    ]

@@ -8,9 +8,11 @@ from gs_ds_env.aws.calls import (
     AwsError,
     account_id,
     client,
+    core_session,
     error_code,
     explain,
     session,
+    share_loader,
 )
 
 __all__ = [
@@ -24,9 +26,11 @@ __all__ = [
     "AwsError",
     "account_id",
     "client",
+    "core_session",
     "error_code",
     "explain",
     "session",
+    "share_loader",
 ]
 
 

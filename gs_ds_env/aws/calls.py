@@ -7,6 +7,7 @@ AWS_ENDPOINT_URL (private endpoints, moto in the tests) is honoured by botocore 
 from __future__ import annotations
 
 import functools
+import threading
 from typing import TYPE_CHECKING
 
 from gs_ds_env.errors import GsError
@@ -62,17 +63,54 @@ class AwsError(GsError):
     """An AWS call failed; the message says which call, why, and what to do."""
 
 
+# botocore's data loader (service models, endpoints), one for this process: every session made here reads the
+# SageMaker model (~3 MB of JSON, ~0.1 s a parse) once instead of once per session. botocore gives each session
+# its own loader and cache; the SDK alone makes three sessions for one local job.
+_shared_loader = None
+_loader_lock = threading.Lock()
+
+
+def core_session():
+    """A botocore session like botocore's own default, reading botocore's data through this process's one loader."""
+    import botocore.session
+
+    global _shared_loader
+    core = botocore.session.Session()
+    with _loader_lock:
+        if _shared_loader is None:
+            _shared_loader = core.get_component("data_loader")
+        else:
+            core.register_component("data_loader", _shared_loader)
+    return core
+
+
+def share_loader(boto_session) -> None:
+    """Adopt the loader of a session made elsewhere (the SDK makes one at import) when none is shared yet, and
+    give boto3's default session, when nothing has made it yet, the shared loader: the SDK's Estimator creates a
+    client from it."""
+    import boto3
+
+    global _shared_loader
+    loader = getattr(getattr(boto_session, "_session", None), "get_component", lambda _name: None)("data_loader")
+    with _loader_lock:
+        if _shared_loader is None and loader is not None:
+            _shared_loader = loader
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session(botocore_session=core_session())
+
+
 def session(settings: Settings) -> boto3.Session:
     import boto3
-    from botocore.exceptions import ProfileNotFound
 
-    try:
-        return boto3.Session(region_name=settings.aws_region, profile_name=settings.aws_profile or None)
-    except ProfileNotFound:
+    core = core_session()
+    if settings.aws_profile and settings.aws_profile not in core.available_profiles:
         raise ConfigError(
             f"AWS_PROFILE={settings.aws_profile!r} is not in ~/.aws/config: run "
             f"`aws configure --profile {settings.aws_profile}` or leave AWS_PROFILE empty"
-        ) from None
+        )
+    return boto3.Session(
+        botocore_session=core, region_name=settings.aws_region, profile_name=settings.aws_profile or None
+    )
 
 
 def client(boto_session: boto3.Session, service: str, region: str | None = None, config: Config | None = None):

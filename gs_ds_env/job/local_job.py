@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gs_ds_env import interrupts
+from gs_ds_env import aws, interrupts
 from gs_ds_env.interrupts import Interrupted, interruptible
 from gs_ds_env.job import local_containers, metrics
 from gs_ds_env.job.script_mode import ScriptMode
@@ -41,10 +41,9 @@ def session_without_credentials(region: str):
     """A boto3 session that finds no AWS credentials. Local mode with file:// channels needs none, and the SDK
     would otherwise copy the caller's keys into the container's environment and its docker-compose.yaml."""
     import boto3
-    import botocore.session
     from botocore.credentials import CredentialResolver
 
-    core = botocore.session.Session()
+    core = aws.core_session()
     core.register_component("credential_provider", CredentialResolver(providers=[]))
     return boto3.Session(botocore_session=core, region_name=region)
 
