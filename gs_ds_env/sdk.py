@@ -96,18 +96,22 @@ def _share_botocore_data() -> None:
 _prefetching: threading.Thread | None = None
 
 
-def prefetch() -> None:
+def prefetch(freeze: bool = False) -> None:
     """Import the SDK (~1.2 s) in a background thread while a run's first steps wait on subprocesses (kernel
-    check, image build, parity); `sagemaker()` waits for it. An import error is left for `sagemaker()` to raise."""
+    check, image build, parity); `sagemaker()` waits for it. An import error is left for `sagemaker()` to raise.
+    `freeze`: a process that ends with its run (the CLI) leaves what the import made out of the collector's later
+    passes (gc.freeze: each full pass over it costs ~0.1 s); a notebook kernel lives on and keeps collecting it."""
     global _prefetching
     if _prefetching is None and "sagemaker.local" not in sys.modules:
-        _prefetching = threading.Thread(target=_load_quietly, name="sagemaker-sdk-import", daemon=True)
+        _prefetching = threading.Thread(target=_load_quietly, args=(freeze,), name="sagemaker-sdk-import", daemon=True)
         _prefetching.start()
 
 
-def _load_quietly() -> None:
+def _load_quietly(freeze: bool) -> None:
     with contextlib.suppress(Exception):  # raised again, in the caller's thread, by sagemaker()
         _load()
+        if freeze:
+            gc.freeze()
 
 
 def sagemaker():

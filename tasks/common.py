@@ -63,6 +63,16 @@ def clear_errors(func):
     return wrapper
 
 
+def sdk_in_background(dry_run: bool) -> None:
+    """A run task's first line: the SageMaker SDK imports while the task reads its settings and the run's first
+    steps wait on subprocesses. The process ends with the task, so the collector's passes then leave what the import
+    made alone (gc.freeze, as clear_errors does at the end). A dry run never imports it."""
+    if not dry_run:
+        from gs_ds_env import sdk
+
+        sdk.prefetch(freeze=True)
+
+
 def number(value, option: str, kind: type = float):
     """An option's value as a finite number, or one line saying what to give."""
     try:

@@ -9,7 +9,7 @@ from invoke import Exit, task
 
 from gs_ds_env.settings import ConfigError, load_settings
 
-from .common import aws_settings, clear_errors, group, number
+from .common import aws_settings, clear_errors, group, number, sdk_in_background
 
 
 @task(
@@ -50,6 +50,7 @@ def train(
     detach=False,
 ):
     """Train in the theme image: your --entry-point (script mode), or the Titanic program on the staged data."""
+    sdk_in_background(dry_run)
     from gs_ds_env.job import deploy as deploy_mod
     from gs_ds_env.job import metrics, script_mode
 
@@ -121,6 +122,7 @@ def deploy(
     detach=False,
 ):
     """kernel -> build -> parity -> (instance, push) -> data -> training job -> runs/<job>/report.md."""
+    sdk_in_background(dry_run)
     from gs_ds_env.job import deploy as deploy_mod
 
     # The process is the run: its start-up is the run's first step.
@@ -182,6 +184,7 @@ def process(
     detach=False,
 ):
     """Run a data-preparation script in the theme image as SageMaker Processing runs it (local mode or SageMaker)."""
+    sdk_in_background(dry_run)
     from gs_ds_env.job import deploy as deploy_mod
     from gs_ds_env.job import processing
 
