@@ -1,5 +1,6 @@
-"""`inv aws.*`: the operator's IAM policy (iam.py) and the instance pick (instance.py); what every AWS call shares
-(calls.py: sessions, clients with retries and timeouts, one-line errors)."""
+"""`inv aws.*`: the IAM policies (iam.py: the operator's; roles.py: the roles AWS services assume; arns.py: what
+they are scoped to) and the instance pick (instance.py); what every AWS call shares (calls.py: sessions, clients
+with retries and timeouts, one-line errors)."""
 
 from gs_ds_env.aws import calls
 from gs_ds_env.aws.calls import (

@@ -9,6 +9,7 @@ import shutil
 import tarfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -181,12 +182,47 @@ def stop_compose_children() -> None:
     psutil.wait_procs(composes, timeout=10)  # reaped, not left as zombies
 
 
-def _fit(job, inputs: dict[str, str], job_name: str) -> BaseException | None:
-    try:
-        job.fit(inputs or None, job_name=job_name, wait=True, logs=True)
-    except BaseException as error:  # noqa: BLE001 - the caller decides, knowing whether a signal came
-        return error
-    return None
+class LocalModeJob:
+    """One SageMaker local-mode job on this machine: runs/<job>/ with job.log and the SDK's container root (claimed,
+    so that what a killed command leaves is found), and `run`, which makes the SDK's blocking call under the signals,
+    MAX_RUN and the log, then removes what the call started, whatever happened."""
+
+    def __init__(self, settings: Settings, job_name: str, kind: str) -> None:
+        from gs_ds_env.job.report import invoked_command
+
+        self.settings, self.job_name, self.kind = settings, job_name, kind
+        self.run_dir = settings.paths.run(job_name)
+        self.scratch = self.run_dir / "container"
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        leftovers.claim(self.scratch, settings, kind, job=job_name, command=invoked_command())
+        self.log_path = self.run_dir / "job.log"
+        self.finished = 0.0
+
+    def session(self):
+        return local_session(self.settings, self.scratch, kind=self.kind)
+
+    def run(self, call: Callable[[], object], what: str, failed: Callable[[RuntimeError], TrainingFailed]) -> None:
+        """`call` (the SDK's fit or run) to its end. A signal (the SDK swallows its exception or turns it into other
+        errors in its clean-up: the list says) is Interrupted; MAX_RUN is TrainingFailed; the SDK's RuntimeError
+        ("Failed to run: [docker compose ...]": the container exited non-zero) becomes `failed(error)`."""
+        failure: BaseException | None = None
+        try:
+            with interruptible() as received, MaxRunWatchdog(self.settings.max_run, self.scratch) as watchdog, \
+                    logged_to(self.log_path):  # fmt: skip
+                try:
+                    call()
+                except BaseException as error:  # noqa: BLE001 - decided below, knowing whether a signal came
+                    failure = error
+            self.finished = time.perf_counter()
+            raise_if_stopped(received, watchdog, self.settings, self.run_dir, what, self.log_path)
+            if isinstance(failure, RuntimeError):
+                raise failed(failure)
+            if failure is not None:
+                raise failure
+        finally:
+            stop_compose_children()
+            local_containers.remove(self.scratch)
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def train_local(
@@ -199,15 +235,10 @@ def train_local(
     optional). MAX_RUN stops it; Ctrl-C, SIGTERM and SIGHUP stop it too and leave runs/<job>/INTERRUPTED.
     Afterwards, whatever happened, the containers and `docker-compose` are stopped and removed and the SDK's
     scratch folder (compose file, config copies) is deleted."""
-    run_dir = settings.paths.run(job_name)
-    scratch = run_dir / "container"
-    scratch.mkdir(parents=True, exist_ok=True)
-    from gs_ds_env.job.report import invoked_command
-
-    leftovers.claim(scratch, settings, "train", job=job_name, command=invoked_command())
-    log_path = run_dir / "job.log"
+    local = LocalModeJob(settings, job_name, "train")
+    run_dir, log_path = local.run_dir, local.log_path
     started = time.perf_counter()
-    session = local_session(settings, scratch)
+    session = local.session()
     inputs = {channel: f"file://{folder.resolve()}" for channel, folder in channels.items()}
     job = estimator(
         settings,
@@ -220,40 +251,26 @@ def train_local(
         script=script,
     )
     sdk_ready = time.perf_counter()
-    try:
-        with interruptible() as received, MaxRunWatchdog(settings.max_run, scratch) as watchdog, logged_to(log_path):
-            failure = _fit(job, inputs, job_name)
-        fitted = time.perf_counter()
-        # The SDK swallows a signal's exception or turns it into other errors in its clean-up: the list says.
-        raise_if_stopped(received, watchdog, settings, run_dir, f"local training job {job_name}", log_path)
-        if isinstance(failure, RuntimeError):  # the SDK's "Failed to run: [docker compose ...]"
-            found = _local_failure(run_dir)
-            reason = explain(found.line or str(failure).splitlines()[0][:300])
-            raise TrainingFailed(
-                f"local training job {job_name} failed: {reason} (log: {log_path})",
-                reason=reason,
-                exit_code=found.exit_code,
-                stderr_tail=found.tail,
-                log_path=str(log_path),
-            )
-        if failure is not None:
-            raise failure
-    finally:
-        stop_compose_children()
-        local_containers.remove(scratch)
-        shutil.rmtree(scratch, ignore_errors=True)
+
+    def failed(error: RuntimeError) -> TrainingFailed:
+        found = _local_failure(run_dir)
+        reason = explain(found.line or str(error).splitlines()[0][:300])
+        return TrainingFailed(
+            f"local training job {job_name} failed: {reason} (log: {log_path})",
+            reason=reason, exit_code=found.exit_code, stderr_tail=found.tail, log_path=str(log_path),
+        )  # fmt: skip
+
+    local.run(
+        lambda: job.fit(inputs or None, job_name=job_name, wait=True, logs=True),
+        f"local training job {job_name}",
+        failed,
+    )
+    fitted = local.finished
     artifact = Path(job.model_data.removeprefix("file://"))
-    if not saved_files(artifact):
-        raise TrainingFailed(
-            f"local training job {job_name} exited 0 but {artifact} is missing or empty (hint: {EMPTY_MODEL_HINT}; "
-            f"log: {log_path})",
-            reason=f"no model saved: {EMPTY_MODEL_HINT}",
-            log_path=str(log_path),
-        )
-    saved = read_metrics_json(artifact)
     definitions = script.metric_definitions if script else metrics.default_definitions()
-    with log_path.open(encoding="utf-8", errors="replace") as log:
-        found = {**metrics.from_lines(log, definitions), **saved.get("metrics", {})}
+    found, training_seconds = _saved_model_and_metrics(
+        artifact, log_path, definitions, f"local training job {job_name}"
+    )
     steps = {
         "SageMaker SDK (import, local session)": sdk_ready - started,
         "local-mode job (docker-compose, container)": fitted - sdk_ready,
@@ -262,8 +279,22 @@ def train_local(
     return JobResult(
         str(artifact),
         found,
-        saved.get("training_seconds"),
+        training_seconds,
         channels=inputs,
         log_path=str(log_path),
         steps={step: round(seconds, 2) for step, seconds in steps.items()},
     )
+
+
+def _saved_model_and_metrics(artifact: Path, log_path: Path, definitions: list, what: str) -> tuple[dict, float | None]:
+    """A job completes as on SageMaker when it saved a model; its metrics are the log's lines the definitions match,
+    then what it wrote to metrics.json (optional), and the training seconds it wrote there."""
+    if not saved_files(artifact):
+        raise TrainingFailed(
+            f"{what} exited 0 but {artifact} is missing or empty (hint: {EMPTY_MODEL_HINT}; log: {log_path})",
+            reason=f"no model saved: {EMPTY_MODEL_HINT}",
+            log_path=str(log_path),
+        )
+    saved = read_metrics_json(artifact)
+    with log_path.open(encoding="utf-8", errors="replace") as log:
+        return {**metrics.from_lines(log, definitions), **saved.get("metrics", {})}, saved.get("training_seconds")

@@ -7,13 +7,12 @@ run record is the same."""
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from pathlib import Path
 
 from gs_ds_env import aws
 from gs_ds_env.interrupts import Interrupted, interruptible
-from gs_ds_env.job import local_containers, metrics
+from gs_ds_env.job import metrics
 from gs_ds_env.job.processing import CODE_INPUT, CONTAINER_INPUT, ProcessingSpec
 from gs_ds_env.job.training_job import FAILED, JobResult, TrainingFailed, explain
 from gs_ds_env.sdk import sagemaker
@@ -108,55 +107,39 @@ def run_local(
 ) -> JobResult:
     """The processing job in local mode: runs/<job>/output/<name>/ for each output, job.log for what it printed.
     A script that fails is a TrainingFailed with its last lines; MAX_RUN, Ctrl-C, SIGTERM and SIGHUP stop it."""
-    from gs_ds_env.job.local_job import (
-        MaxRunWatchdog,
-        local_session,
-        logged_to,
-        raise_if_stopped,
-        stop_compose_children,
-    )
-    from gs_ds_env.job.report import invoked_command
-    from gs_ds_env.ops import leftovers
+    from gs_ds_env.job.local_job import LocalModeJob
 
-    run_dir = settings.paths.run(job_name)
-    scratch = run_dir / "container"
-    scratch.mkdir(parents=True, exist_ok=True)
-    leftovers.claim(scratch, settings, "process", job=job_name, command=invoked_command())
-    log_path = run_dir / "job.log"
+    local = LocalModeJob(settings, job_name, "process")
+    run_dir, log_path = local.run_dir, local.log_path
     started = time.perf_counter()
-    session = local_session(settings, scratch, kind="process")
-    job = processor(settings, spec, image_uri, session, local=True, role=LOCAL_ROLE)
+    job = processor(settings, spec, image_uri, local.session(), local=True, role=LOCAL_ROLE)
     sources = {name: f"file://{path.resolve()}" for name, path in inputs.items()}
     destinations = {item.name: f"file://{(run_dir / 'output' / item.name).resolve()}" for item in spec.outputs}
     for item in spec.outputs:
         (run_dir / "output" / item.name).mkdir(parents=True, exist_ok=True)
-    failure: BaseException | None = None
-    try:
-        with interruptible() as received, MaxRunWatchdog(settings.max_run, scratch) as watchdog, logged_to(log_path):
-            try:
-                job.run(
-                    inputs=sdk_inputs(spec, f"file://{spec.script.code_dir.resolve()}", sources, local=True),
-                    outputs=sdk_outputs(spec, destinations), arguments=spec.arguments or None, job_name=job_name,
-                    wait=True, logs=True,
-                )  # fmt: skip
-            except BaseException as error:  # noqa: BLE001 - decided below, knowing whether a signal came
-                failure = error
-        finished = time.perf_counter()
-        raise_if_stopped(received, watchdog, settings, run_dir, f"local processing job {job_name}", log_path)
-        if isinstance(failure, RuntimeError):  # the SDK's "Failed to run: [docker compose ...]": the script exited
-            tail, code = _container_lines(log_path), _exit_code(log_path)
-            said = tail[-1].strip() if tail else "the script printed nothing"
-            reason = explain(f"{said} (exit code {code})" if code is not None else said)
-            raise TrainingFailed(
-                f"local processing job {job_name} failed: {reason} (log: {log_path})",
-                status=FAILED, reason=reason, stderr_tail=tail, exit_code=code, log_path=str(log_path),
-            )  # fmt: skip
-        if failure is not None:
-            raise failure
-    finally:
-        stop_compose_children()
-        local_containers.remove(scratch)
-        shutil.rmtree(scratch, ignore_errors=True)
+
+    def failed(_: RuntimeError) -> TrainingFailed:  # the script exited non-zero: its last lines say why
+        tail, code = _container_lines(log_path), _exit_code(log_path)
+        said = tail[-1].strip() if tail else "the script printed nothing"
+        reason = explain(f"{said} (exit code {code})" if code is not None else said)
+        return TrainingFailed(
+            f"local processing job {job_name} failed: {reason} (log: {log_path})",
+            status=FAILED, reason=reason, stderr_tail=tail, exit_code=code, log_path=str(log_path),
+        )  # fmt: skip
+
+    local.run(
+        lambda: job.run(
+            inputs=sdk_inputs(spec, f"file://{spec.script.code_dir.resolve()}", sources, local=True),
+            outputs=sdk_outputs(spec, destinations),
+            arguments=spec.arguments or None,
+            job_name=job_name,
+            wait=True,
+            logs=True,
+        ),  # fmt: skip
+        f"local processing job {job_name}",
+        failed,
+    )
+    finished = local.finished
     outputs = {item.name: {"path": str(run_dir / "output" / item.name), **folder_sizes(run_dir / "output" / item.name)}
                for item in spec.outputs}  # fmt: skip
     with log_path.open(encoding="utf-8", errors="replace") as log:
