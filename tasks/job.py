@@ -59,8 +59,6 @@ def train(
     if entry_point is not None and not entry_point.strip():
         raise ConfigError("--entry-point is empty: give the script to run, e.g. --entry-point train.py")
     settings = load_settings(target=target, theme=theme, py=py, entry_point=entry_point, source_dir=source_dir)
-    if detach and settings.target != "sagemaker":
-        raise ConfigError("--detach is for TARGET=sagemaker: a local job runs on this machine while you wait")
     if not settings.entry_point:
         if channel or hyperparameter or metric_definition or dependency:
             raise ConfigError(
@@ -128,8 +126,6 @@ def deploy(
     # The process is the run: its start-up is the run's first step.
     timer = deploy_mod.Timer(count_start_up=True)
     settings = load_settings(target=target, theme=theme, py=py)
-    if detach and settings.target != "sagemaker":
-        raise ConfigError("--detach is for TARGET=sagemaker: a local job runs on this machine while you wait")
     deploy_mod.run(
         settings,
         source=source,
@@ -196,8 +192,6 @@ def process(
         target=target, theme=theme, py=py, entry_point=code, source_dir=source_dir, instance_count=count,
         instance_type=instance_type,
     )  # fmt: skip
-    if detach and settings.target != "sagemaker":
-        raise ConfigError("--detach is for TARGET=sagemaker: a local job runs on this machine while you wait")
     if settings.target == "local" and settings.instance_count > 1:
         raise ConfigError("--instance-count above 1 is for TARGET=sagemaker: local mode runs one container")
     deploy_mod.run_process(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from invoke import task
 
-from gs_ds_env.settings import ConfigError, load_settings, validate_for_aws
+from gs_ds_env.settings import ConfigError, load_settings
 
 from .common import clear_errors, group, number
 
@@ -136,38 +136,16 @@ def transform(
 ):
     """Batch predictions over files (the SDK's Transformer): split by line, each prediction joined to its row."""
     from gs_ds_env.serve import transform as transform_mod
+    from gs_ds_env.serve import transform_input
 
     settings = load_settings(theme=theme, py=py)
     count = number(1 if instance_count is None else instance_count, "--instance-count", int)
-    if not 1 <= count <= 100 or (count > 1 and settings.target == "local"):
-        raise ConfigError(f"--instance-count {count}: 1-100, and 1 with TARGET=local (one machine)")
     if header and no_header:
         raise ConfigError("give --header or --no-header, not both")
-    if settings.target == "sagemaker":
-        validate_for_aws(settings)
+    transform_mod.check_target(settings, count, output)
     source = model_and_code(settings, run, model_data, theme, entry_point, source_dir, dependency)
-    inputs = transform_mod.read_input(input, True if header else (False if no_header else None))
-    if settings.target == "local":
-        destination = Path(output) if output else transform_mod.default_output(settings, source)
-        transform_mod.check_output(destination)
-    else:
-        destination = output
-        if destination and not destination.startswith("s3://"):
-            raise ConfigError(f"--output {destination}: TARGET=sagemaker writes to S3, give an s3:// URI (or none)")
-    print(
-        "\n".join(
-            transform_mod.plan(
-                settings, source, inputs, str(destination or "s3://<bucket>/<prefix>/transform-output/<job>/"), count
-            )
-        ),
-        flush=True,
-    )
-    if dry_run:
-        return
-    if settings.target == "local":
-        transform_mod.run_local(settings, source, inputs, destination)
-    else:
-        transform_mod.run_sagemaker(settings, source, inputs, destination, count)
+    inputs = transform_input.read_input(input, True if header else (False if no_header else None))
+    transform_mod.run(settings, source, inputs, output, count, dry_run=dry_run)
 
 
 namespace = group("serve", ("local", serve), ("predict", predict), ("transform", transform), default=serve)

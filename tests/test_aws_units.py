@@ -32,7 +32,7 @@ from conftest import REPO, clone_project, copy_repo, tool_env
 from gs_ds_env import aws
 from gs_ds_env.aws import AwsError, iam, instance
 from gs_ds_env.aws import calls as aws_calls
-from gs_ds_env.job import sagemaker_job, training_job
+from gs_ds_env.job import sagemaker_job, sagemaker_results, training_job
 from gs_ds_env.job.training_job import hint_for
 from gs_ds_env.settings import ConfigError, load_settings
 
@@ -300,7 +300,7 @@ def test_an_empty_model_tarball_is_a_failure(moto, monkeypatch, tmp_path):
         StoppingCondition={"MaxRuntimeInSeconds": 60},
     )
     with pytest.raises(training_job.TrainingFailed, match=r"model.tar.gz is empty .* empty /opt/ml/model"):
-        sagemaker_job.collect_sagemaker(
+        sagemaker_results.collect_sagemaker(
             settings(s3_bucket="empty-model-bucket", s3_prefix="p"), session, "job-e", 0.115, tmp_path / "run"
         )
 

@@ -158,8 +158,12 @@ def test_create_processing_job_carries_the_image_sharded_inputs_outputs_and_tags
     assert json.loads((project / "runs/gs-proc-d/run.json").read_text())["status"] == "in progress (detached)"
     attached = inv(project, env, "job.attach", "gs-proc-d")
     assert attached.returncode == 0, (attached.stdout + attached.stderr)[-3000:]
-    assert json.loads((project / "runs/gs-proc-d/run.json").read_text())["status"] == "completed"
+    record = json.loads((project / "runs/gs-proc-d/run.json").read_text())
+    assert record["status"] == "completed"
     assert "SageMaker.DescribeProcessingJob" in operations(moto.calls())
+    # Attached, the record still points at the processing job's log and console page, not a training job's.
+    assert record["log_stream"].startswith("/aws/sagemaker/ProcessingJobs / gs-proc-d")
+    assert record["console_url"].endswith("#/processing-jobs/gs-proc-d")
 
 
 STOPPED_JOB = """

@@ -15,6 +15,7 @@ from pathlib import Path
 from gs_ds_env import aws, data, image, sdk
 from gs_ds_env.data import TITANIC_THEME, s3_data
 from gs_ds_env.job import plans, processing, report, sagemaker_job, script_mode, training_job
+from gs_ds_env.job.draft import RunDraft
 from gs_ds_env.job.plans import reproduce_commands, script_reproduce_commands
 from gs_ds_env.job.sagemaker_job import AttachedChoice, SageMakerJob
 from gs_ds_env.job.targets import LocalTarget, SageMakerTarget
@@ -136,8 +137,8 @@ class TitanicProgram:
     def local_plan(self, settings: Settings) -> str:
         return plans.local_plan(settings)
 
-    def run(self, target, settings: Settings, timer, built, checked, channels, job_name: str, fields, detach):
-        return target.train(settings, timer, self, built, checked, channels, job_name, fields, detach)
+    def run(self, target, draft: RunDraft, channels: dict, detach: bool) -> Path:
+        return target.train(draft, self, channels, detach)
 
     def sagemaker_plan(self, settings: Settings) -> str:
         return plans.sagemaker_plan(settings)
@@ -188,15 +189,15 @@ class ScriptProgram:
                 self.channels = titanic_channels(settings)
         return self.channels
 
-    def run(self, target, settings: Settings, timer, built, checked, channels, job_name: str, fields, detach):
-        return target.train(settings, timer, self, built, checked, channels, job_name, fields, detach)
+    def run(self, target, draft: RunDraft, channels: dict, detach: bool) -> Path:
+        return target.train(draft, self, channels, detach)
 
     def local_plan(self, settings: Settings) -> str:
-        head = plans.script_plan(settings, self.script, self.channels)
+        head = plans.script_plan(settings, self.script, self.channels, plans.image_step(settings, push=False))
         return "\n".join(head + plans.script_steps_local(settings, self.script, self.channels))
 
     def sagemaker_plan(self, settings: Settings) -> str:
-        head = plans.script_plan(settings, self.script, self.channels)
+        head = plans.script_plan(settings, self.script, self.channels, plans.image_step(settings, push=True))
         return "\n".join(head + plans.script_steps_sagemaker(settings, self.script, self.channels))
 
     def local_channels(self, settings: Settings, timer: Timer, staging: Path) -> tuple[dict, dict]:
@@ -245,12 +246,17 @@ def execute(
     with timer.step("parity"):
         checked = check_parity(settings, built, allow_drift)
     channels, data_fields = target.hand_over(settings, timer, program, job_name)
-    fields = {**program.record_fields(settings, job_name), **data_fields}
-    return program.run(target, settings, timer, built, checked, channels, job_name, fields, detach)
+    draft = RunDraft(settings, job_name, built, checked, timer).add(**program.record_fields(settings, job_name))
+    return program.run(target, draft.add(**data_fields), channels, detach)
 
 
-def _target(settings: Settings, skip_preflight: bool):
-    return SageMakerTarget(skip_preflight) if settings.target == "sagemaker" else LocalTarget()
+def _target(settings: Settings, skip_preflight: bool, detach: bool):
+    """The target TARGET names; a local job cannot be left running (--detach), it runs while you wait."""
+    if settings.target == "sagemaker":
+        return SageMakerTarget(skip_preflight)
+    if detach:
+        raise ConfigError("--detach is for TARGET=sagemaker: a local job runs on this machine while you wait")
+    return LocalTarget()
 
 
 def run(
@@ -271,7 +277,7 @@ def run(
     if not dry_run:
         sdk.prefetch()  # imported while the first steps wait on the kernel script, the build and parity
         job_name = claim_job_name(settings, job_name, program.name)
-    target = _target(settings, skip_preflight)
+    target = _target(settings, skip_preflight, detach)
     return execute(settings, program, target, job_name, timer or Timer(), allow_drift, detach, dry_run)
 
 
@@ -298,7 +304,7 @@ def run_script(
         sdk.prefetch()
         job_name = claim_job_name(settings, job_name, script.entry_point)
     program = ScriptProgram(script, channels, job_name=job_name or "")
-    target = _target(settings, skip_preflight)
+    target = _target(settings, skip_preflight, detach)
     return execute(settings, program, target, job_name, timer or Timer(), allow_drift, detach, dry_run)
 
 
@@ -321,7 +327,7 @@ def run_process(
         sdk.prefetch()
         job_name = claim_job_name(settings, job_name, spec.entry_point)
     program = processing.ProcessingProgram(spec, job_name=job_name or "")
-    target = _target(settings, skip_preflight)
+    target = _target(settings, skip_preflight, detach)
     return execute(settings, program, target, job_name, timer or Timer(), allow_drift, detach, dry_run)
 
 
@@ -358,20 +364,19 @@ def attach(settings: Settings, job_name: str) -> Path:
     settings = settings.replace(
         instance_type=record.instance_type or settings.instance_type, instance_count=record.instance_count or 1
     )
-    checked = (record.parity, None)
-    job = SageMakerJob(settings, boto_session, record.account, choice, built, checked, timer, job_name)
-    fields = {**record.program_fields(), "versions": record.versions}
-
-    def failed(**outcome):
-        job.write(None, [], record.channels, **fields, **outcome)
-
+    draft = RunDraft(settings, job_name, built, (record.parity, None), timer)
+    job = SageMakerJob(
+        draft.add(**record.program_fields(), versions=record.versions), boto_session, record.account, choice
+    )
     if record.kind == "processing":  # the same record, a processing job's result
         from gs_ds_env.job.processing_job import SageMakerProcessing
+        from gs_ds_env.job.targets import processing_fields
 
+        draft.add(**processing_fields(settings, job_name))  # its log and console page, not a training job's
         running = SageMakerProcessing(settings, boto_session, job_name)
-        with timer.step("process"), report.recording_failures(failed):
+        with timer.step("process"), job.on_failure(record.channels):
             result = running.result(running.wait(), record.channels)
-        return job.write(result, [], record.channels, **{**fields, "outputs": result.outputs})
-    with timer.step("train"), report.recording_failures(failed):
+        return job.write(result, [], record.channels, outputs=result.outputs)
+    with timer.step("train"), job.on_failure(record.channels):
         sagemaker_job.wait_for(boto_session, job_name)
-    return job.collect(record.channels, record.metric_definitions, **fields)
+    return job.collect(record.channels, record.metric_definitions)

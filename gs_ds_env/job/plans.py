@@ -61,25 +61,27 @@ def script_reproduce_commands(settings: Settings) -> list[str]:
     ]
 
 
-def script_plan(settings: Settings, script: script_mode.ScriptMode, channels: dict[str, str] | None) -> list[str]:
-    """What `inv train --entry-point` does on either target (the head of the plan; each target adds its steps)."""
+def image_step(settings: Settings, push: bool) -> str:
+    """The plan's image step: built here, and for SageMaker pushed to the role's account."""
+    account = iam.account_of(settings.sagemaker_role_arn) if push else "-"
+    return " ".join(image.build_push_command(settings, push=push, account=account))
+
+
+def script_plan(
+    settings: Settings, script: script_mode.ScriptMode, channels: dict[str, str] | None, image: str
+) -> list[str]:
+    """What `inv train --entry-point` does on either target (the head of the plan, `image` its target's image step;
+    each target adds its steps)."""
     if channels is None:  # no --channel on the Titanic theme: its staged data
         channels = {name: f"<staged Titanic {name}>" for name in data.CHANNELS}
     described = {
         name: where if where.startswith("<") else script_mode.describe_channel(where)
         for name, where in channels.items()
     }
-    image_step = " ".join(
-        image.build_push_command(
-            settings,
-            push=settings.target == "sagemaker",
-            account=iam.account_of(settings.sagemaker_role_arn) if settings.target == "sagemaker" else "-",
-        )
-    )
     user_metrics = [d["Name"] for d in script.metric_definitions if not d["Name"].startswith(("train:", "validation:"))]
     lines = [
         f"plan for inv train --entry-point (theme {settings.theme}, Python {settings.py}, TARGET={settings.target}):",
-        f"  1. {image_step}",
+        f"  1. {image}",
         "  2. parity: the kernel venv's packages vs the image's (stop on any difference unless --allow-drift)",
         f"  ships: {script.source_dir}/"
         + "".join(f" + {path.name} (from {path})" for path in script.dependencies)

@@ -129,11 +129,12 @@ def prepare(
     return ProcessingSpec(dataclasses.replace(script, hyperparameters={}), inputs, outputs, arguments)
 
 
-def describe_input(item: DataInput, instance_count: int, target: str) -> str:
+def describe_input(item: DataInput, instance_count: int, shards: bool) -> str:
+    """An input as the plan says it; `shards`: SageMaker spreads a --shard input over the instances."""
     where = item.source if item.source.startswith("s3://") else script_mode.describe_channel(item.source)
     if not item.shard:
         return f"{item.name}: {where} -> {item.container_path} (every instance gets all of it)"
-    if target == "local":
+    if not shards:
         return f"{item.name}: {where} -> {item.container_path} (--shard: local mode runs one container, which gets all of it)"
     if item.source.startswith("s3://"):
         return f"{item.name}: {where} -> {item.container_path}, its objects spread over {instance_count} instance(s) (ShardedByS3Key)"
@@ -202,8 +203,8 @@ class ProcessingProgram:
             uploaded = s3_data.upload_channels(settings, s3, sources, area="processing-input").channels
         return uploaded, {}
 
-    def run(self, target, settings: Settings, timer, built, checked, channels: dict, job_name: str, fields, detach):
-        return target.process(settings, timer, self, built, checked, channels, job_name, fields, detach)
+    def run(self, target, draft, channels: dict, detach: bool) -> Path:
+        return target.process(draft, self, channels, detach)
 
     def record_fields(self, settings: Settings, job_name: str) -> dict:
         from gs_ds_env.job.report import invoked_command
@@ -224,22 +225,22 @@ class ProcessingProgram:
             ],
         }
 
-    def _plan_head(self, settings: Settings) -> list[str]:
-        from gs_ds_env import image
+    def _plan_head(self, settings: Settings, on_sagemaker: bool) -> list[str]:
+        """The plan's head; `on_sagemaker` (the SageMaker target's plan): the image is pushed, inputs can be sharded."""
+        from gs_ds_env.job.plans import image_step
 
-        target = settings.target
         return [
-            f"plan for inv process (theme {settings.theme}, Python {settings.py}, TARGET={target}):",
-            f"  1. {' '.join(image.build_push_command(settings, push=target == 'sagemaker', account='-' if target == 'local' else '<account>'))}",
+            f"plan for inv process (theme {settings.theme}, Python {settings.py}, TARGET={settings.target}):",
+            f"  1. {image_step(settings, push=on_sagemaker)}",
             f"  code: {self.spec.script.source_dir}/ — {self.spec.script.shipped_summary()}; runs `{' '.join(self.spec.command)}`",
             f"  arguments, exactly: {self.spec.arguments} (nothing is added)",
-            *(f"  input {describe_input(item, settings.instance_count, target)}" for item in self.spec.inputs),
+            *(f"  input {describe_input(item, settings.instance_count, on_sagemaker)}" for item in self.spec.inputs),
         ]
 
     def local_plan(self, settings: Settings) -> str:
         outputs = [f"  output {o.name}: {o.container_path} -> runs/<job>/output/{o.name}/" for o in self.spec.outputs]
         return "\n".join(
-            self._plan_head(settings)
+            self._plan_head(settings, on_sagemaker=False)
             + outputs
             + [
                 "  2. Processor(instance_type='local').run(...): one container (local mode cannot shard), "
@@ -256,7 +257,7 @@ class ProcessingProgram:
             for o in self.spec.outputs
         ]
         return "\n".join(
-            self._plan_head(settings)
+            self._plan_head(settings, on_sagemaker=True)
             + outputs
             + [
                 f"  2. local inputs and the code to {s3_data.uri(settings, 'processing-input')}/<name>/<digest>/ "

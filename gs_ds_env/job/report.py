@@ -6,7 +6,6 @@ import json
 import shlex
 import sys
 import tarfile
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -226,8 +225,8 @@ def _what_happened(record: RunRecord) -> list[str]:
     return parts
 
 
-def render(record: RunRecord) -> str:
-    resources = {
+def _resources(record: RunRecord) -> dict:
+    return {
         "Target": record.target,
         "Account": record.account,
         "Region": record.region,
@@ -250,27 +249,47 @@ def render(record: RunRecord) -> str:
         "Console (job)": record.console_url,
         "Console (logs)": record.logs_url,
     }
+
+
+def _flow_and_program(record: RunRecord) -> tuple[str, list[str]]:
+    """The run in one line (data -> job -> what it made), and the program's own section."""
     source = f"`{record.data['source']}`" if record.data else f"`{record.entry_point}` (script mode)"
     channels = (
         ", ".join(f"{name}: {uri}" for name, uri in record.channels.items()) or "none (the script makes its data)"
     )
-    if record.kind == "processing":
-        outputs = ", ".join(
-            f"{name}: {entry.get('path') or entry.get('uri')}"
-            + (f" ({entry['files']} file(s), {entry['bytes'] / 1e3:.1f} kB)" if "files" in entry else "")
-            for name, entry in (record.outputs or {}).items()
-        )
-        flow = (
-            f"`{record.entry_point}` {record.arguments or []} on inputs ({channels}) → processing job `{record.job_name}` "
-            f"(image `{record.image['uri']}`) → outputs ({outputs or 'none'})"
-        )
-        program = ["## Arguments", f"`{record.arguments or []}` (exactly these; nothing added)"]
-    else:
+    if record.kind != "processing":
         flow = (
             f"{source} → channels ({channels}) → training job `{record.job_name}` (image `{record.image['uri']}`) → "
             f"`{record.model_artifact}`"
         )
-        program = ["## Hyperparameters", _table(record.hyperparameters)]
+        return flow, ["## Hyperparameters", _table(record.hyperparameters)]
+    outputs = ", ".join(
+        f"{name}: {entry.get('path') or entry.get('uri')}"
+        + (f" ({entry['files']} file(s), {entry['bytes'] / 1e3:.1f} kB)" if "files" in entry else "")
+        for name, entry in (record.outputs or {}).items()
+    )
+    flow = (
+        f"`{record.entry_point}` {record.arguments or []} on inputs ({channels}) → processing job `{record.job_name}` "
+        f"(image `{record.image['uri']}`) → outputs ({outputs or 'none'})"
+    )
+    return flow, ["## Arguments", f"`{record.arguments or []}` (exactly these; nothing added)"]
+
+
+def _code_shipped(record: RunRecord) -> list[str]:
+    if not record.shipped:
+        return []
+    parts = ["## Code shipped", f"`{record.source_dir}`: {record.shipped}"]
+    if record.dependencies:
+        parts.append("Dependencies beside the entry point: " + ", ".join(f"`{d}`" for d in record.dependencies))
+    if record.code and record.kind == "processing":
+        parts.append(f"The copy the job ran: `{record.code}`")
+    elif record.code:
+        parts.append(f"The copy the job ran (and `inv serve --run {record.job_name}` serves with): `{record.code}`")
+    return parts
+
+
+def render(record: RunRecord) -> str:
+    flow, program = _flow_and_program(record)
     parts = [
         f"# Run report: {record.job_name}",
         "## Summary",
@@ -279,7 +298,7 @@ def render(record: RunRecord) -> str:
         "## Flow",
         flow,
         "## Resources",
-        _table(resources),
+        _table(_resources(record)),
         *program,
         *(
             ["## Metrics", _table({name: f"{value:.6g}" for name, value in record.metrics.items()})]
@@ -288,15 +307,8 @@ def render(record: RunRecord) -> str:
         ),
         "## Step timings (seconds)",
         _table({step: f"{seconds:.1f}" for step, seconds in record.timings.items()}),
+        *_code_shipped(record),
     ]
-    if record.shipped:
-        parts += ["## Code shipped", f"`{record.source_dir}`: {record.shipped}"]
-        if record.dependencies:
-            parts.append("Dependencies beside the entry point: " + ", ".join(f"`{d}`" for d in record.dependencies))
-        if record.code and record.kind == "processing":
-            parts.append(f"The copy the job ran: `{record.code}`")
-        elif record.code:
-            parts.append(f"The copy the job ran (and `inv serve --run {record.job_name}` serves with): `{record.code}`")
     if record.pictures:
         parts += ["## Pictures", "\n\n".join(f"![{PICTURES.get(name, name)}]({name})" for name in record.pictures)]
     parts += _versions(record.versions)
@@ -310,93 +322,3 @@ def render(record: RunRecord) -> str:
 def invoked_command() -> str:
     """The command line this run came from, as the person typed it (`inv train …`)."""
     return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
-
-
-# ---- assembling a record: what every run shares, then the program's and the target's parts --------------------
-
-
-def image_record(built) -> dict:
-    """The run record's `image` (an image.BuiltImage)."""
-    record = {"uri": built.uri, "content_tag": built.content_tag, "size_bytes": built.size_bytes}
-    if built.image_id:
-        record["image_id"] = built.image_id
-    if built.digest:  # pushed: the registry's digest, and the tags this run sent
-        record.update(digest=built.digest, pushed=built.pushed)
-    return record
-
-
-def write_run(
-    settings,
-    job_name: str,
-    built,
-    checked: tuple[dict, object],
-    result,
-    timings: dict[str, float],
-    pictures: list[str],
-    *,
-    channels: dict[str, str] | None,
-    hyperparameters: dict[str, str],
-    **fields,
-) -> Path:
-    """Write the run record (run.json) and its report: what every run shares (settings, image, parity, the job's
-    result, timings, the command); `fields` adds the program's part (the Titanic data, or the entry point), the
-    target's (sagemaker_job.sagemaker_fields) and, for a job that did not complete, its status and reason."""
-    import time
-
-    from gs_ds_env.job import script_mode
-    from gs_ds_env.job import versions as versions_mod
-
-    started = time.perf_counter()
-    parity_record, container = checked
-    versions = fields.pop("versions", None) or versions_mod.collect(settings, built, container)
-    timings = dict(timings)
-    processing = fields.get("kind") == "processing"
-    if result is not None:
-        timings.update({f"{'process' if processing else 'train'}: {step}": s for step, s in result.steps.items()})
-        if not processing:
-            timings["training computation (in container)"] = result.training_seconds or 0.0
-    timings["run record (versions, report)"] = round(time.perf_counter() - started, 2)
-    record = RunRecord(
-        target=settings.target,
-        theme=settings.theme,
-        kernel=settings.kernel_name,
-        region=settings.aws_region,
-        job_name=job_name,
-        image=image_record(built),
-        parity=parity_record,
-        versions=versions,
-        hyperparameters=hyperparameters,
-        channels=channels,
-        metrics=result.metrics if result else {},
-        model_artifact=result.model_artifact if result else "",
-        timings=timings,
-        pictures=pictures,
-        command=invoked_command(),
-        environment={script_mode.SEED_VARIABLE: str(settings.seed)},
-        **({"log_path": result.log_path} if result and result.log_path else {}),
-        **fields,
-    )
-    run_json, report_md = write(settings.paths.run(record.job_name), record)
-    outputs = "".join(
-        f"\noutput {name}: {entry.get('path') or entry.get('uri')}" for name, entry in (record.outputs or {}).items()
-    )
-    model = f"\nmodel: {record.model_artifact}" if result and record.model_artifact else ""
-    print(f"report: {report_md}\nrun record: {run_json}{model}{outputs}", flush=True)
-    return run_json
-
-
-@contextmanager
-def recording_failures(write_failed):
-    """A job that does not complete still leaves its record: `write_failed(status=…, reason=…, **facts)` runs
-    before the failure or interruption goes on to the one-line error."""
-    from gs_ds_env.job.training_job import TrainingFailed
-
-    try:
-        yield
-    except TrainingFailed as failed:
-        write_failed(status=failed.status, reason=failed.reason, **failed.facts)
-        raise
-    except KeyboardInterrupt as interrupted:
-        status = getattr(interrupted, "status", "interrupted (Ctrl-C)")
-        write_failed(status=status, reason=status)
-        raise

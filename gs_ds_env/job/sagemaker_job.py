@@ -1,5 +1,5 @@
 """A training job on SageMaker: started with the SDK's Estimator.fit, followed through CloudWatch, stopped on
-Ctrl-C, and its results (model.tar.gz, metrics, bill, logs) collected from S3."""
+Ctrl-C, its results collected (sagemaker_results.py) and its record written (SageMakerJob)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,14 @@ from gs_ds_env import aws, interrupts
 from gs_ds_env.aws import LOG_GROUP
 from gs_ds_env.data import s3_data
 from gs_ds_env.interrupts import Interrupted, interruptible
-from gs_ds_env.job import metrics, report, training_job
+from gs_ds_env.job import report, training_job
+from gs_ds_env.job.draft import RunDraft, recording_failures
+from gs_ds_env.job.sagemaker_results import collect_sagemaker, fetch_output, log_streams, sagemaker_fields
 from gs_ds_env.job.training_job import (
-    EMPTY_MODEL_HINT,
-    JobResult,
     TrainingFailed,
     estimator,
     hint_for,
     parse_failure,
-    read_metrics_json,
-    saved_files,
 )
 from gs_ds_env.sdk import SDK_CONFIG, sagemaker
 from gs_ds_env.settings import Settings
@@ -157,12 +155,6 @@ def stop(boto_session: boto3.Session, job_name: str, why: str, signum: int = 2, 
     raise Interrupted(f"stopped ({name}): {operation} sent", signum)
 
 
-def log_streams(logs, job_name: str) -> list[str]:
-    """The job's CloudWatch streams (<job>/algo-N-…); raises ClientError when there are none yet."""
-    response = logs.describe_log_streams(logGroupName=LOG_GROUP, logStreamNamePrefix=job_name)
-    return [stream["logStreamName"] for stream in response["logStreams"]]
-
-
 def last_log_lines(boto_session: boto3.Session, job_name: str, count: int = 15) -> list[str]:
     logs = aws.client(boto_session, "logs")
     try:
@@ -196,167 +188,23 @@ def sagemaker_failure(boto_session: boto3.Session, job_name: str) -> TrainingFai
     )
 
 
-def split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
-
-
-def fetch_output(boto_session: boto3.Session, model_artifact: str, run_dir: Path) -> Path | None:
-    """Copy output.tar.gz (metrics, pictures) from beside model.tar.gz to runs/<job>/; None when there is none."""
-    bucket, key = split_s3(model_artifact.rsplit("/", 1)[0] + "/output.tar.gz")
-    target = run_dir / "output.tar.gz"
-    try:
-        aws.client(boto_session, "s3").download_file(bucket, key, str(target))
-    except aws.CALL_ERRORS:
-        return None
-    return target
-
-
-def job_log_lines(boto_session: boto3.Session, job_name: str, most: int = 20_000) -> list[str]:
-    """Every line the job printed to CloudWatch (up to `most`), to read its metrics as SageMaker does."""
-    logs = aws.client(boto_session, "logs")
-    lines: list[str] = []
-    try:
-        for stream in log_streams(logs, job_name):
-            token = None
-            while len(lines) < most:
-                page = logs.get_log_events(
-                    logGroupName=LOG_GROUP,
-                    logStreamName=stream,
-                    startFromHead=True,
-                    **({"nextToken": token} if token else {}),
-                )
-                lines += [event["message"] for event in page["events"]]
-                if not page["events"] or page.get("nextForwardToken") in (None, token):
-                    break
-                token = page["nextForwardToken"]
-    except (aws.ClientError, aws.BotoCoreError):
-        pass
-    return lines[:most]
-
-
-def collect_sagemaker(
-    settings: Settings,
-    boto_session: boto3.Session,
-    job_name: str,
-    price: float | None,
-    run_dir: Path,
-    definitions: list[dict[str, str]] | None = None,
-) -> JobResult:
-    """Verify model.tar.gz really is in S3, copy it to runs/<job>/; metrics from the job's log lines (as SageMaker
-    reads them with the metric definitions, FinalMetricDataList) and metrics.json when there is one; billable
-    time and cost."""
-    description = aws.client(boto_session, "sagemaker").describe_training_job(TrainingJobName=job_name)
-    artifact = description.get("ModelArtifacts", {}).get("S3ModelArtifacts", "")
-    bucket, key = split_s3(artifact)
-    s3 = aws.client(boto_session, "s3")
-    try:
-        s3.head_object(Bucket=bucket, Key=key)
-    except aws.ClientError as error:
-        if aws.error_code(error) not in {"404", "NoSuchKey", "NotFound"}:
-            raise aws.explain(error, f"checking {artifact}") from None
-        raise TrainingFailed(
-            f"training job {job_name} is {description.get('TrainingJobStatus')} but {artifact or 'its model'} does "
-            f"not exist in S3 (hint: {EMPTY_MODEL_HINT}; or the execution role cannot write the output prefix)"
-        ) from None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    local_copy = run_dir / "model.tar.gz"
-    try:
-        s3.download_file(bucket, key, str(local_copy))
-    except (aws.ClientError, aws.BotoCoreError) as error:
-        raise aws.explain(error, f"downloading {artifact}") from None
-    if not saved_files(local_copy):  # SageMaker tars /opt/ml/model even when the program left it empty
-        raise TrainingFailed(f"{artifact} is empty (hint: {EMPTY_MODEL_HINT})")
-    saved = read_metrics_json(local_copy)
-    definitions = definitions or metrics.default_definitions()
-    defined = {definition["Name"] for definition in definitions}
-    # SageMaker's own reading of the log with the job's definitions; then the log itself (also the project's
-    # `split:name=value` lines no definition names), then metrics.json.
-    found = {
-        item["MetricName"]: item["Value"]
-        for item in description.get("FinalMetricDataList", [])
-        if item.get("MetricName") in defined
-    }
-    found.update(metrics.from_lines(job_log_lines(boto_session, job_name), definitions))
-    found.update(saved.get("metrics", {}))
-    billable = description.get("BillableTimeInSeconds") or description.get("TrainingTimeInSeconds")
-    if billable is None and description.get("TrainingStartTime") and description.get("TrainingEndTime"):
-        billable = int((description["TrainingEndTime"] - description["TrainingStartTime"]).total_seconds())
-    count = description.get("ResourceConfig", {}).get("InstanceCount", settings.instance_count)
-    cost = round(billable / 3600 * price * count, 4) if billable is not None and price is not None else None
-    try:
-        streams = log_streams(aws.client(boto_session, "logs"), job_name)
-    except (aws.ClientError, aws.BotoCoreError):
-        streams = []
-    return JobResult(
-        artifact,
-        found,
-        saved.get("training_seconds"),
-        description=description,
-        local_copy=local_copy,
-        billable_seconds=billable,
-        cost_usd=cost,
-        log_streams=streams,
-    )
-
-
-def console_urls(region: str, job_name: str) -> dict[str, str]:
-    console = f"https://{region}.console.aws.amazon.com"
-    return {
-        "job": f"{console}/sagemaker/home?region={region}#/jobs/{job_name}",
-        "logs": f"{console}/cloudwatch/home?region={region}#logsV2:log-groups/log-group/"
-        f"$252Faws$252Fsagemaker$252FTrainingJobs$3FlogStreamNameFilter$3D{job_name}",
-    }
-
-
-def sagemaker_fields(
-    settings: Settings, account: str, choice, result: training_job.JobResult | None, job_name: str
-) -> dict:
-    """The run record's SageMaker part: account, resources, instance evidence, bill, logs, console links (the
-    job's own facts, `result`, once it has ended)."""
-    urls = console_urls(settings.aws_region, job_name)
-    fields = {
-        "account": account,
-        "s3_prefix_uri": s3_data.uri(settings),
-        "ecr_repository": settings.ecr_repository,
-        "role_arn": settings.sagemaker_role_arn,
-        "instance_type": settings.instance_type,
-        "instance_count": settings.instance_count,
-        "spot": settings.use_spot,
-        "instance_evidence": choice.evidence() if choice else None,
-        "price_usd_per_hour": choice.price if choice else None,
-        "log_stream": f"{aws.LOG_GROUP} / {job_name}/algo-1-*",
-        "console_url": urls["job"],
-        "logs_url": urls["logs"],
-    }
-    if result is not None:
-        fields.update(
-            model_local_copy=str(result.local_copy),
-            billable_seconds=result.billable_seconds,
-            cost_usd=result.cost_usd,
-            log_stream=f"{aws.LOG_GROUP} / {', '.join(result.log_streams) or job_name + '/algo-1-*'}",
-            job_status=result.description.get("TrainingJobStatus"),
-        )
-    return fields
-
-
 class SageMakerJob:
     """The paid part: announce the cost ceiling, start the job, follow it (or return at once with --detach),
     collect its results, write its record — also when it fails or is stopped. `inv job.attach` resumes here."""
 
-    def __init__(self, settings, boto_session, account, choice, pushed, checked, timer, job_name) -> None:
-        self.settings, self.boto_session, self.account, self.choice = settings, boto_session, account, choice
-        self.pushed, self.checked, self.timer, self.job_name = pushed, checked, timer, job_name
-        self.run_dir = settings.paths.run(job_name)
+    def __init__(self, draft: RunDraft, boto_session, account: str, choice) -> None:
+        self.draft, self.boto_session, self.account, self.choice = draft, boto_session, account, choice
+        self.settings, self.timer, self.job_name = draft.settings, draft.timer, draft.job_name
+        self.run_dir = self.settings.paths.run(self.job_name)
 
-    def write(self, result, pictures, channels, **fields) -> Path:
+    def write(self, result, pictures, channels, **outcome) -> Path:
         target = sagemaker_fields(self.settings, self.account, self.choice, result, self.job_name)
-        return report.write_run(
-            self.settings, self.job_name, self.pushed, self.checked, result, self.timer.seconds, pictures,
-            channels=channels, **{**target, **fields},
-        )  # fmt: skip
+        return self.draft.write(result, pictures, channels=channels, target_part=target, **outcome)
 
-    def run(self, channels: dict[str, str], script, detach: bool, **fields) -> Path:
+    def on_failure(self, channels: dict[str, str]):
+        return recording_failures(lambda **outcome: self.write(None, [], channels, **outcome))
+
+    def run(self, channels: dict[str, str], script, detach: bool) -> Path:
         settings, price = self.settings, self.choice.price
         if price is not None:
             ceiling = price * settings.instance_count * (settings.max_wait if settings.use_spot else settings.max_run)
@@ -365,16 +213,12 @@ class SageMakerJob:
                 f"at {price:.3f} USD/h, at most {ceiling / 3600:.2f} USD (MAX_RUN/MAX_WAIT bound)",
                 flush=True,
             )
-
-        def failed(**outcome):
-            self.write(None, [], channels, **fields, **outcome)
-
-        with self.timer.step("train"), report.recording_failures(failed):
+        with self.timer.step("train"), self.on_failure(channels):
             run_on_sagemaker(
-                settings, self.boto_session, self.pushed.uri, channels, self.job_name, script, detach=detach
+                settings, self.boto_session, self.draft.built.uri, channels, self.job_name, script, detach=detach
             )
         if detach:
-            run_json = self.write(None, [], channels, status=training_job.IN_PROGRESS, **fields)
+            run_json = self.write(None, [], channels, status=training_job.IN_PROGRESS)
             print(
                 f"training job {self.job_name} started and left running (--detach): follow it and collect its "
                 f"results with `inv job.attach {self.job_name}`; stop it with "
@@ -382,19 +226,16 @@ class SageMakerJob:
                 flush=True,
             )
             return run_json
-        return self.collect(channels, script.metric_definitions if script else None, **fields)
+        return self.collect(channels, script.metric_definitions if script else None)
 
-    def collect(self, channels: dict[str, str], definitions, **fields) -> Path:
-        def failed(**outcome):
-            self.write(None, [], channels, **fields, **outcome)
-
-        with self.timer.step("results"), report.recording_failures(failed):
+    def collect(self, channels: dict[str, str], definitions) -> Path:
+        with self.timer.step("results"), self.on_failure(channels):
             result = collect_sagemaker(
                 self.settings, self.boto_session, self.job_name, self.choice.price, self.run_dir, definitions
             )
             output = fetch_output(self.boto_session, result.model_artifact, self.run_dir)
             pictures = report.extract_pictures(output, self.run_dir) if output else []
-        return self.write(result, pictures, channels, **fields)
+        return self.write(result, pictures, channels)
 
 
 class AttachedChoice:

@@ -1,9 +1,8 @@
 """Where a job runs, behind one interface (as the SDK's LocalSession stands in for SageMaker): this machine in local
 mode, or SageMaker. deploy.execute calls `plan` for a dry run (the program's plan for this target), else, in order,
-`prepare` (SageMaker: the cheap preflight, the account, the
-instance), `publish` (the image: built here; on SageMaker also checked and pushed to ECR), `hand_over` (the
-program's channels: mounted folders, or S3), then `train` (the job, its results and its record, also when it
-fails or is stopped).
+`prepare` (SageMaker: the cheap preflight, the account, the instance), `publish` (the image: built here; on SageMaker
+also checked and pushed to ECR), `hand_over` (the program's channels: mounted folders, or S3), then `train` or
+`process` (the job, its results and its record, written from the run's draft, also when it fails or is stopped).
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from gs_ds_env import aws, image
 from gs_ds_env.aws import instance
 from gs_ds_env.data import s3_data
 from gs_ds_env.job import local_job, report, training_job
+from gs_ds_env.job.draft import RunDraft
 from gs_ds_env.job.sagemaker_job import SageMakerJob
 from gs_ds_env.ops import preflight
 from gs_ds_env.settings import Settings
@@ -35,39 +35,23 @@ class LocalTarget:
     def hand_over(self, settings: Settings, timer, program, job_name: str) -> tuple[dict, dict]:
         return program.local_channels(settings, timer, settings.paths.run(job_name) / "channels")
 
-    def train(self, settings, timer, program, built, checked, channels: dict, job_name: str, fields: dict, detach):
-        def failed(**outcome):
-            report.write_run(
-                settings, job_name, built, checked, None, timer.seconds, [],
-                channels={k: str(v) for k, v in channels.items()}, **fields, **outcome,
-            )  # fmt: skip
-
-        with timer.step("train"), report.recording_failures(failed):
-            result = local_job.train_local(settings, built.uri, channels, job_name, script=program.script)
+    def train(self, draft: RunDraft, program, channels: dict, detach: bool) -> Path:
+        settings, timer = draft.settings, draft.timer
+        with timer.step("train"), draft.on_failure({k: str(v) for k, v in channels.items()}):
+            result = local_job.train_local(settings, draft.built.uri, channels, draft.job_name, script=program.script)
         with timer.step("pictures (from output.tar.gz)", announce=False):
             # The pictures a local-mode job left in output.tar.gz (beside model.tar.gz), unpacked into the run folder.
             outputs = Path(result.model_artifact).with_name("output.tar.gz")
-            pictures = report.extract_pictures(outputs, settings.paths.run(job_name))
-        return report.write_run(
-            settings, job_name, built, checked, result, timer.seconds, pictures, channels=result.channels,
-            output_path=str(Path(result.model_artifact).parent), **fields,
-        )  # fmt: skip
+            pictures = report.extract_pictures(outputs, settings.paths.run(draft.job_name))
+        output_path = str(Path(result.model_artifact).parent)
+        return draft.write(result, pictures, channels=result.channels, output_path=output_path)
 
-    def process(self, settings, timer, program, built, checked, inputs: dict, job_name: str, fields: dict, detach):
+    def process(self, draft: RunDraft, program, inputs: dict, detach: bool) -> Path:
         from gs_ds_env.job import processing_job
 
-        def failed(**outcome):
-            report.write_run(
-                settings, job_name, built, checked, None, timer.seconds, [],
-                channels={k: str(v) for k, v in inputs.items()}, **fields, **outcome,
-            )  # fmt: skip
-
-        with timer.step("process"), report.recording_failures(failed):
-            result = processing_job.run_local(settings, built.uri, program.spec, inputs, job_name)
-        return report.write_run(
-            settings, job_name, built, checked, result, timer.seconds, [], channels=result.channels,
-            outputs=result.outputs, **fields,
-        )  # fmt: skip
+        with draft.timer.step("process"), draft.on_failure({k: str(v) for k, v in inputs.items()}):
+            result = processing_job.run_local(draft.settings, draft.built.uri, program.spec, inputs, draft.job_name)
+        return draft.write(result, [], channels=result.channels, outputs=result.outputs)
 
 
 class SageMakerTarget:
@@ -111,25 +95,22 @@ class SageMakerTarget:
     def hand_over(self, settings: Settings, timer, program, job_name: str) -> tuple[dict, dict]:
         return program.sagemaker_channels(settings, timer, aws.client(self.boto_session, "s3"))
 
-    def train(self, settings, timer, program, built, checked, channels: dict, job_name: str, fields: dict, detach):
-        job = SageMakerJob(settings, self.boto_session, self.account, self.choice, built, checked, timer, job_name)
-        return job.run(channels, program.script, detach, output_path=s3_data.uri(settings, "output"), **fields)
+    def train(self, draft: RunDraft, program, channels: dict, detach: bool) -> Path:
+        draft.add(output_path=s3_data.uri(draft.settings, "output"))
+        return SageMakerJob(draft, self.boto_session, self.account, self.choice).run(channels, program.script, detach)
 
-    def process(self, settings, timer, program, built, checked, sources: dict, job_name: str, fields: dict, detach):
+    def process(self, draft: RunDraft, program, sources: dict, detach: bool) -> Path:
         from gs_ds_env.job.processing import CODE_INPUT
         from gs_ds_env.job.processing_job import SageMakerProcessing
 
-        job = SageMakerJob(settings, self.boto_session, self.account, self.choice, built, checked, timer, job_name)
+        settings, job_name = draft.settings, draft.job_name
+        job = SageMakerJob(draft, self.boto_session, self.account, self.choice)
         sources = dict(sources)
         code = sources.pop(CODE_INPUT)
         destinations = {
             o.name: o.destination or s3_data.uri(settings, "processing", job_name, o.name) for o in program.spec.outputs
         }
-        fields = {
-            **fields,
-            **processing_fields(settings, job_name),
-            "outputs": {n: {"uri": u} for n, u in destinations.items()},
-        }
+        draft.add(**processing_fields(settings, job_name), outputs={n: {"uri": u} for n, u in destinations.items()})
         price = self.choice.price
         if price is not None:
             ceiling = price * settings.instance_count * settings.max_run / 3600
@@ -139,14 +120,10 @@ class SageMakerTarget:
                 flush=True,
             )
         running = SageMakerProcessing(settings, self.boto_session, job_name)
-
-        def failed(**outcome):
-            job.write(None, [], sources, **fields, **outcome)
-
-        with timer.step("process"), report.recording_failures(failed):
-            running.start(program.spec, built.uri, code, sources, destinations)
+        with draft.timer.step("process"), job.on_failure(sources):
+            running.start(program.spec, draft.built.uri, code, sources, destinations)
             if detach:
-                run_json = job.write(None, [], sources, status=training_job.IN_PROGRESS, **fields)
+                run_json = job.write(None, [], sources, status=training_job.IN_PROGRESS)
                 print(
                     f"processing job {job_name} started and left running (--detach): follow it and collect its "
                     f"record with `inv job.attach {job_name}`; stop it with "
@@ -155,7 +132,7 @@ class SageMakerTarget:
                 )
                 return run_json
             result = running.result(running.wait(), sources)
-        return job.write(result, [], sources, **{**fields, "outputs": result.outputs})
+        return job.write(result, [], sources, outputs=result.outputs)
 
 
 def processing_fields(settings: Settings, job_name: str) -> dict:

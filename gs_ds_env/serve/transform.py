@@ -26,7 +26,6 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -40,112 +39,11 @@ from gs_ds_env.ops import leftovers
 from gs_ds_env.sdk import sagemaker
 from gs_ds_env.serve import ServeError, local, local_mode, prepare
 from gs_ds_env.serve.model_source import ModelSource
-from gs_ds_env.settings import ConfigError, Settings
+from gs_ds_env.serve.transform_input import COLUMNS_VARIABLE, TransformInput, stage
+from gs_ds_env.settings import ConfigError, Settings, validate_for_aws
 
-KINDS = {".csv": "text/csv", ".jsonl": "application/jsonlines", ".jsonlines": "application/jsonlines"}
-COLUMNS_VARIABLE = "GS_CSV_COLUMNS"
 MAX_PAYLOAD_MB = 6
 POLL_SECONDS = 15
-
-
-@dataclass
-class InputFile:
-    path: Path
-    lines: list[str]  # every non-blank line as it is in the file (a CSV record a line)
-
-    def rows(self, header: bool) -> list[str]:
-        return self.lines[1:] if header else self.lines
-
-    def columns(self) -> list[str]:
-        return next(csv.reader([self.lines[0]]), []) if self.lines else []
-
-
-@dataclass
-class TransformInput:
-    files: list[InputFile]  # local input files (empty for an s3:// input)
-    content_type: str
-    header: bool | None  # --header / --no-header; None: as the model's handler declares
-    s3_uri: str | None = None
-    columns: list[str] | None = field(default=None, init=False)  # a CSV's header, once decided
-
-    def decide_header(self, handler_reads_header: bool) -> None:
-        """Whether the first line of each CSV file is its header: as given, else as the handler declares."""
-        if self.content_type != "text/csv":
-            self.header = False
-            return
-        if self.header is None:
-            self.header = handler_reads_header
-        if self.header:
-            headers = {tuple(f.columns()) for f in self.files}
-            if len(headers) > 1:
-                raise ConfigError("the CSV files have different headers: transform them one at a time")
-            self.columns = list(headers.pop()) if headers else None
-
-    def header_note(self) -> str:
-        if self.content_type != "text/csv":
-            return "JSON Lines: one record a line"
-        if self.header is None:
-            return "CSV header: none unless the model's handler declares one (the Titanic handler does); --header / --no-header decide"
-        return (
-            f"CSV header: the first line (--header), given to the model as {COLUMNS_VARIABLE}"
-            if self.header
-            else "CSV header: none, every line is a row (--no-header)"
-        )
-
-
-def _read_lines(path: Path, content_type: str) -> list[str]:
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise ConfigError(
-            f"--input {path} is not UTF-8 text (byte {error.start}, line {line}): save it as UTF-8, e.g. "
-            f"iconv -f latin1 -t utf-8 {path.name} > utf8-{path.name}"
-        ) from None
-    lines = [line.removesuffix("\r") for line in text.split("\n")]
-    kept = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        if content_type == "text/csv" and line.count('"') % 2:
-            raise ConfigError(
-                f"--input {path} line {number} has a line break inside a quoted field: batch transform splits by "
-                "line (SageMaker too) and would cut that row in two; put the field on one line (or send JSON Lines)"
-            )
-        kept.append(line)
-    return kept
-
-
-def read_input(path: str, header: bool | None = None) -> TransformInput:
-    if path.startswith("s3://"):
-        kind = next((k for suffix, k in KINDS.items() if path.endswith(suffix)), "text/csv")
-        return TransformInput([], kind, header, path)
-    source = Path(path).expanduser()
-    files = sorted(p for p in source.iterdir() if p.is_file() and p.suffix in KINDS) if source.is_dir() else [source]
-    if not source.exists() or not files:
-        raise ConfigError(f"--input {path}: give a .csv or .jsonl file, a folder of them, or an s3:// URI")
-    kinds = {KINDS.get(p.suffix) for p in files}
-    if None in kinds or len(kinds) != 1:
-        raise ConfigError(
-            f"--input {path}: one kind of file per transform, .csv or .jsonl ({', '.join(p.name for p in files)})"
-        )
-    kind = kinds.pop()
-    if header and kind != "text/csv":
-        raise ConfigError("--header is for CSV input: a JSON Lines file has no header")
-    read = [InputFile(p, _read_lines(p, kind)) for p in files]
-    empty = [f.path.name for f in read if not f.lines]
-    if empty:
-        raise ConfigError(f"--input {path}: {', '.join(empty)} holds no rows")
-    return TransformInput(read, kind, header)
-
-
-def stage(inputs: TransformInput, folder: Path) -> Path:
-    """The rows to send, without a CSV's header, one file per input file."""
-    folder.mkdir(parents=True)
-    for item in inputs.files:
-        (folder / item.path.name).write_text("\n".join(item.rows(bool(inputs.header))) + "\n")
-    return folder
 
 
 def _answers(produced: Path) -> list[str]:
@@ -204,6 +102,37 @@ def check_output(output: Path) -> None:
         raise ConfigError(f"--output {output} is a file: give a new folder (the output is one file per input file)")
     if output.is_dir() and any(output.iterdir()):
         raise ConfigError(f"--output {output} is not empty: choose a new folder (nothing is overwritten)")
+
+
+def check_target(settings: Settings, instance_count: int, output: str | None) -> None:
+    """What the target can do, before the model or the input is read: one machine locally, S3 on SageMaker."""
+    local = settings.target == "local"
+    if not 1 <= instance_count <= 100 or (instance_count > 1 and local):
+        raise ConfigError(f"--instance-count {instance_count}: 1-100, and 1 with TARGET=local (one machine)")
+    if local:
+        return
+    validate_for_aws(settings)
+    if output and not output.startswith("s3://"):
+        raise ConfigError(f"--output {output}: TARGET=sagemaker writes to S3, give an s3:// URI (or none)")
+
+
+def run(
+    settings: Settings, source: ModelSource, inputs: TransformInput, output: str | None, instance_count: int,
+    dry_run: bool = False,
+) -> None:  # fmt: skip
+    """`inv transform`: the plan, then (unless a dry run) the transform on the target."""
+    local = settings.target == "local"
+    destination = (Path(output) if output else default_output(settings, source)) if local else output
+    if local:
+        check_output(destination)
+    shown = str(destination or "s3://<bucket>/<prefix>/transform-output/<job>/")
+    print("\n".join(plan(settings, source, inputs, shown, instance_count)), flush=True)
+    if dry_run:
+        return
+    if local:
+        run_local(settings, source, inputs, destination)
+    else:
+        run_sagemaker(settings, source, inputs, destination, instance_count)
 
 
 def plan(
@@ -325,21 +254,7 @@ def run_sagemaker(
         sizing = endpoint.size(model.peak_mb, "auto", batch=True)
         print(f"instance: {sizing.instance_type} x{instance_count} ({sizing.evidence})", flush=True)
         model_data = endpoint.model_data(settings, s3, source, model, Path(scratch))
-        expected: dict[str, int] = {}
-        data = inputs.s3_uri
-        if not data:
-            staged = stage(inputs, Path(scratch) / "input")
-            for item in inputs.files:
-                expected[item.path.name] = len(item.rows(bool(inputs.header)))
-                s3.upload_file(
-                    str(staged / item.path.name),
-                    settings.s3_bucket,
-                    s3_data.key(settings, "transform-input", name, item.path.name),
-                    ExtraArgs={"ServerSideEncryption": s3_data.ENCRYPTION},
-                )
-            data = s3_data.uri(settings, "transform-input", name) + "/"
-        else:
-            expected = _count_lines(s3, data)
+        data, expected = _upload_input(settings, s3, inputs, name, Path(scratch) / "input")
     output = output or s3_data.uri(settings, "transform-output", name)
     from gs_ds_env.sdk import SDK_CONFIG
 
@@ -374,6 +289,29 @@ def run_sagemaker(
         raise
     finally:
         client.delete_model(ModelName=name)
+    _check_every_row_answered(s3, name, status, output, expected)
+    return output
+
+
+def _upload_input(settings: Settings, s3, inputs: TransformInput, name: str, staging: Path) -> tuple[str, dict]:
+    """The input in S3 (local files staged and uploaded under transform-input/<name>/) and the rows each file
+    holds, counted here (or, for an s3:// input, counted there)."""
+    if inputs.s3_uri:
+        return inputs.s3_uri, _count_lines(s3, inputs.s3_uri)
+    expected: dict[str, int] = {}
+    staged = stage(inputs, staging)
+    for item in inputs.files:
+        expected[item.path.name] = len(item.rows(bool(inputs.header)))
+        s3.upload_file(
+            str(staged / item.path.name),
+            settings.s3_bucket,
+            s3_data.key(settings, "transform-input", name, item.path.name),
+            ExtraArgs={"ServerSideEncryption": s3_data.ENCRYPTION},
+        )
+    return s3_data.uri(settings, "transform-input", name) + "/", expected
+
+
+def _check_every_row_answered(s3, name: str, status: str, output: str, expected: dict[str, int]) -> None:
     written = _count_lines(s3, output.rstrip("/") + "/")
     if not written:
         raise ServeError(
@@ -384,7 +322,6 @@ def run_sagemaker(
         listed = ", ".join(f"{file}: {written.get(file, 0)} answers for {rows} rows" for file, rows in short.items())
         raise ServeError(f"transform job {name} {status} but did not answer every row ({listed}): see its log")
     print(f"transform job {name} {status}: {output} ({sum(expected.values())} rows, one answer each)", flush=True)
-    return output
 
 
 def _wait(client, name: str) -> str:

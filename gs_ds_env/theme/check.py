@@ -81,28 +81,24 @@ def _same(kernel: dict[str, float], job: dict[str, float]) -> list[str]:
     ]
 
 
-def check(settings: Settings) -> Path:
-    """Run every step; returns the log. Raises ThemeError (one line, with the fix) at the first failure."""
-    from gs_ds_env.job import deploy
+class _Step:
+    """One step of a check: its line and time; at a failure, one ThemeError with the fix and the log."""
 
-    name, files = settings.theme, settings.theme_files
-    settings.working_dir.mkdir(parents=True, exist_ok=True)
-    folder = settings.runs_dir / "theme-checks"
-    folder.mkdir(parents=True, exist_ok=True)
-    log = folder / f"{name}-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}.log"
+    def __init__(self, log: Path) -> None:
+        self.log = log
 
-    def step(label: str, action, fix: str) -> object:
+    def __call__(self, label: str, action, fix: str) -> object:
         print(f"[check] {label:<8}", end=" ", flush=True)
         started = time.monotonic()
         try:
-            with _into(log):
+            with _into(self.log):
                 outcome = action()
         except (ThemeError, locks.LockError, kernels.KernelError, parity.ParityError) as error:
             print("FAILED", flush=True)
-            raise ThemeError(f"{label}: {error}; fix: {fix} (log: {log})") from None
+            raise ThemeError(f"{label}: {error}; fix: {fix} (log: {self.log})") from None
         except subprocess.CalledProcessError as error:
             print("FAILED", flush=True)
-            raise ThemeError(f"{label}: {Path(error.cmd[0]).name} failed; fix: {fix} (log: {log})") from None
+            raise ThemeError(f"{label}: {Path(error.cmd[0]).name} failed; fix: {fix} (log: {self.log})") from None
         except TrainingFailed as error:
             print("FAILED", flush=True)
             raise ThemeError(f"{label}: {error}; fix: {fix}") from None
@@ -112,6 +108,15 @@ def check(settings: Settings) -> Path:
         detail = outcome if isinstance(outcome, str) else getattr(outcome, "uri", "")
         print(f"ok{f' ({detail})' if detail else ''} [{time.monotonic() - started:.0f} s]", flush=True)
         return outcome
+
+
+def check(settings: Settings) -> Path:
+    """Run every step; returns the log. Raises ThemeError (one line, with the fix) at the first failure."""
+    name, files = settings.theme, settings.theme_files
+    settings.working_dir.mkdir(parents=True, exist_ok=True)
+    folder = settings.runs_dir / "theme-checks"
+    folder.mkdir(parents=True, exist_ok=True)
+    step = _Step(folder / f"{name}-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}.log")
 
     def lock() -> str:
         stale = locks.stale(settings.repo_root, name, settings.paths.uv_cache)
@@ -132,21 +137,31 @@ def check(settings: Settings) -> Path:
         return f"{len(result.rows)} shared packages, one version each"
 
     step("parity", same_versions, f"inv lock --theme {name}, then rebuild: inv kernel --force, inv build")
+    _check_what_it_runs(settings, step)
+    return step.log
+
+
+def _check_what_it_runs(settings: Settings, step: _Step) -> None:
+    """An app theme's app answers its health check; a training theme's example gives in a job what it gives in
+    the kernel (train.py: a training job; process.py alone: a processing job)."""
+    from gs_ds_env.job import deploy
+
+    name, files = settings.theme, settings.theme_files
     if files.kind == "app":
         from gs_ds_env.image.app import run as run_app
 
         step("app", lambda: run_app(settings, _free_port(), check_only=True) or "answers its health check",
              f"correct themes/{name}/app.py")  # fmt: skip
-        return log
+        return
     script = files.root / "example/train.py"
     processing = files.root / "example/process.py"
     if processing.is_file() and not script.is_file():
         step("example", lambda: _processing_example(settings, processing),
              f"correct themes/{name}/example/process.py (run it in the kernel first)")  # fmt: skip
-        return log
+        return
     if not script.is_file():
         print(f"[check] example  none (themes/{name}/example/train.py): nothing to train", flush=True)
-        return log
+        return
 
     def example() -> str:
         in_kernel = _kernel_metrics(settings, script)
@@ -157,7 +172,6 @@ def check(settings: Settings) -> Path:
         return _as_in_kernel(in_kernel, record.get("metrics", {}), f"job {record['job_name']}")
 
     step("example", example, f"correct themes/{name}/example/train.py (run it in the kernel first)")
-    return log
 
 
 def _processing_example(settings: Settings, script: Path) -> str:

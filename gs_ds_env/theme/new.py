@@ -183,6 +183,27 @@ def _theme_env(path: Path, description: str, python: str, origin: str) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def _source(repo: Path, name: str, template: str | None, from_theme: str | None) -> tuple[Path, str, str, dict]:
+    """What the new theme is copied from (a theme, or a template: ds by default), its description, how the new
+    theme.env names its origin, and what to rewrite in the copy."""
+    if from_theme:
+        if from_theme not in locks.themes(repo):  # a name, never a path: --from ../themes/x is not a theme's name
+            raise ConfigError(
+                f"--from {from_theme!r} is not a theme's name: choose one of {', '.join(locks.themes(repo))}"
+            )
+        replacements = {f"themes/{from_theme}/": f"themes/{name}/", f"--theme {from_theme}": f"--theme {name}",
+                        f"smoke {from_theme}:": f"smoke {name}:"}  # fmt: skip
+        source = Paths(repo).theme(from_theme)
+        return source.root, source.description or from_theme, f"from theme {from_theme}", replacements
+    known = templates(repo)
+    template = template or "ds"
+    if template not in known:
+        raise ConfigError(
+            f"--template {template!r} does not exist: choose one of {', '.join(known)} (themes/_templates/)"
+        )
+    return known[template].root, known[template].description, f"template {template}", {}
+
+
 def create(
     settings: Settings,
     name: str,
@@ -196,26 +217,7 @@ def create(
     names.check_new(repo, name)
     if template and from_theme:
         raise ConfigError("give --template or --from, not both")
-    known = templates(repo)
-    if from_theme:
-        if from_theme not in locks.themes(repo):  # a name, never a path: --from ../themes/x is not a theme's name
-            raise ConfigError(
-                f"--from {from_theme!r} is not a theme's name: choose one of {', '.join(locks.themes(repo))}"
-            )
-        source_root = Paths(repo).theme(from_theme).root
-        default_description = Paths(repo).theme(from_theme).description or from_theme
-        origin = f"from theme {from_theme}"
-        replacements = {f"themes/{from_theme}/": f"themes/{name}/", f"--theme {from_theme}": f"--theme {name}",
-                        f"smoke {from_theme}:": f"smoke {name}:"}  # fmt: skip
-    else:
-        template = template or "ds"
-        if template not in known:
-            raise ConfigError(
-                f"--template {template!r} does not exist: choose one of {', '.join(known)} (themes/_templates/)"
-            )
-        source_root, default_description = known[template].root, known[template].description
-        origin = f"template {template}"
-        replacements = {}
+    source_root, default_description, origin, replacements = _source(repo, name, template, from_theme)
     python = _python(repo, python or settings.py)
     requirements = _requirements(add)
     description = " ".join((description or default_description).split())

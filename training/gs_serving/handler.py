@@ -1,7 +1,7 @@
 """The handler convention of AWS's framework containers and the SageMaker inference toolkit: `model_fn(model_dir)`,
 `input_fn(body, content_type)`, `predict_fn(data, model)`, `output_fn(prediction, accept)` (or one
 `transform_fn(model, body, content_type, accept)` instead of the last three), each optional; what a module leaves
-out, the framework defaults below do.
+out, the framework defaults do (defaults.py).
 
 Where the handler comes from, first found wins (never a guess):
 1. a user module in the code folder (/opt/ml/model/code/, where the SDK's repack puts it, or
@@ -9,7 +9,7 @@ Where the handler comes from, first found wins (never a guess):
    as the scikit-learn and XGBoost containers import it) or else `inference.py`;
 2. the built-in handler a model names in its marker file (MARKER, written at training: the Titanic program's
    model names `titanic.serve`), never for a model without it;
-3. the framework defaults alone, when the model folder holds a model they can load (DEFAULT_MODEL_FILES);
+3. the framework defaults alone, when the model folder holds a model they can load (defaults.DEFAULT_MODEL_FILES);
 4. otherwise the model cannot be served, and the message names what was found and what is needed.
 
 Defaults, as AWS's containers have them: input_fn decodes CSV, JSON, NPY, NPZ, LIBSVM (codecs.py); predict_fn is
@@ -35,15 +35,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import codecs
+from . import codecs, defaults
 from .contract import MODEL_MARKER as MARKER
 from .contract import ServingEnvironment
+from .defaults import DEFAULT_PROGRAM
+from .errors import HandlerError, ModelLoadError
 
-DEFAULT_PROGRAM = "inference.py"
 HANDLER_FUNCTIONS = ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn")
 BUILT_IN = {"titanic.serve"}  # the handler modules a marker may name (shipped in training/)
-# Model files the default model_fn loads, in this order (xgboost-model: the name SageMaker's XGBoost uses).
-DEFAULT_MODEL_FILES = ("model.joblib", "model.pkl", "xgboost-model", "*.json", "*.ubj")
 # Packages of AWS's own containers, not on PyPI: a handler that imports them cannot run in another image.
 AWS_PRIVATE_PACKAGES = (
     "sagemaker_containers",
@@ -52,109 +51,6 @@ AWS_PRIVATE_PACKAGES = (
     "sagemaker_pytorch_serving_container",
     "sagemaker_algorithm_toolkit",
 )
-
-
-class ModelLoadError(RuntimeError):
-    """The model or its handler cannot be loaded; the message is the whole story (the container exits 1)."""
-
-
-class HandlerError(RuntimeError):
-    """A handler function returned something the server cannot send (a 500, with this one line)."""
-
-
-def _is_booster(model) -> bool:
-    return type(model).__name__ == "Booster" and type(model).__module__.startswith("xgboost")
-
-
-def _default_input_fn(body: bytes, content_type: str):
-    return codecs.decode(body, content_type)
-
-
-def _default_predict_fn(data, model):
-    if _is_booster(model):
-        import xgboost as xgb
-
-        if not isinstance(data, xgb.DMatrix):
-            wanted = model.num_features()
-            if hasattr(data, "tocsr") and 0 < data.shape[1] < wanted:  # LIBSVM: no value past the last index given
-                data = data.tocsr()
-                data.resize((data.shape[0], wanted))
-            data = xgb.DMatrix(data)
-        return model.predict(data, validate_features=False)
-    if not hasattr(model, "predict"):
-        raise TypeError(f"the model ({type(model).__name__}) has no predict(): define predict_fn in your handler")
-    return model.predict(data)
-
-
-def _default_output_fn(prediction, accept: str):
-    return codecs.encode(prediction, accept)
-
-
-def _model_files(model_dir: Path) -> list[Path]:
-    found = []
-    for pattern in DEFAULT_MODEL_FILES:
-        found += sorted(p for p in model_dir.glob(pattern) if p.is_file() and p.name != MARKER)
-    return found
-
-
-def default_model_fn(model_dir: str):
-    """A scikit-learn-style object (model.joblib, model.pkl) or an XGBoost model (xgboost-model, *.json, *.ubj)."""
-    folder = Path(model_dir)
-    candidates = _model_files(folder)
-    if not candidates:
-        raise ModelLoadError(_nothing_to_load(folder))
-    path = candidates[0]
-    xgboost_file = path.suffix in (".json", ".ubj") or path.name == "xgboost-model"
-    model = _xgboost_model(path) if xgboost_file else _pickled(path)
-    if not (hasattr(model, "predict") or _is_booster(model)):
-        raise ModelLoadError(
-            f"{path.name} holds a {type(model).__module__}.{type(model).__name__}, which has no predict(): "
-            "give a handler with model_fn/predict_fn (code/inference.py, or the training script with --entry-point)"
-        )
-    return model
-
-
-def _pickled(path: Path):
-    try:
-        if path.suffix == ".joblib":
-            import joblib
-
-            return joblib.load(path)
-        import pickle
-
-        with path.open("rb") as handle:
-            return pickle.load(handle)  # noqa: S301 - the model the user trained, as AWS's containers load it
-    except ModuleNotFoundError as error:
-        raise ModelLoadError(
-            f"{path.name} needs the package {error.name!r}, which this image does not have: train and serve in a theme "
-            "that has it (inv theme.new --add ...)"
-        ) from None
-    except Exception as error:
-        raise ModelLoadError(f"cannot load {path.name}: {type(error).__name__}: {error}") from None
-
-
-def _xgboost_model(path: Path):
-    try:
-        import xgboost as xgb
-    except ModuleNotFoundError:
-        raise ModelLoadError(f"{path.name} looks like an XGBoost model, but this image has no xgboost") from None
-    booster = xgb.Booster()
-    try:
-        booster.load_model(str(path))
-        return booster
-    except xgb.core.XGBoostError as error:
-        if path.suffix == ".json":
-            raise ModelLoadError(f"{path.name} is not an XGBoost model: {str(error).splitlines()[0]}") from None
-    return _pickled(path)  # SageMaker's XGBoost of version 1.0 and earlier pickled its Booster as xgboost-model
-
-
-def _nothing_to_load(folder: Path) -> str:
-    found = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
-    return (
-        f"nothing in {folder} can be served (found: {', '.join(found[:12]) or 'nothing'}): needed a handler with "
-        f"model_fn — code/{DEFAULT_PROGRAM} in the model, or the training script (serve --run of a script run, or "
-        f"--entry-point) — or a model file the defaults load: {', '.join(DEFAULT_MODEL_FILES)}"
-    )
 
 
 @dataclass
@@ -379,13 +275,13 @@ def load(env: ServingEnvironment) -> Handler:
         marked = _marked_module(env.model_dir)
         if marked:
             (module, source), kind = marked, "built-in"
-    if module is None and not _model_files(env.model_dir):
-        raise ModelLoadError(_nothing_to_load(env.model_dir))
+    if module is None and not defaults.model_files(env.model_dir):
+        raise ModelLoadError(defaults.nothing_to_load(env.model_dir))
     functions = {name: getattr(module, name, None) for name in HANDLER_FUNCTIONS}
     if functions["transform_fn"] and any(functions[name] for name in ("input_fn", "predict_fn", "output_fn")):
         raise ModelLoadError(f"{source} defines transform_fn and input_fn/predict_fn/output_fn: keep one or the other")
-    defaults = [name for name in HANDLER_FUNCTIONS[:4] if not functions[name] and not functions["transform_fn"]]
-    model_fn = functions["model_fn"] or default_model_fn
+    stood_in = [name for name in HANDLER_FUNCTIONS[:4] if not functions[name] and not functions["transform_fn"]]
+    model_fn = functions["model_fn"] or defaults.model_fn
     try:
         model = model_fn(str(env.model_dir))
     except ModelLoadError:
@@ -394,19 +290,19 @@ def load(env: ServingEnvironment) -> Handler:
         where = f"model_fn of {source}" if functions["model_fn"] else "the default model_fn"
         raise ModelLoadError(f"{where} failed: {type(error).__name__}: {error}") from None
     if module is None:
-        source = f"the framework defaults ({type(model).__name__} from {_model_files(env.model_dir)[0].name})"
+        source = f"the framework defaults ({type(model).__name__} from {defaults.model_files(env.model_dir)[0].name})"
     accepts = getattr(module, "ACCEPTS", None)
     custom_output = functions["output_fn"] or functions["transform_fn"]
     return Handler(
         source=source,
         kind=kind,
         model=model,
-        input_fn=functions["input_fn"] or _default_input_fn,
-        predict_fn=functions["predict_fn"] or _default_predict_fn,
-        output_fn=functions["output_fn"] or _default_output_fn,
+        input_fn=functions["input_fn"] or defaults.input_fn,
+        predict_fn=functions["predict_fn"] or defaults.predict_fn,
+        output_fn=functions["output_fn"] or defaults.output_fn,
         transform_fn=functions["transform_fn"],
         row_wise=getattr(module, "ROW_WISE", False) is True,
         csv_header=getattr(module, "CSV_HEADER", False) is True,
         accepts=tuple(accepts) if accepts else (None if custom_output else codecs.ENCODABLE),
-        defaults=defaults,
+        defaults=stood_in,
     )
