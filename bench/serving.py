@@ -110,18 +110,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def measure(client, name: str, image_ref: str, command: list[str], model: Path, body: bytes) -> dict:
-    colds = []
-    for _ in range(COLD_STARTS):
-        container, _, seconds = start(client, image_ref, command, model)
-        colds.append(seconds)
-        container.remove(force=True)
+    cold = cold_start(client, image_ref, command, model)
     container, port, _ = start(client, image_ref, command, model)
     try:
         latencies(port, body, 20)  # warm-up
         single = latencies(port, body, REQUESTS)
         result = {
             "stack": name,
-            "cold_start_s": round(statistics.median(colds), 2),
+            "cold_start_s": cold,
             "p50_ms": round(statistics.median(single), 2),
             "p99_ms": round(percentile(single, 99), 2),
             "rps_c1": round(throughput(port, body, 1, REQUESTS), 1),
@@ -207,10 +203,11 @@ def train_user_model(image_ref: str, scratch: Path) -> Path:
     return folder
 
 
-def cold_start(client, image_ref: str, model: Path, environment: dict) -> float:
+def cold_start(client, image_ref: str, command: list[str], model: Path, environment: dict | None = None) -> float:
+    """Median of COLD_STARTS: container start -> first 200 from /ping."""
     seconds = []
     for _ in range(COLD_STARTS):
-        container, _, took = start(client, image_ref, ["serve"], model, environment)
+        container, _, took = start(client, image_ref, command, model, environment)
         seconds.append(took)
         container.remove(force=True)
     return round(statistics.median(seconds), 2)
@@ -256,7 +253,7 @@ def main() -> None:
         user_model = train_user_model(built.local_ref, scratch)
         row = "5.1,3.5,1.4,0.2"  # header-less, as the SDK's CSVSerializer sends it
         user_hand = by_hand(client, built.local_ref, user_model, BY_HAND_USER, row, USER_SCRIPT.name)
-        user_cold = cold_start(client, built.local_ref, user_model, {"SAGEMAKER_PROGRAM": USER_SCRIPT.name})
+        user_cold = cold_start(client, built.local_ref, ["serve"], user_model, {"SAGEMAKER_PROGRAM": USER_SCRIPT.name})
         ours = measure(client, "serve (gunicorn + uvicorn + Starlette)", built.local_ref, ["serve"], model, body)
         theirs = measure(client, "anchor (nginx + gunicorn sync + Flask)", anchor, ["/opt/anchor/serve"], model, body)
     ours["size_added_mb"] = round(serving_packages_mb(client, built.local_ref), 1)

@@ -312,13 +312,18 @@ def post(port: int, body: bytes, content_type: str, accept: str | None = None) -
         return error.code, error.read().decode()
 
 
-def started_server(image: str, model_dir: Path, container_port: int = 8080, **environment: str):
-    """`docker run IMAGE serve` with the model mounted, on a free port of 127.0.0.1, once /ping answers 200."""
+def started_server(
+    image: str, model_dir: Path, container_port: int = 8080, mounts: dict[str, str] | None = None, **environment: str
+):
+    """`docker run IMAGE serve` with the model mounted (and `mounts`, host folder -> container folder, writable), on a
+    free port of 127.0.0.1, once /ping answers 200."""
     import docker
 
+    volumes = {str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}}
+    volumes |= {host: {"bind": inside, "mode": "rw"} for host, inside in (mounts or {}).items()}
     container = docker.from_env().containers.run(
         image, ["serve"], detach=True, ports={f"{container_port}/tcp": ("127.0.0.1", None)}, environment=environment,
-        volumes={str(model_dir): {"bind": "/opt/ml/model", "mode": "ro"}},
+        volumes=volumes,
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

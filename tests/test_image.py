@@ -4,16 +4,13 @@ image id."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
-from conftest import copy_repo, post, run_image, tool_env
+from conftest import copy_repo, post, run_image, started_server, tool_env
 
 import docker
 
@@ -225,34 +222,6 @@ with open("/record/processes.txt", "a") as processes:
 """
 
 
-def _serve_once(image: str, model: Path, record: Path, rows: bytes) -> str:
-    """`serve` until /ping answers and one CSV row is predicted, then stopped as SageMaker stops it (SIGTERM)."""
-    import docker
-
-    container = docker.from_env().containers.run(
-        image, ["serve"], detach=True, ports={"8080/tcp": ("127.0.0.1", None)}, environment={"PYTHONPATH": "/record"},
-        volumes={str(model): {"bind": "/opt/ml/model", "mode": "ro"}, str(record): {"bind": "/record", "mode": "rw"}},
-    )  # fmt: skip
-    try:
-        deadline, port = time.monotonic() + 60, None
-        while time.monotonic() < deadline and port is None:
-            container.reload()
-            bindings = container.attrs["NetworkSettings"]["Ports"].get("8080/tcp")
-            with contextlib.suppress(OSError):
-                if (
-                    bindings
-                    and urllib.request.urlopen(f"http://127.0.0.1:{bindings[0]['HostPort']}/ping").status == 200
-                ):
-                    port = int(bindings[0]["HostPort"])
-            time.sleep(0.2)
-        status, body = post(port, rows, "text/csv")
-        assert status == 200, body
-        container.stop(timeout=10)
-        return container.logs().decode()
-    finally:
-        container.remove(force=True)
-
-
 def test_what_train_and_serve_import_is_compiled_in_the_image_not_at_each_start(local_deploy, tmp_path):
     """A real `train` on the Titanic channels and a real `serve` answering /ping and a prediction, each process
     recording what it had to compile (a sitecustomize on PYTHONPATH): the training toolkit, the training program
@@ -284,7 +253,16 @@ def test_what_train_and_serve_import_is_compiled_in_the_image_not_at_each_start(
     assert "validation:auc=" in trained.stdout + trained.stderr
     compiled_by_train = (recorded / "compiled.txt").read_text().splitlines()
     validation = Path(record["channels"]["validation"].removeprefix("file://")) / "validation.csv"
-    _serve_once(record["image"]["uri"], model, recorded, "\n".join(validation.read_text().splitlines()[:3]).encode())
+    # `serve` until /ping answers and rows are predicted, then stopped as SageMaker stops it (SIGTERM).
+    container, port = started_server(
+        record["image"]["uri"], model, mounts={str(recorded): "/record"}, PYTHONPATH="/record"
+    )
+    try:
+        status, body = post(port, "\n".join(validation.read_text().splitlines()[:3]).encode(), "text/csv")
+        assert status == 200, body
+        container.stop(timeout=10)
+    finally:
+        container.remove(force=True)
     compiled_by_serve = (recorded / "compiled.txt").read_text().splitlines()[len(compiled_by_train) :]
     assert (compiled_by_train, compiled_by_serve) == ([], [])
     processes = (recorded / "processes.txt").read_text()
