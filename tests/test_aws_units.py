@@ -521,7 +521,8 @@ def test_a_frozen_aws_endpoint_fails_with_one_line_naming_it(frozen_server, monk
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     from botocore.config import Config
 
-    monkeypatch.setattr(aws_calls, "RETRIES", aws.RETRIES.merge(Config(read_timeout=1, connect_timeout=1)))
+    # RETRIES is made on first use and read from there by every client: shorten it where the clients read it.
+    monkeypatch.setitem(aws_calls._botocore(), "RETRIES", aws.RETRIES.merge(Config(read_timeout=1, connect_timeout=1)))
     import boto3
 
     with pytest.raises(aws.AwsError) as failed:
