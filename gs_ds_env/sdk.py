@@ -18,6 +18,8 @@ import sys
 import threading
 import time
 
+# Local mode needs a role string and never uses it (training, processing, serving and pipelines here).
+LOCAL_ROLE = "arn:aws:iam::000000000000:role/local-mode-unused"
 SDK_CONFIG = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
 _VALIDATED = copy.deepcopy(SDK_CONFIG)  # compared by value: a session could mutate the dict it was given
 

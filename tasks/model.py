@@ -7,12 +7,7 @@ from invoke import task
 
 from gs_ds_env.settings import load_settings
 
-from .common import aws_settings, clear_errors, group
-
-
-def _settings():
-    settings = load_settings()
-    return settings if settings.target == "local" else aws_settings(uses=())
+from .common import clear_errors, group
 
 
 @task(name="list", help={"group": "one model package group (default: all of this project's)"})
@@ -21,7 +16,7 @@ def model_list(c, group_=None):
     """Model versions: metrics (AUC), approval status, the execution that made each."""
     from gs_ds_env.pipeline import registry
 
-    settings = _settings()
+    settings = load_settings()
     print(registry.table(registry.versions(settings, group_)), flush=True)
 
 
@@ -31,7 +26,7 @@ def approve(c, version, group_=None):
     """Approve a model version: `inv endpoint.deploy --model-package latest-approved` deploys the newest approved."""
     from gs_ds_env.pipeline import registry
 
-    found = registry.set_status(_settings(), version, registry.APPROVED, group_)
+    found = registry.set_status(load_settings(), version, registry.APPROVED, group_)
     print(f"{found.group} version {found.version}: {found.status}", flush=True)
 
 
@@ -41,7 +36,7 @@ def reject(c, version, group_=None):
     """Reject a model version (it stays listed, never deployed as latest-approved)."""
     from gs_ds_env.pipeline import registry
 
-    found = registry.set_status(_settings(), version, registry.REJECTED, group_)
+    found = registry.set_status(load_settings(), version, registry.REJECTED, group_)
     print(f"{found.group} version {found.version}: {found.status}", flush=True)
 
 

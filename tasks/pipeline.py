@@ -27,12 +27,10 @@ def run(c, name, param=None, target=None, theme=None, py=None, dry_run=False, de
     """Run a pipeline: every step in the theme image, one record with its graph in runs/<pipeline>-<time>/."""
     from gs_ds_env.job.report import invoked_command
     from gs_ds_env.pipeline import run as run_mod
+    from gs_ds_env.pipeline.targets import check_detach
 
-    settings = load_settings(target=target, theme=theme, py=py)
-    if detach and settings.target != "sagemaker":
-        raise ConfigError("--detach is for TARGET=sagemaker: a local pipeline runs here while you wait")
-    if settings.target == "sagemaker":
-        settings = aws_settings(target=target, theme=theme, py=py)
+    settings = load_settings(target=target, theme=theme, py=py)  # TARGET=sagemaker: the AWS keys checked too
+    check_detach(settings, detach)
     if dry_run:
         print(run_mod.plan(settings, name, param or []), flush=True)
         return
@@ -69,16 +67,9 @@ def schedule(c, name, cron=None, off=False):
 @clear_errors
 def pipeline_list(c):
     """This project's pipelines on SageMaker: last execution, schedule (TARGET=local: the local runs' records)."""
-    from gs_ds_env.pipeline import record
+    from gs_ds_env.pipeline import targets
 
-    settings = load_settings()
-    print(record.listing(settings) if settings.target == "local" else record.table(_remote_rows()), flush=True)
-
-
-def _remote_rows():
-    from gs_ds_env.pipeline import remote
-
-    return remote.listing(aws_settings(uses=()))
+    print(targets.for_settings(load_settings()).listing(), flush=True)
 
 
 @task(help={"name": "the pipeline (pipelines/<name>.py)", "dry_run": "print what would be deleted"})

@@ -14,11 +14,10 @@ from pathlib import Path
 
 from gs_ds_env import aws, data, image, sdk
 from gs_ds_env.data import TITANIC_THEME, s3_data
-from gs_ds_env.job import plans, processing, report, sagemaker_job, script_mode, training_job
+from gs_ds_env.job import plans, processing, report, sagemaker_job, script_mode, targets, training_job
 from gs_ds_env.job.draft import RunDraft
 from gs_ds_env.job.plans import reproduce_commands, script_reproduce_commands
 from gs_ds_env.job.sagemaker_job import AttachedChoice, SageMakerJob
-from gs_ds_env.job.targets import LocalTarget, SageMakerTarget
 from gs_ds_env.kernel import kernels, parity
 from gs_ds_env.settings import ConfigError, Settings
 
@@ -156,11 +155,7 @@ class TitanicProgram:
         return uploaded.channels, {"data": {**titanic_data(staged), **objects}}
 
     def record_fields(self, settings: Settings, job_name: str) -> dict:
-        on_sagemaker = settings.target == "sagemaker"
-        return {
-            "hyperparameters": settings.hyperparameters,
-            "reproduce": reproduce_commands(settings, job_name if on_sagemaker else None),
-        }
+        return {"hyperparameters": settings.hyperparameters, "reproduce": reproduce_commands(settings, job_name)}
 
 
 @dataclass
@@ -250,15 +245,6 @@ def execute(
     return program.run(target, draft.add(**data_fields), channels, detach)
 
 
-def _target(settings: Settings, skip_preflight: bool, detach: bool):
-    """The target TARGET names; a local job cannot be left running (--detach), it runs while you wait."""
-    if settings.target == "sagemaker":
-        return SageMakerTarget(skip_preflight)
-    if detach:
-        raise ConfigError("--detach is for TARGET=sagemaker: a local job runs on this machine while you wait")
-    return LocalTarget()
-
-
 def run(
     settings: Settings,
     *,
@@ -277,7 +263,7 @@ def run(
     if not dry_run:
         sdk.prefetch()  # imported while the first steps wait on the kernel script, the build and parity
         job_name = claim_job_name(settings, job_name, program.name)
-    target = _target(settings, skip_preflight, detach)
+    target = targets.for_settings(settings, skip_preflight, detach)
     return execute(settings, program, target, job_name, timer or Timer(), allow_drift, detach, dry_run)
 
 
@@ -304,7 +290,7 @@ def run_script(
         sdk.prefetch()
         job_name = claim_job_name(settings, job_name, script.entry_point)
     program = ScriptProgram(script, channels, job_name=job_name or "")
-    target = _target(settings, skip_preflight, detach)
+    target = targets.for_settings(settings, skip_preflight, detach)
     return execute(settings, program, target, job_name, timer or Timer(), allow_drift, detach, dry_run)
 
 
@@ -327,7 +313,7 @@ def run_process(
         sdk.prefetch()
         job_name = claim_job_name(settings, job_name, spec.entry_point)
     program = processing.ProcessingProgram(spec, job_name=job_name or "")
-    target = _target(settings, skip_preflight, detach)
+    target = targets.for_settings(settings, skip_preflight, detach)
     return execute(settings, program, target, job_name, timer or Timer(), allow_drift, detach, dry_run)
 
 

@@ -19,7 +19,6 @@ from gs_ds_env.job import local_containers, metrics
 from gs_ds_env.job.script_mode import ScriptMode
 from gs_ds_env.job.training_job import (
     EMPTY_MODEL_HINT,
-    LOCAL_ROLE,
     STOPPED_MAX_RUN,
     Failure,
     JobResult,
@@ -31,7 +30,7 @@ from gs_ds_env.job.training_job import (
     saved_files,
 )
 from gs_ds_env.ops import leftovers
-from gs_ds_env.sdk import SDK_CONFIG, sagemaker
+from gs_ds_env.sdk import LOCAL_ROLE, SDK_CONFIG, sagemaker
 from gs_ds_env.settings import Settings
 
 if TYPE_CHECKING:

@@ -15,10 +15,9 @@ from gs_ds_env.interrupts import Interrupted, interruptible
 from gs_ds_env.job import metrics
 from gs_ds_env.job.processing import CODE_INPUT, CONTAINER_INPUT, ProcessingSpec
 from gs_ds_env.job.training_job import FAILED, JobResult, TrainingFailed, explain
-from gs_ds_env.sdk import sagemaker
+from gs_ds_env.sdk import LOCAL_ROLE, sagemaker
 from gs_ds_env.settings import Settings
 
-LOCAL_ROLE = "arn:aws:iam::000000000000:role/local-mode-unused"
 TAIL_LINES = 20
 EXITED = re.compile(r"exited with code (\d+)")
 

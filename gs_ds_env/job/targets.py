@@ -16,10 +16,15 @@ from gs_ds_env.job import local_job, report, training_job
 from gs_ds_env.job.draft import RunDraft
 from gs_ds_env.job.sagemaker_job import SageMakerJob
 from gs_ds_env.ops import preflight
-from gs_ds_env.settings import Settings
+from gs_ds_env.settings import ConfigError, Settings
 
 
 class LocalTarget:
+    detachable = False  # a local job runs on this machine while you wait
+
+    def __init__(self, skip_preflight: bool = False) -> None:
+        """The preflight checks SageMaker's side (quotas, bucket, role, ECR): nothing to skip here."""
+
     """SageMaker local mode: the real image, this machine, no AWS account."""
 
     def plan(self, settings: Settings, program) -> str:
@@ -56,6 +61,8 @@ class LocalTarget:
 
 class SageMakerTarget:
     """SageMaker: what is paid for starts only after the checks that can stop it for free."""
+
+    detachable = True
 
     def __init__(self, skip_preflight: bool = False) -> None:
         self.skip_preflight = skip_preflight
@@ -133,6 +140,16 @@ class SageMakerTarget:
                 return run_json
             result = running.result(running.wait(), sources)
         return job.write(result, [], sources, outputs=result.outputs)
+
+
+TARGETS = {"local": LocalTarget, "sagemaker": SageMakerTarget}
+
+
+def for_settings(settings: Settings, skip_preflight: bool = False, detach: bool = False):
+    """The target TARGET names; a local job cannot be left running (--detach), it runs while you wait."""
+    if detach and not TARGETS[settings.target].detachable:
+        raise ConfigError("--detach is for TARGET=sagemaker: a local job runs on this machine while you wait")
+    return TARGETS[settings.target](skip_preflight)
 
 
 def processing_fields(settings: Settings, job_name: str) -> dict:

@@ -18,7 +18,6 @@ from gs_ds_env.sdk import name_from_base, sagemaker
 from gs_ds_env.settings import Settings
 
 # ---- the job, both targets ----------------------------------------------------------------------------
-LOCAL_ROLE = "arn:aws:iam::000000000000:role/local-mode-unused"  # local mode needs a role string, never uses it
 # A run's status in run.json: SageMaker's words where it has them.
 COMPLETED, FAILED, STOPPED_MAX_RUN, IN_PROGRESS = "completed", "failed", "stopped: max run", "in progress (detached)"
 

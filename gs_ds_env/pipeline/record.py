@@ -11,6 +11,8 @@ from pathlib import Path
 
 from gs_ds_env.pipeline import definition
 
+WHERE = {"local": "this machine (the SDK's LocalPipelineSession)", "sagemaker": "SageMaker Pipelines"}
+
 
 @dataclass
 class PipelineRecord:
@@ -55,7 +57,7 @@ def write(run_dir: Path, record: PipelineRecord) -> tuple[Path, Path]:
 
 
 def render(record: PipelineRecord) -> str:
-    where = "this machine (the SDK's LocalPipelineSession)" if record.target == "local" else "SageMaker Pipelines"
+    where = WHERE[record.target]
     summary = [
         f"- Pipeline `{record.name}` (pipelines/{record.pipeline}.py) on {where}: **{record.status}**"
         + (f" in {record.seconds:.0f} s" if record.seconds is not None else "")

@@ -51,83 +51,102 @@ def folder(settings: Settings) -> Path:
 
 
 # ---- local: files under runs/model-registry/ ---------------------------------------------------------------------
-def _local_versions(settings: Settings, group: str) -> list[Version]:
-    path = folder(settings) / f"{group}.json"
-    if not path.is_file():
-        return []
-    try:
-        return [Version(**entry) for entry in json.loads(path.read_text())["versions"]]
-    except (ValueError, KeyError, TypeError) as error:
-        raise RegistryError(f"{path} cannot be read ({type(error).__name__}): it was edited or damaged") from None
+class LocalRegistry:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
 
+    def _file(self, group: str) -> Path:
+        return folder(self.settings) / f"{group}.json"
 
-def _save(settings: Settings, group: str, versions: list[Version]) -> None:
-    path = folder(settings) / f"{group}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_suffix(".json.tmp")
-    scratch.write_text(json.dumps({"group": group, "versions": [asdict(v) for v in versions]}, indent=2) + "\n")
-    scratch.replace(path)  # a reader never sees half a file
+    def versions(self, group: str | None = None) -> list[Version]:
+        groups = [group] if group else sorted(p.stem for p in folder(self.settings).glob("*.json"))
+        return [version for g in groups for version in self._read(g)]
 
+    def _read(self, group: str) -> list[Version]:
+        path = self._file(group)
+        if not path.is_file():
+            return []
+        try:
+            return [Version(**entry) for entry in json.loads(path.read_text())["versions"]]
+        except (ValueError, KeyError, TypeError) as error:
+            raise RegistryError(f"{path} cannot be read ({type(error).__name__}): it was edited or damaged") from None
 
-def register_local(settings: Settings, group: str, model: Path, metrics: dict, execution: str) -> Version:
-    """A new version (pending approval) of `group`, its model.tar.gz kept beside the registry file."""
-    versions = _local_versions(settings, group)
-    number = max((v.version for v in versions), default=0) + 1
-    kept = folder(settings) / group / str(number) / "model.tar.gz"
-    kept.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(model, kept)
-    version = Version(
-        group, number, PENDING, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), str(kept), metrics, execution,
-        settings.theme, settings.py,
-    )  # fmt: skip
-    _save(settings, group, [*versions, version])
-    return version
+    def _save(self, group: str, versions: list[Version]) -> None:
+        path = self._file(group)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = path.with_suffix(".json.tmp")
+        scratch.write_text(json.dumps({"group": group, "versions": [asdict(v) for v in versions]}, indent=2) + "\n")
+        scratch.replace(path)  # a reader never sees half a file
 
+    def register(self, group: str, model: Path, metrics: dict, execution: str) -> Version:
+        """A new version (pending approval) of `group`, its model.tar.gz kept beside the registry file."""
+        versions = self._read(group)
+        number = max((v.version for v in versions), default=0) + 1
+        kept = folder(self.settings) / group / str(number) / "model.tar.gz"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(model, kept)
+        version = Version(
+            group, number, PENDING, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), str(kept), metrics,
+            execution, self.settings.theme, self.settings.py,
+        )  # fmt: skip
+        self._save(group, [*versions, version])
+        return version
 
-def _local_groups(settings: Settings) -> list[str]:
-    return sorted(p.stem for p in folder(settings).glob("*.json"))
+    def set_status(self, version: Version, status: str) -> None:
+        updated = [
+            Version(**{**asdict(v), "status": status}) if v.version == version.version else v
+            for v in self._read(version.group)
+        ]
+        self._save(version.group, updated)
 
 
 # ---- SageMaker: the Model Registry -----------------------------------------------------------------------------
-def _client(settings: Settings):
-    from gs_ds_env import aws
+class SageMakerRegistry:
+    def __init__(self, settings: Settings) -> None:
+        from gs_ds_env import aws
 
-    return aws.client(aws.session(settings), "sagemaker")
+        self.settings = settings
+        boto_session = aws.session(settings)
+        self.client, self.s3 = aws.client(boto_session, "sagemaker"), aws.client(boto_session, "s3")
+
+    def versions(self, group: str | None = None) -> list[Version]:
+        return [version for g in ([group] if group else self._groups()) for version in self._read(g)]
+
+    def _groups(self) -> list[str]:
+        groups = []
+        paginator = self.client.get_paginator("list_model_package_groups")
+        for page in paginator.paginate(NameContains=self.settings.base_job_name):
+            groups += [g["ModelPackageGroupName"] for g in page["ModelPackageGroupSummaryList"]]
+        return sorted(groups)
+
+    def _read(self, group: str) -> list[Version]:
+        versions = []
+        for page in self.client.get_paginator("list_model_packages").paginate(ModelPackageGroupName=group):
+            versions += [
+                self._version(group, summary["ModelPackageArn"]) for summary in page["ModelPackageSummaryList"]
+            ]
+        return sorted(versions, key=lambda v: v.version)
+
+    def _version(self, group: str, arn: str) -> Version:
+        described = self.client.describe_model_package(ModelPackageName=arn)
+        containers = described.get("InferenceSpecification", {}).get("Containers", [{}])
+        # ModelMetrics(model_statistics=...) as the API stores it: ModelQuality.Statistics
+        statistics = described.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics", {}).get("S3Uri", "")
+        metadata = described.get("CustomerMetadataProperties", {})
+        created = described.get("CreationTime")
+        return Version(
+            group, described.get("ModelPackageVersion", 0), described.get("ModelApprovalStatus", ""),
+            created.strftime("%Y-%m-%dT%H:%M:%SZ") if hasattr(created, "strftime") else str(created or ""),
+            containers[0].get("ModelDataUrl", ""), _read_metrics(self.s3, statistics),
+            described.get("MetadataProperties", {}).get("GeneratedBy", ""),
+            metadata.get("gs-ds-env:theme", ""), metadata.get("gs-ds-env:py", ""), arn,
+        )  # fmt: skip
+
+    def set_status(self, version: Version, status: str) -> None:
+        self.client.update_model_package(ModelPackageArn=version.arn, ModelApprovalStatus=status)
 
 
-def _remote_groups(settings: Settings, client) -> list[str]:
-    groups = []
-    for page in client.get_paginator("list_model_package_groups").paginate(NameContains=settings.base_job_name):
-        groups += [g["ModelPackageGroupName"] for g in page["ModelPackageGroupSummaryList"]]
-    return sorted(groups)
-
-
-def _remote_versions(settings: Settings, client, group: str) -> list[Version]:
-    from gs_ds_env import aws
-
-    versions = []
-    s3 = aws.client(aws.session(settings), "s3")
-    for page in client.get_paginator("list_model_packages").paginate(ModelPackageGroupName=group):
-        for summary in page["ModelPackageSummaryList"]:
-            described = client.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
-            containers = described.get("InferenceSpecification", {}).get("Containers", [{}])
-            # ModelMetrics(model_statistics=...) as the API stores it: ModelQuality.Statistics
-            statistics = (
-                described.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics", {}).get("S3Uri", "")
-            )
-            metadata = described.get("CustomerMetadataProperties", {})
-            created = described.get("CreationTime")
-            versions.append(
-                Version(
-                    group, described.get("ModelPackageVersion", 0), described.get("ModelApprovalStatus", ""),
-                    created.strftime("%Y-%m-%dT%H:%M:%SZ") if hasattr(created, "strftime") else str(created or ""),
-                    containers[0].get("ModelDataUrl", ""), _read_metrics(s3, statistics),
-                    described.get("MetadataProperties", {}).get("GeneratedBy", ""),
-                    metadata.get("gs-ds-env:theme", ""), metadata.get("gs-ds-env:py", ""),
-                    summary["ModelPackageArn"],
-                )
-            )  # fmt: skip
-    return sorted(versions, key=lambda v: v.version)
+REGISTRIES = {"local": LocalRegistry, "sagemaker": SageMakerRegistry}
 
 
 def _read_metrics(s3, uri: str) -> dict:
@@ -142,12 +161,7 @@ def _read_metrics(s3, uri: str) -> dict:
 
 # ---- the verbs, both targets ------------------------------------------------------------------------------------
 def versions(settings: Settings, group: str | None = None) -> list[Version]:
-    if settings.target == "local":
-        groups = [group] if group else _local_groups(settings)
-        return [v for g in groups for v in _local_versions(settings, g)]
-    client = _client(settings)
-    groups = [group] if group else _remote_groups(settings, client)
-    return [v for g in groups for v in _remote_versions(settings, client, g)]
+    return REGISTRIES[settings.target](settings).versions(group)
 
 
 def find(settings: Settings, which: str, group: str | None = None) -> Version:
@@ -174,14 +188,7 @@ def find(settings: Settings, which: str, group: str | None = None) -> Version:
 
 def set_status(settings: Settings, which: str, status: str, group: str | None = None) -> Version:
     version = find(settings, which, group)
-    if settings.target == "local":
-        updated = [
-            Version(**{**asdict(v), "status": status}) if v.version == version.version else v
-            for v in _local_versions(settings, version.group)
-        ]
-        _save(settings, version.group, updated)
-    else:
-        _client(settings).update_model_package(ModelPackageArn=version.arn, ModelApprovalStatus=status)
+    REGISTRIES[settings.target](settings).set_status(version, status)
     return Version(**{**asdict(version), "status": status})
 
 

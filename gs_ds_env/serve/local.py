@@ -22,13 +22,12 @@ from gs_ds_env.job import local_containers
 from gs_ds_env.job.local_job import local_session
 from gs_ds_env.job.report import invoked_command
 from gs_ds_env.ops import leftovers
-from gs_ds_env.sdk import sagemaker
+from gs_ds_env.sdk import LOCAL_ROLE, sagemaker
 from gs_ds_env.serve import ServeError, local_mode, prepare, report
 from gs_ds_env.serve.model_source import ModelSource
 from gs_ds_env.settings import ConfigError, Settings
 
 # Local mode never passes a role to Docker; the SDK's Model only wants an ARN-shaped string.
-LOCAL_ROLE = "arn:aws:iam::000000000000:role/gs-ds-env-local"
 HEALTH_INTERVAL_SECONDS = 2
 
 

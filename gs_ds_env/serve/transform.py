@@ -36,7 +36,7 @@ from gs_ds_env.job import local_containers
 from gs_ds_env.job.local_job import local_session
 from gs_ds_env.job.report import invoked_command
 from gs_ds_env.ops import leftovers
-from gs_ds_env.sdk import sagemaker
+from gs_ds_env.sdk import LOCAL_ROLE, sagemaker
 from gs_ds_env.serve import ServeError, local, local_mode, prepare
 from gs_ds_env.serve.model_source import ModelSource
 from gs_ds_env.serve.transform_input import COLUMNS_VARIABLE, TransformInput, stage
@@ -104,16 +104,59 @@ def check_output(output: Path) -> None:
         raise ConfigError(f"--output {output} is not empty: choose a new folder (nothing is overwritten)")
 
 
+class LocalTransform:
+    """SageMaker local mode on this machine: one container, local files in and out."""
+
+    def check(self, settings: Settings, instance_count: int, output: str | None) -> None:
+        if instance_count > 1:
+            raise ConfigError(f"--instance-count {instance_count}: 1-100, and 1 with TARGET=local (one machine)")
+
+    def destination(self, settings: Settings, source: ModelSource, output: str | None) -> Path:
+        destination = Path(output) if output else default_output(settings, source)
+        check_output(destination)
+        return destination
+
+    def plan_lines(self, settings: Settings, output: str, instance_count: int) -> list[str]:
+        return [
+            "  SageMaker local mode: Transformer(instance_type='local') on the theme image (serve), then each "
+            "prediction joined to its input row here (every row must have exactly one)",
+            f"  output: {output}/<file> (input columns + prediction)",
+        ]
+
+    def run(self, settings: Settings, source: ModelSource, inputs: TransformInput, destination, instance_count: int):
+        run_local(settings, source, inputs, destination)
+
+
+class SageMakerTransform:
+    """A SageMaker batch transform job: the model and the input in S3, the output to S3."""
+
+    def check(self, settings: Settings, instance_count: int, output: str | None) -> None:
+        validate_for_aws(settings)
+        if output and not output.startswith("s3://"):
+            raise ConfigError(f"--output {output}: TARGET=sagemaker writes to S3, give an s3:// URI (or none)")
+
+    def destination(self, settings: Settings, source: ModelSource, output: str | None) -> str | None:
+        return output
+
+    def plan_lines(self, settings: Settings, output: str, instance_count: int) -> list[str]:
+        return [
+            f"  push the image to ECR {settings.ecr_repository}; model and input to {s3_data.uri(settings)}/",
+            f"  sagemaker:CreateModel, sagemaker:CreateTransformJob ({instance_count} instance(s), JoinSource=Input, tags)",
+            f"  output: {output}; its rows counted against the input's; the model is deleted when the job ends",
+        ]
+
+    def run(self, settings: Settings, source: ModelSource, inputs: TransformInput, destination, instance_count: int):
+        run_sagemaker(settings, source, inputs, destination, instance_count)
+
+
+TARGETS = {"local": LocalTransform(), "sagemaker": SageMakerTransform()}
+
+
 def check_target(settings: Settings, instance_count: int, output: str | None) -> None:
     """What the target can do, before the model or the input is read: one machine locally, S3 on SageMaker."""
-    local = settings.target == "local"
-    if not 1 <= instance_count <= 100 or (instance_count > 1 and local):
+    if not 1 <= instance_count <= 100:
         raise ConfigError(f"--instance-count {instance_count}: 1-100, and 1 with TARGET=local (one machine)")
-    if local:
-        return
-    validate_for_aws(settings)
-    if output and not output.startswith("s3://"):
-        raise ConfigError(f"--output {output}: TARGET=sagemaker writes to S3, give an s3:// URI (or none)")
+    TARGETS[settings.target].check(settings, instance_count, output)
 
 
 def run(
@@ -121,18 +164,13 @@ def run(
     dry_run: bool = False,
 ) -> None:  # fmt: skip
     """`inv transform`: the plan, then (unless a dry run) the transform on the target."""
-    local = settings.target == "local"
-    destination = (Path(output) if output else default_output(settings, source)) if local else output
-    if local:
-        check_output(destination)
+    target = TARGETS[settings.target]
+    destination = target.destination(settings, source, output)
     shown = str(destination or "s3://<bucket>/<prefix>/transform-output/<job>/")
     print("\n".join(plan(settings, source, inputs, shown, instance_count)), flush=True)
     if dry_run:
         return
-    if local:
-        run_local(settings, source, inputs, destination)
-    else:
-        run_sagemaker(settings, source, inputs, destination, instance_count)
+    target.run(settings, source, inputs, destination, instance_count)
 
 
 def plan(
@@ -145,19 +183,7 @@ def plan(
         "  handler: " + (f"{source.code.origin} when it defines one, " if source.code else "")
         + "the model's own, or the framework defaults (serve --check says which, before anything runs)",
     ]  # fmt: skip
-    if settings.target == "local":
-        lines += [
-            "  SageMaker local mode: Transformer(instance_type='local') on the theme image (serve), then each "
-            "prediction joined to its input row here (every row must have exactly one)",
-            f"  output: {output}/<file> (input columns + prediction)",
-        ]
-    else:
-        lines += [
-            f"  push the image to ECR {settings.ecr_repository}; model and input to {s3_data.uri(settings)}/",
-            f"  sagemaker:CreateModel, sagemaker:CreateTransformJob ({instance_count} instance(s), JoinSource=Input, tags)",
-            f"  output: {output}; its rows counted against the input's; the model is deleted when the job ends",
-        ]
-    return lines
+    return lines + TARGETS[settings.target].plan_lines(settings, output, instance_count)
 
 
 def _model_env(inputs: TransformInput, model: prepare.PreparedModel) -> dict[str, str] | None:
@@ -194,7 +220,7 @@ def run_local(settings: Settings, source: ModelSource, inputs: TransformInput, o
             started = time.monotonic()
             with local_mode.as_sagemaker(model.folder):
                 transformer = Model(
-                    image_uri=image_ref, model_data=f"file://{model.folder}", role=local.LOCAL_ROLE,
+                    image_uri=image_ref, model_data=f"file://{model.folder}", role=LOCAL_ROLE,
                     sagemaker_session=session, env=_model_env(inputs, model),
                 ).transformer(
                     instance_count=1, instance_type="local", strategy="MultiRecord", assemble_with="Line",
