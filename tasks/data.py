@@ -19,21 +19,20 @@ from .common import clear_errors, group
 @clear_errors
 def data(c, source=None, target=None, dry_run=False):
     """Fetch and verify the Titanic CSV, split it train/validation, stage it (and upload it for sagemaker)."""
-    from gs_ds_env import aws
     from gs_ds_env import data as data_mod
     from gs_ds_env.data import s3_data
+    from gs_ds_env.job import targets
 
     settings = load_settings(target=target)
+    where = targets.TARGETS[settings.target]()
     if dry_run:
-        print(s3_data.plan(settings, source))
+        print("\n".join(s3_data.stage_plan(settings, source) + where.data_plan(settings)))
         return
     staged = data_mod.split_and_stage(settings, source)
     for channel, folder in staged.channels.items():
         print(f"{channel}: {folder} ({staged.rows[channel]} rows)")
-    if settings.target == "sagemaker":
-        uploaded = s3_data.upload(settings, aws.client(aws.session(settings), "s3"), staged)
-        for entry in uploaded.objects:
-            print(f"{entry['uri']} sha256 {entry['sha256']} ({'uploaded' if entry['sent'] else 'already there'})")
+    for entry in where.upload_data(settings, staged):
+        print(f"{entry['uri']} sha256 {entry['sha256']} ({'uploaded' if entry['sent'] else 'already there'})")
 
 
 namespace = group("data", ("stage", data), default=data)

@@ -52,7 +52,7 @@ def train(
     """Train in the theme image: your --entry-point (script mode), or the Titanic program on the staged data."""
     sdk_in_background(dry_run)
     from gs_ds_env.job import deploy as deploy_mod
-    from gs_ds_env.job import metrics, script_mode
+    from gs_ds_env.job import metrics, script_mode, targets
 
     # The process is the run: its start-up is the run's first step.
     timer = deploy_mod.Timer(count_start_up=True)
@@ -75,7 +75,7 @@ def train(
             timer=timer,
         )
         return
-    channels = script_mode.parse_channels(channel or [], settings.target)
+    channels = script_mode.parse_channels(channel or [], targets.TARGETS[settings.target].reads_s3)
     hyperparameters = script_mode.parse_hyperparameters(hyperparameter or [])
     definitions = metrics.parse_definitions(metric_definition or [])
     deploy_mod.run_script(
@@ -182,7 +182,7 @@ def process(
     """Run a data-preparation script in the theme image as SageMaker Processing runs it (local mode or SageMaker)."""
     sdk_in_background(dry_run)
     from gs_ds_env.job import deploy as deploy_mod
-    from gs_ds_env.job import processing
+    from gs_ds_env.job import processing, targets
 
     timer = deploy_mod.Timer(count_start_up=True)
     if not (code or "").strip():
@@ -192,12 +192,12 @@ def process(
         target=target, theme=theme, py=py, entry_point=code, source_dir=source_dir, instance_count=count,
         instance_type=instance_type,
     )  # fmt: skip
-    if settings.target == "local" and settings.instance_count > 1:
-        raise ConfigError("--instance-count above 1 is for TARGET=sagemaker: local mode runs one container")
+    targets.check_instance_count(settings)
+    reads_s3 = targets.TARGETS[settings.target].reads_s3
     deploy_mod.run_process(
         settings,
-        inputs=processing.parse_inputs(input or [], shard, settings.target),
-        outputs=processing.parse_outputs(output or [], settings.target),
+        inputs=processing.parse_inputs(input or [], shard, reads_s3),
+        outputs=processing.parse_outputs(output or [], reads_s3),
         arguments=processing.parse_arguments(argument or []),
         job_name=job_name,
         allow_drift=allow_drift,

@@ -50,21 +50,22 @@ def bucket_plan(settings: Settings) -> list[str]:
     ]
 
 
-def plan(settings: Settings, source: str | None = None) -> str:
-    """`inv data --dry-run`: what would be fetched, staged and (for sagemaker) uploaded."""
-    lines = [
+def stage_plan(settings: Settings, source: str | None = None) -> list[str]:
+    """What would be fetched and staged (`inv data --dry-run`; the target adds its upload_plan)."""
+    return [
         f"fetch {source or settings.titanic_csv or settings.titanic_url}, verify sha256 "
         f"{settings.titanic_sha256[:12]}…, split {1 - settings.validation_fraction:g}/"
         f"{settings.validation_fraction:g} seed {settings.seed} into data/staged/"
     ]
-    if settings.target == "sagemaker":
-        lines += bucket_plan(settings)
-        lines += [
-            f"s3:PutObject {channel_uri(settings, channel)} ServerSideEncryption={ENCRYPTION} "
-            "Metadata={sha256: <of the staged file>} (skipped when the object already has that sha256)"
-            for channel in CHANNELS
-        ]
-    return "\n".join(lines)
+
+
+def upload_plan(settings: Settings) -> list[str]:
+    """What would be created and sent to S3 for the staged channels."""
+    return bucket_plan(settings) + [
+        f"s3:PutObject {channel_uri(settings, channel)} ServerSideEncryption={ENCRYPTION} "
+        "Metadata={sha256: <of the staged file>} (skipped when the object already has that sha256)"
+        for channel in CHANNELS
+    ]
 
 
 def ensure_bucket(settings: Settings, s3) -> list[str]:

@@ -161,7 +161,7 @@ def sagemaker_plan(settings: Settings) -> str:
     image_uri = push.image_uri
     channels = {channel: s3_data.channel_uri(settings, channel) for channel in data.CHANNELS}
     request = sagemaker_job.planned_request(settings, boto_session, image_uri, channels, job_name)
-    data_plan = s3_data.plan(settings).splitlines()
+    data_plan = s3_data.stage_plan(settings) + s3_data.upload_plan(settings)
     steps = [
         (
             "preflight, read-only (--skip-preflight skips it): sts:GetCallerIdentity; ecr:DescribeRepositories + "

@@ -49,7 +49,7 @@ class DataOutput:
         return f"{CONTAINER_OUTPUT}/{self.name}"
 
 
-def parse_inputs(specs: list[str], shard: bool, target: str) -> list[DataInput]:
+def parse_inputs(specs: list[str], shard: bool, reads_s3: bool) -> list[DataInput]:
     """--input name=PATH|s3://… (repeatable): a folder ships as it is, a file alone; s3:// only on SageMaker."""
     inputs: dict[str, DataInput] = {}
     for spec in specs:
@@ -62,7 +62,7 @@ def parse_inputs(specs: list[str], shard: bool, target: str) -> list[DataInput]:
         if name in inputs:
             raise ConfigError(f"--input {name!r} is given twice: keep one")
         if where.startswith("s3://"):
-            if target == "local":
+            if not reads_s3:
                 raise ConfigError(f"--input {spec!r}: local mode reads local files; s3:// inputs need TARGET=sagemaker")
         else:
             path = Path(where).expanduser().resolve()
@@ -77,7 +77,7 @@ def parse_inputs(specs: list[str], shard: bool, target: str) -> list[DataInput]:
     return list(inputs.values())
 
 
-def parse_outputs(specs: list[str], target: str) -> list[DataOutput]:
+def parse_outputs(specs: list[str], writes_s3: bool) -> list[DataOutput]:
     """--output name[=s3://…] (repeatable): what the script writes under /opt/ml/processing/output/<name>."""
     outputs: dict[str, DataOutput] = {}
     for spec in specs:
@@ -88,7 +88,7 @@ def parse_outputs(specs: list[str], target: str) -> list[DataOutput]:
             raise ConfigError(f"--output {name!r} is given twice: keep one")
         if sep and not where.startswith("s3://"):
             raise ConfigError(f"--output {spec!r}: a destination is an s3:// URI (locally: runs/<job>/output/{name}/)")
-        if sep and target == "local":
+        if sep and not writes_s3:
             raise ConfigError(f"--output {spec!r}: TARGET=local writes runs/<job>/output/{name}/, not S3")
         outputs[name] = DataOutput(name, where)
     if len(outputs) > MAX_OUTPUTS:

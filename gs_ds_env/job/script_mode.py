@@ -179,7 +179,7 @@ def parse_hyperparameters(specs: list[str]) -> dict[str, str]:
     return values
 
 
-def parse_channels(specs: list[str], target: str = "local") -> dict[str, str]:
+def parse_channels(specs: list[str], reads_s3: bool = False) -> dict[str, str]:
     """--channel name=path-or-s3-uri -> {name: a local folder or file, or an s3:// URI}. A folder ships as it is,
     a file ships alone (never its whole folder); on SageMaker local paths are uploaded under the prefix."""
     channels: dict[str, str] = {}
@@ -197,7 +197,7 @@ def parse_channels(specs: list[str], target: str = "local") -> dict[str, str]:
                 f"--channel {spec!r} has no path: give a folder or a file, e.g. --channel {name}=data/{name}"
             )
         if where.startswith("s3://"):
-            if target == "local":
+            if not reads_s3:
                 raise ConfigError(
                     f"--channel {spec!r}: local mode reads local folders; s3:// channels need TARGET=sagemaker"
                 )

@@ -21,6 +21,14 @@ from gs_ds_env.settings import ConfigError, Settings
 
 class LocalTarget:
     detachable = False  # a local job runs on this machine while you wait
+    reads_s3 = False  # channels and inputs are folders here, outputs land under runs/<job>/
+    max_instances = 1  # one container
+
+    def data_plan(self, settings: Settings) -> list[str]:
+        return []  # the staged folders are the channels
+
+    def upload_data(self, settings: Settings, staged) -> list[dict]:
+        return []
 
     def __init__(self, skip_preflight: bool = False) -> None:
         """The preflight checks SageMaker's side (quotas, bucket, role, ECR): nothing to skip here."""
@@ -63,6 +71,15 @@ class SageMakerTarget:
     """SageMaker: what is paid for starts only after the checks that can stop it for free."""
 
     detachable = True
+    reads_s3 = True
+    max_instances = 100
+
+    def data_plan(self, settings: Settings) -> list[str]:
+        return s3_data.upload_plan(settings)
+
+    def upload_data(self, settings: Settings, staged) -> list[dict]:
+        """The staged channels to S3 (each object once per content); the objects, each sent or already there."""
+        return s3_data.upload(settings, aws.client(aws.session(settings), "s3"), staged).objects
 
     def __init__(self, skip_preflight: bool = False) -> None:
         self.skip_preflight = skip_preflight
@@ -150,6 +167,11 @@ def for_settings(settings: Settings, skip_preflight: bool = False, detach: bool 
     if detach and not TARGETS[settings.target].detachable:
         raise ConfigError("--detach is for TARGET=sagemaker: a local job runs on this machine while you wait")
     return TARGETS[settings.target](skip_preflight)
+
+
+def check_instance_count(settings: Settings) -> None:
+    if settings.instance_count > TARGETS[settings.target].max_instances:
+        raise ConfigError("--instance-count above 1 is for TARGET=sagemaker: local mode runs one container")
 
 
 def processing_fields(settings: Settings, job_name: str) -> dict:
