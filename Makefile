@@ -59,8 +59,13 @@ DEVCONTAINER_CLI := .tools/devcontainers/node_modules/.bin/devcontainer
 $(DEVCONTAINER_CLI):
 	npm install --no-audit --no-fund --silent --prefix .tools/devcontainers '@devcontainers/cli@$(DEVCONTAINER_CLI_VERSION)'
 
+# make test runs the test files on TEST_WORKERS processes at once (pytest-xdist; 0: one after another in this one).
+# A file stays on one worker, so its module fixtures (a torch image, a kernel) are built once; the tests mostly wait
+# on Docker, uv and the network, so two workers on two CPUs take about two thirds of the time.
+TEST_WORKERS ?= 2
+
 test: venv $(if $(shell command -v npm 2>/dev/null),$(DEVCONTAINER_CLI)) ## Run the test suite (real uv, real kernels, real Docker when available)
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(call quote,$(TEST_WORKERS)) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-fast: venv ## The inner loop: every test that needs no Docker and builds no kernel or image (make test runs them too)
 	$(VENV)/bin/pytest -m "not docker and not slow" --durations=5 $(PYTEST_ARGS)

@@ -82,6 +82,19 @@ def tool_env(**extra: str) -> dict[str, str]:
     return env
 
 
+# `make test` hands whole files to two workers (xdist --dist loadfile) in this order: the longest first, so the
+# workers end together rather than one starting the torch images when the other is done. The rest keep theirs.
+LONGEST_FIRST = (
+    "test_torch_examples.py", "test_themes.py", "test_locked_themes.py", "test_workspace.py",
+    "test_sagemaker_script_mode.py", "test_aws_units.py", "test_script_mode.py", "test_serving_aws_scripts.py",
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(items) -> None:
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def docker_ready() -> bool:
     return (
         shutil.which("docker") is not None and subprocess.run(["docker", "info"], capture_output=True).returncode == 0
