@@ -193,33 +193,24 @@ def bucket_checks(settings: Settings, boto_session: boto3.Session) -> list[Check
                 "use a bucket in AWS_REGION (or set AWS_REGION to the bucket's)",
             )
         ]
-    checks = [Check("preflight", "bucket", OK, f"{settings.s3_bucket} in {location}")]
-    for channel in CHANNELS:
-        key = s3_data.object_key(settings, channel)
-        try:
-            s3.head_object(Bucket=settings.s3_bucket, Key=key)
-            checks.append(Check("preflight", f"channel {channel}", OK, f"s3://{settings.s3_bucket}/{key} readable"))
-        except aws.ClientError as error:
-            if aws.error_code(error) in {"404", "NoSuchKey"}:
-                checks.append(
-                    Check(
-                        "preflight",
-                        f"channel {channel}",
-                        OK,
-                        f"not uploaded yet: the deploy uploads s3://{settings.s3_bucket}/{key}",
-                    )
-                )
-            else:
-                checks.append(
-                    Check(
-                        "preflight",
-                        f"channel {channel}",
-                        FAIL,
-                        str(aws.explain(error, "s3:HeadObject")),
-                        "attach iam/operator-policy.json (inv iam-policy)",
-                    )
-                )
-    return checks
+    bucket = Check("preflight", "bucket", OK, f"{settings.s3_bucket} in {location}")
+    return [bucket, *(_channel_check(settings, s3, channel) for channel in CHANNELS)]
+
+
+def _channel_check(settings: Settings, s3, channel: str) -> Check:
+    """The channel's object is readable, or not uploaded yet (the deploy uploads it)."""
+    key = s3_data.object_key(settings, channel)
+    try:
+        s3.head_object(Bucket=settings.s3_bucket, Key=key)
+    except aws.ClientError as error:
+        if aws.error_code(error) in {"404", "NoSuchKey"}:
+            where = f"not uploaded yet: the deploy uploads s3://{settings.s3_bucket}/{key}"
+            return Check("preflight", f"channel {channel}", OK, where)
+        return Check(
+            "preflight", f"channel {channel}", FAIL, str(aws.explain(error, "s3:HeadObject")),
+            "attach iam/operator-policy.json (inv iam-policy)",
+        )  # fmt: skip
+    return Check("preflight", f"channel {channel}", OK, f"s3://{settings.s3_bucket}/{key} readable")
 
 
 def quota_check(settings: Settings, boto_session: boto3.Session, job: str = "training") -> Check:
@@ -263,6 +254,27 @@ def cheap_checks(settings: Settings, boto_session: boto3.Session, job: str = "tr
     )
 
 
+def _sample_job(settings: Settings, root: Path, channels: dict[str, Path]) -> dict:
+    """/opt/ml as SageMaker lays it out, under `root`, with the first SAMPLE_ROWS rows of each channel: the
+    container's volumes."""
+    volumes = {}
+    for channel, folder in channels.items():
+        (root / "data" / channel).mkdir(parents=True)
+        for csv in sorted(Path(folder).glob("*.csv")):
+            lines = csv.read_text().splitlines(keepends=True)[: SAMPLE_ROWS + 1]
+            (root / "data" / channel / csv.name).write_text("".join(lines))
+        volumes[str(root / "data" / channel)] = {"bind": f"/opt/ml/input/data/{channel}", "mode": "ro"}
+    (root / "config").mkdir()
+    (root / "config/hyperparameters.json").write_text(json.dumps(settings.hyperparameters))
+    (root / "config/inputdataconfig.json").write_text(json.dumps({c: {"ContentType": "text/csv"} for c in channels}))
+    (root / "model").mkdir()
+    (root / "output").mkdir()
+    volumes[str(root / "config")] = {"bind": "/opt/ml/input/config", "mode": "ro"}
+    volumes[str(root / "model")] = {"bind": "/opt/ml/model", "mode": "rw"}
+    volumes[str(root / "output")] = {"bind": "/opt/ml/output", "mode": "rw"}
+    return volumes
+
+
 def image_check(settings: Settings, image_ref: str, channels: dict[str, Path]) -> Check:
     """Run the image's `train` as SageMaker would, on the first SAMPLE_ROWS rows of each channel: it must exit 0
     and leave a non-empty /opt/ml/model."""
@@ -272,23 +284,7 @@ def image_check(settings: Settings, image_ref: str, channels: dict[str, Path]) -
 
     with tempfile.TemporaryDirectory(prefix="gs-preflight-") as scratch:
         root = Path(scratch)
-        volumes = {}
-        for channel, folder in channels.items():
-            (root / "data" / channel).mkdir(parents=True)
-            for csv in sorted(Path(folder).glob("*.csv")):
-                lines = csv.read_text().splitlines(keepends=True)[: SAMPLE_ROWS + 1]
-                (root / "data" / channel / csv.name).write_text("".join(lines))
-            volumes[str(root / "data" / channel)] = {"bind": f"/opt/ml/input/data/{channel}", "mode": "ro"}
-        (root / "config").mkdir()
-        (root / "config/hyperparameters.json").write_text(json.dumps(settings.hyperparameters))
-        (root / "config/inputdataconfig.json").write_text(
-            json.dumps({c: {"ContentType": "text/csv"} for c in channels})
-        )
-        (root / "model").mkdir()
-        (root / "output").mkdir()
-        volumes[str(root / "config")] = {"bind": "/opt/ml/input/config", "mode": "ro"}
-        volumes[str(root / "model")] = {"bind": "/opt/ml/model", "mode": "rw"}
-        volumes[str(root / "output")] = {"bind": "/opt/ml/output", "mode": "rw"}
+        volumes = _sample_job(settings, root, channels)
         try:
             docker.from_env().containers.run(
                 image_ref,

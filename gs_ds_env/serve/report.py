@@ -64,6 +64,22 @@ def smoke(url: str, csv_file: Path) -> dict:
     return result
 
 
+def _smoke_lines(measured: dict, trained: float | None) -> list[str]:
+    """The smoke set's section: the AUC from the endpoint's answers beside the training run's, the latency."""
+    lines = ["", "## Smoke set", "", f"`{measured['file']}`: {measured['rows']} rows."]
+    if "served_validation_auc" in measured:
+        same = "the same model" if trained is not None and measured["served_validation_auc"] == trained else "DIFFERENT"
+        lines.append(
+            f"- validation AUC from the endpoint's answers: {measured['served_validation_auc']} "
+            f"(training run: {trained}): {same}"
+        )
+    latency = measured["single_row_ms"]
+    lines.append(
+        f"- single-row latency over {latency['requests']} requests: p50 {latency['p50']} ms, p99 {latency['p99']} ms"
+    )
+    return lines
+
+
 def write_local(settings: Settings, source: ModelSource, endpoint) -> Path:
     """serve.md and serve.json beside the run: what served it (image, handler, code), how fast, and (the Titanic
     program's model, whose validation channel is here) whether it is the trained model."""
@@ -88,22 +104,7 @@ def write_local(settings: Settings, source: ModelSource, endpoint) -> Path:
         "(this machine)",
     ]
     if measured:
-        lines += ["", "## Smoke set", "", f"`{measured['file']}`: {measured['rows']} rows."]
-        trained = run.metrics.get("validation:auc")
-        if "served_validation_auc" in measured:
-            same = (
-                "the same model"
-                if trained is not None and measured["served_validation_auc"] == trained
-                else "DIFFERENT"
-            )
-            lines.append(
-                f"- validation AUC from the endpoint's answers: {measured['served_validation_auc']} "
-                f"(training run: {trained}): {same}"
-            )
-        latency = measured["single_row_ms"]
-        lines.append(
-            f"- single-row latency over {latency['requests']} requests: p50 {latency['p50']} ms, p99 {latency['p99']} ms"
-        )
+        lines += _smoke_lines(measured, run.metrics.get("validation:auc"))
     lines += [
         "",
         "## Reproduce",

@@ -141,35 +141,13 @@ def publish(
             done.append(f"image {studio.name}: exists")
         _wait(sm.describe_image, "ImageStatus", f"image {studio.name}", sleep, poll, ImageName=studio.name)
 
-        newest = _describe(sm.describe_image_version, ImageName=studio.name)
-        if newest and newest["BaseImage"] == image_uri and not newest["ImageVersionStatus"].endswith("FAILED"):
-            version = newest["Version"]
-            done.append(f"version {version}: already holds {image_uri}")
-        else:
-            created = sm.create_image_version(
-                ImageName=studio.name,
-                BaseImage=image_uri,
-                # The same image asked twice (a retry) is one version.
-                ClientToken=hashlib.sha256(f"{studio.name} {image_uri}".encode()).hexdigest()[:36],
-            )
-            version = int(created["ImageVersionArn"].rsplit("/", 1)[1])
-            done.append(f"version {version}: created from {image_uri}")
+        version, line = _version_holding(sm, studio, image_uri)
+        done.append(line)
         _wait(
             sm.describe_image_version, "ImageVersionStatus", f"version {version} of image {studio.name}",
             sleep, poll, ImageName=studio.name, Version=version,
         )  # fmt: skip
-
-        wanted = studio.app_image_config()
-        existing = _describe(sm.describe_app_image_config, AppImageConfigName=studio.name)
-        if existing is None:
-            sm.create_app_image_config(AppImageConfigName=studio.name, Tags=studio.tags(settings), **wanted)
-            done.append(f"app image config {studio.name}: created")
-        elif any(existing.get(key) != value for key, value in wanted.items()):
-            sm.update_app_image_config(AppImageConfigName=studio.name, **wanted)
-            done.append(f"app image config {studio.name}: updated")
-        else:
-            done.append(f"app image config {studio.name}: unchanged")
-
+        done.append(_app_image_config(settings, sm, studio))
         if domain_id:
             done.append(_attach(sm, studio, domain_id))
         else:
@@ -177,6 +155,35 @@ def publish(
     except ClientError as error:
         raise aws.explain(error, f"making the Studio image {studio.name}") from None
     return done
+
+
+def _version_holding(sm, studio: StudioImage, image_uri: str) -> tuple[int, str]:
+    """The image's newest version when it holds `image_uri` (and did not fail), else a new one."""
+    newest = _describe(sm.describe_image_version, ImageName=studio.name)
+    if newest and newest["BaseImage"] == image_uri and not newest["ImageVersionStatus"].endswith("FAILED"):
+        return newest["Version"], f"version {newest['Version']}: already holds {image_uri}"
+    created = sm.create_image_version(
+        ImageName=studio.name,
+        BaseImage=image_uri,
+        # The same image asked twice (a retry) is one version.
+        ClientToken=hashlib.sha256(f"{studio.name} {image_uri}".encode()).hexdigest()[:36],
+    )
+    version = int(created["ImageVersionArn"].rsplit("/", 1)[1])
+    return version, f"version {version}: created from {image_uri}"
+
+
+def _app_image_config(settings: Settings, sm, studio: StudioImage) -> str:
+    """The app image config (JupyterLab's entry point, or the kernel gateway's kernel and home), made or brought up
+    to date."""
+    wanted = studio.app_image_config()
+    existing = _describe(sm.describe_app_image_config, AppImageConfigName=studio.name)
+    if existing is None:
+        sm.create_app_image_config(AppImageConfigName=studio.name, Tags=studio.tags(settings), **wanted)
+        return f"app image config {studio.name}: created"
+    if any(existing.get(key) != value for key, value in wanted.items()):
+        sm.update_app_image_config(AppImageConfigName=studio.name, **wanted)
+        return f"app image config {studio.name}: updated"
+    return f"app image config {studio.name}: unchanged"
 
 
 def _domain_settings(sm, studio: StudioImage, domain_id: str) -> tuple[str, dict]:
