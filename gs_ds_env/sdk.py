@@ -105,7 +105,9 @@ def prefetch(freeze: bool = False) -> None:
     passes (gc.freeze: each full pass over it costs ~0.1 s); a notebook kernel lives on and keeps collecting it."""
     global _prefetching
     if _prefetching is None and "sagemaker.local" not in sys.modules:
-        _prefetching = threading.Thread(target=_load_quietly, args=(freeze,), name="sagemaker-sdk-import", daemon=True)
+        # Not a daemon: a process that ends early (a refused argument, Ctrl-C) waits for the import to finish
+        # instead of finalizing the interpreter under it, which can crash it (SIGSEGV after the error line).
+        _prefetching = threading.Thread(target=_load_quietly, args=(freeze,), name="sagemaker-sdk-import")
         _prefetching.start()
 
 

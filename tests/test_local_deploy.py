@@ -160,9 +160,14 @@ def run_local(project: Path, image: str, job: str, model: str = "blend", **popen
     )
 
 
+def stub_containers(image: str, running_only: bool = False) -> set[str]:
+    """The containers of the stub image (not the machine's others: another test may start and remove its own)."""
+    listed = docker.from_env().containers.list(all=not running_only, filters={"ancestor": image}, ignore_removed=True)
+    return {container.id for container in listed}
+
+
 def test_a_failing_local_job_is_one_line_and_leaves_no_container(project, stub_image):
-    client = docker.from_env()
-    before = {c.id for c in client.containers.list(all=True)}
+    before = stub_containers(stub_image)
     process = run_local(project, stub_image, "stub-failure-1")
     out, err = process.communicate(timeout=300)
     assert process.returncode == 1, out + err
@@ -171,24 +176,23 @@ def test_a_failing_local_job_is_one_line_and_leaves_no_container(project, stub_i
         f"error: local training job stub-failure-1 failed: channel train: stub failure for the test (log: {log})"
     )
     assert "Traceback" not in err and log.is_file()  # the job log is kept beside the failed run
-    assert {c.id for c in client.containers.list(all=True)} - before == set()
+    assert stub_containers(stub_image) - before == set()
     assert not (project / "runs/stub-failure-1/container").exists()
 
 
 def test_ctrl_c_stops_the_container_and_marks_the_run_interrupted(project, stub_image):
     import os
 
-    client = docker.from_env()
-    before = {c.id for c in client.containers.list(all=True)}
+    before = stub_containers(stub_image)
     process = run_local(project, stub_image, "stub-sleep-1", start_new_session=True)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not ({c.id for c in client.containers.list()} - before):
+    while time.monotonic() < deadline and not (stub_containers(stub_image, running_only=True) - before):
         time.sleep(0.5)
-    assert {c.id for c in client.containers.list()} - before, "the stub container never started"
+    assert stub_containers(stub_image, running_only=True) - before, "the stub container never started"
     time.sleep(1)
     os.killpg(process.pid, signal.SIGINT)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, out + err
     assert err.strip().splitlines()[-1].startswith("error: interrupted (Ctrl-C)")
     assert (project / "runs/stub-sleep-1/INTERRUPTED").is_file()
-    assert {c.id for c in client.containers.list(all=True)} - before == set()
+    assert stub_containers(stub_image) - before == set()

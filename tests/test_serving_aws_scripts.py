@@ -139,7 +139,8 @@ def test_a_script_runs_model_is_served_by_its_training_script_and_answers_the_sd
         output = wait_for_line(server, "answers on", 180)
         name = output.split("endpoint ")[-1].split(" answers on")[0]
         # Published on this machine only (SageMaker local mode published it on every interface).
-        containers = docker.from_env().containers.list(filters={"label": "gs-ds-env.kind=serve"})
+        mine = ["gs-ds-env.kind=serve", f"gs-ds-env.checkout={project.resolve()}"]
+        containers = docker.from_env().containers.list(filters={"label": mine}, ignore_removed=True)
         bindings = [b for c in containers for b in (c.ports.get("8080/tcp") or []) if b["HostPort"] == str(port)]
         assert bindings and {b["HostIp"] for b in bindings} == {"127.0.0.1"}, bindings
         session = LocalSession(boto_session=boto3.Session(region_name="eu-west-1"))

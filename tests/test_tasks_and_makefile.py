@@ -276,6 +276,27 @@ def test_clear_errors_turns_escaping_exceptions_into_one_line(raised, line, code
     assert (stopped.value.message, stopped.value.code) == (line, code)
 
 
+def test_a_task_refused_while_the_sdk_imports_in_the_background_ends_after_the_import():
+    """A run task starts the SDK's import on its first line; one refused at once (`inv process` without --code) must
+    not finalize the interpreter under that import (it crashed with SIGSEGV after the error line, in CI under load):
+    the interpreter waits for the import's thread before its exit functions run, then exits with the refusal's code."""
+    program = """
+import atexit, sys, threading
+importing = lambda: any(t.name == "sagemaker-sdk-import" for t in threading.enumerate())
+atexit.register(lambda: print("importing at exit:", importing(), flush=True))
+import tasks
+from tasks.common import sdk_in_background
+sdk_in_background(dry_run=False)
+print("importing at the refusal:", importing(), flush=True)
+sys.exit(2)
+"""
+    ended = subprocess.run([sys.executable, "-c", program], cwd=REPO, env=tool_env(), capture_output=True, text=True)
+    lines = ended.stdout.splitlines()
+    assert (ended.returncode, lines) == (2, ["importing at the refusal: True", "importing at exit: False"]), (
+        ended.stderr
+    )
+
+
 @pytest.mark.parametrize(
     "args, option",
     [

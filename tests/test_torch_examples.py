@@ -51,7 +51,10 @@ def torch_theme(request, tmp_path_factory, base_image, shared_work):
     ).stdout.split()
     if tags:
         subprocess.run(["docker", "rmi", "--force", *tags], capture_output=True)
-    subprocess.run(["docker", "image", "prune", "--force"], capture_output=True)  # the torch build stage, ~6 GB
+    # Its build stage (~6 GB, dangling once the image is built), by its label: not another build's intermediate images.
+    subprocess.run(
+        ["docker", "image", "prune", "--force", "--filter", f"label=gs-ds-env.deps-of={theme}"], capture_output=True
+    )
     shutil.rmtree(root, ignore_errors=True)
 
 

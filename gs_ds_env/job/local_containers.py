@@ -21,8 +21,10 @@ def _each(root: Path, verb: str, action) -> int:
     try:
         client = docker.from_env()
         prefixes = (f"{root}/", f"{root.resolve()}/")
-        found = [c for c in client.containers.list(all=True, filters={"label": LABEL})
-                 if c.labels.get(LABEL, "").startswith(prefixes)]  # fmt: skip
+        # ignore_removed: another process's local-mode containers carry the label too, and one removed between the
+        # listing and its inspection must not stop this clean-up (docker-py raises NotFound for it otherwise).
+        listed = client.containers.list(all=True, filters={"label": LABEL}, ignore_removed=True)
+        found = [c for c in listed if c.labels.get(LABEL, "").startswith(prefixes)]
         for container in found:
             with contextlib.suppress(NotFound):
                 action(container)

@@ -108,7 +108,7 @@ def find(settings: Settings) -> list[Leftover]:
     """Every leftover of this checkout: scratch folders under WORKING_DIR and runs/, and labelled containers, whose
     owner is gone."""
     client = _docker()
-    containers = client.containers.list(all=True) if client else []
+    containers = client.containers.list(all=True, ignore_removed=True) if client else []
     checkout = str(settings.repo_root.resolve())
     found: list[Leftover] = []
     claimed: set[str] = set()
@@ -186,7 +186,7 @@ def holding_port(settings: Settings, port: int) -> str | None:
         if port in leftover.ports:
             return f"{leftover.what}: `{leftover.remove_command}` removes it"
     client = _docker()
-    for container in client.containers.list() if client else []:
+    for container in client.containers.list(ignore_removed=True) if client else []:
         if port in _ports(container) and container.labels.get(LABEL_KIND):
             return f"the {container.labels[LABEL_KIND]} container {container.name} of a running command holds it"
     return None

@@ -65,7 +65,9 @@ def local_items(settings: Settings) -> list[Item]:
     orphans = {c.id for leftover in leftovers.find(settings) for c in leftover.containers}
     checkout = str(settings.repo_root.resolve())
     items = []
-    for container in client.containers.list(all=True, filters={"label": f"{leftovers.LABEL_CHECKOUT}={checkout}"}):
+    for container in client.containers.list(
+        all=True, filters={"label": f"{leftovers.LABEL_CHECKOUT}={checkout}"}, ignore_removed=True
+    ):
         kind = container.labels.get(leftovers.LABEL_KIND, "container")
         owner = container.labels.get(leftovers.LABEL_OWNER, "")
         orphaned = container.id in orphans or (bool(owner) and not leftovers.alive(owner))
