@@ -61,7 +61,7 @@ $(DEVCONTAINER_CLI):
 
 # make test runs the test files on TEST_WORKERS processes at once (pytest-xdist; 0: one after another in this one).
 # A file stays on one worker, so its module fixtures (a torch image, a kernel) are built once; the tests mostly wait
-# on Docker, uv and the network, so two workers on two CPUs take about two thirds of the time.
+# on Docker, uv and the network: two workers on two CPUs take ~0.6x the time (README: Tests and CI).
 TEST_WORKERS ?= 2
 
 test: venv $(if $(shell command -v npm 2>/dev/null),$(DEVCONTAINER_CLI)) ## Run the test suite (real uv, real kernels, real Docker when available)
