@@ -211,10 +211,14 @@ fi
 checkpoint() {
   if [[ "${GS_KERNEL_PAUSE_AT:-}" == "$1" ]]; then
     log "paused at $1 (GS_KERNEL_PAUSE_AT)"
-    # `wait`, not a foreground sleep: bash runs a trap only once its foreground command ends, so a signal arriving
-    # before sleep has started would otherwise act only after the whole pause.
-    sleep "${GS_KERNEL_PAUSE_SECONDS:-60}" >/dev/null 2>&1 &
-    wait "$!"
+    # Short `wait`s, not one foreground sleep: bash runs a trap only once its foreground command ends, and a signal
+    # that lands as the sleep is being started can be left pending until `wait` returns (it waited out the whole
+    # pause, now at most 0.1 s).
+    local tenths
+    for ((tenths = 0; tenths < ${GS_KERNEL_PAUSE_SECONDS:-60} * 10; tenths++)); do
+      sleep 0.1 >/dev/null 2>&1 &
+      wait "$!"
+    done
   fi
 }
 
