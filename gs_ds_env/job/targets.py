@@ -20,6 +20,8 @@ from gs_ds_env.settings import ConfigError, Settings
 
 
 class LocalTarget:
+    """SageMaker local mode: the real image, this machine, no AWS account."""
+
     detachable = False  # a local job runs on this machine while you wait
     reads_s3 = False  # channels and inputs are folders here, outputs land under runs/<job>/
     max_instances = 1  # one container
@@ -32,8 +34,6 @@ class LocalTarget:
 
     def __init__(self, skip_preflight: bool = False) -> None:
         """The preflight checks SageMaker's side (quotas, bucket, role, ECR): nothing to skip here."""
-
-    """SageMaker local mode: the real image, this machine, no AWS account."""
 
     def plan(self, settings: Settings, program) -> str:
         return program.local_plan(settings)

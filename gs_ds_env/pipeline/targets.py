@@ -19,7 +19,6 @@ def _stopped(entry: record.PipelineRecord, interrupted: KeyboardInterrupt) -> No
 
 
 class LocalPipelines:
-    where = record.WHERE["local"]
     counts_predictions = True  # the transform's input and output are files here
     detachable = False  # it runs here while the caller waits
 
@@ -83,7 +82,6 @@ class LocalPipelines:
 
 
 class SageMakerPipelines:
-    where = record.WHERE["sagemaker"]
     counts_predictions = False  # the predictions stay in S3; the step's status says the transform finished
     detachable = True
 
