@@ -15,10 +15,7 @@ if TYPE_CHECKING:
 
 # The checkout this package was imported from (tests and `inv --search-root` pass another root to Paths).
 REPO_ROOT = Path(__file__).resolve().parent.parent
-LOCK_NAME = "requirements.lock"
 MIN_PYTHON = "3.11"  # the oldest Python the theme locks cover (`uv pip compile --universal --python-version`)
-TOOLKIT_REQUIREMENTS = "docker/toolkit.txt"  # relative to the repository root
-SERVING_REQUIREMENTS = "docker/serving.txt"  # the serving stack, beside the toolkit in a training image
 # What a copy of the repository needs beside themes/: the tabular kernel installs this project (KERNEL_WITH_PROJECT).
 PROJECT_PACKAGE = ("pyproject.toml", "README.md", "gs_ds_env", "training")
 

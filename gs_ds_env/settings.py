@@ -71,6 +71,11 @@ class Settings:
         return updated
 
     @property
+    def on_aws(self) -> bool:
+        """TARGET=sagemaker: jobs, images and data are on AWS (the AWS keys are required; status looks there)."""
+        return self.target == "sagemaker"
+
+    @property
     def kernel_name(self) -> str:
         return f"{self.theme}_{self.py.replace('.', '')}"
 
@@ -309,7 +314,7 @@ def _validate(settings: Settings) -> None:
         value = getattr(settings, name)
         if not lowest <= value <= highest:  # nan and inf fail too
             raise ConfigError(f"{name.upper()}={value!r} is out of range: expected {meaning}")
-    if settings.target == "sagemaker":
+    if settings.on_aws:
         validate_for_aws(settings)
 
 

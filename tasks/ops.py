@@ -112,7 +112,7 @@ def status(c, json=False, aws=False, max_hours=None):
     from gs_ds_env.ops import status as status_mod
 
     settings = load_settings()
-    check_aws = aws or settings.target == "sagemaker"
+    check_aws = aws or settings.on_aws
     if check_aws:
         settings = aws_settings(uses=())
     limit = settings.status_max_hours if max_hours is None else number(max_hours, "--max-hours")

@@ -29,3 +29,41 @@ def test_a_draft_refuses_what_a_record_lacks_and_its_parts_refine_the_targets_un
     assert (record["account"], record["status"], record["reason"]) == ("123456789012", "failed", "r")
     assert record["hyperparameters"] == {"depth": "3"} and record["channels"] == {"raw": "s3://b/raw/"}
     assert (run_json.parent / "report.md").read_text().startswith("# Run report: gs-draft")
+
+
+def test_each_target_says_how_to_reproduce_its_run_and_the_report_says_where_it_ran(scratch_settings):
+    """The reproduce commands and the report's summary come from the run's target: a local run lists no AWS
+    setting and no AWS command; a SageMaker run lists the AWS settings it used and where its results are."""
+    from gs_ds_env.job import plans, report, targets
+
+    local = plans.reproduce_commands(scratch_settings, targets.LocalTarget(), "gs-here")
+    assert f"make deploy THEME={scratch_settings.theme} PY={scratch_settings.py} TARGET=local" in local
+    assert not [line for line in local if "aws " in line or "S3_BUCKET" in line or "iam-policy" in line]
+
+    on_aws = scratch_settings.replace(
+        target="sagemaker", s3_bucket="gs-team-bucket", instance_count=2, use_spot=True, max_wait=7200,
+        sagemaker_role_arn="arn:aws:iam::123456789012:role/gs-run",
+    )  # fmt: skip
+    lines = plans.reproduce_commands(on_aws, targets.SageMakerTarget(), "gs-there")
+    assert "# S3_BUCKET=gs-team-bucket" in lines and "# USE_SPOT=true" in lines and "# INSTANCE_COUNT=2" in lines
+    assert "# SAGEMAKER_ROLE_ARN=arn:aws:iam::123456789012:role/gs-run" in lines
+    assert lines.index("inv iam-policy --out iam/   # attach these before the first run (README: AWS set-up)") < (
+        lines.index(f"make deploy THEME={on_aws.theme} PY={on_aws.py} TARGET=sagemaker")
+    )
+    assert [line for line in lines if line.startswith("aws ")] == [
+        f"aws s3 ls s3://gs-team-bucket/{on_aws.s3_prefix}/output/gs-there/output/",
+        f"aws logs tail /aws/sagemaker/TrainingJobs --log-stream-name-prefix gs-there --region {on_aws.aws_region}",
+    ]
+    assert not [line for line in plans.reproduce_commands(on_aws, targets.SageMakerTarget()) if "aws " in line]
+
+    image = {"uri": "gs-ds-env:t-1", "content_tag": "t-1"}
+    common = dict(theme="t", kernel="t_311", job_name="gs-r", image=image, parity={}, versions={}, hyperparameters={})
+    common.update(channels={}, metrics={}, model_artifact="", timings={}, pictures=[], command="inv deploy")
+    here = report.render(report.RunRecord(target="local", region="eu-west-1", **common))
+    there = report.render(
+        report.RunRecord(
+            target="sagemaker", region="eu-west-1", instance_type="ml.m5.large", instance_count=2, spot=True, **common
+        )
+    )
+    assert "on SageMaker local mode (Docker on this machine)" in here and "Instance count / spot" not in here
+    assert "on SageMaker in eu-west-1 (2 x ml.m5.large)" in there and "| Instance count / spot | `2 / True` |" in there

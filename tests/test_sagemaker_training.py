@@ -285,6 +285,7 @@ STOPPED_JOB = """
 import json, sys, time
 from botocore.awsrequest import AWSResponse
 import sagemaker.session
+from gs_ds_env import aws
 from gs_ds_env.job import deploy, script_mode
 from gs_ds_env.settings import load_settings
 
@@ -299,12 +300,12 @@ def stop_training_job(params, model, **_):  # moto has no StopTrainingJob: answe
     stops.append(json.loads(params["body"]))
     return AWSResponse(None, 200, {}, None), {}
 
-original = deploy.aws.session
+original = aws.session
 def session(settings):
     boto_session = original(settings)
     boto_session.events.register("before-call.sagemaker.StopTrainingJob", stop_training_job)
     return boto_session
-deploy.aws.session = session
+aws.session = session
 
 settings = load_settings(theme="tabular", entry_point="examples/bring-your-script/train.py")
 try:

@@ -1,6 +1,6 @@
-"""`inv deploy` and `inv train`: one run flow for a program (the Titanic program on the staged data, or your script)
-on a target (local mode or SageMaker, targets.py): kernel -> image -> parity -> channels -> job -> record, each
-step timed."""
+"""`inv deploy`, `inv train`, `inv process` and `inv job.attach`: one run flow for a program (the Titanic program on
+the staged data, your script, a processing job, or a detached run's record) on a target (local mode, SageMaker, or a
+detached SageMaker job resumed: targets.py): kernel -> image -> parity -> channels -> job -> record, each step timed."""
 
 from __future__ import annotations
 
@@ -12,13 +12,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from gs_ds_env import aws, data, image, sdk
+from gs_ds_env import data, sdk
 from gs_ds_env.data import TITANIC_THEME, s3_data
-from gs_ds_env.job import plans, processing, report, sagemaker_job, script_mode, targets, training_job
+from gs_ds_env.job import plans, processing, report, script_mode, targets, training_job
 from gs_ds_env.job.draft import RunDraft
 from gs_ds_env.job.plans import reproduce_commands, script_reproduce_commands
-from gs_ds_env.job.sagemaker_job import AttachedChoice, SageMakerJob
-from gs_ds_env.kernel import kernels, parity
+from gs_ds_env.kernel import kernels
 from gs_ds_env.settings import ConfigError, Settings
 
 
@@ -57,31 +56,6 @@ class Timer:
 
 
 JOB_NAME = r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}"  # SageMaker's training job names; also runs/<name>
-
-
-def check_parity(settings: Settings, built: image.BuiltImage, allow_drift: bool) -> tuple[dict, parity.Environment]:
-    """Kernel venv vs image, before any training: a difference stops the run unless `allow_drift`."""
-    venv = settings.theme_files.venv
-    container = (
-        parity.image_environment_once(built.local_ref, settings.paths.image_packages(built.image_id))
-        if built.image_id
-        else parity.image_environment(built.local_ref)
-    )
-    if not venv.is_dir():
-        print(f"note: no kernel venv for {settings.theme} ({venv}): parity with the notebook not checked", flush=True)
-        return {"checked": False, "reason": f"no kernel venv at {venv}", "image_packages": container.origin}, container
-    result = parity.compare(settings.kernel_name, built.local_ref, parity.venv_environment(venv), container)
-    if result.ok:
-        print(f"parity: {result.summary()}", flush=True)
-    elif allow_drift:
-        print(f"warning: {result.summary()} (--allow-drift: training anyway; the report records it)", flush=True)
-    else:
-        raise parity.ParityError(
-            f"{result.summary()}. The job would not run what the notebook ran: rebuild the "
-            f"kernel (make kernel THEME={settings.theme} PY={settings.py} FORCE=1) or pass "
-            f"--allow-drift"
-        )
-    return {**result.as_record(allow_drift), "image_packages": container.origin}, container
 
 
 def titanic_data(staged: data.StagedData) -> dict:
@@ -154,8 +128,11 @@ class TitanicProgram:
         objects = {"objects": uploaded.objects, "bucket_actions": uploaded.bucket_actions}
         return uploaded.channels, {"data": {**titanic_data(staged), **objects}}
 
-    def record_fields(self, settings: Settings, job_name: str) -> dict:
-        return {"hyperparameters": settings.hyperparameters, "reproduce": reproduce_commands(settings, job_name)}
+    def record_fields(self, settings: Settings, job_name: str, target) -> dict:
+        return {
+            "hyperparameters": settings.hyperparameters,
+            "reproduce": reproduce_commands(settings, target, job_name),
+        }
 
 
 @dataclass
@@ -205,7 +182,7 @@ class ScriptProgram:
         with timer.step("channels"):
             return s3_data.upload_channels(settings, s3, channels).channels, {}
 
-    def record_fields(self, settings: Settings, job_name: str) -> dict:
+    def record_fields(self, settings: Settings, job_name: str, target) -> dict:
         return {
             "hyperparameters": self.script.hyperparameters,
             "entry_point": self.script.entry_point,
@@ -216,6 +193,23 @@ class ScriptProgram:
             "metric_definitions": self.script.metric_definitions,
             "reproduce": script_reproduce_commands(settings),
         }
+
+
+@dataclass
+class RecordedProgram:
+    """A detached run's program as its record holds it (the Titanic data, a script or a processing job), written
+    again when `inv job.attach` completes the record."""
+
+    record: report.RunRecord
+    builds_kernel: bool = False
+    checks_image: bool = False
+
+    def record_fields(self, settings: Settings, job_name: str, target) -> dict:
+        return {**self.record.program_fields(), "versions": self.record.versions}
+
+    def run(self, target, draft: RunDraft, channels: dict, detach: bool) -> Path:
+        job = target.process if self.record.kind == "processing" else target.train
+        return job(draft, self, channels, detach)
 
 
 def execute(
@@ -238,10 +232,9 @@ def execute(
         with timer.step("kernel"):
             kernels.create_kernel(settings)
     built = target.publish(settings, timer, program)
-    with timer.step("parity"):
-        checked = check_parity(settings, built, allow_drift)
+    checked = target.check_parity(settings, built, allow_drift, timer)
     channels, data_fields = target.hand_over(settings, timer, program, job_name)
-    draft = RunDraft(settings, job_name, built, checked, timer).add(**program.record_fields(settings, job_name))
+    draft = RunDraft(settings, job_name, built, checked, timer).add(**program.record_fields(settings, job_name, target))
     return program.run(target, draft.add(**data_fields), channels, detach)
 
 
@@ -330,39 +323,18 @@ def attach(settings: Settings, job_name: str) -> Path:
             f"no readable run record {run_json} ({type(error).__name__}): attach follows jobs started here with "
             "`inv train|deploy --target sagemaker --detach`"
         ) from None
-    if record.target != "sagemaker":
-        raise ConfigError(f"{job_name} ran in local mode: there is no SageMaker job to attach to")
+    if not getattr(targets.TARGETS.get(record.target), "detachable", False):
+        raise ConfigError(f"{job_name} ran with TARGET={record.target}: there is no SageMaker job to attach to")
     if record.status != training_job.IN_PROGRESS:
         raise ConfigError(f"{job_name} has already ended ({record.status}): its results are in {run_json.parent}")
     # Where the run put its things is in its record: attaching needs no bucket, repository or role in .env.
     bucket, _, prefix = (record.s3_prefix_uri or "").removeprefix("s3://").partition("/")
     settings = settings.replace(
-        target="sagemaker", theme=record.theme, aws_region=record.region,
+        target=record.target, theme=record.theme, aws_region=record.region,
         s3_bucket=bucket or settings.s3_bucket, s3_prefix=prefix or settings.s3_prefix,
         ecr_repository=record.ecr_repository or settings.ecr_repository,
         sagemaker_role_arn=record.role_arn or settings.sagemaker_role_arn,
     )  # fmt: skip
-    boto_session = aws.session(settings)
     timer = Timer()
     timer.seconds.update(record.timings)
-    choice = AttachedChoice(record.price_usd_per_hour, record.instance_evidence)
-    built = image.BuiltImage.from_record(record.image)
-    settings = settings.replace(
-        instance_type=record.instance_type or settings.instance_type, instance_count=record.instance_count or 1
-    )
-    draft = RunDraft(settings, job_name, built, (record.parity, None), timer)
-    job = SageMakerJob(
-        draft.add(**record.program_fields(), versions=record.versions), boto_session, record.account, choice
-    )
-    if record.kind == "processing":  # the same record, a processing job's result
-        from gs_ds_env.job.processing_job import SageMakerProcessing
-        from gs_ds_env.job.targets import processing_fields
-
-        draft.add(**processing_fields(settings, job_name))  # its log and console page, not a training job's
-        running = SageMakerProcessing(settings, boto_session, job_name)
-        with timer.step("process"), job.on_failure(record.channels):
-            result = running.result(running.wait(), record.channels)
-        return job.write(result, [], record.channels, outputs=result.outputs)
-    with timer.step("train"), job.on_failure(record.channels):
-        sagemaker_job.wait_for(boto_session, job_name)
-    return job.collect(record.channels, record.metric_definitions)
+    return execute(settings, RecordedProgram(record), targets.AttachedTarget(record), job_name, timer, False, False)

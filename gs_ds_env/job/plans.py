@@ -13,23 +13,10 @@ from gs_ds_env.job.report import invoked_command
 from gs_ds_env.ops import preflight
 from gs_ds_env.settings import Settings
 
-AWS_KEYS = (
-    "AWS_REGION",
-    "S3_BUCKET",
-    "S3_PREFIX",
-    "ECR_REPOSITORY",
-    "SAGEMAKER_ROLE_ARN",
-    "INSTANCE_TYPE",
-    "INSTANCE_COUNT",
-    "USE_SPOT",
-    "MAX_RUN",
-    "MAX_WAIT",
-    "VOLUME_SIZE",
-    "BASE_JOB_NAME",
-)
 
-
-def reproduce_commands(settings: Settings, job_name: str | None = None) -> list[str]:
+def reproduce_commands(settings: Settings, target, job_name: str | None = None) -> list[str]:
+    """The run record's reproduce commands: the values this run used, the target's set-up, the command, and where the
+    target's results can be looked at (`target`: targets.LocalTarget or SageMakerTarget)."""
     lines = [
         "git clone <this repository> && cd gs-ds-env",
         "cp .env.example .env   # then edit; values used by this run:",
@@ -38,19 +25,9 @@ def reproduce_commands(settings: Settings, job_name: str | None = None) -> list[
     ]
     if settings.base_image:
         lines.append(f"# BASE_IMAGE={settings.base_image}")
-    if settings.target == "sagemaker":
-        values = {key: getattr(settings, key.lower()) for key in AWS_KEYS}
-        lines += [
-            f"# {key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in values.items()
-        ]
-        lines.append("inv iam-policy --out iam/   # attach these before the first run (README: AWS set-up)")
+    lines += target.reproduce_setup(settings)
     lines.append(f"make deploy THEME={settings.theme} PY={settings.py} TARGET={settings.target}")
-    if settings.target == "sagemaker" and job_name:
-        lines += [
-            f"aws s3 ls {s3_data.uri(settings, 'output', job_name, 'output')}/",
-            f"aws logs tail {aws.LOG_GROUP} --log-stream-name-prefix {job_name} --region {settings.aws_region}",
-        ]
-    return lines
+    return lines + (target.reproduce_results(settings, job_name) if job_name else [])
 
 
 def script_reproduce_commands(settings: Settings) -> list[str]:

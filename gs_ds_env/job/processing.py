@@ -206,7 +206,7 @@ class ProcessingProgram:
     def run(self, target, draft, channels: dict, detach: bool) -> Path:
         return target.process(draft, self, channels, detach)
 
-    def record_fields(self, settings: Settings, job_name: str) -> dict:
+    def record_fields(self, settings: Settings, job_name: str, target) -> dict:
         from gs_ds_env.job.report import invoked_command
 
         return {

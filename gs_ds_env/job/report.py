@@ -153,12 +153,15 @@ def _versions(versions: dict) -> list[str]:
     ]
 
 
+# Where each target's job ran, as the report's summary says it.
+WHERE = {
+    "local": "SageMaker local mode (Docker on this machine)",
+    "sagemaker": "SageMaker in {record.region} ({count} x {record.instance_type})",
+}
+
+
 def _summary(record: RunRecord) -> list[str]:
-    where = (
-        "SageMaker local mode (Docker on this machine)"
-        if record.target == "local"
-        else f"SageMaker in {record.region} ({record.instance_count or 1} x {record.instance_type})"
-    )
+    where = WHERE[record.target].format(count=record.instance_count or 1, record=record)
     if record.kind == "processing":
         what = (
             f"- Ran `{record.entry_point}` from `{record.source_dir}` as processing job `{record.job_name}` on {where}."
@@ -241,7 +244,7 @@ def _resources(record: RunRecord) -> dict:
         "model.tar.gz": record.model_artifact,
         "Execution role": record.role_arn,
         "Instance type": record.instance_type,
-        "Instance count / spot": f"{record.instance_count} / {record.spot}" if record.target == "sagemaker" else None,
+        "Instance count / spot": f"{record.instance_count} / {record.spot}" if record.instance_count else None,
         "Price (USD per instance-hour)": record.price_usd_per_hour,
         "Billable seconds": record.billable_seconds,
         "Estimated cost (USD)": record.cost_usd,

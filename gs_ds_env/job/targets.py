@@ -1,8 +1,10 @@
 """Where a job runs, behind one interface (as the SDK's LocalSession stands in for SageMaker): this machine in local
 mode, or SageMaker. deploy.execute calls `plan` for a dry run (the program's plan for this target), else, in order,
 `prepare` (SageMaker: the cheap preflight, the account, the instance), `publish` (the image: built here; on SageMaker
-also checked and pushed to ECR), `hand_over` (the program's channels: mounted folders, or S3), then `train` or
-`process` (the job, its results and its record, written from the run's draft, also when it fails or is stopped).
+also checked and pushed to ECR), `check_parity` (the kernel venv against that image), `hand_over` (the program's
+channels: mounted folders, or S3), then `train` or `process` (the job, its results and its record, written from the
+run's draft, also when it fails or is stopped). AttachedTarget is SageMaker resumed from a detached run's record
+(`inv job.attach`): the steps before the job return what the record holds.
 """
 
 from __future__ import annotations
@@ -12,15 +14,30 @@ from pathlib import Path
 from gs_ds_env import aws, image
 from gs_ds_env.aws import instance
 from gs_ds_env.data import s3_data
-from gs_ds_env.job import local_job, report, training_job
+from gs_ds_env.job import local_job, report, sagemaker_job, training_job
 from gs_ds_env.job.draft import RunDraft
-from gs_ds_env.job.sagemaker_job import SageMakerJob
+from gs_ds_env.job.sagemaker_job import AttachedChoice, SageMakerJob
+from gs_ds_env.kernel import parity
 from gs_ds_env.ops import preflight
 from gs_ds_env.settings import ConfigError, Settings
 
 
-class LocalTarget:
+class Target:
+    """What both targets share: the kernel venv is checked against the image the job will run."""
+
+    def check_parity(self, settings: Settings, built: image.BuiltImage, allow_drift: bool, timer) -> tuple:
+        with timer.step("parity"):
+            return parity.before_run(settings, built, allow_drift)
+
+
+class LocalTarget(Target):
     """SageMaker local mode: the real image, this machine, no AWS account."""
+
+    def reproduce_setup(self, settings: Settings) -> list[str]:
+        return []  # nothing beyond .env
+
+    def reproduce_results(self, settings: Settings, job_name: str) -> list[str]:
+        return []  # runs/<job>/ holds them
 
     detachable = False  # a local job runs on this machine while you wait
     reads_s3 = False  # channels and inputs are folders here, outputs land under runs/<job>/
@@ -67,12 +84,29 @@ class LocalTarget:
         return draft.write(result, [], channels=result.channels, outputs=result.outputs)
 
 
-class SageMakerTarget:
+class SageMakerTarget(Target):
     """SageMaker: what is paid for starts only after the checks that can stop it for free."""
 
     detachable = True
     reads_s3 = True
     max_instances = 100
+
+    # The settings a SageMaker run's reproduce commands list (beside THEME, PY, TARGET, …).
+    SETTINGS_KEYS = (
+        "AWS_REGION", "S3_BUCKET", "S3_PREFIX", "ECR_REPOSITORY", "SAGEMAKER_ROLE_ARN", "INSTANCE_TYPE",
+        "INSTANCE_COUNT", "USE_SPOT", "MAX_RUN", "MAX_WAIT", "VOLUME_SIZE", "BASE_JOB_NAME",
+    )  # fmt: skip
+
+    def reproduce_setup(self, settings: Settings) -> list[str]:
+        values = {key: getattr(settings, key.lower()) for key in self.SETTINGS_KEYS}
+        lines = [f"# {key}={str(value).lower() if isinstance(value, bool) else value}" for key, value in values.items()]
+        return lines + ["inv iam-policy --out iam/   # attach these before the first run (README: AWS set-up)"]
+
+    def reproduce_results(self, settings: Settings, job_name: str) -> list[str]:
+        return [
+            f"aws s3 ls {s3_data.uri(settings, 'output', job_name, 'output')}/",
+            f"aws logs tail {aws.LOG_GROUP} --log-stream-name-prefix {job_name} --region {settings.aws_region}",
+        ]
 
     def data_plan(self, settings: Settings) -> list[str]:
         return s3_data.upload_plan(settings)
@@ -155,6 +189,52 @@ class SageMakerTarget:
                     flush=True,
                 )
                 return run_json
+            result = running.result(running.wait(), sources)
+        return job.write(result, [], sources, outputs=result.outputs)
+
+
+class AttachedTarget(SageMakerTarget):
+    """A SageMaker job started with --detach, resumed from its run record (`inv job.attach`): the account, the
+    instance, the pushed image, parity and the channels are the record's (nothing built, pushed or sent again); the
+    job step follows the running job, then collects its results as an attached run would have."""
+
+    detachable = False
+
+    def __init__(self, record: report.RunRecord) -> None:
+        super().__init__(skip_preflight=True)
+        self.record = record
+
+    def prepare(self, settings: Settings, timer, program=None) -> Settings:
+        self.boto_session = aws.session(settings)
+        self.account = self.record.account
+        self.choice = AttachedChoice(self.record.price_usd_per_hour, self.record.instance_evidence)
+        return settings.replace(
+            instance_type=self.record.instance_type or settings.instance_type,
+            instance_count=self.record.instance_count or 1,
+        )
+
+    def publish(self, settings: Settings, timer, program) -> image.BuiltImage:
+        return image.BuiltImage.from_record(self.record.image)
+
+    def check_parity(self, settings: Settings, built: image.BuiltImage, allow_drift: bool, timer) -> tuple:
+        return self.record.parity, None  # checked before the job started; the image's versions are in the record
+
+    def hand_over(self, settings: Settings, timer, program, job_name: str) -> tuple[dict, dict]:
+        return self.record.channels, {}
+
+    def train(self, draft: RunDraft, program, channels: dict, detach: bool) -> Path:
+        job = SageMakerJob(draft, self.boto_session, self.account, self.choice)
+        with draft.timer.step("train"), job.on_failure(channels):
+            sagemaker_job.wait_for(self.boto_session, draft.job_name)
+        return job.collect(channels, self.record.metric_definitions)
+
+    def process(self, draft: RunDraft, program, sources: dict, detach: bool) -> Path:
+        from gs_ds_env.job.processing_job import SageMakerProcessing
+
+        job = SageMakerJob(draft, self.boto_session, self.account, self.choice)
+        draft.add(**processing_fields(draft.settings, draft.job_name))  # its log and console page, not training's
+        running = SageMakerProcessing(draft.settings, self.boto_session, draft.job_name)
+        with draft.timer.step("process"), job.on_failure(sources):
             result = running.result(running.wait(), sources)
         return job.write(result, [], sources, outputs=result.outputs)
 

@@ -20,15 +20,8 @@ from dotenv import dotenv_values
 from packaging.requirements import Requirement
 
 from gs_ds_env.errors import GsError
-from gs_ds_env.paths import (
-    LOCK_NAME,
-    MIN_PYTHON,
-    REPO_ROOT,
-    SERVING_REQUIREMENTS,
-    TOOLKIT_REQUIREMENTS,
-    Paths,
-)
-from gs_ds_env.theme.files import Theme
+from gs_ds_env.paths import MIN_PYTHON, REPO_ROOT, Paths
+from gs_ds_env.theme.files import LOCK_NAME, SERVING_REQUIREMENTS, TOOLKIT_REQUIREMENTS, Theme
 
 PINS_FILE = "docker/pins.env"
 

@@ -169,3 +169,29 @@ def compare(kernel_name: str, image: str, kernel: Environment, container: Enviro
 
 def check(kernel_name: str, venv: Path, image: str) -> Parity:
     return compare(kernel_name, image, venv_environment(venv), image_environment(image))
+
+
+def before_run(settings, built, allow_drift: bool) -> tuple[dict, Environment]:
+    """Kernel venv vs a run's image (an image.BuiltImage), before any job: a difference stops the run unless
+    `allow_drift`. The run record's parity, and the image's environment (its versions)."""
+    venv = settings.theme_files.venv
+    container = (
+        image_environment_once(built.local_ref, settings.paths.image_packages(built.image_id))
+        if built.image_id
+        else image_environment(built.local_ref)
+    )
+    if not venv.is_dir():
+        print(f"note: no kernel venv for {settings.theme} ({venv}): parity with the notebook not checked", flush=True)
+        return {"checked": False, "reason": f"no kernel venv at {venv}", "image_packages": container.origin}, container
+    result = compare(settings.kernel_name, built.local_ref, venv_environment(venv), container)
+    if result.ok:
+        print(f"parity: {result.summary()}", flush=True)
+    elif allow_drift:
+        print(f"warning: {result.summary()} (--allow-drift: training anyway; the report records it)", flush=True)
+    else:
+        raise ParityError(
+            f"{result.summary()}. The job would not run what the notebook ran: rebuild the "
+            f"kernel (make kernel THEME={settings.theme} PY={settings.py} FORCE=1) or pass "
+            f"--allow-drift"
+        )
+    return {**result.as_record(allow_drift), "image_packages": container.origin}, container

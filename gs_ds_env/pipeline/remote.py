@@ -201,8 +201,7 @@ def schedule(settings: Settings, name: str, cron: str | None, off: bool) -> str:
     return f"schedule {schedule_name(name)} ({expression}): {arns[0]}"
 
 
-def listing(settings: Settings) -> list[dict]:
-    boto_session = aws.session(settings)
+def listing(settings: Settings, boto_session) -> list[dict]:
     client = aws.client(boto_session, "sagemaker")
     scheduler = aws.client(boto_session, "scheduler")
     rows = []

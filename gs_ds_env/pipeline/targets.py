@@ -153,7 +153,7 @@ class SageMakerPipelines:
             }  # fmt: skip
 
     def listing(self) -> str:
-        return record.table(remote.listing(self.settings))
+        return record.table(remote.listing(self.settings, self.boto_session))
 
     def closing_notes(self) -> list[str]:
         return []

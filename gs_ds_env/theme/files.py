@@ -10,7 +10,11 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
-from gs_ds_env.paths import LOCK_NAME, TOOLKIT_REQUIREMENTS
+LOCK_NAME = "requirements.lock"
+# What a training theme's lock and image add to its own lists (relative to the repository root): the training toolkit,
+# and beside it the serving stack.
+TOOLKIT_REQUIREMENTS = "docker/toolkit.txt"
+SERVING_REQUIREMENTS = "docker/serving.txt"
 
 
 @dataclass(frozen=True)
