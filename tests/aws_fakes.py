@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import base64
+import functools
 import json
+import shutil
 import socket
 import subprocess
 import tarfile
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -14,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
-from conftest import INV, VENV_BIN, tool_env
+from conftest import INV, VENV_BIN, copy_repo, tool_env
+
+from gs_ds_env.settings import load_settings
 
 
 def free_port() -> int:
@@ -145,6 +151,33 @@ REPOSITORY = "gs-ds-env-tabular-test"
 
 
 ROLE = "arn:aws:iam::123456789012:role/gs-ds-env-sagemaker"
+
+
+@functools.cache
+def offline_project() -> Path:
+    """One copy of the project per test process for the in-process AWS tests' settings: a .env in the checkout
+    never leaks into them."""
+    root = Path(tempfile.mkdtemp(prefix="gs-offline-aws-"))
+    atexit.register(shutil.rmtree, root, True)
+    return copy_repo(root / "project", "bin", "themes", "docker", ".env.example")
+
+
+def offline_settings(**overrides):
+    values = dict(
+        repo_root=offline_project(),
+        target="sagemaker",
+        aws_region=REGION,
+        s3_bucket="team-bucket",
+        s3_prefix="ds/titanic",
+        sagemaker_role_arn=ROLE,
+        ecr_repository="gs-ds-env-tabular",
+        base_job_name="gs-ds-env-titanic",
+    )
+    return load_settings(**{**values, **overrides})
+
+
+def offline_session() -> boto3.Session:
+    return boto3.Session(region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
 def aws(moto, service: str):

@@ -86,7 +86,7 @@ def tool_env(**extra: str) -> dict[str, str]:
 # workers end together rather than one starting the torch images when the other is done. The rest keep theirs.
 LONGEST_FIRST = (
     "test_torch_examples.py", "test_themes.py", "test_locked_themes.py", "test_workspace.py",
-    "test_sagemaker_script_mode.py", "test_aws_units.py", "test_script_mode.py", "test_serving_aws_scripts.py",
+    "test_sagemaker_script_mode.py", "test_scripts.py", "test_script_mode.py", "test_serving_aws_scripts.py",
 )  # fmt: skip
 
 

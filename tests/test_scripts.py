@@ -1,15 +1,17 @@
 """The bin/ scripts and the Makefile as primitives: the build/push script validates before it does anything, plans
-its commands (--dry-run), reads theme.env and pins.env as the project does (bin/lib.sh) and gets the content tag inv
-gets; every script is shellcheck-clean; the Makefile lists its targets, quotes what it passes on and puts uv's
-cache under WORKING_DIR."""
+its commands (--dry-run), reads theme.env and pins.env as the project does (bin/lib.sh), gets the content tag inv
+gets and pushes on its own (an immutable repository: no moving tag, the login password never printed); every script
+is shellcheck-clean; the Makefile lists its targets, quotes what it passes on and puts uv's cache under WORKING_DIR."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 
 import pytest
-from conftest import REPO, clone_project, tool_env
+from aws_fakes import REGION
+from conftest import REPO, clone_project, copy_repo, tool_env
 
 from gs_ds_env.settings import load_settings
 
@@ -267,3 +269,40 @@ def test_make_refuses_a_value_with_a_line_break_in_one_line(copy):
     assert result.returncode == 2 and "syntax error" not in result.stderr
     (line,) = [line for line in result.stderr.splitlines() if line.strip()]
     assert "THEME contains a line break" in line
+
+
+# ---- the push script on its own: immutable tags, and the login password never printed ---------------------------
+@pytest.mark.docker
+def test_push_script_immutable_repository(tmp_path, moto, registry, base_image):
+    repo = copy_repo(tmp_path / "repo", "bin", "docker", "training", "themes", ".dockerignore")
+    env = tool_env(**moto.env(), DOCKER_CONFIG=str(tmp_path / "docker-config"))
+    command = [
+        str(repo / "bin/gs-env-docker-build-push.sh"),
+        "--py",
+        "3.11",
+        "--base-image",
+        base_image,
+        "--registry",
+        registry.host,
+        "--immutable",
+        "tabular",
+        "123456789012",
+        REGION,
+        "immutable-test",
+        "tabular_311",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outputs = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+    assert registry.tags("immutable-test") == [outputs["CONTENT_TAG"]]  # no moving tag on an immutable repository
+    assert outputs["PUSHED"] == outputs["CONTENT_TAG"]
+    assert outputs["IMAGE_DIGEST"] == registry.digest("immutable-test", outputs["CONTENT_TAG"])
+    (described,) = moto.client("ecr", REGION).describe_repositories(repositoryNames=["immutable-test"])["repositories"]
+    assert described["imageTagMutability"] == "IMMUTABLE" and described["imageScanningConfiguration"]["scanOnPush"]
+    token = moto.client("ecr", REGION).get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    password = base64.b64decode(token).decode().split(":", 1)[1]
+    assert password not in result.stdout + result.stderr
+
+    again = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert again.returncode == 0 and "nothing to push" in again.stderr
+    assert dict(line.split("=", 1) for line in again.stdout.splitlines() if "=" in line)["PUSHED"] == ""
