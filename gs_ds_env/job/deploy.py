@@ -103,6 +103,7 @@ class TitanicProgram:
     name: str = "titanic"
     script: None = None
     checks_image: bool = True  # SageMaker: the image trains on a sample before the push
+    job_name: str = ""
 
     def preflight_channels(self, settings: Settings) -> dict:
         return data.split_and_stage(settings, self.source).channels
@@ -238,6 +239,26 @@ def execute(
     return program.run(target, draft.add(**data_fields), channels, detach)
 
 
+def launch(
+    settings: Settings,
+    program,
+    job_name: str | None,
+    allow_drift: bool,
+    skip_preflight: bool,
+    detach: bool,
+    dry_run: bool,
+    timer: Timer | None,
+) -> Path | None:
+    """What every kind of run starts with: (unless a dry run) the SDK imported in the background while the first
+    steps wait on the kernel script, the build and parity, and the job's name claimed; then the target TARGET names
+    and the flow. `timer`: the run's, when its caller started it (the CLI: at the process's start)."""
+    if not dry_run:
+        sdk.prefetch()
+        job_name = program.job_name = claim_job_name(settings, job_name, program.name)
+    target = targets.for_settings(settings, skip_preflight, detach)
+    return execute(settings, program, target, job_name, timer or Timer(), allow_drift, detach, dry_run)
+
+
 def run(
     settings: Settings,
     *,
@@ -250,14 +271,9 @@ def run(
     detach: bool = False,
     timer: Timer | None = None,
 ) -> Path | None:
-    """`inv deploy` / `inv train`: the Titanic program on either target; a dry run prints the plan and calls nothing.
-    `timer`: the run's, when its caller started it (the CLI: at the process's start)."""
+    """`inv deploy` / `inv train`: the Titanic program on either target; a dry run prints the plan and calls nothing."""
     program = TitanicProgram(source=source, builds_kernel=not skip_kernel)
-    if not dry_run:
-        sdk.prefetch()  # imported while the first steps wait on the kernel script, the build and parity
-        job_name = claim_job_name(settings, job_name, program.name)
-    target = targets.for_settings(settings, skip_preflight, detach)
-    return execute(settings, program, target, job_name, timer or Timer(), allow_drift, detach, dry_run)
+    return launch(settings, program, job_name, allow_drift, skip_preflight, detach, dry_run, timer)
 
 
 def run_script(
@@ -279,12 +295,8 @@ def run_script(
     script = script_mode.prepare(settings, hyperparameters, metric_definitions, dependencies)
     if channels is None and settings.theme != TITANIC_THEME:
         channels = {}
-    if not dry_run:
-        sdk.prefetch()
-        job_name = claim_job_name(settings, job_name, script.entry_point)
-    program = ScriptProgram(script, channels, job_name=job_name or "")
-    target = targets.for_settings(settings, skip_preflight, detach)
-    return execute(settings, program, target, job_name, timer or Timer(), allow_drift, detach, dry_run)
+    program = ScriptProgram(script, channels)
+    return launch(settings, program, job_name, allow_drift, skip_preflight, detach, dry_run, timer)
 
 
 def run_process(
@@ -302,12 +314,8 @@ def run_process(
 ) -> Path | None:
     """`inv process --code FILE`: a processing job in the theme's image (local mode or SageMaker Processing)."""
     spec = processing.prepare(settings, inputs, outputs, arguments)
-    if not dry_run:
-        sdk.prefetch()
-        job_name = claim_job_name(settings, job_name, spec.entry_point)
-    program = processing.ProcessingProgram(spec, job_name=job_name or "")
-    target = targets.for_settings(settings, skip_preflight, detach)
-    return execute(settings, program, target, job_name, timer or Timer(), allow_drift, detach, dry_run)
+    program = processing.ProcessingProgram(spec)
+    return launch(settings, program, job_name, allow_drift, skip_preflight, detach, dry_run, timer)
 
 
 def attach(settings: Settings, job_name: str) -> Path:

@@ -218,15 +218,18 @@ class SageMakerJob:
                 settings, self.boto_session, self.draft.built.uri, channels, self.job_name, script, detach=detach
             )
         if detach:
-            run_json = self.write(None, [], channels, status=training_job.IN_PROGRESS)
-            print(
-                f"training job {self.job_name} started and left running (--detach): follow it and collect its "
-                f"results with `inv job.attach {self.job_name}`; stop it with "
-                f"`aws sagemaker stop-training-job --training-job-name {self.job_name}`",
-                flush=True,
-            )
-            return run_json
+            return self.left_running(channels)
         return self.collect(channels, script.metric_definitions if script else None)
+
+    def left_running(self, channels: dict[str, str], kind: str = "training") -> Path:
+        """--detach: the record says the job is in progress, and how to follow it and how to stop it is said."""
+        run_json = self.write(None, [], channels, status=training_job.IN_PROGRESS)
+        print(
+            f"{kind} job {self.job_name} started and left running (--detach): follow it and collect its results with "
+            f"`inv job.attach {self.job_name}`; stop it with `aws sagemaker {STOP_CALLS[kind][2]} {self.job_name}`",
+            flush=True,
+        )
+        return run_json
 
     def collect(self, channels: dict[str, str], definitions) -> Path:
         with self.timer.step("results"), self.on_failure(channels):

@@ -14,7 +14,7 @@ from pathlib import Path
 from gs_ds_env import aws, image
 from gs_ds_env.aws import instance
 from gs_ds_env.data import s3_data
-from gs_ds_env.job import local_job, report, sagemaker_job, training_job
+from gs_ds_env.job import local_job, report, sagemaker_job
 from gs_ds_env.job.draft import RunDraft
 from gs_ds_env.job.sagemaker_job import AttachedChoice, SageMakerJob
 from gs_ds_env.kernel import parity
@@ -181,14 +181,7 @@ class SageMakerTarget(Target):
         with draft.timer.step("process"), job.on_failure(sources):
             running.start(program.spec, draft.built.uri, code, sources, destinations)
             if detach:
-                run_json = job.write(None, [], sources, status=training_job.IN_PROGRESS)
-                print(
-                    f"processing job {job_name} started and left running (--detach): follow it and collect its "
-                    f"record with `inv job.attach {job_name}`; stop it with "
-                    f"`aws sagemaker stop-processing-job --processing-job-name {job_name}`",
-                    flush=True,
-                )
-                return run_json
+                return job.left_running(sources, "processing")
             result = running.result(running.wait(), sources)
         return job.write(result, [], sources, outputs=result.outputs)
 
