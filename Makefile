@@ -9,10 +9,12 @@ UV_VERSION := $(shell bash bin/lib.sh get docker/pins.env UV_VERSION)
 VENV := .venv
 # uv's cache goes under WORKING_DIR (on a notebook instance the persistent volume), never ~/.cache on the root
 # disk. bin/lib.sh resolves it as every script does (environment; .env through the settings once the project venv
-# exists; the default before), so the Makefile has no rule of its own.
+# exists; the default before), and gs_ds_env/layout.env says where under it: the Makefile has no rule of its own.
 WORKING_DIR_RESOLVED := $(shell bash bin/lib.sh working-dir)
 $(if $(WORKING_DIR_RESOLVED),,$(error WORKING_DIR cannot be used (the line above says why)))
-export UV_CACHE_DIR ?= $(WORKING_DIR_RESOLVED)/cache/uv
+UV_CACHE_UNDER_WORKING_DIR := $(shell bash bin/lib.sh get gs_ds_env/layout.env UV_CACHE_DIR)
+$(if $(UV_CACHE_UNDER_WORKING_DIR),,$(error gs_ds_env/layout.env has no UV_CACHE_DIR: restore it from git))
+export UV_CACHE_DIR ?= $(WORKING_DIR_RESOLVED)/$(UV_CACHE_UNDER_WORKING_DIR)
 INV := $(VENV)/bin/inv
 # Every value passed on to the shell is single-quoted, so THEME='x;rm -rf ~' reaches inv as a (refused) name.
 quote = '$(subst ','\'',$(1))'

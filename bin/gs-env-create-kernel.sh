@@ -103,11 +103,14 @@ venv="$kernel_dir/.venv"
 manifest="$kernel_dir/manifest.env"
 frozen="$kernel_dir/requirements.lock.txt"
 
-WORKING_DIR="$(working_dir)"
-mkdir -p "$WORKING_DIR/cache/uv" "$WORKING_DIR/cache/pip" "$WORKING_DIR/python" "$WORKING_DIR/cache/huggingface" "$WORKING_DIR/cache/torch"
-export UV_CACHE_DIR="$WORKING_DIR/cache/uv"
-export PIP_CACHE_DIR="$WORKING_DIR/cache/pip"
-export UV_PYTHON_INSTALL_DIR="$WORKING_DIR/python"
+WORKING_DIR="$(working_dir)" # what goes where under it: gs_ds_env/layout.env
+export UV_CACHE_DIR PIP_CACHE_DIR UV_PYTHON_INSTALL_DIR
+UV_CACHE_DIR="$(working_path UV_CACHE_DIR)"
+PIP_CACHE_DIR="$(working_path PIP_CACHE_DIR)"
+UV_PYTHON_INSTALL_DIR="$(working_path UV_PYTHON_INSTALL_DIR)"
+hf_home="$(working_path HF_HOME)"
+torch_home="$(working_path TORCH_HOME)"
+mkdir -p "$UV_CACHE_DIR" "$PIP_CACHE_DIR" "$UV_PYTHON_INSTALL_DIR" "$hf_home" "$torch_home"
 # The venv keeps the bytecode of what its checks import (as the image keeps what its smoke test imports): the
 # kernel then starts without compiling ipykernel, pandas... again, even where the environment says not to write it.
 unset PYTHONDONTWRITEBYTECODE
@@ -121,12 +124,13 @@ fi
 find_uv() {
   if [[ -n "${UV:-}" ]]; then echo "$UV"; return; fi
   if command -v uv >/dev/null 2>&1; then command -v uv; return; fi
-  if [[ -x "$WORKING_DIR/tools/uv/bin/uv" ]]; then echo "$WORKING_DIR/tools/uv/bin/uv"; return; fi
-  log "uv not found: installing it into $WORKING_DIR/tools/uv (pip --target, nothing touches the base env)"
-  local pinned
+  local tool pinned
+  tool="$(working_path UV_TOOL_DIR)"
+  if [[ -x "$tool/bin/uv" ]]; then echo "$tool/bin/uv"; return; fi
+  log "uv not found: installing it into $tool (pip --target, nothing touches the base env)"
   pinned="$(env_get "$REPO_ROOT/docker/pins.env" UV_VERSION)"
-  python3 -m pip install --quiet --disable-pip-version-check --target "$WORKING_DIR/tools/uv" "uv${pinned:+==$pinned}" >&2
-  echo "$WORKING_DIR/tools/uv/bin/uv"
+  python3 -m pip install --quiet --disable-pip-version-check --target "$tool" "uv${pinned:+==$pinned}" >&2
+  echo "$tool/bin/uv"
 }
 UV="$(find_uv)"
 
@@ -159,10 +163,10 @@ register_kernel() { # VENV -> writes the kernelspec <kernel_name> with ipykernel
     --display-name "Python $full_version ($theme)" \
     --env VIRTUAL_ENV "$1" \
     --env PATH "$1/bin:\${PATH}" \
-    --env HF_HOME "$WORKING_DIR/cache/huggingface" \
-    --env TORCH_HOME "$WORKING_DIR/cache/torch" \
-    --env PIP_CACHE_DIR "$WORKING_DIR/cache/pip" \
-    --env UV_CACHE_DIR "$WORKING_DIR/cache/uv" >/dev/null
+    --env HF_HOME "$hf_home" \
+    --env TORCH_HOME "$torch_home" \
+    --env PIP_CACHE_DIR "$PIP_CACHE_DIR" \
+    --env UV_CACHE_DIR "$UV_CACHE_DIR" >/dev/null
   rm -rf "$scratch"
   log "registered kernel $kernel_name -> $(kernelspec_root "$python")/kernels/$kernel_name"
 }
@@ -314,8 +318,8 @@ elif [[ -f "$smoke" ]]; then
   log "smoke test: $staging/bin/python $smoke"
   # Run from the theme folder with the kernel's environment, as a notebook would, in the background while the
   # venv is finished (this project, the import check); waited for before the swap: a failure keeps the old kernel.
-  (cd "$theme_dir" && HF_HOME="$WORKING_DIR/cache/huggingface" TORCH_HOME="$WORKING_DIR/cache/torch" \
-    MPLCONFIGDIR="$WORKING_DIR/cache/matplotlib" exec "$staging/bin/python" "$smoke") >"$smoke_log" 2>&1 &
+  (cd "$theme_dir" && HF_HOME="$hf_home" TORCH_HOME="$torch_home" MPLCONFIGDIR="$(working_path MPLCONFIGDIR)" \
+    exec "$staging/bin/python" "$smoke") >"$smoke_log" 2>&1 &
   smoke_pid=$!
 fi
 venv_healthy "$staging" || { log "the new venv cannot import ipykernel"; exit 4; }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What every bin/ script shares, sourced (`source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"`), and what the Makefile asks
 # it, run (`bash bin/lib.sh --help`): one reader of the project's KEY=value files (theme.env, docker/pins.env,
-# manifest.env, gs_ds_env/rules.env) by python-dotenv's rules, the validation rules both languages share, the
-# standalone WORKING_DIR, one way to fail (die) and to say what happens (log).
+# manifest.env, gs_ds_env/rules.env, gs_ds_env/layout.env) by python-dotenv's rules, the validation rules both
+# languages share, the standalone WORKING_DIR and what goes where under it, one way to fail (die) and to say what
+# happens (log).
 # Under inv the scripts get every value resolved and validated already; standalone they read and check it here.
 
 GS_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,6 +33,14 @@ env_get() {
     fi
   done <"$file"
   printf '%s' "$found"
+}
+
+# NAME -> WORKING_DIR/<where gs_ds_env/layout.env puts NAME> (WORKING_DIR resolved by the caller).
+working_path() {
+  local relative
+  relative="$(env_get "$GS_REPO_ROOT/gs_ds_env/layout.env" "$1")"
+  [[ -n "$relative" ]] || die "no $1 in gs_ds_env/layout.env"
+  printf '%s/%s\n' "${WORKING_DIR:?working_path needs WORKING_DIR}" "$relative"
 }
 
 # NAME -> the rule (a whole-value ERE) gs_ds_env/rules.env gives it.
@@ -78,11 +87,17 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then # run, not sourced: what the Makefile
       printf '\n'
       ;;
     working-dir) working_dir ;;
+    working-path)
+      (($# == 2)) || die "usage: bin/lib.sh working-path NAME"
+      WORKING_DIR="$(working_dir)"
+      working_path "$2"
+      ;;
     -h | --help | "")
-      printf '%s\n' "Usage: bin/lib.sh get FILE KEY | working-dir" \
-        "  get FILE KEY   the value of KEY in a KEY=value file, read as python-dotenv reads it" \
-        "  working-dir    WORKING_DIR as a standalone script resolves it (environment, .env via the settings, default)" \
-        "Sourced by the bin/ scripts: die, log, env_get, rule, check, working_dir."
+      printf '%s\n' "Usage: bin/lib.sh get FILE KEY | working-dir | working-path NAME" \
+        "  get FILE KEY        the value of KEY in a KEY=value file, read as python-dotenv reads it" \
+        "  working-dir         WORKING_DIR as a standalone script resolves it (environment, .env via the settings, default)" \
+        "  working-path NAME   the folder gs_ds_env/layout.env gives NAME under that WORKING_DIR (e.g. UV_CACHE_DIR)" \
+        "Sourced by the bin/ scripts: die, log, env_get, rule, check, working_dir, working_path."
       ;;
     *) die "unknown command '$1' (see --help)" ;;
   esac

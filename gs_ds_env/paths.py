@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dotenv import dotenv_values
+
 if TYPE_CHECKING:
     from gs_ds_env.theme.files import Theme
 
@@ -18,6 +20,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 MIN_PYTHON = "3.11"  # the oldest Python the theme locks cover (`uv pip compile --universal --python-version`)
 # What a copy of the repository needs beside themes/: the tabular kernel installs this project (KERNEL_WITH_PROJECT).
 PROJECT_PACKAGE = ("pyproject.toml", "README.md", "gs_ds_env", "training")
+# What goes where under WORKING_DIR: layout.env, read by bin/lib.sh too.
+LAYOUT = {key: value or "" for key, value in dotenv_values(Path(__file__).with_name("layout.env")).items()}
 
 
 @dataclass(frozen=True)
@@ -45,20 +49,20 @@ class Paths:
 
     @property
     def uv_cache(self) -> Path:
-        return self._working("cache/uv")
+        return self._working(LAYOUT["UV_CACHE_DIR"])
 
     @property
     def pip_cache(self) -> Path:
-        return self._working("cache/pip")
+        return self._working(LAYOUT["PIP_CACHE_DIR"])
 
     @property
     def pythons(self) -> Path:
         """Pythons uv downloads (UV_PYTHON_INSTALL_DIR)."""
-        return self._working("python")
+        return self._working(LAYOUT["UV_PYTHON_INSTALL_DIR"])
 
     def image_packages(self, image_id: str) -> Path:
         """What a theme image holds (Python, packages), listed once per image id: an id names its content."""
-        return self._working(f"cache/images/{image_id.removeprefix('sha256:')}.json")
+        return self._working(LAYOUT["IMAGE_LISTINGS"]) / f"{image_id.removeprefix('sha256:')}.json"
 
     @property
     def themes_root(self) -> Path:

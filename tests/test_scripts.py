@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import sys
 
 import pytest
 from aws_fakes import REGION
@@ -245,6 +246,37 @@ def test_make_puts_uv_cache_under_working_dir(tmp_path, working_dir):
     assert result.returncode == 0, result.stderr
     expected = {None: home / ".local/share/gs-ds-env", "wd": tmp_path / "wd", ".env": tmp_path / "from-dotenv"}
     assert (tmp_path / "seen").read_text().strip() == str(expected[working_dir] / "cache/uv")
+
+
+def test_both_languages_put_each_cache_where_layout_env_says(tmp_path):
+    """What goes where under WORKING_DIR has one owner, gs_ds_env/layout.env: moved there, the package's paths, the
+    scripts' (bin/lib.sh) and the Makefile's uv cache all move with it."""
+    project = copy_repo(tmp_path / "project", "bin", "gs_ds_env", "Makefile")
+    layout = project / "gs_ds_env/layout.env"
+    moved = {key: f"moved/{key.lower()}" for key in ("UV_CACHE_DIR", "PIP_CACHE_DIR", "UV_PYTHON_INSTALL_DIR")}
+    layout.write_text(layout.read_text() + "".join(f"{key}={value}\n" for key, value in moved.items()))
+    work = tmp_path / "work"
+    env = tool_env(WORKING_DIR=str(work), PYTHONPATH=str(project))
+    env.pop("UV_CACHE_DIR", None)
+    python = "from pathlib import Path; from gs_ds_env.paths import Paths; p = Paths(Path('.'), Path('{}'))\n"
+    python += "print(p.uv_cache, p.pip_cache, p.pythons, sep='\\n')"
+    package = subprocess.run(
+        [sys.executable, "-c", python.format(work)], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert package.returncode == 0, package.stderr
+    scripts = [
+        subprocess.run(
+            ["bash", str(project / "bin/lib.sh"), "working-path", key], capture_output=True, text=True, env=env
+        ).stdout.strip()
+        for key in moved
+    ]
+    make = subprocess.run(
+        ["make", "-s", "-f", str(project / "Makefile"), "--eval", "print-uv-cache: ; @echo $(UV_CACHE_DIR)",
+         "print-uv-cache"], cwd=project, capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    expected = [str(work / value) for value in moved.values()]
+    assert package.stdout.split() == scripts == expected
+    assert make.stdout.strip() == expected[0], make.stderr
 
 
 def test_make_refuses_a_working_dir_the_settings_refuse_in_one_line(tmp_path):

@@ -122,8 +122,9 @@ def test_every_make_and_inv_command_in_the_readme_exists():
 
 
 # What every namespace uses and no namespace owns: settings (and rules.env, the rules it shares with bin/lib.sh) and
-# paths, the one error base, the SDK import, signals, the file lock.
-SHARED_MODULES = {"__init__", "settings", "paths", "sdk", "interrupts", "flock", "errors", "rules"}
+# paths (and layout.env, what goes where under WORKING_DIR, also read by bin/lib.sh), the one error base, the SDK
+# import, signals, the file lock.
+SHARED_MODULES = {"__init__", "settings", "paths", "sdk", "interrupts", "flock", "errors", "rules", "layout"}
 
 
 def readme_code_map() -> dict[str, list[str]]:
