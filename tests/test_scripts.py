@@ -219,7 +219,7 @@ def test_makefile_passes_values_quoted(tmp_path):
 @pytest.mark.parametrize("working_dir", [None, "wd", ".env"])
 def test_make_puts_uv_cache_under_working_dir(tmp_path, working_dir):
     """The Makefile has no WORKING_DIR rule of its own: the environment, else .env as the settings read it (once the
-    project venv exists), else the one default, all through the kernel script's --print-working-dir."""
+    project venv exists), else the one default, all through bin/lib.sh working-dir."""
     project = clone_project(tmp_path / "project")
     if working_dir == ".env":
         (project / ".env").write_text(f"WORKING_DIR={tmp_path}/from-dotenv\n")

@@ -33,15 +33,15 @@ class Target:
 class LocalTarget(Target):
     """SageMaker local mode: the real image, this machine, no AWS account."""
 
+    detachable = False  # a local job runs on this machine while you wait
+    reads_s3 = False  # channels and inputs are folders here, outputs land under runs/<job>/
+    max_instances = 1  # one container
+
     def reproduce_setup(self, settings: Settings) -> list[str]:
         return []  # nothing beyond .env
 
     def reproduce_results(self, settings: Settings, job_name: str) -> list[str]:
         return []  # runs/<job>/ holds them
-
-    detachable = False  # a local job runs on this machine while you wait
-    reads_s3 = False  # channels and inputs are folders here, outputs land under runs/<job>/
-    max_instances = 1  # one container
 
     def data_plan(self, settings: Settings) -> list[str]:
         return []  # the staged folders are the channels
