@@ -329,7 +329,7 @@ def attach(settings: Settings, job_name: str) -> Path:
     except (OSError, ValueError, TypeError) as error:
         raise ConfigError(
             f"no readable run record {run_json} ({type(error).__name__}): attach follows jobs started here with "
-            "`inv train|deploy --target sagemaker --detach`"
+            "`inv train|deploy|process --target sagemaker --detach`"
         ) from None
     if not getattr(targets.TARGETS.get(record.target), "detachable", False):
         raise ConfigError(f"{job_name} ran with TARGET={record.target}: there is no SageMaker job to attach to")

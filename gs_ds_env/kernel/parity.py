@@ -187,7 +187,7 @@ def before_run(settings, built, allow_drift: bool) -> tuple[dict, Environment]:
     if result.ok:
         print(f"parity: {result.summary()}", flush=True)
     elif allow_drift:
-        print(f"warning: {result.summary()} (--allow-drift: training anyway; the report records it)", flush=True)
+        print(f"warning: {result.summary()} (--allow-drift: running anyway; the report records it)", flush=True)
     else:
         raise ParityError(
             f"{result.summary()}. The job would not run what the notebook ran: rebuild the "
